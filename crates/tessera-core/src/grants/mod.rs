@@ -1,0 +1,142 @@
+//! The grants of the token endpoint, one module each behind one trait.
+//!
+//! A grant declares its `grant_type` and handles a request from an authenticated
+//! client that is allowed to use it; the token endpoint's fixed steps (parse,
+//! authenticate, look up the grant, check the client may use it) live in
+//! [`crate::provider::Provider::token`].
+
+use async_trait::async_trait;
+
+use crate::error::Error;
+use crate::model::{Client, GrantType, Resource, TokenFormat};
+use crate::params::Params;
+use crate::provider::Provider;
+use crate::scope::Scope;
+use crate::tokens::TokenResponse;
+
+pub mod client_credentials;
+
+#[async_trait]
+pub trait Grant: Send + Sync + std::fmt::Debug {
+    fn grant_type(&self) -> GrantType;
+
+    /// Handles a token request. `client` is authenticated and allowed this grant.
+    async fn exchange(
+        &self,
+        provider: &Provider,
+        client: &Client,
+        params: &Params,
+    ) -> Result<TokenResponse, Error>;
+}
+
+/// The grants this build serves, in a fixed table: lookup never depends on
+/// registration order.
+pub fn all() -> Vec<Box<dyn Grant>> {
+    vec![Box::new(client_credentials::ClientCredentials)]
+}
+
+/// The audiences and registered resources an access token will be for.
+#[derive(Debug)]
+pub struct Targets {
+    pub audiences: Vec<String>,
+    pub resources: Vec<Resource>,
+}
+
+impl Targets {
+    /// Resolves the audience of a token (RFC 8707 §2): the requested `resource`
+    /// values, each of which the client must be allowed; else the client's single
+    /// audience; else the server's default audience.
+    pub async fn resolve(
+        provider: &Provider,
+        client: &Client,
+        requested: &[String],
+    ) -> Result<Targets, Error> {
+        let audiences: Vec<String> = if !requested.is_empty() {
+            let mut list: Vec<String> = Vec::with_capacity(requested.len());
+            for resource in requested {
+                // RFC 8707 §2: an absolute URI without a fragment.
+                if !resource.contains(':') || resource.contains('#') {
+                    return Err(Error::invalid_target(format!(
+                        "resource {resource:?} is not an absolute URI without a fragment"
+                    )));
+                }
+                if !client.audiences.iter().any(|a| a == resource) {
+                    return Err(Error::invalid_target(format!(
+                        "the client may not request tokens for {resource:?}"
+                    )));
+                }
+                if !list.contains(resource) {
+                    list.push(resource.clone());
+                }
+            }
+            list
+        } else if let [only] = client.audiences.as_slice() {
+            vec![only.clone()]
+        } else {
+            vec![provider.settings().default_audience.clone()]
+        };
+        let mut resources = Vec::new();
+        for audience in &audiences {
+            if let Some(resource) = provider.store().resource(audience).await? {
+                resources.push(resource);
+            }
+        }
+        Ok(Targets {
+            audiences,
+            resources,
+        })
+    }
+
+    /// The scopes the targets define, if any of them restricts scopes.
+    pub fn defined_scopes(&self) -> Option<Scope> {
+        let mut restricting = self.resources.iter().filter(|r| !r.scopes.is_empty()).peekable();
+        restricting.peek()?;
+        Some(Scope::from_tokens(
+            restricting.flat_map(|r| r.scopes.iter().map(str::to_owned)),
+        ))
+    }
+
+    /// The access token format: a resource that insists on one wins (the API owner
+    /// decides how its tokens look; reference wins over JWT if two disagree), then
+    /// the client's choice, then the server default.
+    pub fn token_format(&self, client: &Client, default: TokenFormat) -> TokenFormat {
+        let mut from_resources = self.resources.iter().filter_map(|r| r.token_format);
+        match from_resources.next() {
+            Some(first) => {
+                if first == TokenFormat::Reference
+                    || from_resources.any(|f| f == TokenFormat::Reference)
+                {
+                    TokenFormat::Reference
+                } else {
+                    first
+                }
+            }
+            None => client.token_format.unwrap_or(default),
+        }
+    }
+}
+
+/// Grants the requested scope if the client (and the targets) allow all of it, or
+/// everything allowed when none is requested (RFC 6749 §3.3 lets the server apply a
+/// default). Never widens.
+pub fn grant_scope(client: &Client, targets: &Targets, requested: Option<&str>) -> Result<Scope, Error> {
+    let allowed = match targets.defined_scopes() {
+        Some(defined) => client.scopes.intersection(&defined),
+        None => client.scopes.clone(),
+    };
+    match requested {
+        None => Ok(allowed),
+        Some(text) => {
+            let scope = Scope::parse(text)?;
+            let excess: Vec<&str> = scope.excess(&allowed).collect();
+            if excess.is_empty() {
+                Ok(scope)
+            } else {
+                Err(Error::invalid_scope(format!(
+                    "scope not allowed for this client or resource: {}",
+                    excess.join(" ")
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Token introspection (RFC 7662) and the validation of Tessera's own access tokens.
+
+use serde_json::{Map, Value};
+use tessera_jose::UnverifiedJws;
+
+use crate::client_auth::Presented;
+use crate::crypto::SecretDigest;
+use crate::error::Error;
+use crate::model::{Client, IntrospectionPolicy};
+use crate::params::Params;
+use crate::provider::Provider;
+use crate::tokens::{ACCESS_TOKEN_TYP, AccessTokenClaims, is_jwt};
+
+/// Why a token is not active; logged, never sent (RFC 7662 §2.2 answers only
+/// `active: false`, so that introspection is no oracle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inactive {
+    Malformed,
+    UnknownKey,
+    BadSignature,
+    NotAnAccessToken,
+    ForeignIssuer,
+    Expired,
+    NotYetValid,
+    Revoked,
+    Unknown,
+}
+
+impl Provider {
+    /// The introspection endpoint: an authenticated client asks about a token.
+    pub async fn introspect(
+        &self,
+        authorization: Option<&str>,
+        params: &Params,
+    ) -> Result<Value, Error> {
+        let client = Presented::from_request(authorization, params)?
+            .authenticate(self.store())
+            .await?;
+        let token = params.require("token")?;
+        // token_type_hint is optional and only an optimisation (RFC 7662 §2.1);
+        // both token kinds are told apart by their shape anyway.
+        let claims = match self.validate_access_token(token).await? {
+            Ok(claims) if may_introspect(&client, &claims) => claims,
+            Ok(_) => {
+                tracing::debug!(client_id = %client.id, "introspection of a foreign token refused");
+                return Ok(inactive());
+            }
+            Err(reason) => {
+                tracing::debug!(?reason, "introspected token is not active");
+                return Ok(inactive());
+            }
+        };
+        let mut body = match serde_json::to_value(&claims) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        body.insert("active".into(), Value::Bool(true));
+        body.insert("token_type".into(), Value::String("Bearer".into()));
+        Ok(Value::Object(body))
+    }
+
+    /// Checks an access token issued by this server, JWT or reference: signature
+    /// by a published key, `typ`, issuer, lifetime and revocation. The outer
+    /// `Result` is a failure of the server; the inner one the token's verdict.
+    pub async fn validate_access_token(
+        &self,
+        token: &str,
+    ) -> Result<Result<AccessTokenClaims, Inactive>, Error> {
+        let now = self.clock().now();
+        let claims = if is_jwt(token) {
+            match self.verify_jwt_access_token(token) {
+                Ok(claims) => claims,
+                Err(reason) => return Ok(Err(reason)),
+            }
+        } else {
+            let Some(record) = self.store().reference_token(&SecretDigest::of(token)).await?
+            else {
+                return Ok(Err(Inactive::Unknown));
+            };
+            if record.revoked {
+                return Ok(Err(Inactive::Revoked));
+            }
+            match serde_json::from_value::<AccessTokenClaims>(record.claims) {
+                Ok(claims) => claims,
+                Err(e) => return Err(Error::server_error(&e)),
+            }
+        };
+        if claims.exp <= now {
+            return Ok(Err(Inactive::Expired));
+        }
+        if claims.iat > now + self.settings().leeway {
+            return Ok(Err(Inactive::NotYetValid));
+        }
+        if is_jwt(token) && self.store().is_jti_revoked(&claims.jti).await? {
+            return Ok(Err(Inactive::Revoked));
+        }
+        Ok(Ok(claims))
+    }
+
+    /// Signature, `typ` and issuer of a JWT access token, without store access.
+    pub fn verify_jwt_access_token(&self, token: &str) -> Result<AccessTokenClaims, Inactive> {
+        let jws = UnverifiedJws::parse(token).map_err(|_| Inactive::Malformed)?;
+        let ring = self.keys().ring();
+        let key = jws
+            .kid()
+            .and_then(|kid| {
+                ring.verifying_key(kid, self.clock().now(), self.settings().max_token_ttl)
+            })
+            .ok_or(Inactive::UnknownKey)?;
+        let claims: AccessTokenClaims = jws.verify(key).map_err(|e| match e {
+            tessera_jose::Error::MalformedPayload(_) => Inactive::NotAnAccessToken,
+            _ => Inactive::BadSignature,
+        })?;
+        // RFC 9068 §4: the typ header tells access tokens from ID tokens and
+        // other JWTs signed with the same keys.
+        if jws.header().typ.as_deref() != Some(ACCESS_TOKEN_TYP)
+            && jws.header().typ.as_deref() != Some("application/at+jwt")
+        {
+            return Err(Inactive::NotAnAccessToken);
+        }
+        if claims.iss != self.settings().issuer {
+            return Err(Inactive::ForeignIssuer);
+        }
+        Ok(claims)
+    }
+}
+
+fn may_introspect(client: &Client, claims: &AccessTokenClaims) -> bool {
+    match client.introspection {
+        IntrospectionPolicy::Any => true,
+        IntrospectionPolicy::Own => {
+            claims.client_id == client.id
+                || client.audiences.iter().any(|a| claims.aud.contains(a))
+        }
+    }
+}
+
+fn inactive() -> Value {
+    serde_json::json!({ "active": false })
+}

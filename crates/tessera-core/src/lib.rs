@@ -1,0 +1,30 @@
+//! Tessera's protocol engine.
+//!
+//! Everything here is HTTP- and SQL-free: the server crate turns requests into the
+//! types of this crate and maps [`Error`] back onto the wire, and the store crate
+//! implements the [`store`] traits. Time comes from a [`Clock`], so tests move a
+//! fixed clock instead of sleeping.
+
+#![forbid(unsafe_code)]
+
+pub mod client_auth;
+pub mod clock;
+pub mod crypto;
+pub mod discovery;
+pub mod error;
+pub mod grants;
+pub mod introspection;
+pub mod keys;
+pub mod model;
+pub mod params;
+pub mod provider;
+pub mod revocation;
+pub mod scope;
+pub mod settings;
+pub mod store;
+pub mod tokens;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use error::{Error, ErrorCode};
+pub use provider::Provider;
+pub use settings::Settings;

@@ -1,0 +1,330 @@
+//! The things Tessera stores: clients, resources (APIs) and their settings.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+use crate::crypto::SecretDigest;
+use crate::scope::Scope;
+
+/// A grant type a client may be allowed to use (RFC 6749 §4, and the URNs of
+/// RFC 8628, RFC 8693, RFC 7523 and RFC 7522). `Implicit` is a response type, not a
+/// `grant_type` value, but it is allowed per client the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "&'static str", try_from = "String")]
+pub enum GrantType {
+    AuthorizationCode,
+    Implicit,
+    Password,
+    ClientCredentials,
+    RefreshToken,
+    DeviceCode,
+    TokenExchange,
+    JwtBearer,
+    Saml2Bearer,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 9] = [
+        GrantType::AuthorizationCode,
+        GrantType::Implicit,
+        GrantType::Password,
+        GrantType::ClientCredentials,
+        GrantType::RefreshToken,
+        GrantType::DeviceCode,
+        GrantType::TokenExchange,
+        GrantType::JwtBearer,
+        GrantType::Saml2Bearer,
+    ];
+
+    /// The registered `grant_type` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::Implicit => "implicit",
+            GrantType::Password => "password",
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
+            GrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
+            GrantType::JwtBearer => "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            GrantType::Saml2Bearer => "urn:ietf:params:oauth:grant-type:saml2-bearer",
+        }
+    }
+}
+
+impl From<GrantType> for &'static str {
+    fn from(grant: GrantType) -> Self {
+        grant.as_str()
+    }
+}
+
+impl fmt::Display for GrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {value:?}")]
+pub struct UnknownValue {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+impl GrantType {
+    /// The grant named by a token request's `grant_type`: exact registered strings
+    /// only, and never `implicit`, which is a response type (RFC 6749 §4.2).
+    pub fn from_wire(text: &str) -> Option<GrantType> {
+        GrantType::ALL
+            .into_iter()
+            .find(|g| *g != GrantType::Implicit && g.as_str() == text)
+    }
+}
+
+impl FromStr for GrantType {
+    type Err = UnknownValue;
+
+    /// Accepts the registered strings and `implicit`, and for the URN grants their
+    /// last segment (`device_code`, `token-exchange`) as a convenience on the
+    /// command line.
+    fn from_str(text: &str) -> Result<Self, UnknownValue> {
+        if let Some(grant) = GrantType::ALL.into_iter().find(|g| g.as_str() == text) {
+            return Ok(grant);
+        }
+        match text {
+            "device_code" => Ok(GrantType::DeviceCode),
+            "token-exchange" | "token_exchange" => Ok(GrantType::TokenExchange),
+            "jwt-bearer" | "jwt_bearer" => Ok(GrantType::JwtBearer),
+            "saml2-bearer" | "saml2_bearer" => Ok(GrantType::Saml2Bearer),
+            _ => Err(UnknownValue {
+                kind: "grant type",
+                value: text.to_owned(),
+            }),
+        }
+    }
+}
+
+impl TryFrom<String> for GrantType {
+    type Error = UnknownValue;
+    fn try_from(text: String) -> Result<Self, UnknownValue> {
+        text.parse()
+    }
+}
+
+/// How a client authenticates at the token, introspection and revocation
+/// endpoints (RFC 7591 §2 `token_endpoint_auth_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    /// A public client: no secret (RFC 6749 §2.1).
+    None,
+}
+
+impl ClientAuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuthMethod::ClientSecretBasic => "client_secret_basic",
+            ClientAuthMethod::ClientSecretPost => "client_secret_post",
+            ClientAuthMethod::None => "none",
+        }
+    }
+}
+
+impl FromStr for ClientAuthMethod {
+    type Err = UnknownValue;
+    fn from_str(text: &str) -> Result<Self, UnknownValue> {
+        match text {
+            "client_secret_basic" => Ok(ClientAuthMethod::ClientSecretBasic),
+            "client_secret_post" => Ok(ClientAuthMethod::ClientSecretPost),
+            "none" => Ok(ClientAuthMethod::None),
+            _ => Err(UnknownValue {
+                kind: "client authentication method",
+                value: text.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Whether access tokens are self-contained JWTs (RFC 9068) or opaque reference
+/// tokens that only introspection can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenFormat {
+    Jwt,
+    Reference,
+}
+
+impl TokenFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenFormat::Jwt => "jwt",
+            TokenFormat::Reference => "reference",
+        }
+    }
+}
+
+impl FromStr for TokenFormat {
+    type Err = UnknownValue;
+    fn from_str(text: &str) -> Result<Self, UnknownValue> {
+        match text {
+            "jwt" => Ok(TokenFormat::Jwt),
+            "reference" => Ok(TokenFormat::Reference),
+            _ => Err(UnknownValue {
+                kind: "token format",
+                value: text.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Which tokens a client may introspect (RFC 7662 §2.1 leaves the policy to the
+/// server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntrospectionPolicy {
+    /// Any token, as Keycloak does: the usual setup for trusted resource servers.
+    Any,
+    /// Only tokens issued to this client or naming one of its audiences.
+    Own,
+}
+
+impl FromStr for IntrospectionPolicy {
+    type Err = UnknownValue;
+    fn from_str(text: &str) -> Result<Self, UnknownValue> {
+        match text {
+            "any" => Ok(IntrospectionPolicy::Any),
+            "own" => Ok(IntrospectionPolicy::Own),
+            _ => Err(UnknownValue {
+                kind: "introspection policy",
+                value: text.to_owned(),
+            }),
+        }
+    }
+}
+
+/// A registered client application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    /// `None` for public clients.
+    pub secret_digest: Option<SecretDigest>,
+    /// `None`: either secret method; otherwise only this one.
+    pub auth_method: Option<ClientAuthMethod>,
+    pub grants: Vec<GrantType>,
+    pub redirect_uris: Vec<String>,
+    pub scopes: Scope,
+    pub audiences: Vec<String>,
+    /// Overrides the default format unless a resource insists on its own.
+    pub token_format: Option<TokenFormat>,
+    /// Overrides the server's lifetime for this client's access tokens, in seconds.
+    pub access_token_ttl: Option<i64>,
+    pub introspection: IntrospectionPolicy,
+    pub created_at: UnixTime,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.secret_digest.is_none()
+    }
+
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grants.contains(&grant)
+    }
+}
+
+/// Checks a client ID chosen on the command line or at registration: the unreserved
+/// characters of RFC 3986, so it needs no escaping in URLs or Basic credentials.
+pub fn validate_client_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 128 {
+        return Err("a client ID has 1 to 128 characters".into());
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    {
+        return Err("a client ID may only contain A-Z a-z 0-9 - . _ ~".into());
+    }
+    Ok(())
+}
+
+/// Which kinds of access tokens a resource accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AcceptedTokens {
+    /// Tokens obtained by a person signing in.
+    User,
+    /// Tokens of applications acting for themselves (client credentials).
+    App,
+    Both,
+}
+
+impl AcceptedTokens {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcceptedTokens::User => "user",
+            AcceptedTokens::App => "app",
+            AcceptedTokens::Both => "both",
+        }
+    }
+
+    pub fn accepts_app_tokens(self) -> bool {
+        matches!(self, AcceptedTokens::App | AcceptedTokens::Both)
+    }
+}
+
+impl FromStr for AcceptedTokens {
+    type Err = UnknownValue;
+    fn from_str(text: &str) -> Result<Self, UnknownValue> {
+        match text {
+            "user" => Ok(AcceptedTokens::User),
+            "app" => Ok(AcceptedTokens::App),
+            "both" => Ok(AcceptedTokens::Both),
+            _ => Err(UnknownValue {
+                kind: "token kind",
+                value: text.to_owned(),
+            }),
+        }
+    }
+}
+
+/// A protected API, named by its audience URI (RFC 8707 resource indicator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub audience: String,
+    /// Scopes this API defines; empty means it does not restrict scopes.
+    pub scopes: Scope,
+    /// When set, every access token for this API has this format.
+    pub token_format: Option<TokenFormat>,
+    pub accepts: AcceptedTokens,
+    pub created_at: UnixTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_types_parse_from_registered_and_short_names() {
+        for grant in GrantType::ALL {
+            assert_eq!(grant.as_str().parse::<GrantType>(), Ok(grant));
+        }
+        assert_eq!("device_code".parse(), Ok(GrantType::DeviceCode));
+        assert_eq!("token-exchange".parse(), Ok(GrantType::TokenExchange));
+        assert!("urn:ietf:params:oauth:grant-type:password".parse::<GrantType>().is_err());
+        assert!("client-credentials".parse::<GrantType>().is_err());
+    }
+
+    #[test]
+    fn client_ids_are_unreserved_characters() {
+        assert!(validate_client_id("orders-api_1.x~").is_ok());
+        assert!(validate_client_id("").is_err());
+        assert!(validate_client_id("a:b").is_err());
+        assert!(validate_client_id("a b").is_err());
+    }
+}

@@ -1,0 +1,50 @@
+//! Token revocation (RFC 7009).
+
+use crate::client_auth::Presented;
+use crate::crypto::SecretDigest;
+use crate::error::Error;
+use crate::params::Params;
+use crate::provider::Provider;
+use crate::tokens::is_jwt;
+
+impl Provider {
+    /// Revokes an access token of the authenticated client. Unknown, invalid and
+    /// expired tokens are answered with success (RFC 7009 §2.2): the client's
+    /// goal, that the token no longer works, is reached.
+    pub async fn revoke(&self, authorization: Option<&str>, params: &Params) -> Result<(), Error> {
+        let client = Presented::from_request(authorization, params)?
+            .authenticate(self.store())
+            .await?;
+        let token = params.require("token")?;
+        // An unknown token_type_hint is ignored: the server must search all its
+        // token types anyway (RFC 7009 §2.1).
+        let not_yours = || {
+            // RFC 7009 §2.1: the server verifies the token was issued to the
+            // requesting client, and refuses the request otherwise.
+            Error::unauthorized_client("the token was not issued to this client")
+        };
+        if is_jwt(token) {
+            let Ok(claims) = self.verify_jwt_access_token(token) else {
+                return Ok(());
+            };
+            if claims.client_id != client.id {
+                return Err(not_yours());
+            }
+            if claims.exp > self.clock().now() {
+                // Only the jti is recorded, until the token would expire anyway:
+                // the token itself is never written.
+                self.store().revoke_jti(&claims.jti, claims.exp).await?;
+            }
+        } else {
+            let digest = SecretDigest::of(token);
+            match self.store().reference_token(&digest).await? {
+                Some(record) if record.client_id != client.id => return Err(not_yours()),
+                Some(_) => {
+                    self.store().revoke_reference_token(&digest).await?;
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+}

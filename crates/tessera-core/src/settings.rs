@@ -1,0 +1,56 @@
+//! The protocol settings the core needs, parsed and validated once by the server.
+
+use tessera_jose::Algorithm;
+
+use crate::model::TokenFormat;
+
+/// Protocol settings. Times are in seconds.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The issuer identifier (`iss`), an https URL except on a loopback host.
+    pub issuer: String,
+    /// The audience of app tokens when the request names none and the client has
+    /// no single audience of its own.
+    pub default_audience: String,
+    /// The algorithm access tokens are signed with.
+    pub signing_alg: Algorithm,
+    pub default_token_format: TokenFormat,
+    /// Access tokens issued to a person's session (RFC 9700 §4.14: keep them short).
+    pub user_access_token_ttl: i64,
+    /// Access tokens of the client credentials grant.
+    pub app_access_token_ttl: i64,
+    pub id_token_ttl: i64,
+    /// The longest any token signed by a key can live; retired keys stay published
+    /// this long after they stop signing.
+    pub max_token_ttl: i64,
+    /// How long a new key is published before it starts signing.
+    pub key_prepublish: i64,
+    /// How often signing keys are rotated automatically; 0 disables it.
+    pub key_rotation_interval: i64,
+    /// Accepted clock difference when checking `exp` and `nbf` of incoming JWTs.
+    pub leeway: i64,
+    /// How long clients may cache the JWKS (`Cache-Control: max-age`).
+    pub jwks_max_age: i64,
+}
+
+impl Settings {
+    /// The defaults of SPEC.md for an issuer.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        let issuer = issuer.into();
+        Settings {
+            default_audience: issuer.clone(),
+            issuer,
+            signing_alg: Algorithm::ES256,
+            default_token_format: TokenFormat::Jwt,
+            user_access_token_ttl: 15 * 60,
+            app_access_token_ttl: 60 * 60,
+            id_token_ttl: 15 * 60,
+            // Offline refresh tokens (90 days) are the longest-lived signed tokens.
+            max_token_ttl: 90 * 24 * 3600,
+            key_prepublish: 24 * 3600,
+            key_rotation_interval: 30 * 24 * 3600,
+            leeway: 30,
+            jwks_max_age: 300,
+        }
+    }
+}
