@@ -14,11 +14,19 @@ use crate::store::ClientStore;
 /// The credentials a request presented, before they are checked.
 pub enum Presented {
     /// `Authorization: Basic` (`client_secret_basic`).
-    Basic { client_id: String, secret: String },
+    Basic {
+        client_id: String,
+        secret: String,
+    },
     /// `client_id` and `client_secret` in the body (`client_secret_post`).
-    Post { client_id: String, secret: String },
+    Post {
+        client_id: String,
+        secret: String,
+    },
     /// Only `client_id`: a public client (`none`).
-    PublicId { client_id: String },
+    PublicId {
+        client_id: String,
+    },
     Nothing,
 }
 
@@ -98,7 +106,11 @@ impl Presented {
             _ => false,
         };
         if !verified {
-            tracing::debug!(client_id, method = method.as_str(), "client authentication failed");
+            tracing::debug!(
+                client_id,
+                method = method.as_str(),
+                "client authentication failed"
+            );
             return Err(Error::invalid_client());
         }
         Ok(client)
@@ -146,7 +158,10 @@ mod tests {
             parse_basic(&basic("my%20app:s%3Acret+x")),
             Some(("my app".into(), "s:cret x".into()))
         );
-        assert_eq!(parse_basic(&basic("id:")), Some(("id".into(), String::new())));
+        assert_eq!(
+            parse_basic(&basic("id:")),
+            Some(("id".into(), String::new()))
+        );
         assert_eq!(parse_basic(&basic("no-colon")), None);
         assert_eq!(parse_basic(&basic(":secret")), None);
         assert_eq!(parse_basic("Bearer abc"), None);

@@ -101,7 +101,10 @@ impl Error {
     /// An internal failure; the cause is logged here and never sent to the peer.
     pub fn server_error(cause: &dyn fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::new(ErrorCode::ServerError, "the server could not complete the request")
+        Self::new(
+            ErrorCode::ServerError,
+            "the server could not complete the request",
+        )
     }
 }
 

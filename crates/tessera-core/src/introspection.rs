@@ -73,7 +73,10 @@ impl Provider {
                 Err(reason) => return Ok(Err(reason)),
             }
         } else {
-            let Some(record) = self.store().reference_token(&SecretDigest::of(token)).await?
+            let Some(record) = self
+                .store()
+                .reference_token(&SecretDigest::of(token))
+                .await?
             else {
                 return Ok(Err(Inactive::Unknown));
             };
@@ -129,8 +132,7 @@ fn may_introspect(client: &Client, claims: &AccessTokenClaims) -> bool {
     match client.introspection {
         IntrospectionPolicy::Any => true,
         IntrospectionPolicy::Own => {
-            claims.client_id == client.id
-                || client.audiences.iter().any(|a| claims.aud.contains(a))
+            claims.client_id == client.id || client.audiences.iter().any(|a| claims.aud.contains(a))
         }
     }
 }

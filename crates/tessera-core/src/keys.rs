@@ -108,7 +108,9 @@ impl KeyRing {
             let jwk = signing
                 .public_jwk()
                 .ok_or_else(|| unusable("not an asymmetric key".into()))?;
-            let verifying = signing.verifying_key().map_err(|e| unusable(e.to_string()))?;
+            let verifying = signing
+                .verifying_key()
+                .map_err(|e| unusable(e.to_string()))?;
             keys.push(RingKey {
                 signing,
                 verifying,
@@ -142,7 +144,12 @@ impl KeyRing {
     }
 
     /// The published key with this `kid`.
-    pub fn verifying_key(&self, kid: &str, now: UnixTime, max_token_ttl: i64) -> Option<&VerifyingKey> {
+    pub fn verifying_key(
+        &self,
+        kid: &str,
+        now: UnixTime,
+        max_token_ttl: i64,
+    ) -> Option<&VerifyingKey> {
         self.keys
             .iter()
             .find(|k| k.kid() == kid && k.status(now, max_token_ttl).is_published())
@@ -163,7 +170,10 @@ impl KeyRing {
     }
 
     fn fingerprint(&self) -> Vec<(&str, UnixTime)> {
-        self.keys.iter().map(|k| (k.kid(), k.activates_at)).collect()
+        self.keys
+            .iter()
+            .map(|k| (k.kid(), k.activates_at))
+            .collect()
     }
 }
 
@@ -203,8 +213,10 @@ impl KeyManager {
     pub async fn refresh(&self, store: &dyn KeyStore) -> Result<(), KeyError> {
         let stored = store.signing_keys().await?;
         let current = self.ring();
-        let mut wanted: Vec<(&str, UnixTime)> =
-            stored.iter().map(|k| (k.kid.as_str(), k.activates_at)).collect();
+        let mut wanted: Vec<(&str, UnixTime)> = stored
+            .iter()
+            .map(|k| (k.kid.as_str(), k.activates_at))
+            .collect();
         wanted.sort_by_key(|(_, t)| *t);
         let mut have = current.fingerprint();
         have.sort_by_key(|(_, t)| *t);
@@ -289,8 +301,21 @@ impl KeyManager {
         }
         let now = clock.now();
         let due_after = now - settings.key_rotation_interval + settings.key_prepublish;
+        // Check before generating: an RSA key costs a noticeable moment to make.
+        let newest = self
+            .ring()
+            .keys()
+            .iter()
+            .filter(|k| k.alg() == alg)
+            .map(|k| k.activates_at)
+            .max();
+        if newest.is_some_and(|t| t > due_after) {
+            return Ok(None);
+        }
         let key = self.new_key(alg, now, now + settings.key_prepublish)?;
-        let inserted = store.insert_signing_key_unless_newer(&key, due_after).await?;
+        let inserted = store
+            .insert_signing_key_unless_newer(&key, due_after)
+            .await?;
         self.refresh(store).await?;
         Ok(inserted.then_some(NewKey {
             kid: key.kid,
@@ -299,7 +324,12 @@ impl KeyManager {
         }))
     }
 
-    fn new_key(&self, alg: Algorithm, now: UnixTime, activates_at: UnixTime) -> Result<StoredKey, KeyError> {
+    fn new_key(
+        &self,
+        alg: Algorithm,
+        now: UnixTime,
+        activates_at: UnixTime,
+    ) -> Result<StoredKey, KeyError> {
         let (signing, pkcs8) =
             SigningKey::generate_with_thumbprint_kid(alg).map_err(KeyError::Generate)?;
         let kid = signing.kid().to_owned();

@@ -316,7 +316,11 @@ mod tests {
         }
         assert_eq!("device_code".parse(), Ok(GrantType::DeviceCode));
         assert_eq!("token-exchange".parse(), Ok(GrantType::TokenExchange));
-        assert!("urn:ietf:params:oauth:grant-type:password".parse::<GrantType>().is_err());
+        assert!(
+            "urn:ietf:params:oauth:grant-type:password"
+                .parse::<GrantType>()
+                .is_err()
+        );
         assert!("client-credentials".parse::<GrantType>().is_err());
     }
 

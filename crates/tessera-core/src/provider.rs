@@ -84,7 +84,11 @@ impl Provider {
     /// Loads the signing keys, creating the first one on a first start.
     pub async fn start(&self) -> Result<Option<crate::keys::NewKey>, KeyError> {
         self.keys
-            .ensure_key(self.store.as_ref(), self.settings.signing_alg, self.clock.as_ref())
+            .ensure_key(
+                self.store.as_ref(),
+                self.settings.signing_alg,
+                self.clock.as_ref(),
+            )
             .await
     }
 

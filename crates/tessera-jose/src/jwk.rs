@@ -58,7 +58,10 @@ impl Jwk {
                 member(&self.crv).unwrap_or_default(),
                 member(&self.x).unwrap_or_default()
             ),
-            other => format!(r#"{{"kty":{}}}"#, serde_json::to_string(other).unwrap_or_default()),
+            other => format!(
+                r#"{{"kty":{}}}"#,
+                serde_json::to_string(other).unwrap_or_default()
+            ),
         };
         crate::b64(aws_lc_rs::digest::digest(
             &aws_lc_rs::digest::SHA256,
@@ -75,6 +78,9 @@ mod tests {
     fn rfc7638_thumbprint_vector() {
         // RFC 7638 §3.1.
         let jwk: Jwk = serde_json::from_str(r#"{"kty":"RSA","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw","e":"AQAB","alg":"RS256","kid":"2011-04-29"}"#).expect("jwk");
-        assert_eq!(jwk.thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            jwk.thumbprint(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 }

@@ -29,8 +29,7 @@ pub fn encode<T: Serialize + ?Sized>(
         crit: None,
     };
     let header = serde_json::to_vec(&header).map_err(|_| Error::Crypto)?;
-    let payload =
-        serde_json::to_vec(claims).map_err(|e| Error::MalformedPayload(e.to_string()))?;
+    let payload = serde_json::to_vec(claims).map_err(|e| Error::MalformedPayload(e.to_string()))?;
     let mut token = String::with_capacity((header.len() + payload.len()) * 4 / 3 + 400);
     token.push_str(&b64(&header));
     token.push('.');
@@ -61,8 +60,8 @@ impl<'a> UnverifiedJws<'a> {
         else {
             return Err(Error::Malformed);
         };
-        let header: Header = serde_json::from_slice(&b64_decode(header_b64)?)
-            .map_err(|_| Error::MalformedHeader)?;
+        let header: Header =
+            serde_json::from_slice(&b64_decode(header_b64)?).map_err(|_| Error::MalformedHeader)?;
         if header.crit.is_some() {
             return Err(Error::MalformedHeader);
         }
@@ -150,7 +149,10 @@ mod tests {
         let token = encode(&forger, "at+jwt", &json!({"sub": "s"})).expect("sign");
         let verifier = VerifyingKey::from_jwk(&jwk).expect("jwk");
         let jws = UnverifiedJws::parse(&token).expect("parse");
-        assert_eq!(jws.verify::<Value>(&verifier), Err(Error::AlgorithmMismatch));
+        assert_eq!(
+            jws.verify::<Value>(&verifier),
+            Err(Error::AlgorithmMismatch)
+        );
     }
 
     #[test]

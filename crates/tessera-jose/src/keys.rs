@@ -71,27 +71,37 @@ impl SigningKey {
 
     /// Loads a private key stored as PKCS#8 DER.
     pub fn from_pkcs8(alg: Algorithm, kid: impl Into<String>, der: &[u8]) -> Result<Self, Error> {
-        let rejected = |_| Error::InvalidKey("the PKCS#8 document does not hold a key for this algorithm");
+        let rejected =
+            |_| Error::InvalidKey("the PKCS#8 document does not hold a key for this algorithm");
         let inner = match alg {
             Algorithm::ES256 => SigningInner::Ecdsa(
-                signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
-                    .map_err(rejected)?,
+                signature::EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    der,
+                )
+                .map_err(rejected)?,
             ),
             Algorithm::RS256 | Algorithm::PS256 => {
                 SigningInner::Rsa(rsa::KeyPair::from_pkcs8(der).map_err(rejected)?)
             }
-            Algorithm::EdDSA => SigningInner::Ed25519(
-                signature::Ed25519KeyPair::from_pkcs8(der).map_err(rejected)?,
-            ),
+            Algorithm::EdDSA => {
+                SigningInner::Ed25519(signature::Ed25519KeyPair::from_pkcs8(der).map_err(rejected)?)
+            }
             Algorithm::HS256 => return Err(Error::InvalidKey("HS256 keys are shared secrets")),
         };
-        Ok(SigningKey { kid: kid.into(), alg, inner })
+        Ok(SigningKey {
+            kid: kid.into(),
+            alg,
+            inner,
+        })
     }
 
     /// An HS256 key over a shared secret (at least 256 bits, RFC 7518 §3.2).
     pub fn hmac(kid: impl Into<String>, secret: &[u8]) -> Result<Self, Error> {
         if secret.len() < 32 {
-            return Err(Error::InvalidKey("an HS256 secret must be at least 32 bytes"));
+            return Err(Error::InvalidKey(
+                "an HS256 secret must be at least 32 bytes",
+            ));
         }
         Ok(SigningKey {
             kid: kid.into(),
@@ -290,7 +300,9 @@ impl VerifyingKey {
     /// An HS256 verifier over a shared secret.
     pub fn hmac(kid: Option<String>, secret: &[u8]) -> Result<Self, Error> {
         if secret.len() < 32 {
-            return Err(Error::InvalidKey("an HS256 secret must be at least 32 bytes"));
+            return Err(Error::InvalidKey(
+                "an HS256 secret must be at least 32 bytes",
+            ));
         }
         Ok(VerifyingKey {
             kid,

@@ -27,10 +27,7 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
-pub(crate) fn parse_column<T: std::str::FromStr>(
-    text: &str,
-    column: &str,
-) -> Result<T, StoreError>
+pub(crate) fn parse_column<T: std::str::FromStr>(text: &str, column: &str) -> Result<T, StoreError>
 where
     T::Err: std::fmt::Display,
 {

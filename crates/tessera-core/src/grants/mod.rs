@@ -89,7 +89,11 @@ impl Targets {
 
     /// The scopes the targets define, if any of them restricts scopes.
     pub fn defined_scopes(&self) -> Option<Scope> {
-        let mut restricting = self.resources.iter().filter(|r| !r.scopes.is_empty()).peekable();
+        let mut restricting = self
+            .resources
+            .iter()
+            .filter(|r| !r.scopes.is_empty())
+            .peekable();
         restricting.peek()?;
         Some(Scope::from_tokens(
             restricting.flat_map(|r| r.scopes.iter().map(str::to_owned)),
@@ -119,7 +123,11 @@ impl Targets {
 /// Grants the requested scope if the client (and the targets) allow all of it, or
 /// everything allowed when none is requested (RFC 6749 §3.3 lets the server apply a
 /// default). Never widens.
-pub fn grant_scope(client: &Client, targets: &Targets, requested: Option<&str>) -> Result<Scope, Error> {
+pub fn grant_scope(
+    client: &Client,
+    targets: &Targets,
+    requested: Option<&str>,
+) -> Result<Scope, Error> {
     let allowed = match targets.defined_scopes() {
         Some(defined) => client.scopes.intersection(&defined),
         None => client.scopes.clone(),

@@ -1,0 +1,42 @@
+//! The router. `app(state)` builds it, so tests can also drive it in-process.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
+use axum::routing::{get, post};
+use tessera_core::Provider;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::routes;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub provider: Arc<Provider>,
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/oauth2/token", post(routes::token::token))
+        .route("/oauth2/introspect", post(routes::token::introspect))
+        .route("/oauth2/revoke", post(routes::token::revoke))
+        .route("/jwks.json", get(routes::discovery::jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(routes::discovery::metadata),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(routes::discovery::metadata),
+        )
+        .route("/health/live", get(routes::health::live))
+        .route("/health/ready", get(routes::health::ready))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(routes::MAX_FORM_BODY))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,171 @@
+//! The `tessera` command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Tessera: an OAuth 2.0 authorization server and OpenID Connect provider.
+///
+/// Every command reads the same configuration as the server (the file given with
+/// --config, then TESSERA_* environment variables), so it works on the same
+/// database. Changes take effect in a running server at once.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about, long_about)]
+pub struct Cli {
+    /// Configuration file (TOML). Environment variables TESSERA_* override it.
+    #[arg(long, global = true, env = "TESSERA_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the server (creates the database and the first signing key if needed).
+    Serve,
+    /// Run the database migrations and exit.
+    Migrate,
+    /// Manage client applications.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage resources (APIs that accept tokens).
+    #[command(subcommand)]
+    Resource(ResourceCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Work with tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct Json {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client. Prints its ID and, for confidential clients, its secret
+    /// (shown once; only a digest is stored).
+    Create(ClientCreate),
+    /// List clients.
+    List(Json),
+    /// Show one client.
+    Show {
+        id: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Delete a client and its reference tokens.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Replace a confidential client's secret; the old one stops working at once.
+    RotateSecret {
+        id: String,
+        #[command(flatten)]
+        json: Json,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ClientCreate {
+    /// A name people recognise (shown on consent pages).
+    #[arg(long)]
+    pub name: String,
+    /// The client ID; generated if omitted. Letters, digits and - . _ ~
+    #[arg(long)]
+    pub id: Option<String>,
+    /// A public client (no secret): native and browser apps.
+    #[arg(long)]
+    pub public: bool,
+    /// A grant the client may use: an RFC grant_type (authorization_code,
+    /// client_credentials, refresh_token, password, the URNs or their last part,
+    /// e.g. device_code) or `implicit`. Repeatable. None by default.
+    #[arg(long = "grant", value_name = "GRANT")]
+    pub grants: Vec<String>,
+    /// An exact redirect URI. Repeatable.
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    pub redirect_uris: Vec<String>,
+    /// Scopes the client may request, space-separated.
+    #[arg(long, default_value = "")]
+    pub scope: String,
+    /// An audience (resource URI) the client may request tokens for. Repeatable.
+    #[arg(long = "audience", value_name = "URI")]
+    pub audiences: Vec<String>,
+    /// Access token format for this client: jwt or reference.
+    #[arg(long, value_name = "FORMAT")]
+    pub token_format: Option<String>,
+    /// client_secret_basic or client_secret_post to allow only that method (both
+    /// are accepted by default); none for public clients.
+    #[arg(long, value_name = "METHOD")]
+    pub auth_method: Option<String>,
+    /// Lifetime of this client's access tokens in seconds (server default otherwise).
+    #[arg(long, value_name = "SECONDS")]
+    pub access_token_ttl: Option<i64>,
+    /// Which tokens the client may introspect: any (default) or own (issued to it
+    /// or for its audiences).
+    #[arg(long, default_value = "any", value_name = "POLICY")]
+    pub introspection: String,
+    #[command(flatten)]
+    pub json: Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResourceCommand {
+    /// Register a resource (an API) by its audience URI.
+    Create {
+        /// The resource's audience: an absolute URI (RFC 8707).
+        #[arg(long)]
+        audience: String,
+        /// Scopes the API defines, space-separated; tokens for it carry only these.
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// Force this format for every token of the API: jwt or reference.
+        #[arg(long, value_name = "FORMAT")]
+        token_format: Option<String>,
+        /// Which tokens the API accepts: user, app or both (default).
+        #[arg(long, default_value = "both")]
+        accepts: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List resources.
+    List(Json),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys with their status (next, active, retired, expired).
+    List(Json),
+    /// Add a new signing key. It is published at once and signs after the
+    /// pre-publication delay (key_prepublish), or at once with --now.
+    Rotate {
+        /// ES256, RS256, PS256 or EdDSA. Default: the configured signing_alg.
+        #[arg(long)]
+        alg: Option<String>,
+        /// Sign with the new key at once (emergency rotation after a compromise).
+        #[arg(long)]
+        now: bool,
+        #[command(flatten)]
+        json: Json,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Decode a token, verify it against this server's keys and state, and
+    /// explain every claim.
+    Inspect {
+        /// The access token (JWT or reference token).
+        token: String,
+        #[command(flatten)]
+        json: Json,
+    },
+}

@@ -1,0 +1,174 @@
+//! The commands of the `tessera` binary.
+
+pub mod client;
+pub mod inspect;
+pub mod keys;
+pub mod resource;
+pub mod serve;
+
+use std::sync::Arc;
+
+use tessera_core::store::Store;
+use tessera_core::{Provider, SystemClock};
+
+use crate::cli::{Cli, ClientCommand, Command, KeysCommand, ResourceCommand, TokenCommand};
+use crate::config::Config;
+
+/// A command's failure: printed to stderr, exit status 1.
+#[derive(Debug)]
+pub struct CommandError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CommandError {
+    fn from(err: E) -> Self {
+        CommandError(err.to_string())
+    }
+}
+
+pub type CommandResult = Result<(), CommandError>;
+
+pub async fn run(cli: Cli) -> CommandResult {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => serve::serve(config).await,
+        Command::Migrate => {
+            let store = open_store(&config).await?;
+            println!("migrations applied ({})", store.backend());
+            Ok(())
+        }
+        Command::Client(command) => {
+            let store = open_store(&config).await?;
+            match command {
+                ClientCommand::Create(args) => client::create(store.as_ref(), args).await,
+                ClientCommand::List(json) => client::list(store.as_ref(), json.json).await,
+                ClientCommand::Show { id, json } => {
+                    client::show(store.as_ref(), &id, json.json).await
+                }
+                ClientCommand::Delete { id, json } => {
+                    client::delete(store.as_ref(), &id, json.json).await
+                }
+                ClientCommand::RotateSecret { id, json } => {
+                    client::rotate_secret(store.as_ref(), &id, json.json).await
+                }
+            }
+        }
+        Command::Resource(command) => {
+            let store = open_store(&config).await?;
+            match command {
+                ResourceCommand::Create {
+                    audience,
+                    scope,
+                    token_format,
+                    accepts,
+                    json,
+                } => {
+                    resource::create(
+                        store.as_ref(),
+                        &audience,
+                        &scope,
+                        token_format.as_deref(),
+                        &accepts,
+                        json.json,
+                    )
+                    .await
+                }
+                ResourceCommand::List(json) => resource::list(store.as_ref(), json.json).await,
+            }
+        }
+        Command::Keys(command) => {
+            let provider = open_provider(&config).await?;
+            match command {
+                KeysCommand::List(json) => keys::list(&provider, json.json),
+                KeysCommand::Rotate { alg, now, json } => {
+                    keys::rotate(&provider, alg.as_deref(), now, json.json).await
+                }
+            }
+        }
+        Command::Token(TokenCommand::Inspect { token, json }) => {
+            let provider = open_provider(&config).await?;
+            inspect::inspect(&provider, &token, json.json).await
+        }
+    }
+}
+
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CommandError> {
+    tessera_store::connect(&config.database_url)
+        .await
+        .map_err(|e| {
+            CommandError(format!(
+                "cannot open the database {}: {e}",
+                tessera_store::redact(&config.database_url)
+            ))
+        })
+}
+
+/// The provider over the configured store, with its keys loaded (and the first
+/// key created if there is none yet).
+pub async fn open_provider(config: &Config) -> Result<Provider, CommandError> {
+    let store = open_store(config).await?;
+    let kek = config.key_encryption_key()?;
+    let provider = Provider::new(store, Arc::new(SystemClock), config.settings.clone(), kek);
+    provider.start().await.map_err(|e| {
+        CommandError(format!(
+            "cannot load the signing keys: {e} (is the key-encryption key the one this database was created with?)"
+        ))
+    })?;
+    Ok(provider)
+}
+
+/// Prints a JSON value on stdout.
+pub fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+/// A Unix time as RFC 3339 UTC, for people.
+pub fn format_time(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Civil-from-days (H. Hinnant's algorithm), to avoid a date crate for one line.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// "in 59m 58s" / "3h 2m ago", for people.
+pub fn relative(seconds: i64) -> String {
+    let abs = seconds.unsigned_abs();
+    let text = match abs {
+        0..60 => format!("{abs}s"),
+        60..3600 => format!("{}m {}s", abs / 60, abs % 60),
+        3600..86_400 => format!("{}h {}m", abs / 3600, abs % 3600 / 60),
+        _ => format!("{}d {}h", abs / 86_400, abs % 86_400 / 3600),
+    };
+    if seconds >= 0 {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_format_as_rfc3339() {
+        assert_eq!(super::format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::format_time(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(super::format_time(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::relative(-3725), "1h 2m ago");
+        assert_eq!(super::relative(59), "in 59s");
+    }
+}

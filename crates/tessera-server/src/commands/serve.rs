@@ -1,0 +1,127 @@
+//! `tessera serve`
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_core::{Provider, SystemClock};
+
+use super::{CommandError, CommandResult, open_store};
+use crate::app::{AppState, app};
+use crate::config::Config;
+
+/// How often keys rotated elsewhere (the CLI, another instance) are picked up.
+const KEY_REFRESH: Duration = Duration::from_secs(1);
+/// How often expired revocation records and reference tokens are deleted.
+const PURGE_EVERY: u32 = 600;
+/// How often the rotation schedule is checked.
+const ROTATION_CHECK_EVERY: u32 = 60;
+
+pub async fn serve(config: Config) -> CommandResult {
+    let store = open_store(&config).await?;
+    let kek = config.key_encryption_key()?;
+    let provider = Arc::new(Provider::new(
+        Arc::clone(&store),
+        Arc::new(SystemClock),
+        config.settings.clone(),
+        kek,
+    ));
+    let first_key = provider.start().await.map_err(|e| {
+        CommandError(format!(
+            "cannot load the signing keys: {e} (is the key-encryption key the one this database was created with?)"
+        ))
+    })?;
+    if let Some(key) = first_key {
+        tracing::info!(kid = %key.kid, alg = %key.alg, "generated the first signing key");
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| CommandError(format!("cannot listen on {}: {e}", config.listen)))?;
+    let local = listener.local_addr()?;
+    let issuer = &config.settings.issuer;
+    tracing::info!(
+        listen = %local,
+        issuer = %issuer,
+        discovery = %format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/')),
+        database = store.backend(),
+        "tessera is ready"
+    );
+    if store.clients().await.map(|c| c.is_empty()).unwrap_or(false) {
+        print_first_steps(issuer);
+    }
+
+    let maintenance = tokio::spawn(maintain(Arc::clone(&provider)));
+    let router = app(AppState { provider });
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    maintenance.abort();
+    result.map_err(|e| CommandError(format!("server error: {e}")))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Background upkeep: pick up keys, rotate on schedule, purge expired records.
+async fn maintain(provider: Arc<Provider>) {
+    let mut tick = tokio::time::interval(KEY_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut count: u32 = 0;
+    loop {
+        tick.tick().await;
+        count = count.wrapping_add(1);
+        if let Err(e) = provider.keys().refresh(provider.store()).await {
+            tracing::warn!(error = %e, "could not refresh signing keys; keeping the current ones");
+        }
+        if count % ROTATION_CHECK_EVERY == 0 {
+            match provider.maintain_keys().await {
+                Ok(Some(key)) => {
+                    tracing::info!(kid = %key.kid, alg = %key.alg, activates_at = key.activates_at, "scheduled key rotation: published the next key")
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "scheduled key rotation failed"),
+            }
+        }
+        if count % PURGE_EVERY == 0 {
+            match provider.store().purge_expired(provider.clock().now()).await {
+                Ok(n) if n > 0 => tracing::debug!(purged = n, "purged expired records"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purge of expired records failed"),
+            }
+        }
+    }
+}
+
+/// The exact commands from an empty database to a verified token.
+fn print_first_steps(issuer: &str) {
+    let exe = std::env::args().next().unwrap_or_else(|| "tessera".into());
+    let base = issuer.trim_end_matches('/');
+    eprintln!(
+        "\nNo clients yet. In another terminal, from this directory (or with the same TESSERA_* settings):\n\n  \
+         {exe} client create --name demo --grant client_credentials --scope demo.read --json\n  \
+         curl -s -u CLIENT_ID:CLIENT_SECRET -d grant_type=client_credentials {base}/oauth2/token\n  \
+         {exe} token inspect ACCESS_TOKEN\n\n\
+         Keys for verifiers: {base}/jwks.json\n"
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,388 @@
+//! Configuration: a TOML file (`--config PATH`) with `TESSERA_*` environment
+//! overrides, parsed and validated once at start into typed values.
+//!
+//! Every key is documented here and in docs/configuration.md. Each key `name` can
+//! be overridden with the environment variable `TESSERA_NAME` (upper case).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tessera_core::Settings;
+use tessera_core::crypto::KeyEncryptionKey;
+use tessera_core::model::TokenFormat;
+use tessera_jose::Algorithm;
+
+/// The configuration file's keys. All are optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Issuer identifier; must be https except on a loopback host. Default
+    /// `http://` + `listen`.
+    pub issuer: Option<String>,
+    /// `sqlite://PATH` (default `sqlite://tessera.db`) or `postgres://…`.
+    pub database_url: Option<String>,
+    /// The key-encryption key itself (base64url of 32 bytes). Prefer the file or
+    /// the environment variable over putting it in the config file.
+    pub key_encryption_key: Option<String>,
+    /// A file holding the key-encryption key. Default for SQLite: `<database>.kek`
+    /// beside the database, generated with mode 0600 on first use; for PostgreSQL:
+    /// `tessera.kek` in the working directory.
+    pub key_encryption_key_file: Option<String>,
+    /// Audience of app tokens when neither the request nor the client names one.
+    /// Default: the issuer.
+    pub default_audience: Option<String>,
+    /// Algorithm of access tokens: ES256 (default), RS256, PS256 or EdDSA.
+    pub signing_alg: Option<String>,
+    /// `jwt` (default) or `reference`.
+    pub default_token_format: Option<String>,
+    /// Seconds. Default 900.
+    pub user_access_token_ttl: Option<i64>,
+    /// Seconds. Default 3600.
+    pub app_access_token_ttl: Option<i64>,
+    /// Seconds. Default 900.
+    pub id_token_ttl: Option<i64>,
+    /// Seconds retired keys stay published: the longest lifetime of any signed
+    /// token. Default 7776000 (90 days, offline refresh tokens).
+    pub max_token_ttl: Option<i64>,
+    /// Seconds between automatic key rotations; 0 disables. Default 2592000 (30 days).
+    pub key_rotation_interval: Option<i64>,
+    /// Seconds a new key is published before it signs. Default 86400.
+    pub key_prepublish: Option<i64>,
+    /// Seconds of clock difference accepted on incoming JWTs. Default 30.
+    pub leeway: Option<i64>,
+    /// Seconds verifiers may cache the JWKS. Default 300.
+    pub jwks_max_age: Option<i64>,
+    /// `text` (default) or `json`.
+    pub log_format: Option<String>,
+}
+
+/// Where the key-encryption key comes from.
+#[derive(Debug, Clone)]
+pub enum KekSource {
+    Value(String),
+    File(PathBuf),
+    /// Generated into this file on first use if it does not exist.
+    DefaultFile(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub kek: KekSource,
+    pub settings: Settings,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads the file (if any), applies the environment, validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str(&text)
+                    .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?
+            }
+            None => FileConfig::default(),
+        };
+        Self::from_parts(file, |name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from a parsed file and an environment lookup.
+    pub fn from_parts(
+        mut file: FileConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        macro_rules! override_from_env {
+            ($($field:ident),*) => {$(
+                let name = concat!("TESSERA_", stringify!($field)).to_uppercase();
+                if let Some(value) = env(&name).filter(|v| !v.is_empty()) {
+                    file.$field = Some(value.parse().map_err(|_| {
+                        ConfigError(format!("{name}={value:?} is not a valid value"))
+                    })?);
+                }
+            )*};
+        }
+        override_from_env!(
+            listen,
+            issuer,
+            database_url,
+            key_encryption_key,
+            key_encryption_key_file,
+            default_audience,
+            signing_alg,
+            default_token_format,
+            user_access_token_ttl,
+            app_access_token_ttl,
+            id_token_ttl,
+            max_token_ttl,
+            key_rotation_interval,
+            key_prepublish,
+            leeway,
+            jwks_max_age,
+            log_format
+        );
+
+        let listen: SocketAddr = file
+            .listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:8080")
+            .parse()
+            .map_err(|e| ConfigError(format!("listen: {e}")))?;
+        let issuer = file.issuer.unwrap_or_else(|| format!("http://{listen}"));
+        validate_issuer(&issuer)?;
+        let database_url = file
+            .database_url
+            .unwrap_or_else(|| "sqlite://tessera.db".to_owned());
+        let kek = match (file.key_encryption_key, file.key_encryption_key_file) {
+            (Some(value), _) => KekSource::Value(value),
+            (None, Some(path)) => KekSource::File(path.into()),
+            (None, None) => KekSource::DefaultFile(default_kek_path(&database_url)),
+        };
+
+        let mut settings = Settings::new(issuer);
+        if let Some(audience) = file.default_audience {
+            settings.default_audience = audience;
+        }
+        if let Some(alg) = file.signing_alg {
+            let alg: Algorithm = alg
+                .parse()
+                .map_err(|e| ConfigError(format!("signing_alg: {e}")))?;
+            if alg.is_symmetric() {
+                return Err(ConfigError(
+                    "signing_alg: HS256 is only for per-resource shared secrets".into(),
+                ));
+            }
+            settings.signing_alg = alg;
+        }
+        if let Some(format) = file.default_token_format {
+            settings.default_token_format = format
+                .parse::<TokenFormat>()
+                .map_err(|e| ConfigError(format!("default_token_format: {e}")))?;
+        }
+        let seconds = [
+            (
+                "user_access_token_ttl",
+                file.user_access_token_ttl,
+                &mut settings.user_access_token_ttl,
+            ),
+            (
+                "app_access_token_ttl",
+                file.app_access_token_ttl,
+                &mut settings.app_access_token_ttl,
+            ),
+            (
+                "id_token_ttl",
+                file.id_token_ttl,
+                &mut settings.id_token_ttl,
+            ),
+            (
+                "max_token_ttl",
+                file.max_token_ttl,
+                &mut settings.max_token_ttl,
+            ),
+            (
+                "key_rotation_interval",
+                file.key_rotation_interval,
+                &mut settings.key_rotation_interval,
+            ),
+            (
+                "key_prepublish",
+                file.key_prepublish,
+                &mut settings.key_prepublish,
+            ),
+            ("leeway", file.leeway, &mut settings.leeway),
+            (
+                "jwks_max_age",
+                file.jwks_max_age,
+                &mut settings.jwks_max_age,
+            ),
+        ];
+        for (name, value, slot) in seconds {
+            if let Some(value) = value {
+                if value < 0 {
+                    return Err(ConfigError(format!("{name} must not be negative")));
+                }
+                *slot = value;
+            }
+        }
+        for (name, ttl) in [
+            ("user_access_token_ttl", settings.user_access_token_ttl),
+            ("app_access_token_ttl", settings.app_access_token_ttl),
+            ("id_token_ttl", settings.id_token_ttl),
+        ] {
+            if ttl == 0 || ttl > settings.max_token_ttl {
+                return Err(ConfigError(format!(
+                    "{name} must be between 1 and max_token_ttl ({})",
+                    settings.max_token_ttl
+                )));
+            }
+        }
+        let log_format = match file.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "log_format {other:?}: use text or json"
+                )));
+            }
+        };
+        Ok(Config {
+            listen,
+            database_url,
+            kek,
+            settings,
+            log_format,
+        })
+    }
+
+    /// Loads the key-encryption key, generating the default file on first use.
+    pub fn key_encryption_key(&self) -> Result<KeyEncryptionKey, ConfigError> {
+        let parse = |text: &str, from: &str| {
+            KeyEncryptionKey::parse(text).map_err(|e| ConfigError(format!("{from}: {e}")))
+        };
+        match &self.kek {
+            KekSource::Value(value) => parse(value, "key_encryption_key"),
+            KekSource::File(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+                parse(&text, &path.display().to_string())
+            }
+            KekSource::DefaultFile(path) => match std::fs::read_to_string(path) {
+                Ok(text) => parse(&text, &path.display().to_string()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let (kek, text) = KeyEncryptionKey::generate();
+                    write_secret_file(path, &text)?;
+                    tracing::info!(path = %path.display(), "generated a key-encryption key; back it up with the database");
+                    Ok(kek)
+                }
+                Err(e) => Err(ConfigError(format!("cannot read {}: {e}", path.display()))),
+            },
+        }
+    }
+}
+
+/// RFC 8414 §2: the issuer is an https URL with no query or fragment. Plain HTTP
+/// is allowed only on a loopback host, for development.
+fn validate_issuer(issuer: &str) -> Result<(), ConfigError> {
+    let url =
+        url::Url::parse(issuer).map_err(|e| ConfigError(format!("issuer {issuer:?}: {e}")))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError("issuer must have no query or fragment".into()));
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&url) => Ok(()),
+        "http" => Err(ConfigError(format!(
+            "issuer {issuer:?} must use https (plain http only on localhost or a loopback address)"
+        ))),
+        other => Err(ConfigError(format!("issuer scheme {other:?} is not https"))),
+    }
+}
+
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn default_kek_path(database_url: &str) -> PathBuf {
+    match database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+    {
+        Some(rest) => {
+            let path = rest.split('?').next().unwrap_or(rest);
+            PathBuf::from(format!("{path}.kek"))
+        }
+        None => PathBuf::from("tessera.kek"),
+    }
+}
+
+fn write_secret_file(path: &Path, text: &str) -> Result<(), ConfigError> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| ConfigError(format!("cannot create {}: {e}", path.display())))?;
+    file.write_all(format!("{text}\n").as_bytes())
+        .map_err(|e| ConfigError(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_env(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_parts(FileConfig::default(), move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_follow_the_listen_address() {
+        let config = from_env(&[("TESSERA_LISTEN", "127.0.0.1:9999")]).expect("valid");
+        assert_eq!(config.settings.issuer, "http://127.0.0.1:9999");
+        assert_eq!(config.database_url, "sqlite://tessera.db");
+        assert!(
+            matches!(config.kek, KekSource::DefaultFile(ref p) if p == Path::new("tessera.db.kek"))
+        );
+        assert_eq!(config.settings.app_access_token_ttl, 3600);
+    }
+
+    #[test]
+    fn plain_http_issuers_are_refused_off_loopback() {
+        assert!(from_env(&[("TESSERA_ISSUER", "http://auth.example.com")]).is_err());
+        assert!(from_env(&[("TESSERA_ISSUER", "http://localhost:8080")]).is_ok());
+        assert!(from_env(&[("TESSERA_ISSUER", "http://[::1]:8080")]).is_ok());
+        assert!(from_env(&[("TESSERA_ISSUER", "https://auth.example.com")]).is_ok());
+        assert!(from_env(&[("TESSERA_ISSUER", "https://auth.example.com/?x=1")]).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = from_env(&[("TESSERA_APP_ACCESS_TOKEN_TTL", "soon")]).expect_err("invalid");
+        assert!(err.0.contains("TESSERA_APP_ACCESS_TOKEN_TTL"));
+        assert!(from_env(&[("TESSERA_SIGNING_ALG", "none")]).is_err());
+        assert!(from_env(&[("TESSERA_SIGNING_ALG", "HS256")]).is_err());
+    }
+
+    #[test]
+    fn file_keys_are_checked() {
+        assert!(toml::from_str::<FileConfig>("listne = \"x\"").is_err());
+        let file: FileConfig = toml::from_str("app_access_token_ttl = 60").expect("valid");
+        let config = Config::from_parts(file, |_| None).expect("valid");
+        assert_eq!(config.settings.app_access_token_ttl, 60);
+    }
+}

@@ -1,0 +1,13 @@
+//! The Tessera server: a thin axum layer over `tessera-core`, its configuration
+//! and the `tessera` command line.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod oauth_error;
+pub mod routes;
+
+pub use app::{AppState, app};

@@ -1,0 +1,53 @@
+//! The `tessera` binary.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use tessera_server::cli::{Cli, Command};
+use tessera_server::commands;
+use tessera_server::config::{Config, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tessera: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tessera: {}", e.0);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr: `info` for the server, warnings only for other commands so
+/// that their output stays clean. `RUST_LOG` overrides.
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = if matches!(cli.command, Command::Serve) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let json = Config::load(cli.config.as_deref())
+        .map(|c| c.log_format == LogFormat::Json)
+        .unwrap_or(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

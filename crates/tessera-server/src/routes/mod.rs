@@ -1,0 +1,65 @@
+//! HTTP handlers: extract, call one core method, map the result.
+
+pub mod discovery;
+pub mod health;
+pub mod token;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use tessera_core::Error;
+use tessera_core::params::Params;
+
+use crate::oauth_error::OAuthError;
+
+/// The largest body the OAuth endpoints read (SPEC.md default: 64 KiB).
+pub const MAX_FORM_BODY: usize = 64 * 1024;
+
+/// An `application/x-www-form-urlencoded` body (RFC 6749 §3.2), bounded, with
+/// repeated parameters refused. Anything else is an OAuth `invalid_request`, in the
+/// OAuth error format, never the framework's own rejection.
+#[derive(Debug)]
+pub struct Form(pub Params);
+
+impl<S: Send + Sync> FromRequest<S> for Form {
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, OAuthError> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| {
+                mime.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !is_form {
+            return Err(Error::invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            )
+            .into());
+        }
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| Error::invalid_request("the request body is too large or unreadable"))?;
+        Ok(Form(Params::from_form(&body)?))
+    }
+}
+
+/// The `Authorization` header as text; a header that is not visible ASCII is
+/// passed on as an unparseable value so that it fails client authentication.
+pub fn authorization(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""))
+}
+
+pub async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": "not_found", "error_description": "no such endpoint"})),
+    )
+}

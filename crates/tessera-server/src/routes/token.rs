@@ -1,0 +1,55 @@
+//! The token (RFC 6749 §3.2), introspection (RFC 7662) and revocation (RFC 7009)
+//! endpoints.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{Form, authorization};
+use crate::app::AppState;
+use crate::oauth_error::OAuthError;
+
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(params): Form,
+) -> Result<Response, OAuthError> {
+    let response = state
+        .provider
+        .token(authorization(&headers), &params)
+        .await?;
+    Ok(no_store(Json(response).into_response()))
+}
+
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(params): Form,
+) -> Result<Response, OAuthError> {
+    let body = state
+        .provider
+        .introspect(authorization(&headers), &params)
+        .await?;
+    Ok(no_store(Json(body).into_response()))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(params): Form,
+) -> Result<Response, OAuthError> {
+    state
+        .provider
+        .revoke(authorization(&headers), &params)
+        .await?;
+    Ok(no_store(StatusCode::OK.into_response()))
+}
+
+/// Token responses must not be cached (RFC 6749 §5.1).
+fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
