@@ -1,0 +1,363 @@
+//! A harness that runs the real `tessera` binary on 127.0.0.1 with a random port
+//! and a temporary database, and drives it over HTTP and through its CLI the way
+//! an operator and a client would.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+/// A running server and everything needed to talk to it.
+pub struct TestServer {
+    pub issuer: String,
+    pub port: u16,
+    pub dir: TempDir,
+    pub database_url: String,
+    pub http: reqwest::Client,
+    /// Extra environment for the server and the CLI.
+    pub env: Vec<(String, String)>,
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl TestServer {
+    /// A server on a fresh SQLite database.
+    pub async fn start() -> TestServer {
+        Self::start_with(&[]).await
+    }
+
+    /// A server with extra `TESSERA_*` settings.
+    pub async fn start_with(env: &[(&str, &str)]) -> TestServer {
+        let dir = TempDir::new("server");
+        let database_url = format!("sqlite://{}/tessera.db", dir.path().display());
+        Self::start_on(dir, database_url, env).await
+    }
+
+    /// A server on a given database (for PostgreSQL and shared databases).
+    pub async fn start_on(dir: TempDir, database_url: String, env: &[(&str, &str)]) -> TestServer {
+        let port = free_port();
+        let mut all_env: Vec<(String, String)> = vec![
+            ("TESSERA_LISTEN".into(), format!("127.0.0.1:{port}")),
+            ("TESSERA_DATABASE_URL".into(), database_url.clone()),
+        ];
+        all_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let issuer = all_env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "TESSERA_ISSUER")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+        let log_path = dir.path().join(format!("server-{port}.log"));
+        let mut server = TestServer {
+            issuer,
+            port,
+            dir,
+            database_url,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            env: all_env,
+            child: None,
+            log_path,
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let child = self
+            .command()
+            .arg("serve")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start tessera");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    /// A `tessera` command with this server's environment and working directory.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .env_remove("TESSERA_CONFIG");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("tessera exited with {status}:\n{}", self.log());
+            }
+            if let Ok(r) = self.http.get(self.url("/health/ready")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tessera did not become ready:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Runs a CLI command that must succeed and print JSON.
+    pub fn cli(&self, args: &[&str]) -> Value {
+        let out = self.cli_output(args);
+        assert!(
+            out.status.success(),
+            "tessera {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "tessera {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    pub fn cli_output(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("run tessera")
+    }
+
+    /// Creates a confidential client; returns (id, secret).
+    pub fn client(&self, extra: &[&str]) -> (String, String) {
+        let mut args = vec!["client", "create", "--name", "test", "--json"];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args);
+        (
+            out["client_id"].as_str().unwrap().to_owned(),
+            out["client_secret"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// POSTs a form to the token endpoint with Basic authentication; returns the
+    /// JSON body, whatever the status.
+    pub async fn token(&self, client_id: &str, secret: &str, form: &[(&str, &str)]) -> Value {
+        self.token_response(client_id, secret, form).await.1
+    }
+
+    pub async fn token_response(
+        &self,
+        client_id: &str,
+        secret: &str,
+        form: &[(&str, &str)],
+    ) -> (reqwest::StatusCode, Value) {
+        self.post_form("/oauth2/token", client_id, secret, form)
+            .await
+    }
+
+    pub async fn post_form(
+        &self,
+        path: &str,
+        client_id: &str,
+        secret: &str,
+        form: &[(&str, &str)],
+    ) -> (reqwest::StatusCode, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .basic_auth(client_id, Some(secret))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, body)
+    }
+
+    pub async fn introspect(&self, client_id: &str, secret: &str, token: &str) -> Value {
+        let (status, body) = self
+            .post_form("/oauth2/introspect", client_id, secret, &[("token", token)])
+            .await;
+        assert_eq!(status, 200, "introspection failed: {body}");
+        body
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Stops the server (SIGKILL-free: the process is killed and reaped).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and database.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "tessera-test-{label}-{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Splits a compact JWT into its decoded header and claims, without verification.
+pub fn decode_jwt(token: &str) -> (Value, Value) {
+    use base64::Engine as _;
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "not a JWT: {token}");
+    let decode = |p: &str| -> Value {
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    (decode(parts[0]), decode(parts[1]))
+}
+
+/// A fresh PostgreSQL database on the test cluster, dropped afterwards; `None`
+/// when the suite runs without PostgreSQL.
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub async fn create() -> Option<PgDatabase> {
+        let Ok(admin_url) = std::env::var("TESSERA_TEST_POSTGRES_URL") else {
+            eprintln!("skipped: TESSERA_TEST_POSTGRES_URL not set (scripts/test sets it)");
+            return None;
+        };
+        use sqlx::Connection as _;
+        let name = format!(
+            "tessera_it_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap()
+            .to_owned();
+        Some(PgDatabase {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Drop runs outside async; a short-lived runtime does the cleanup.
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection as _;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
