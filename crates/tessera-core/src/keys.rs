@@ -120,7 +120,10 @@ impl KeyRing {
                 superseded_at: None,
             });
         }
-        keys.sort_by_key(|k| (k.activates_at, k.created_at));
+        // The kid breaks ties so that every instance picks the same signing key.
+        keys.sort_by(|a, b| {
+            (a.activates_at, a.created_at, a.kid()).cmp(&(b.activates_at, b.created_at, b.kid()))
+        });
         for i in 0..keys.len() {
             keys[i].superseded_at = keys[i + 1..]
                 .iter()
@@ -340,5 +343,486 @@ impl KeyManager {
             created_at: now,
             activates_at,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::clock::FixedClock;
+    use crate::store::StoreResult;
+
+    const T0: UnixTime = 1_700_000_000;
+    const HOUR: i64 = 3600;
+
+    /// The contract of the SQL stores, in memory: one lock per verb makes each
+    /// verb atomic.
+    #[derive(Debug, Default)]
+    struct MemoryKeyStore(Mutex<Vec<StoredKey>>);
+
+    impl MemoryKeyStore {
+        fn keys(&self) -> std::sync::MutexGuard<'_, Vec<StoredKey>> {
+            self.0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        }
+
+        fn len(&self) -> usize {
+            self.keys().len()
+        }
+    }
+
+    #[async_trait]
+    impl KeyStore for MemoryKeyStore {
+        async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+            let mut keys = self.keys().clone();
+            // The kid breaks ties so that every instance picks the same signing key.
+            keys.sort_by(|a, b| {
+                (a.activates_at, a.created_at, a.kid()).cmp(&(
+                    b.activates_at,
+                    b.created_at,
+                    b.kid(),
+                ))
+            });
+            Ok(keys)
+        }
+
+        async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
+            let mut keys = self.keys();
+            if keys.iter().any(|k| k.kid == key.kid) {
+                return Err(StoreError::Conflict(format!("key {:?}", key.kid)));
+            }
+            keys.push(key.clone());
+            Ok(())
+        }
+
+        async fn insert_signing_key_unless_newer(
+            &self,
+            key: &StoredKey,
+            newer_than: UnixTime,
+        ) -> StoreResult<bool> {
+            let mut keys = self.keys();
+            if keys
+                .iter()
+                .any(|k| k.alg == key.alg && k.activates_at > newer_than)
+            {
+                return Ok(false);
+            }
+            if keys.iter().any(|k| k.kid == key.kid) {
+                return Err(StoreError::Conflict(format!("key {:?}", key.kid)));
+            }
+            keys.push(key.clone());
+            Ok(true)
+        }
+    }
+
+    /// A KEK and a second handle on the same key, for sealing keys by hand.
+    fn kek_pair() -> (KeyEncryptionKey, KeyEncryptionKey) {
+        let (kek, text) = KeyEncryptionKey::generate();
+        let twin = KeyEncryptionKey::parse(&text).expect("parse generated KEK");
+        (kek, twin)
+    }
+
+    fn settings() -> Settings {
+        let mut settings = Settings::new("https://issuer.example");
+        settings.key_prepublish = HOUR;
+        settings.max_token_ttl = 2 * HOUR;
+        settings.key_rotation_interval = 10 * HOUR;
+        settings
+    }
+
+    fn signing_kid(manager: &KeyManager, alg: Algorithm, now: UnixTime) -> Option<String> {
+        manager
+            .ring()
+            .signing_key(alg, now)
+            .map(|k| k.kid().to_owned())
+    }
+
+    fn status(manager: &KeyManager, kid: &str, now: UnixTime, settings: &Settings) -> KeyStatus {
+        manager
+            .ring()
+            .keys()
+            .iter()
+            .find(|k| k.kid() == kid)
+            .map(|k| k.status(now, settings.max_token_ttl))
+            .unwrap_or_else(|| panic!("key {kid} is not in the ring"))
+    }
+
+    fn published(manager: &KeyManager, now: UnixTime, settings: &Settings) -> Vec<String> {
+        manager
+            .ring()
+            .jwks(now, settings.max_token_ttl)
+            .keys
+            .into_iter()
+            .map(|jwk| jwk.kid.expect("published keys have a kid"))
+            .collect()
+    }
+
+    fn verifies(manager: &KeyManager, kid: &str, now: UnixTime, settings: &Settings) -> bool {
+        manager
+            .ring()
+            .verifying_key(kid, now, settings.max_token_ttl)
+            .is_some_and(|k| k.kid() == Some(kid))
+    }
+
+    #[tokio::test]
+    async fn ensure_key_creates_one_key_on_first_start_only() {
+        let store = MemoryKeyStore::default();
+        let clock = FixedClock::new(T0);
+        let (kek, twin) = kek_pair();
+        let manager = KeyManager::new(kek);
+
+        let made = manager
+            .ensure_key(&store, Algorithm::ES256, &clock)
+            .await
+            .expect("ensure_key")
+            .expect("a key is made on first start");
+        assert_eq!(made.alg, Algorithm::ES256);
+        assert_eq!(made.activates_at, T0, "the first key signs at once");
+        assert_eq!(store.len(), 1);
+        assert_eq!(
+            signing_kid(&manager, Algorithm::ES256, T0),
+            Some(made.kid.clone())
+        );
+
+        clock.advance(60);
+        let again = manager
+            .ensure_key(&store, Algorithm::ES256, &clock)
+            .await
+            .expect("ensure_key");
+        assert!(again.is_none(), "second start made a key: {again:?}");
+        assert_eq!(store.len(), 1);
+
+        // Another instance on the same database adopts the key.
+        let other = KeyManager::new(twin);
+        assert!(
+            other
+                .ensure_key(&store, Algorithm::ES256, &clock)
+                .await
+                .expect("ensure_key")
+                .is_none()
+        );
+        assert_eq!(store.len(), 1);
+        assert_eq!(
+            signing_kid(&other, Algorithm::ES256, clock.now()),
+            Some(made.kid)
+        );
+
+        // Each algorithm has its own key.
+        let eddsa = manager
+            .ensure_key(&store, Algorithm::EdDSA, &clock)
+            .await
+            .expect("ensure_key")
+            .expect("a key for another algorithm");
+        assert_eq!(store.len(), 2);
+        assert_eq!(
+            signing_kid(&manager, Algorithm::EdDSA, clock.now()),
+            Some(eddsa.kid)
+        );
+    }
+
+    #[tokio::test]
+    async fn rotated_key_is_published_first_and_old_key_expires_after_max_ttl() {
+        let store = MemoryKeyStore::default();
+        let clock = FixedClock::new(T0);
+        let settings = settings();
+        let manager = KeyManager::new(kek_pair().0);
+        let old = manager
+            .ensure_key(&store, Algorithm::ES256, &clock)
+            .await
+            .expect("ensure_key")
+            .expect("first key")
+            .kid;
+
+        clock.advance(100);
+        let next = manager
+            .rotate(&store, Algorithm::ES256, false, &settings, &clock)
+            .await
+            .expect("rotate");
+        let rotated_at = T0 + 100;
+        assert_eq!(next.activates_at, rotated_at + settings.key_prepublish);
+        assert_eq!(store.len(), 2);
+
+        // Pre-publication: in the JWKS and verifiable, but the old key signs.
+        for now in [rotated_at, next.activates_at - 1] {
+            assert_eq!(status(&manager, &next.kid, now, &settings), KeyStatus::Next);
+            assert_eq!(status(&manager, &old, now, &settings), KeyStatus::Active);
+            assert_eq!(
+                published(&manager, now, &settings),
+                [next.kid.as_str(), old.as_str()]
+            );
+            assert!(verifies(&manager, &next.kid, now, &settings));
+            assert_eq!(
+                signing_kid(&manager, Algorithm::ES256, now).as_ref(),
+                Some(&old)
+            );
+        }
+
+        // Activation: the new key signs, the old one is retired but published.
+        let superseded_at = next.activates_at;
+        clock.set(superseded_at);
+        let now = clock.now();
+        assert_eq!(
+            signing_kid(&manager, Algorithm::ES256, now),
+            Some(next.kid.clone())
+        );
+        assert_eq!(
+            status(&manager, &next.kid, now, &settings),
+            KeyStatus::Active
+        );
+        assert_eq!(status(&manager, &old, now, &settings), KeyStatus::Retired);
+
+        // Retired until every token the old key signed has expired.
+        for now in [superseded_at, superseded_at + settings.max_token_ttl - 1] {
+            assert_eq!(status(&manager, &old, now, &settings), KeyStatus::Retired);
+            assert_eq!(
+                published(&manager, now, &settings),
+                [next.kid.as_str(), old.as_str()]
+            );
+            assert!(verifies(&manager, &old, now, &settings));
+        }
+
+        let now = superseded_at + settings.max_token_ttl;
+        clock.set(now);
+        assert_eq!(status(&manager, &old, now, &settings), KeyStatus::Expired);
+        assert_eq!(published(&manager, now, &settings), [next.kid.as_str()]);
+        assert!(!verifies(&manager, &old, now, &settings));
+        assert!(verifies(&manager, &next.kid, now, &settings));
+        assert_eq!(signing_kid(&manager, Algorithm::ES256, now), Some(next.kid));
+        // Expired keys are unpublished, not deleted.
+        assert_eq!(store.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn immediate_rotation_signs_at_once() {
+        let store = MemoryKeyStore::default();
+        let clock = FixedClock::new(T0);
+        let settings = settings();
+        let manager = KeyManager::new(kek_pair().0);
+        let old = manager
+            .ensure_key(&store, Algorithm::ES256, &clock)
+            .await
+            .expect("ensure_key")
+            .expect("first key")
+            .kid;
+
+        clock.advance(10);
+        let now = clock.now();
+        let new = manager
+            .rotate(&store, Algorithm::ES256, true, &settings, &clock)
+            .await
+            .expect("rotate");
+        assert_eq!(new.activates_at, now);
+        assert_eq!(
+            signing_kid(&manager, Algorithm::ES256, now),
+            Some(new.kid.clone())
+        );
+        assert_eq!(
+            status(&manager, &new.kid, now, &settings),
+            KeyStatus::Active
+        );
+        // Tokens the old key signed still verify until they expire.
+        assert_eq!(status(&manager, &old, now, &settings), KeyStatus::Retired);
+        assert_eq!(
+            published(&manager, now, &settings),
+            [new.kid.as_str(), old.as_str()]
+        );
+        let later = now + settings.max_token_ttl;
+        assert_eq!(published(&manager, later, &settings), [new.kid.as_str()]);
+    }
+
+    #[tokio::test]
+    async fn scheduled_rotation_inserts_only_when_due() {
+        let store = MemoryKeyStore::default();
+        let clock = FixedClock::new(T0);
+        let settings = settings();
+        let manager = KeyManager::new(kek_pair().0);
+        manager
+            .ensure_key(&store, Algorithm::ES256, &clock)
+            .await
+            .expect("ensure_key")
+            .expect("first key");
+        let interval = settings.key_rotation_interval;
+        let due = T0 + interval - settings.key_prepublish;
+
+        for now in [T0, due - 1] {
+            clock.set(now);
+            let rotated = manager
+                .rotate_if_due(&store, Algorithm::ES256, &settings, &clock)
+                .await
+                .expect("rotate_if_due");
+            assert!(rotated.is_none(), "rotated at {now}, due at {due}");
+            assert_eq!(store.len(), 1);
+        }
+
+        clock.set(due);
+        let successor = manager
+            .rotate_if_due(&store, Algorithm::ES256, &settings, &clock)
+            .await
+            .expect("rotate_if_due")
+            .expect("rotation is due");
+        // Signs exactly one interval after its predecessor started.
+        assert_eq!(successor.activates_at, T0 + interval);
+        assert_eq!(store.len(), 2);
+        assert!(published(&manager, due, &settings).contains(&successor.kid));
+
+        // The pending successor counts as the newest key, and so does the
+        // successor once active, until its own rotation falls due.
+        for now in [due, due + 1, successor.activates_at, due + interval - 1] {
+            clock.set(now);
+            let rotated = manager
+                .rotate_if_due(&store, Algorithm::ES256, &settings, &clock)
+                .await
+                .expect("rotate_if_due");
+            assert!(rotated.is_none(), "rotated again at {now}");
+        }
+        assert_eq!(store.len(), 2);
+
+        clock.set(due + interval);
+        let third = manager
+            .rotate_if_due(&store, Algorithm::ES256, &settings, &clock)
+            .await
+            .expect("rotate_if_due")
+            .expect("second rotation is due");
+        assert_eq!(third.activates_at, successor.activates_at + interval);
+        assert_eq!(store.len(), 3);
+
+        // An interval of 0 disables scheduled rotation, however overdue.
+        let disabled = Settings {
+            key_rotation_interval: 0,
+            ..settings
+        };
+        clock.set(T0 + 100 * interval);
+        assert!(
+            manager
+                .rotate_if_due(&store, Algorithm::ES256, &disabled, &clock)
+                .await
+                .expect("rotate_if_due")
+                .is_none()
+        );
+        assert_eq!(store.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn instances_rotating_together_add_one_key() {
+        let store = MemoryKeyStore::default();
+        let clock = FixedClock::new(T0);
+        let settings = settings();
+        let (kek, twin) = kek_pair();
+        let first = KeyManager::new(kek);
+        let second = KeyManager::new(twin);
+        first
+            .ensure_key(&store, Algorithm::ES256, &clock)
+            .await
+            .expect("ensure_key")
+            .expect("first key");
+        second.refresh(&store).await.expect("refresh");
+
+        clock.set(T0 + settings.key_rotation_interval - settings.key_prepublish);
+        let rotated = first
+            .rotate_if_due(&store, Algorithm::ES256, &settings, &clock)
+            .await
+            .expect("rotate_if_due")
+            .expect("rotation is due");
+        // The second instance's ring predates the rotation, so only the store's
+        // guard stops it from adding another key.
+        assert_eq!(second.ring().keys().len(), 1);
+        let again = second
+            .rotate_if_due(&store, Algorithm::ES256, &settings, &clock)
+            .await
+            .expect("rotate_if_due");
+        assert!(again.is_none(), "second instance rotated too: {again:?}");
+        assert_eq!(store.len(), 2);
+        // Refused, it still reloads and publishes the winner's key.
+        assert!(published(&second, clock.now(), &settings).contains(&rotated.kid));
+    }
+
+    #[tokio::test]
+    async fn refresh_picks_up_keys_added_elsewhere() {
+        let store = MemoryKeyStore::default();
+        let clock = FixedClock::new(T0);
+        let settings = settings();
+        let (kek, twin) = kek_pair();
+        let manager = KeyManager::new(kek);
+        let first = manager
+            .ensure_key(&store, Algorithm::ES256, &clock)
+            .await
+            .expect("ensure_key")
+            .expect("first key")
+            .kid;
+
+        // Unchanged keys keep the parsed ring.
+        let before = manager.ring();
+        manager.refresh(&store).await.expect("refresh");
+        assert!(Arc::ptr_eq(&before, &manager.ring()));
+
+        // Another instance (or the CLI) adds a key straight to the store.
+        let (signing, pkcs8) =
+            SigningKey::generate_with_thumbprint_kid(Algorithm::ES256).expect("generate key");
+        let kid = signing.kid().to_owned();
+        let activates_at = T0 + settings.key_prepublish;
+        store
+            .insert_signing_key(&StoredKey {
+                sealed_private_key: twin.seal(&kid, &pkcs8),
+                kid: kid.clone(),
+                alg: Algorithm::ES256.as_str().to_owned(),
+                created_at: T0,
+                activates_at,
+            })
+            .await
+            .expect("insert_signing_key");
+        assert!(!published(&manager, T0, &settings).contains(&kid));
+
+        manager.refresh(&store).await.expect("refresh");
+        assert!(!Arc::ptr_eq(&before, &manager.ring()));
+        assert_eq!(
+            published(&manager, T0, &settings),
+            [kid.as_str(), first.as_str()]
+        );
+        assert_eq!(status(&manager, &kid, T0, &settings), KeyStatus::Next);
+        assert_eq!(signing_kid(&manager, Algorithm::ES256, T0), Some(first));
+        assert_eq!(
+            signing_kid(&manager, Algorithm::ES256, activates_at),
+            Some(kid)
+        );
+    }
+
+    #[tokio::test]
+    async fn refresh_keeps_the_ring_when_a_key_does_not_open() {
+        let store = MemoryKeyStore::default();
+        let clock = FixedClock::new(T0);
+        let manager = KeyManager::new(kek_pair().0);
+        manager
+            .ensure_key(&store, Algorithm::ES256, &clock)
+            .await
+            .expect("ensure_key")
+            .expect("first key");
+        let before = manager.ring();
+
+        // Sealed with another KEK: a misconfigured instance wrote it.
+        let (foreign, _) = KeyEncryptionKey::generate();
+        let (signing, pkcs8) =
+            SigningKey::generate_with_thumbprint_kid(Algorithm::ES256).expect("generate key");
+        let kid = signing.kid().to_owned();
+        store
+            .insert_signing_key(&StoredKey {
+                sealed_private_key: foreign.seal(&kid, &pkcs8),
+                kid: kid.clone(),
+                alg: Algorithm::ES256.as_str().to_owned(),
+                created_at: T0,
+                activates_at: T0,
+            })
+            .await
+            .expect("insert_signing_key");
+
+        match manager.refresh(&store).await {
+            Err(KeyError::Unusable { kid: bad, .. }) => assert_eq!(bad, kid),
+            other => panic!("expected Unusable, got {other:?}"),
+        }
+        assert!(Arc::ptr_eq(&before, &manager.ring()));
     }
 }

@@ -92,7 +92,8 @@ impl Provider {
             .await
     }
 
-    /// Picks up keys rotated elsewhere and rotates on schedule; run periodically.
+    /// Publishes the next key when the rotation schedule says so; run periodically
+    /// after [`KeyManager::refresh`], which picks up keys rotated elsewhere.
     pub async fn maintain_keys(&self) -> Result<Option<crate::keys::NewKey>, KeyError> {
         self.keys
             .rotate_if_due(

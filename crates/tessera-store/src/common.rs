@@ -261,7 +261,7 @@ macro_rules! impl_store {
         impl KeyStore for $store {
             async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
                 sqlx::query(
-                    "SELECT kid, alg, sealed_private_key, created_at, activates_at FROM signing_keys ORDER BY activates_at, created_at",
+                    "SELECT kid, alg, sealed_private_key, created_at, activates_at FROM signing_keys ORDER BY activates_at, created_at, kid",
                 )
                 .fetch_all(&self.pool)
                 .await
