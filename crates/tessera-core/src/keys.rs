@@ -380,13 +380,8 @@ mod tests {
     impl KeyStore for MemoryKeyStore {
         async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
             let mut keys = self.keys().clone();
-            // The kid breaks ties so that every instance picks the same signing key.
             keys.sort_by(|a, b| {
-                (a.activates_at, a.created_at, a.kid()).cmp(&(
-                    b.activates_at,
-                    b.created_at,
-                    b.kid(),
-                ))
+                (a.activates_at, a.created_at, &a.kid).cmp(&(b.activates_at, b.created_at, &b.kid))
             });
             Ok(keys)
         }
