@@ -243,8 +243,10 @@ impl KeyManager {
         clock: &dyn Clock,
     ) -> Result<Option<NewKey>, KeyError> {
         let now = clock.now();
-        let stored = store.signing_keys().await?;
-        let made = if stored.iter().any(|k| k.alg == alg.as_str()) {
+        // Open every stored key first: with the wrong key-encryption key this fails
+        // here, before anything sealed with that wrong key reaches a shared store.
+        self.refresh(store).await?;
+        let made = if self.ring().keys().iter().any(|k| k.alg() == alg) {
             None
         } else {
             let key = self.new_key(alg, now, now)?;
@@ -275,11 +277,22 @@ impl KeyManager {
         clock: &dyn Clock,
     ) -> Result<NewKey, KeyError> {
         let now = clock.now();
-        let activates_at = if immediately {
+        self.refresh(store).await?;
+        // Times are whole seconds: a key made in the same second as the newest one
+        // starts a second later, so that "newest activation wins" stays unambiguous.
+        let newest = self
+            .ring()
+            .keys()
+            .iter()
+            .filter(|k| k.alg() == alg)
+            .map(|k| k.activates_at)
+            .max();
+        let earliest = if immediately {
             now
         } else {
             now + settings.key_prepublish
         };
+        let activates_at = newest.map_or(earliest, |t| earliest.max(t + 1));
         let key = self.new_key(alg, now, activates_at)?;
         store.insert_signing_key(&key).await?;
         self.refresh(store).await?;

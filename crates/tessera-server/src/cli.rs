@@ -51,7 +51,7 @@ pub struct Json {
 pub enum ClientCommand {
     /// Register a client. Prints its ID and, for confidential clients, its secret
     /// (shown once; only a digest is stored).
-    Create(ClientCreate),
+    Create(Box<ClientCreate>),
     /// List clients.
     List(Json),
     /// Show one client.

@@ -38,7 +38,7 @@ pub async fn run(cli: Cli) -> CommandResult {
         Command::Client(command) => {
             let store = open_store(&config).await?;
             match command {
-                ClientCommand::Create(args) => client::create(store.as_ref(), args).await,
+                ClientCommand::Create(args) => client::create(store.as_ref(), *args).await,
                 ClientCommand::List(json) => client::list(store.as_ref(), json.json).await,
                 ClientCommand::Show { id, json } => {
                     client::show(store.as_ref(), &id, json.json).await

@@ -72,7 +72,7 @@ async fn maintain(provider: Arc<Provider>) {
         if let Err(e) = provider.keys().refresh(provider.store()).await {
             tracing::warn!(error = %e, "could not refresh signing keys; keeping the current ones");
         }
-        if count % ROTATION_CHECK_EVERY == 0 {
+        if count.is_multiple_of(ROTATION_CHECK_EVERY) {
             match provider.maintain_keys().await {
                 Ok(Some(key)) => {
                     tracing::info!(kid = %key.kid, alg = %key.alg, activates_at = key.activates_at, "scheduled key rotation: published the next key")
@@ -81,7 +81,7 @@ async fn maintain(provider: Arc<Provider>) {
                 Err(e) => tracing::warn!(error = %e, "scheduled key rotation failed"),
             }
         }
-        if count % PURGE_EVERY == 0 {
+        if count.is_multiple_of(PURGE_EVERY) {
             match provider.store().purge_expired(provider.clock().now()).await {
                 Ok(n) if n > 0 => tracing::debug!(purged = n, "purged expired records"),
                 Ok(_) => {}

@@ -111,10 +111,10 @@ impl TestServer {
             {
                 panic!("tessera exited with {status}:\n{}", self.log());
             }
-            if let Ok(r) = self.http.get(self.url("/health/ready")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = self.http.get(self.url("/health/ready")).send().await
+                && r.status().is_success()
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,

@@ -1,0 +1,92 @@
+//! A whole client-credentials token request through the provider on the embedded
+//! SQLite store, per signing algorithm: form parsing, client lookup, secret
+//! digest, scope and audience rules, signing. HTTP framing is left out so that
+//! regressions in Tessera's own code stand out.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tessera_core::crypto::{KeyEncryptionKey, SecretDigest};
+use tessera_core::model::{Client, GrantType, IntrospectionPolicy, TokenFormat};
+use tessera_core::params::Params;
+use tessera_core::scope::Scope;
+use tessera_core::{Provider, Settings, SystemClock};
+use tessera_jose::Algorithm;
+
+const SECRET: &str = "kG2nq9Zr3v8T1mWc5YbX0dLf4uJh7sAe6iPo2RtQwEy";
+const BASIC: &str =
+    "Basic b3JkZXJzLXNlcnZpY2U6a0cybnE5WnIzdjhUMW1XYzVZYlgwZExmNHVKaDdzQWU2aVBvMlJ0UXdFeQ==";
+
+fn provider(runtime: &tokio::runtime::Runtime, alg: Algorithm, format: TokenFormat) -> Provider {
+    let dir = std::env::temp_dir().join(format!(
+        "tessera-bench-{}-{alg}-{}",
+        std::process::id(),
+        format.as_str()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    runtime.block_on(async {
+        let store = tessera_store::connect(&format!("sqlite://{}/bench.db", dir.display()))
+            .await
+            .expect("store");
+        let mut settings = Settings::new("https://auth.example.com");
+        settings.signing_alg = alg;
+        let (kek, _) = KeyEncryptionKey::generate();
+        let provider = Provider::new(store, Arc::new(SystemClock), settings, kek);
+        provider.start().await.expect("keys");
+        provider
+            .store()
+            .insert_client(&Client {
+                id: "orders-service".into(),
+                name: "Orders".into(),
+                secret_digest: Some(SecretDigest::of(SECRET)),
+                auth_method: None,
+                grants: vec![GrantType::ClientCredentials],
+                redirect_uris: vec![],
+                scopes: Scope::parse("orders.read orders.write").expect("scope"),
+                audiences: vec!["https://api.example.com/orders".into()],
+                token_format: Some(format),
+                access_token_ttl: None,
+                introspection: IntrospectionPolicy::Any,
+                created_at: 0,
+            })
+            .await
+            .expect("client");
+        provider
+    })
+}
+
+fn client_credentials(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let body = b"grant_type=client_credentials&scope=orders.read";
+    let mut group = c.benchmark_group("client_credentials");
+    for alg in Algorithm::ASYMMETRIC {
+        let provider = provider(&runtime, alg, TokenFormat::Jwt);
+        group.bench_function(format!("jwt/{alg}"), |b| {
+            b.iter(|| {
+                let params = Params::from_form(black_box(body)).expect("form");
+                runtime
+                    .block_on(provider.token(Some(BASIC), &params))
+                    .expect("token")
+            })
+        });
+    }
+    let provider = provider(&runtime, Algorithm::ES256, TokenFormat::Reference);
+    group.bench_function("reference", |b| {
+        b.iter(|| {
+            let params = Params::from_form(black_box(body)).expect("form");
+            runtime
+                .block_on(provider.token(Some(BASIC), &params))
+                .expect("token")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, client_credentials);
+criterion_main!(benches);

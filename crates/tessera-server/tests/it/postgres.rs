@@ -1,0 +1,449 @@
+//! The server on PostgreSQL: the whole client-credentials flow, several
+//! stateless instances sharing one database, and the refusal to start with a
+//! key-encryption key that cannot open the stored signing keys.
+//!
+//! Needs `TESSERA_TEST_POSTGRES_URL` (set by `scripts/test`); skipped without it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs::File;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::common::{PgDatabase, TempDir, TestServer, decode_jwt, free_port};
+
+const SCOPE: &str = "orders.read orders.write";
+/// Instances behind one load balancer share one issuer; each listens elsewhere.
+const SHARED_ISSUER: &str = "http://localhost:8443";
+
+/// A key-encryption key as operators configure it: base64url of 32 random bytes.
+fn new_kek() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(tessera_core::crypto::random_bytes::<32>())
+}
+
+/// A client-credentials access token; panics unless the request succeeds.
+async fn access_token(server: &TestServer, client: &(String, String)) -> String {
+    let (status, body) = server
+        .token_response(
+            &client.0,
+            &client.1,
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(
+        status,
+        200,
+        "token request failed: {body}\n{}",
+        server.log()
+    );
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn revoke(server: &TestServer, client: &(String, String), token: &str) {
+    let (status, body) = server
+        .post_form("/oauth2/revoke", &client.0, &client.1, &[("token", token)])
+        .await;
+    assert_eq!(status, 200, "revocation failed: {body}");
+}
+
+fn kid_of(token: &str) -> String {
+    decode_jwt(token).0["kid"].as_str().unwrap().to_owned()
+}
+
+fn jwks_kids(jwks: &Value) -> Vec<String> {
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Runs a command to completion, killing it after `limit`; output goes through
+/// files so that a chatty child never blocks on a full pipe.
+fn run_bounded(mut cmd: Command, dir: &TempDir, limit: Duration) -> Output {
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    let run = RUNS.fetch_add(1, Ordering::SeqCst);
+    let stdout_path = dir.path().join(format!("bounded-{run}.out"));
+    let stderr_path = stdout_path.with_extension("err");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(File::create(&stdout_path).unwrap())
+        .stderr(File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("start tessera");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "tessera still running after {limit:?}:\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&stdout_path).unwrap_or_default(),
+        stderr: std::fs::read(&stderr_path).unwrap_or_default(),
+    }
+}
+
+/// (a) Everything the SQLite suite does for client credentials, on PostgreSQL:
+/// JWT and reference tokens, introspection, revocation, and state that survives
+/// a restart.
+#[tokio::test]
+async fn postgres_client_credentials_flow() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let mut server = TestServer::start_on(TempDir::new("pg"), db.url.clone(), &[]).await;
+    // With no key configured, PostgreSQL deployments get `tessera.kek` in the
+    // working directory.
+    let kek_file = server.dir.path().join("tessera.kek");
+    assert!(kek_file.exists(), "no {}", kek_file.display());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&kek_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "tessera.kek is readable by others");
+    }
+    assert!(server.log().contains("postgres"), "{}", server.log());
+
+    let jwt_client = server.client(&["--grant", "client_credentials", "--scope", SCOPE]);
+    let (status, body) = server
+        .token_response(
+            &jwt_client.0,
+            &jwt_client.1,
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "orders.read"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "orders.read");
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    let jwt = body["access_token"].as_str().unwrap().to_owned();
+    let (header, claims) = decode_jwt(&jwt);
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["alg"], "ES256");
+    assert!(jwks_kids(&server.get_json("/jwks.json").await).contains(&kid_of(&jwt)));
+    assert_eq!(claims["iss"], server.issuer.as_str());
+    assert_eq!(claims["sub"], jwt_client.0.as_str());
+    assert_eq!(claims["client_id"], jwt_client.0.as_str());
+    assert_eq!(claims["scope"], "orders.read");
+
+    let active = server.introspect(&jwt_client.0, &jwt_client.1, &jwt).await;
+    assert_eq!(active["active"], true, "{active}");
+    assert_eq!(active["jti"], claims["jti"]);
+    assert_eq!(active["client_id"], jwt_client.0.as_str());
+    assert_eq!(active["scope"], "orders.read");
+
+    // Revocation is per token: a second token of the same client stays active.
+    let kept_jwt = access_token(&server, &jwt_client).await;
+    revoke(&server, &jwt_client, &jwt).await;
+    assert_eq!(
+        server.introspect(&jwt_client.0, &jwt_client.1, &jwt).await,
+        json!({"active": false})
+    );
+    assert_eq!(
+        server
+            .introspect(&jwt_client.0, &jwt_client.1, &kept_jwt)
+            .await["active"],
+        true
+    );
+
+    let ref_client = server.client(&[
+        "--grant",
+        "client_credentials",
+        "--scope",
+        SCOPE,
+        "--token-format",
+        "reference",
+    ]);
+    let reference = access_token(&server, &ref_client).await;
+    assert!(
+        !reference.contains('.'),
+        "not a reference token: {reference}"
+    );
+    let kept_reference = access_token(&server, &ref_client).await;
+    let active = server
+        .introspect(&ref_client.0, &ref_client.1, &reference)
+        .await;
+    assert_eq!(active["active"], true, "{active}");
+    assert_eq!(active["client_id"], ref_client.0.as_str());
+    assert_eq!(active["sub"], ref_client.0.as_str());
+    assert_eq!(active["scope"], SCOPE);
+    revoke(&server, &ref_client, &reference).await;
+    assert_eq!(
+        server
+            .introspect(&ref_client.0, &ref_client.1, &reference)
+            .await,
+        json!({"active": false})
+    );
+
+    // Keys, clients and revocations live in PostgreSQL, so a restart keeps them.
+    server.restart().await;
+    for (token, active) in [
+        (&jwt, false),
+        (&kept_jwt, true),
+        (&reference, false),
+        (&kept_reference, true),
+    ] {
+        assert_eq!(
+            server.introspect(&jwt_client.0, &jwt_client.1, token).await["active"],
+            active,
+            "after the restart: {token}"
+        );
+    }
+    assert_eq!(
+        kid_of(&access_token(&server, &jwt_client).await),
+        kid_of(&jwt),
+        "the restart made a new signing key"
+    );
+}
+
+/// (b) Two stateless instances on one database behave as one server.
+#[tokio::test]
+async fn two_instances_share_one_postgres_database() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let kek = new_kek();
+    let env = [
+        ("TESSERA_KEY_ENCRYPTION_KEY", kek.as_str()),
+        ("TESSERA_ISSUER", SHARED_ISSUER),
+    ];
+    // Started together: migrations and the first key must not race.
+    let (one, two) = tokio::join!(
+        TestServer::start_on(TempDir::new("pg-one"), db.url.clone(), &env),
+        TestServer::start_on(TempDir::new("pg-two"), db.url.clone(), &env),
+    );
+    let keys = one.cli(&["keys", "list", "--json"]);
+    assert_eq!(
+        keys.as_array().unwrap().len(),
+        1,
+        "two instances starting together made more than one key: {keys}"
+    );
+
+    // A client made by the CLI works at both instances at once.
+    let client = one.client(&["--grant", "client_credentials", "--scope", SCOPE]);
+    let (from_one, from_two) =
+        tokio::join!(access_token(&one, &client), access_token(&two, &client));
+    assert_eq!(kid_of(&from_one), kid_of(&from_two));
+
+    // Minted by one, active at the other.
+    let at_two = two.introspect(&client.0, &client.1, &from_one).await;
+    assert_eq!(at_two["active"], true, "{at_two}");
+    assert_eq!(at_two["jti"], decode_jwt(&from_one).1["jti"]);
+    assert_eq!(at_two["iss"], SHARED_ISSUER);
+    assert_eq!(
+        two.introspect(&client.0, &client.1, &from_two).await["active"],
+        true
+    );
+
+    // A JWT revoked at one instance is inactive at the other.
+    revoke(&two, &client, &from_two).await;
+    assert_eq!(
+        one.introspect(&client.0, &client.1, &from_two).await,
+        json!({"active": false})
+    );
+
+    // A reference token from two, revoked at one, is inactive at two.
+    let ref_client = two.client(&[
+        "--grant",
+        "client_credentials",
+        "--scope",
+        SCOPE,
+        "--token-format",
+        "reference",
+    ]);
+    let reference = access_token(&two, &ref_client).await;
+    assert!(
+        !reference.contains('.'),
+        "not a reference token: {reference}"
+    );
+    assert_eq!(
+        one.introspect(&ref_client.0, &ref_client.1, &reference)
+            .await["active"],
+        true
+    );
+    revoke(&one, &ref_client, &reference).await;
+    assert_eq!(
+        two.introspect(&ref_client.0, &ref_client.1, &reference)
+            .await,
+        json!({"active": false})
+    );
+
+    // An emergency rotation through the CLI reaches both instances.
+    let old_kid = kid_of(&from_one);
+    let rotated = one.cli(&["keys", "rotate", "--now", "--json"]);
+    assert_eq!(rotated["alg"], "ES256");
+    assert_eq!(rotated["status"], "active");
+    let new_kid = rotated["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+    let started = Instant::now();
+    let (mut latest_one, mut latest_two);
+    loop {
+        (latest_one, latest_two) =
+            tokio::join!(access_token(&one, &client), access_token(&two, &client));
+        if kid_of(&latest_one) == new_kid && kid_of(&latest_two) == new_kid {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "10 s after the rotation: instance one signs with {}, two with {}, want {new_kid}",
+            kid_of(&latest_one),
+            kid_of(&latest_two)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "both instances signed with the new key {:?} after the rotation",
+        started.elapsed()
+    );
+    for server in [&one, &two] {
+        let kids = jwks_kids(&server.get_json("/jwks.json").await);
+        assert!(
+            kids.contains(&old_kid) && kids.contains(&new_kid),
+            "JWKS at {}: {kids:?}",
+            server.url("")
+        );
+        // Tokens of the retired key stay valid until they expire; new tokens
+        // verify at the other instance.
+        for token in [&from_one, &latest_one, &latest_two] {
+            assert_eq!(
+                server.introspect(&client.0, &client.1, token).await["active"],
+                true,
+                "at {}: {token}",
+                server.url("")
+            );
+        }
+    }
+    let keys = two.cli(&["keys", "list", "--json"]);
+    let status_of = |kid: &str| {
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .map(|k| k["status"].clone())
+    };
+    assert_eq!(status_of(&new_kid), Some(json!("active")), "{keys}");
+    assert_eq!(status_of(&old_kid), Some(json!("retired")), "{keys}");
+}
+
+/// (c) An instance whose key-encryption key cannot open the stored keys refuses
+/// to start, says why, and leaves the database as it was.
+#[tokio::test]
+async fn wrong_key_encryption_key_refuses_to_start() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let kek = new_kek();
+    let mut one = TestServer::start_on(
+        TempDir::new("pg-kek"),
+        db.url.clone(),
+        &[("TESSERA_KEY_ENCRYPTION_KEY", kek.as_str())],
+    )
+    .await;
+    let client = one.client(&["--grant", "client_credentials", "--scope", SCOPE]);
+    let before = access_token(&one, &client).await;
+
+    let other_kek = new_kek();
+    let port = free_port();
+    let mut cmd = one.command();
+    cmd.env("TESSERA_KEY_ENCRYPTION_KEY", &other_kek)
+        .env("TESSERA_LISTEN", format!("127.0.0.1:{port}"))
+        .arg("serve");
+    let started = Instant::now();
+    let out = run_bounded(cmd, &one.dir, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started with the wrong key:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("key-encryption key"),
+        "the error does not mention the key-encryption key:\n{stderr}"
+    );
+    eprintln!("refused to start after {:?}", started.elapsed());
+
+    // The CLI refuses key operations with the same explanation.
+    let mut cmd = one.command();
+    cmd.env("TESSERA_KEY_ENCRYPTION_KEY", &other_kek)
+        .args(["keys", "list", "--json"]);
+    let out = run_bounded(cmd, &one.dir, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "keys list with the wrong key:\n{stderr}"
+    );
+    assert!(stderr.contains("key-encryption key"), "{stderr}");
+
+    // Nothing changed for the instance with the right key, even after a restart.
+    assert_eq!(
+        one.cli(&["keys", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    one.restart().await;
+    assert_eq!(
+        one.introspect(&client.0, &client.1, &before).await["active"],
+        true
+    );
+    assert_eq!(kid_of(&access_token(&one, &client).await), kid_of(&before));
+}
+
+/// (c) The refused instance must not write anything either: with a signing
+/// algorithm the database has no key for yet, it would otherwise add a key
+/// sealed with its own key-encryption key, which no other instance can open.
+#[tokio::test]
+async fn wrong_key_encryption_key_with_another_algorithm_writes_nothing() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let kek = new_kek();
+    let mut one = TestServer::start_on(
+        TempDir::new("pg-kek-alg"),
+        db.url.clone(),
+        &[("TESSERA_KEY_ENCRYPTION_KEY", kek.as_str())],
+    )
+    .await;
+    let client = one.client(&["--grant", "client_credentials", "--scope", SCOPE]);
+    let before = access_token(&one, &client).await;
+
+    let mut cmd = one.command();
+    cmd.env("TESSERA_KEY_ENCRYPTION_KEY", new_kek())
+        .env("TESSERA_SIGNING_ALG", "RS256")
+        .env("TESSERA_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .arg("serve");
+    let out = run_bounded(cmd, &one.dir, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started with the wrong key:\n{stderr}"
+    );
+    assert!(stderr.contains("key-encryption key"), "{stderr}");
+
+    let keys = one.cli(&["keys", "list", "--json"]);
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    one.restart().await;
+    assert_eq!(
+        one.introspect(&client.0, &client.1, &before).await["active"],
+        true
+    );
+}
