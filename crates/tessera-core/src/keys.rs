@@ -278,21 +278,23 @@ impl KeyManager {
     ) -> Result<NewKey, KeyError> {
         let now = clock.now();
         self.refresh(store).await?;
-        // Times are whole seconds: a key made in the same second as the newest one
-        // starts a second later, so that "newest activation wins" stays unambiguous.
-        let newest = self
-            .ring()
-            .keys()
-            .iter()
-            .filter(|k| k.alg() == alg)
-            .map(|k| k.activates_at)
-            .max();
         let earliest = if immediately {
             now
         } else {
             now + settings.key_prepublish
         };
-        let activates_at = newest.map_or(earliest, |t| earliest.max(t + 1));
+        // Times are whole seconds and the newest activation signs: a key that would
+        // activate in the same second as another key of its algorithm starts a
+        // second later, so that which of the two signs is unambiguous.
+        let ring = self.ring();
+        let mut activates_at = earliest;
+        while ring
+            .keys()
+            .iter()
+            .any(|k| k.alg() == alg && k.activates_at == activates_at)
+        {
+            activates_at += 1;
+        }
         let key = self.new_key(alg, now, activates_at)?;
         store.insert_signing_key(&key).await?;
         self.refresh(store).await?;
@@ -641,6 +643,45 @@ mod tests {
         );
         let later = now + settings.max_token_ttl;
         assert_eq!(published(&manager, later, &settings), [new.kid.as_str()]);
+    }
+
+    #[tokio::test]
+    async fn immediate_rotation_in_the_same_second_still_takes_over() {
+        let store = MemoryKeyStore::default();
+        let clock = FixedClock::new(T0);
+        let settings = settings();
+        let manager = KeyManager::new(kek_pair().0);
+        manager
+            .ensure_key(&store, Algorithm::ES256, &clock)
+            .await
+            .expect("ensure_key");
+        // A pending scheduled key does not delay an emergency key.
+        let pending = manager
+            .rotate(&store, Algorithm::ES256, false, &settings, &clock)
+            .await
+            .expect("rotate");
+        let urgent = manager
+            .rotate(&store, Algorithm::ES256, true, &settings, &clock)
+            .await
+            .expect("rotate now");
+        assert_eq!(urgent.activates_at, T0 + 1, "same second as the first key");
+        assert_eq!(
+            signing_kid(&manager, Algorithm::ES256, T0 + 1),
+            Some(urgent.kid.clone())
+        );
+        let again = manager
+            .rotate(&store, Algorithm::ES256, true, &settings, &clock)
+            .await
+            .expect("rotate now again");
+        assert_eq!(again.activates_at, T0 + 2, "the newest rotation wins");
+        assert_eq!(
+            signing_kid(&manager, Algorithm::ES256, T0 + 2),
+            Some(again.kid.clone())
+        );
+        assert_eq!(
+            signing_kid(&manager, Algorithm::ES256, pending.activates_at),
+            Some(pending.kid)
+        );
     }
 
     #[tokio::test]
