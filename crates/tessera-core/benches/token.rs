@@ -83,6 +83,9 @@ fn client_authentication(c: &mut Criterion) {
         token_format: None,
         access_token_ttl: None,
         introspection: IntrospectionPolicy::Any,
+        require_pkce: true,
+        id_token_alg: None,
+        post_logout_redirect_uris: vec![],
         created_at: 0,
     };
     let store = MemoryClients(HashMap::from([(client.id.clone(), client)]));

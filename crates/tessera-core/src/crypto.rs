@@ -59,7 +59,11 @@ impl fmt::Debug for SecretDigest {
 
 /// The key-encryption key (AES-256-GCM) that seals signing keys and shared secrets
 /// before they reach the database.
-pub struct KeyEncryptionKey(RandomizedNonceKey);
+pub struct KeyEncryptionKey {
+    aead: RandomizedNonceKey,
+    /// Kept to derive purpose-bound MAC keys (CSRF tokens) from the same secret.
+    mac_root: aws_lc_rs::hmac::Key,
+}
 
 impl fmt::Debug for KeyEncryptionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -97,7 +101,28 @@ impl KeyEncryptionKey {
 
     fn from_raw(raw: &[u8]) -> Self {
         #[allow(clippy::expect_used)] // 32 bytes is always a valid AES-256 key.
-        KeyEncryptionKey(RandomizedNonceKey::new(&AES_256_GCM, raw).expect("32-byte key"))
+        let aead = RandomizedNonceKey::new(&AES_256_GCM, raw).expect("32-byte key");
+        // Domain-separated from the AES key: the MAC root is HMAC(raw, label).
+        let root = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, raw),
+            b"tessera mac root",
+        );
+        KeyEncryptionKey {
+            aead,
+            mac_root: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, root.as_ref()),
+        }
+    }
+
+    /// HMAC-SHA256 of `data` under a key bound to `purpose`.
+    pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.mac_root);
+        ctx.update(purpose.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(data);
+        let tag = ctx.sign();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// Seals `plaintext`; `context` (for example the key ID) is authenticated, so a
@@ -106,7 +131,7 @@ impl KeyEncryptionKey {
         let mut buffer = plaintext.to_vec();
         #[allow(clippy::expect_used)] // Only fails for inputs beyond GCM's 64 GiB limit.
         let nonce = self
-            .0
+            .aead
             .seal_in_place_append_tag(Aad::from(context.as_bytes()), &mut buffer)
             .expect("AES-GCM seal");
         let mut out = nonce.as_ref().to_vec();
@@ -122,7 +147,7 @@ impl KeyEncryptionKey {
         let nonce = aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| KekError::Open)?;
         let mut buffer = ciphertext.to_vec();
         let plain = self
-            .0
+            .aead
             .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buffer)
             .map_err(|_| KekError::Open)?;
         Ok(plain.to_vec())

@@ -29,8 +29,25 @@ pub enum ErrorCode {
     UnsupportedTokenType,
     /// RFC 6749 §4.1.2.1; the precise cause is only logged.
     ServerError,
-    /// RFC 6749 §4.1.2.1: a store or dependency is briefly unavailable.
+    /// RFC 6749 §4.1.2.1: a store or dependency is briefly unavailable, or (with
+    /// `retry_after`) too many failed attempts.
     TemporarilyUnavailable,
+    /// RFC 6749 §4.1.2.1
+    UnsupportedResponseType,
+    /// OIDC Core §3.1.2.6
+    LoginRequired,
+    /// OIDC Core §3.1.2.6
+    ConsentRequired,
+    /// OIDC Core §3.1.2.6
+    InteractionRequired,
+    /// OIDC Core §3.1.2.6
+    RequestNotSupported,
+    /// OIDC Core §3.1.2.6
+    RequestUriNotSupported,
+    /// RFC 6750 §3.1: the access token is missing, expired, revoked or malformed.
+    InvalidToken,
+    /// RFC 6750 §3.1
+    InsufficientScope,
 }
 
 impl ErrorCode {
@@ -47,6 +64,14 @@ impl ErrorCode {
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::InteractionRequired => "interaction_required",
+            ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
         }
     }
 }
@@ -62,6 +87,8 @@ impl fmt::Display for ErrorCode {
 pub struct Error {
     pub code: ErrorCode,
     pub description: Cow<'static, str>,
+    /// Seconds to wait before retrying, for throttled requests (HTTP 429).
+    pub retry_after: Option<i64>,
 }
 
 impl Error {
@@ -69,6 +96,7 @@ impl Error {
         Error {
             code,
             description: description.into(),
+            retry_after: None,
         }
     }
 
@@ -96,6 +124,15 @@ impl Error {
 
     pub fn unauthorized_client(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::UnauthorizedClient, description)
+    }
+
+    /// Too many failed attempts: refused even if this one would succeed.
+    pub fn throttled(retry_after: i64) -> Self {
+        Error {
+            code: ErrorCode::TemporarilyUnavailable,
+            description: "too many failed attempts; wait before trying again".into(),
+            retry_after: Some(retry_after),
+        }
     }
 
     /// An internal failure; the cause is logged here and never sent to the peer.

@@ -46,6 +46,9 @@ impl Provider {
                 return Ok(inactive());
             }
             Err(reason) => {
+                if let Some(body) = self.introspect_refresh_token(&client, token).await? {
+                    return Ok(body);
+                }
                 tracing::debug!(?reason, "introspected token is not active");
                 return Ok(inactive());
             }
@@ -125,6 +128,42 @@ impl Provider {
             return Err(Inactive::ForeignIssuer);
         }
         Ok(claims)
+    }
+}
+
+impl Provider {
+    /// A refresh token is active while it is the current one of a live family;
+    /// only the client it belongs to may ask about it.
+    async fn introspect_refresh_token(
+        &self,
+        client: &Client,
+        token: &str,
+    ) -> Result<Option<Value>, Error> {
+        let Some(claims) = self.verify_refresh_token(token) else {
+            return Ok(None);
+        };
+        let Some(record) = self.store().refresh_token(&claims.jti).await? else {
+            return Ok(Some(inactive()));
+        };
+        let now = self.clock().now();
+        if record.client_id != client.id
+            || record.revoked
+            || record.rotated_at.is_some()
+            || record.expires_at <= now
+        {
+            return Ok(Some(inactive()));
+        }
+        Ok(Some(serde_json::json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "iss": claims.iss,
+            "sub": record.user_id,
+            "client_id": record.client_id,
+            "scope": record.scope.to_string(),
+            "iat": record.issued_at,
+            "exp": record.expires_at,
+            "jti": record.jti,
+        })))
     }
 }
 

@@ -203,6 +203,11 @@ impl KeyManager {
         }
     }
 
+    /// The key-encryption key, for other values sealed at rest or in transit.
+    pub fn kek(&self) -> &KeyEncryptionKey {
+        &self.kek
+    }
+
     /// The ring as of the last refresh; cheap (one reference-count increment).
     pub fn ring(&self) -> Arc<KeyRing> {
         match self.ring.read() {

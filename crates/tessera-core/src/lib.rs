@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authorize;
 pub mod client_auth;
 pub mod clock;
 pub mod crypto;
@@ -16,12 +17,17 @@ pub mod grants;
 pub mod introspection;
 pub mod keys;
 pub mod model;
+pub mod oidc;
 pub mod params;
+pub mod password;
+pub mod people;
+pub mod pkce;
 pub mod provider;
 pub mod revocation;
 pub mod scope;
 pub mod settings;
 pub mod store;
+pub mod throttle;
 pub mod tokens;
 
 pub use clock::{Clock, FixedClock, SystemClock};

@@ -225,6 +225,14 @@ pub struct Client {
     /// Overrides the server's lifetime for this client's access tokens, in seconds.
     pub access_token_ttl: Option<i64>,
     pub introspection: IntrospectionPolicy,
+    /// PKCE for the code flow even for a confidential client (the default;
+    /// public clients always need it).
+    pub require_pkce: bool,
+    /// The algorithm of this client's ID tokens, when it is not the server's
+    /// (RS256 for relying parties that support nothing else).
+    pub id_token_alg: Option<tessera_jose::Algorithm>,
+    /// Where RP-initiated logout may send the browser afterwards.
+    pub post_logout_redirect_uris: Vec<String>,
     pub created_at: UnixTime,
 }
 

@@ -36,6 +36,16 @@ pub struct NewAccessToken {
     pub scope: Option<String>,
     pub ttl: i64,
     pub format: TokenFormat,
+    /// When the user signed in; `None` for app tokens.
+    pub auth_time: Option<crate::clock::UnixTime>,
+}
+
+/// A minted access token with what revocation needs to know about it.
+#[derive(Debug, Clone)]
+pub struct IssuedAccessToken {
+    pub value: String,
+    pub jti: String,
+    pub expires_at: crate::clock::UnixTime,
 }
 
 impl Provider {
@@ -81,15 +91,31 @@ impl Provider {
         list
     }
 
-    /// Loads the signing keys, creating the first one on a first start.
-    pub async fn start(&self) -> Result<Option<crate::keys::NewKey>, KeyError> {
-        self.keys
-            .ensure_key(
-                self.store.as_ref(),
-                self.settings.signing_alg,
-                self.clock.as_ref(),
-            )
-            .await
+    /// Loads the signing keys, creating the first ones on a first start: one for
+    /// the configured algorithm and one RS256 key, which OpenID Connect requires
+    /// for ID tokens (OIDC Discovery §3, `id_token_signing_alg_values_supported`).
+    pub async fn start(&self) -> Result<Vec<crate::keys::NewKey>, KeyError> {
+        let mut made = Vec::new();
+        for alg in self.id_token_algs() {
+            let alg: tessera_jose::Algorithm = alg.parse().map_err(KeyError::Generate)?;
+            if let Some(key) = self
+                .keys
+                .ensure_key(self.store.as_ref(), alg, self.clock.as_ref())
+                .await?
+            {
+                made.push(key);
+            }
+        }
+        Ok(made)
+    }
+
+    /// The algorithms ID tokens can be signed with: the configured one and RS256.
+    pub fn id_token_algs(&self) -> Vec<&'static str> {
+        let mut algs = vec![self.settings.signing_alg.as_str()];
+        if self.settings.signing_alg != tessera_jose::Algorithm::RS256 {
+            algs.push("RS256");
+        }
+        algs
     }
 
     /// Publishes the next key when the rotation schedule says so; run periodically
@@ -111,6 +137,7 @@ impl Provider {
         &self,
         authorization: Option<&str>,
         params: &Params,
+        client_address: Option<&str>,
     ) -> Result<TokenResponse, Error> {
         let grant_type = params.require("grant_type")?;
         let client = Presented::from_request(authorization, params)?
@@ -130,12 +157,19 @@ impl Provider {
                 grant.grant_type()
             )));
         }
-        grant.exchange(self, &client, params).await
+        let request = grants::TokenRequest {
+            params,
+            client_address,
+        };
+        grant.exchange(self, &client, &request).await
     }
 
     /// Mints an access token: a signed JWT (no database write at all), or a
     /// reference token stored only as its digest.
-    pub async fn issue_access_token(&self, new: NewAccessToken) -> Result<String, Error> {
+    pub async fn issue_access_token(
+        &self,
+        new: NewAccessToken,
+    ) -> Result<IssuedAccessToken, Error> {
         let now = self.clock.now();
         let claims = AccessTokenClaims {
             iss: self.settings.issuer.clone(),
@@ -146,13 +180,13 @@ impl Provider {
             jti: tessera_jose::b64(random_bytes::<16>()),
             client_id: new.client_id,
             scope: new.scope,
-            auth_time: None,
+            amr: new.auth_time.map(|_| vec!["pwd".to_owned()]),
+            auth_time: new.auth_time,
             acr: None,
-            amr: None,
             act: None,
         };
-        match new.format {
-            TokenFormat::Jwt => self.sign_access_token(&claims),
+        let value = match new.format {
+            TokenFormat::Jwt => self.sign_access_token(&claims)?,
             TokenFormat::Reference => {
                 let value = random_token();
                 let record = ReferenceToken {
@@ -163,9 +197,14 @@ impl Provider {
                     revoked: false,
                 };
                 self.store.insert_reference_token(&record).await?;
-                Ok(value)
+                value
             }
-        }
+        };
+        Ok(IssuedAccessToken {
+            value,
+            jti: claims.jti,
+            expires_at: claims.exp,
+        })
     }
 
     /// Signs access token claims with the current key of the configured algorithm.

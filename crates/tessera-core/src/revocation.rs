@@ -23,6 +23,21 @@ impl Provider {
             // requesting client, and refuses the request otherwise.
             Error::unauthorized_client("the token was not issued to this client")
         };
+        if is_jwt(token)
+            && let Some(claims) = self.verify_refresh_token(token)
+        {
+            if claims.aud != client.id {
+                return Err(not_yours());
+            }
+            // Revoking a refresh token revokes its whole grant, including the access
+            // tokens issued with it (RFC 7009 §2.1).
+            if let Some(record) = self.store().refresh_token(&claims.jti).await? {
+                self.store()
+                    .revoke_refresh_family(&record.family_id, self.clock().now())
+                    .await?;
+            }
+            return Ok(());
+        }
         if is_jwt(token) {
             let Ok(claims) = self.verify_jwt_access_token(token) else {
                 return Ok(());

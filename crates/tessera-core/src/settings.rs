@@ -31,6 +31,18 @@ pub struct Settings {
     pub leeway: i64,
     /// How long clients may cache the JWKS (`Cache-Control: max-age`).
     pub jwks_max_age: i64,
+    /// Authorization codes (RFC 6749 §4.1.2 recommends at most 10 minutes).
+    pub code_ttl: i64,
+    /// Refresh tokens: each rotation extends the family by this much...
+    pub refresh_token_ttl: i64,
+    /// ...but never past this much after the user signed in.
+    pub refresh_token_absolute_ttl: i64,
+    /// `offline_access` refresh tokens, for background jobs.
+    pub offline_token_ttl: i64,
+    /// A login session ends after this much inactivity...
+    pub session_idle_ttl: i64,
+    /// ...and after this much in any case.
+    pub session_absolute_ttl: i64,
 }
 
 impl Settings {
@@ -51,6 +63,12 @@ impl Settings {
             key_rotation_interval: 30 * 24 * 3600,
             leeway: 30,
             jwks_max_age: 300,
+            code_ttl: 60,
+            refresh_token_ttl: 24 * 3600,
+            refresh_token_absolute_ttl: 30 * 24 * 3600,
+            offline_token_ttl: 90 * 24 * 3600,
+            session_idle_ttl: 8 * 3600,
+            session_absolute_ttl: 7 * 24 * 3600,
         }
     }
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use crate::clock::UnixTime;
 use crate::crypto::SecretDigest;
 use crate::model::{Client, Resource};
+use crate::scope::Scope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -91,15 +92,235 @@ pub trait TokenStore: Send + Sync {
     /// Records that the JWT with this `jti` is revoked until it expires anyway.
     async fn revoke_jti(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()>;
     async fn is_jti_revoked(&self, jti: &str) -> StoreResult<bool>;
-    /// Deletes records that are past their expiry; returns how many.
+    /// Deletes records that are past their expiry; returns how many. Besides
+    /// revoked `jti`s and reference tokens: sessions past their absolute end,
+    /// authorization codes expired more than an hour ago (until then a consumed
+    /// code still shows a replay as one), refresh tokens whose family has ended
+    /// (rotated ones are needed until then to detect reuse) and login failures
+    /// whose last one is more than a day old.
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
 }
 
 /// Everything the provider needs from storage.
 #[async_trait]
-pub trait Store: ClientStore + ResourceStore + KeyStore + TokenStore + std::fmt::Debug {
+pub trait Store:
+    ClientStore
+    + ResourceStore
+    + KeyStore
+    + TokenStore
+    + UserStore
+    + SessionStore
+    + ConsentStore
+    + CodeStore
+    + RefreshStore
+    + ThrottleStore
+    + std::fmt::Debug
+{
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;
     /// Whether the database answers (for `/health/ready`).
     async fn ping(&self) -> StoreResult<()>;
+}
+
+// ---------------------------------------------------------------------------
+// People: users, sessions, consent, codes, refresh tokens, login throttling.
+// ---------------------------------------------------------------------------
+
+/// A person who can sign in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The stable, opaque subject identifier (`sub`).
+    pub id: String,
+    /// Unique, compared case-insensitively (stored as given, matched lower-cased).
+    pub username: String,
+    /// Unique when present, compared case-insensitively.
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// An argon2id PHC string.
+    pub password_hash: String,
+    pub created_at: UnixTime,
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Fails with [`StoreError::Conflict`] if the username or email is taken.
+    async fn insert_user(&self, user: &User) -> StoreResult<()>;
+    async fn user(&self, id: &str) -> StoreResult<Option<User>>;
+    /// By username or email, case-insensitively (what a person types at login).
+    async fn user_by_login(&self, login: &str) -> StoreResult<Option<User>>;
+    async fn users(&self) -> StoreResult<Vec<User>>;
+    /// Deletes the user with everything that belongs to them (sessions, consents,
+    /// codes, refresh tokens). Returns whether the user existed.
+    async fn delete_user(&self, id: &str) -> StoreResult<bool>;
+    async fn set_password(&self, id: &str, password_hash: &str) -> StoreResult<bool>;
+}
+
+/// A login session; the cookie carries a random value, the store its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub digest: SecretDigest,
+    /// The public session ID, the `sid` claim of ID tokens.
+    pub sid: String,
+    pub user_id: String,
+    pub auth_time: UnixTime,
+    pub last_seen: UnixTime,
+    /// Absolute end, whatever the activity.
+    pub expires_at: UnixTime,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    /// The session if it exists, is not past `expires_at` and was seen after
+    /// `idle_since`; its `last_seen` becomes `now` in the same statement.
+    async fn touch_session(
+        &self,
+        digest: &SecretDigest,
+        now: UnixTime,
+        idle_since: UnixTime,
+    ) -> StoreResult<Option<Session>>;
+    /// Deletes one session; returns it if it existed (for its `sid`).
+    async fn delete_session(&self, digest: &SecretDigest) -> StoreResult<Option<Session>>;
+    async fn delete_session_by_sid(&self, sid: &str) -> StoreResult<bool>;
+}
+
+/// Scopes a user approved for a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    pub user_id: String,
+    pub client_id: String,
+    pub scopes: Scope,
+    pub granted_at: UnixTime,
+}
+
+#[async_trait]
+pub trait ConsentStore: Send + Sync {
+    async fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<Consent>>;
+    /// Records (replaces) the consent of a user for a client.
+    async fn save_consent(&self, consent: &Consent) -> StoreResult<()>;
+    async fn consents(&self, user_id: &str) -> StoreResult<Vec<Consent>>;
+    /// Withdraws consent for one client, or all clients with `None`, and revokes
+    /// the refresh tokens the user gave those clients, in one transaction.
+    /// Returns how many consents were withdrawn.
+    async fn revoke_consent(&self, user_id: &str, client_id: Option<&str>) -> StoreResult<u64>;
+}
+
+/// An authorization code (RFC 6749 §4.1.2), stored under its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationCode {
+    pub digest: SecretDigest,
+    pub client_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    /// PKCE S256 challenge (RFC 7636 §4.2), if the request had one.
+    pub code_challenge: Option<String>,
+    pub scope: Scope,
+    pub nonce: Option<String>,
+    pub audiences: Vec<String>,
+    pub auth_time: UnixTime,
+    pub sid: Option<String>,
+    pub expires_at: UnixTime,
+    /// Set when the code is exchanged.
+    pub consumed_at: Option<UnixTime>,
+    /// What the exchange issued, so a replay can revoke it (RFC 6749 §4.1.2).
+    pub access_jti: Option<String>,
+    pub access_expires_at: Option<UnixTime>,
+    pub family_id: Option<String>,
+}
+
+/// The outcome of consuming a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeUse {
+    /// First use, within its lifetime: the code, now marked consumed.
+    Fresh(AuthorizationCode),
+    /// Already consumed: a replay. Holds what the first exchange issued.
+    Replayed(AuthorizationCode),
+    /// Unknown or expired.
+    Invalid,
+}
+
+#[async_trait]
+pub trait CodeStore: Send + Sync {
+    async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
+    /// Marks the code consumed in one statement, so that of two concurrent
+    /// exchanges exactly one gets [`CodeUse::Fresh`].
+    async fn consume_code(&self, digest: &SecretDigest, now: UnixTime) -> StoreResult<CodeUse>;
+    /// Records what the exchange of a consumed code issued.
+    async fn record_code_tokens(
+        &self,
+        digest: &SecretDigest,
+        access_jti: &str,
+        access_expires_at: UnixTime,
+        family_id: Option<&str>,
+    ) -> StoreResult<()>;
+}
+
+/// The server-side state of a refresh token, kept by its `jti`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub jti: String,
+    /// All tokens rotated from one grant share a family; reuse revokes it.
+    pub family_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: Scope,
+    pub audiences: Vec<String>,
+    pub auth_time: UnixTime,
+    pub sid: Option<String>,
+    pub offline: bool,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+    /// The family's absolute end: rotation never extends past it.
+    pub family_expires_at: UnixTime,
+    /// The access token issued alongside, so revoking the family revokes it too.
+    pub access_jti: Option<String>,
+    pub access_expires_at: Option<UnixTime>,
+    pub rotated_at: Option<UnixTime>,
+    pub revoked: bool,
+}
+
+/// The outcome of presenting a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// Valid and now marked rotated: the caller issues its successor.
+    Fresh(RefreshToken),
+    /// Already rotated or revoked: the caller revokes the family (RFC 9700 §4.14.2).
+    Reused(RefreshToken),
+    /// Unknown or expired.
+    Invalid,
+}
+
+#[async_trait]
+pub trait RefreshStore: Send + Sync {
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    async fn refresh_token(&self, jti: &str) -> StoreResult<Option<RefreshToken>>;
+    /// Marks the token rotated in one statement: of two concurrent uses exactly one
+    /// is [`RefreshUse::Fresh`].
+    async fn rotate_refresh_token(&self, jti: &str, now: UnixTime) -> StoreResult<RefreshUse>;
+    /// Revokes every token of the family and records the `jti`s of the access
+    /// tokens issued with them as revoked, in one transaction. Returns how many
+    /// refresh tokens were revoked.
+    async fn revoke_refresh_family(&self, family_id: &str, now: UnixTime) -> StoreResult<u64>;
+}
+
+/// Failed login attempts under one key (`user:<id>` or `addr:<ip>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginFailures {
+    pub count: u32,
+    pub first_at: UnixTime,
+    pub last_at: UnixTime,
+}
+
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
+    async fn login_failures(&self, key: &str) -> StoreResult<Option<LoginFailures>>;
+    /// Adds a failure in one statement and returns the new totals; failures older
+    /// than `window_start` no longer count (the counter starts again).
+    async fn record_login_failure(
+        &self,
+        key: &str,
+        now: UnixTime,
+        window_start: UnixTime,
+    ) -> StoreResult<LoginFailures>;
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
 }

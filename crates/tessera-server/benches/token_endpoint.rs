@@ -49,6 +49,9 @@ fn provider(runtime: &tokio::runtime::Runtime, alg: Algorithm, format: TokenForm
                 token_format: Some(format),
                 access_token_ttl: None,
                 introspection: IntrospectionPolicy::Any,
+                require_pkce: true,
+                id_token_alg: None,
+                post_logout_redirect_uris: vec![],
                 created_at: 0,
             })
             .await
@@ -71,7 +74,7 @@ fn client_credentials(c: &mut Criterion) {
             b.iter(|| {
                 let params = Params::from_form(black_box(body)).expect("form");
                 runtime
-                    .block_on(provider.token(Some(BASIC), &params))
+                    .block_on(provider.token(Some(BASIC), &params, None))
                     .expect("token")
             })
         });
@@ -81,7 +84,7 @@ fn client_credentials(c: &mut Criterion) {
         b.iter(|| {
             let params = Params::from_form(black_box(body)).expect("form");
             runtime
-                .block_on(provider.token(Some(BASIC), &params))
+                .block_on(provider.token(Some(BASIC), &params, None))
                 .expect("token")
         })
     });

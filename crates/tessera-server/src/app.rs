@@ -21,6 +21,20 @@ pub fn app(state: AppState) -> Router {
         .route("/oauth2/token", post(routes::token::token))
         .route("/oauth2/introspect", post(routes::token::introspect))
         .route("/oauth2/revoke", post(routes::token::revoke))
+        .route(
+            "/oauth2/authorize",
+            get(routes::people::authorize_get).post(routes::people::authorize_post),
+        )
+        .route("/login", post(routes::people::login))
+        .route("/consent", post(routes::people::consent))
+        .route(
+            "/userinfo",
+            get(routes::people::userinfo).post(routes::people::userinfo),
+        )
+        .route(
+            "/oauth2/logout",
+            get(routes::people::logout_get).post(routes::people::logout_post),
+        )
         .route("/jwks.json", get(routes::discovery::jwks))
         .route(
             "/.well-known/openid-configuration",

@@ -38,6 +38,12 @@ pub enum Command {
     /// Work with tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage users (people who sign in with a password).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Show and withdraw what users approved for clients.
+    #[command(subcommand)]
+    Consent(ConsentCommand),
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +99,17 @@ pub struct ClientCreate {
     /// An exact redirect URI. Repeatable.
     #[arg(long = "redirect-uri", value_name = "URI")]
     pub redirect_uris: Vec<String>,
+    /// A URI RP-initiated logout may return to. Repeatable.
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Let this confidential client use the code flow without PKCE (not
+    /// recommended; public clients always need PKCE).
+    #[arg(long)]
+    pub no_pkce: bool,
+    /// Algorithm of this client's ID tokens (e.g. RS256); the server's signing_alg
+    /// by default.
+    #[arg(long, value_name = "ALG")]
+    pub id_token_alg: Option<String>,
     /// Scopes the client may request, space-separated.
     #[arg(long, default_value = "")]
     pub scope: String,
@@ -165,6 +182,77 @@ pub enum TokenCommand {
     Inspect {
         /// The access token (JWT or reference token).
         token: String,
+        #[command(flatten)]
+        json: Json,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user. Prints the user's subject identifier (`sub`).
+    Create {
+        /// What the person types to sign in: 1 to 64 characters, no spaces; unique
+        /// case-insensitively, and not another user's email.
+        #[arg(long)]
+        username: String,
+        /// An email address, also accepted at sign-in; unique case-insensitively.
+        #[arg(long)]
+        email: Option<String>,
+        /// The full name (the `name` claim).
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from the first line of stdin (the only way to give
+        /// one: the command line is visible to other processes).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List users (never their password hashes).
+    List(Json),
+    /// Delete a user with their sessions, consents, codes and refresh tokens.
+    Delete {
+        /// The username or email.
+        #[arg(value_name = "NAME")]
+        login: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Replace a user's password.
+    SetPassword {
+        /// The username or email.
+        #[arg(value_name = "NAME")]
+        login: String,
+        /// Read the new password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        json: Json,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// List the scopes a user approved, per client.
+    List {
+        /// The user's username or email.
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        /// Only this client.
+        #[arg(long, value_name = "ID")]
+        client: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Withdraw a user's consent for one client (or every client) and revoke the
+    /// refresh tokens the user gave it; the next authorization asks again.
+    Revoke {
+        /// The user's username or email.
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        /// Only this client; all clients if omitted.
+        #[arg(long, value_name = "ID")]
+        client: Option<String>,
         #[command(flatten)]
         json: Json,
     },

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod oauth_error;
+pub mod pages;
 pub mod routes;
 
 pub use app::{AppState, app};

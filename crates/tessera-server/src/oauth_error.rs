@@ -31,6 +31,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
         ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
         ErrorCode::InvalidRequest
         | ErrorCode::InvalidGrant
         | ErrorCode::UnauthorizedClient
@@ -38,13 +40,22 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidScope
         | ErrorCode::InvalidTarget
         | ErrorCode::AccessDenied
-        | ErrorCode::UnsupportedTokenType => StatusCode::BAD_REQUEST,
+        | ErrorCode::UnsupportedTokenType
+        | ErrorCode::UnsupportedResponseType
+        | ErrorCode::LoginRequired
+        | ErrorCode::ConsentRequired
+        | ErrorCode::InteractionRequired
+        | ErrorCode::RequestNotSupported
+        | ErrorCode::RequestUriNotSupported => StatusCode::BAD_REQUEST,
     }
 }
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let status = status_of(self.0.code);
+        let status = match self.0.retry_after {
+            Some(_) => StatusCode::TOO_MANY_REQUESTS,
+            None => status_of(self.0.code),
+        };
         let body = Body {
             error: self.0.code.as_str(),
             error_description: &self.0.description,
@@ -53,6 +64,11 @@ impl IntoResponse for OAuthError {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(seconds) = self.0.retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string())
+        {
+            headers.insert(header::RETRY_AFTER, value);
+        }
         if self.0.code == ErrorCode::InvalidClient {
             headers.insert(
                 header::WWW_AUTHENTICATE,

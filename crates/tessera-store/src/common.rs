@@ -1,6 +1,8 @@
 //! What both backends share: the SQL, row conversion helpers, and the macro that
 //! implements the store traits for a concrete `sqlx` database.
 
+use tessera_core::crypto::SecretDigest;
+use tessera_core::scope::Scope;
 use tessera_core::store::StoreError;
 
 pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
@@ -36,7 +38,37 @@ where
 }
 
 pub(crate) const CLIENT_COLUMNS: &str = "id, name, secret_digest, auth_method, grants, redirect_uris, \
-     scopes, audiences, token_format, access_token_ttl, introspection, created_at";
+     scopes, audiences, token_format, access_token_ttl, introspection, created_at, \
+     require_pkce, id_token_alg, post_logout_redirect_uris";
+
+pub(crate) const USER_COLUMNS: &str = "id, username, email, name, password_hash, created_at";
+
+pub(crate) const SESSION_COLUMNS: &str = "digest, sid, user_id, auth_time, last_seen, expires_at";
+
+pub(crate) const CONSENT_COLUMNS: &str = "user_id, client_id, scopes, granted_at";
+
+pub(crate) const CODE_COLUMNS: &str = "digest, client_id, user_id, redirect_uri, code_challenge, scope, \
+     nonce, audiences, auth_time, sid, expires_at, consumed_at, access_jti, access_expires_at, family_id";
+
+pub(crate) const REFRESH_COLUMNS: &str = "jti, family_id, client_id, user_id, scope, audiences, auth_time, \
+     sid, offline, issued_at, expires_at, family_expires_at, access_jti, access_expires_at, rotated_at, \
+     revoked";
+
+/// How long a code is kept after it expires: while it is kept, a replay is
+/// recognised as one and can revoke what the first exchange issued
+/// (RFC 6749 §4.1.2); afterwards it is merely unknown.
+pub(crate) const CODE_RETENTION: i64 = 3_600;
+
+/// How long a key's login failures are kept after the last one.
+pub(crate) const LOGIN_FAILURE_RETENTION: i64 = 86_400;
+
+pub(crate) fn digest_column(bytes: &[u8], column: &str) -> Result<SecretDigest, StoreError> {
+    SecretDigest::from_slice(bytes).ok_or_else(|| StoreError::Corrupt(format!("{column} length")))
+}
+
+pub(crate) fn scope_column(text: &str, column: &str) -> Result<Scope, StoreError> {
+    Scope::parse(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
 
 /// Implements every store trait for `$store`, whose `pool` is a `sqlx::Pool<$db>`.
 macro_rules! impl_store {
@@ -47,10 +79,16 @@ macro_rules! impl_store {
         use tessera_core::model::{Client, Resource};
         use tessera_core::scope::Scope;
         use tessera_core::store::{
-            ClientStore, KeyStore, ReferenceToken, ResourceStore, Store, StoreError,
-            StoreResult, StoredKey, TokenStore,
+            AuthorizationCode, ClientStore, CodeStore, CodeUse, Consent, ConsentStore, KeyStore,
+            LoginFailures, ReferenceToken, RefreshStore, RefreshToken, RefreshUse, ResourceStore,
+            Session, SessionStore, Store, StoreError, StoreResult, StoredKey, ThrottleStore,
+            TokenStore, User, UserStore,
         };
-        use $crate::common::{CLIENT_COLUMNS, from_json, map_err, parse_column, to_json};
+        use $crate::common::{
+            CLIENT_COLUMNS, CODE_COLUMNS, CODE_RETENTION, CONSENT_COLUMNS, LOGIN_FAILURE_RETENTION,
+            REFRESH_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, digest_column, from_json, map_err,
+            parse_column, scope_column, to_json,
+        };
 
         type Row = <$db as sqlx::Database>::Row;
 
@@ -71,7 +109,15 @@ macro_rules! impl_store {
             let scopes: String = row.try_get("scopes").map_err(get_err)?;
             let audiences: String = row.try_get("audiences").map_err(get_err)?;
             let introspection: String = row.try_get("introspection").map_err(get_err)?;
+            let id_token_alg: Option<String> = row.try_get("id_token_alg").map_err(get_err)?;
+            let post_logout: String =
+                row.try_get("post_logout_redirect_uris").map_err(get_err)?;
             Ok(Client {
+                require_pkce: row.try_get("require_pkce").map_err(get_err)?,
+                id_token_alg: id_token_alg
+                    .map(|a| parse_column(&a, "id_token_alg"))
+                    .transpose()?,
+                post_logout_redirect_uris: from_json(&post_logout, "post_logout_redirect_uris")?,
                 id: row.try_get("id").map_err(get_err)?,
                 name: row.try_get("name").map_err(get_err)?,
                 secret_digest,
@@ -137,7 +183,7 @@ macro_rules! impl_store {
             async fn insert_client(&self, client: &Client) -> StoreResult<()> {
                 let sql = const_format::concatcp!(
                     "INSERT INTO clients (", CLIENT_COLUMNS,
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
                 );
                 sqlx::query(sql)
                     .bind(&client.id)
@@ -155,6 +201,9 @@ macro_rules! impl_store {
                         tessera_core::model::IntrospectionPolicy::Own => "own",
                     })
                     .bind(client.created_at)
+                    .bind(client.require_pkce)
+                    .bind(client.id_token_alg.map(|a| a.as_str()))
+                    .bind(to_json(&client.post_logout_redirect_uris))
                     .execute(&self.pool)
                     .await
                     .map_err(|e| match map_err(e) {
@@ -178,13 +227,22 @@ macro_rules! impl_store {
             }
 
             async fn delete_client(&self, id: &str) -> StoreResult<bool> {
-                // The client's reference tokens go with it, in the same transaction.
+                // What was granted to the client goes with it, in the same
+                // transaction, so that a client later registered under the same ID
+                // inherits no consent and no tokens.
                 let mut tx = self.pool.begin().await.map_err(map_err)?;
-                sqlx::query("DELETE FROM reference_tokens WHERE client_id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
+                for sql in [
+                    "DELETE FROM reference_tokens WHERE client_id = $1",
+                    "DELETE FROM consents WHERE client_id = $1",
+                    "DELETE FROM authorization_codes WHERE client_id = $1",
+                    "DELETE FROM refresh_tokens WHERE client_id = $1",
+                ] {
+                    sqlx::query(sql)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                }
                 let deleted = sqlx::query("DELETE FROM clients WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
@@ -386,18 +444,668 @@ macro_rules! impl_store {
 
             async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
                 let mut purged = 0;
-                for sql in [
-                    "DELETE FROM revoked_jtis WHERE expires_at <= $1",
-                    "DELETE FROM reference_tokens WHERE expires_at <= $1",
+                for (sql, before) in [
+                    ("DELETE FROM revoked_jtis WHERE expires_at <= $1", now),
+                    ("DELETE FROM reference_tokens WHERE expires_at <= $1", now),
+                    ("DELETE FROM sessions WHERE expires_at <= $1", now),
+                    // Kept past expiry so that a replay is still recognised.
+                    (
+                        "DELETE FROM authorization_codes WHERE expires_at < $1",
+                        now.saturating_sub(CODE_RETENTION),
+                    ),
+                    // A rotated token is kept until its family ends: presenting it
+                    // again is reuse (RFC 9700 §4.14.2).
+                    ("DELETE FROM refresh_tokens WHERE family_expires_at <= $1", now),
+                    (
+                        "DELETE FROM login_failures WHERE last_at < $1",
+                        now.saturating_sub(LOGIN_FAILURE_RETENTION),
+                    ),
                 ] {
                     purged += sqlx::query(sql)
-                        .bind(now)
+                        .bind(before)
                         .execute(&self.pool)
                         .await
                         .map_err(map_err)?
                         .rows_affected();
                 }
                 Ok(purged)
+            }
+        }
+
+        fn user_from_row(row: &Row) -> StoreResult<User> {
+            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            Ok(User {
+                id: row.try_get("id").map_err(get_err)?,
+                username: row.try_get("username").map_err(get_err)?,
+                email: row.try_get("email").map_err(get_err)?,
+                name: row.try_get("name").map_err(get_err)?,
+                password_hash: row.try_get("password_hash").map_err(get_err)?,
+                created_at: row.try_get("created_at").map_err(get_err)?,
+            })
+        }
+
+        fn session_from_row(row: &Row) -> StoreResult<Session> {
+            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            let digest: Vec<u8> = row.try_get("digest").map_err(get_err)?;
+            Ok(Session {
+                digest: digest_column(&digest, "digest")?,
+                sid: row.try_get("sid").map_err(get_err)?,
+                user_id: row.try_get("user_id").map_err(get_err)?,
+                auth_time: row.try_get("auth_time").map_err(get_err)?,
+                last_seen: row.try_get("last_seen").map_err(get_err)?,
+                expires_at: row.try_get("expires_at").map_err(get_err)?,
+            })
+        }
+
+        fn consent_from_row(row: &Row) -> StoreResult<Consent> {
+            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            let scopes: String = row.try_get("scopes").map_err(get_err)?;
+            Ok(Consent {
+                user_id: row.try_get("user_id").map_err(get_err)?,
+                client_id: row.try_get("client_id").map_err(get_err)?,
+                scopes: scope_column(&scopes, "scopes")?,
+                granted_at: row.try_get("granted_at").map_err(get_err)?,
+            })
+        }
+
+        fn code_from_row(row: &Row) -> StoreResult<AuthorizationCode> {
+            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            let digest: Vec<u8> = row.try_get("digest").map_err(get_err)?;
+            let scope: String = row.try_get("scope").map_err(get_err)?;
+            let audiences: String = row.try_get("audiences").map_err(get_err)?;
+            Ok(AuthorizationCode {
+                digest: digest_column(&digest, "digest")?,
+                client_id: row.try_get("client_id").map_err(get_err)?,
+                user_id: row.try_get("user_id").map_err(get_err)?,
+                redirect_uri: row.try_get("redirect_uri").map_err(get_err)?,
+                code_challenge: row.try_get("code_challenge").map_err(get_err)?,
+                scope: scope_column(&scope, "scope")?,
+                nonce: row.try_get("nonce").map_err(get_err)?,
+                audiences: from_json(&audiences, "audiences")?,
+                auth_time: row.try_get("auth_time").map_err(get_err)?,
+                sid: row.try_get("sid").map_err(get_err)?,
+                expires_at: row.try_get("expires_at").map_err(get_err)?,
+                consumed_at: row.try_get("consumed_at").map_err(get_err)?,
+                access_jti: row.try_get("access_jti").map_err(get_err)?,
+                access_expires_at: row.try_get("access_expires_at").map_err(get_err)?,
+                family_id: row.try_get("family_id").map_err(get_err)?,
+            })
+        }
+
+        fn refresh_from_row(row: &Row) -> StoreResult<RefreshToken> {
+            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            let scope: String = row.try_get("scope").map_err(get_err)?;
+            let audiences: String = row.try_get("audiences").map_err(get_err)?;
+            Ok(RefreshToken {
+                jti: row.try_get("jti").map_err(get_err)?,
+                family_id: row.try_get("family_id").map_err(get_err)?,
+                client_id: row.try_get("client_id").map_err(get_err)?,
+                user_id: row.try_get("user_id").map_err(get_err)?,
+                scope: scope_column(&scope, "scope")?,
+                audiences: from_json(&audiences, "audiences")?,
+                auth_time: row.try_get("auth_time").map_err(get_err)?,
+                sid: row.try_get("sid").map_err(get_err)?,
+                offline: row.try_get("offline").map_err(get_err)?,
+                issued_at: row.try_get("issued_at").map_err(get_err)?,
+                expires_at: row.try_get("expires_at").map_err(get_err)?,
+                family_expires_at: row.try_get("family_expires_at").map_err(get_err)?,
+                access_jti: row.try_get("access_jti").map_err(get_err)?,
+                access_expires_at: row.try_get("access_expires_at").map_err(get_err)?,
+                rotated_at: row.try_get("rotated_at").map_err(get_err)?,
+                revoked: row.try_get("revoked").map_err(get_err)?,
+            })
+        }
+
+        fn failures_from_row(row: &Row) -> StoreResult<LoginFailures> {
+            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            let count: i64 = row.try_get("count").map_err(get_err)?;
+            Ok(LoginFailures {
+                count: u32::try_from(count)
+                    .map_err(|_| StoreError::Corrupt(format!("count {count} out of range")))?,
+                first_at: row.try_get("first_at").map_err(get_err)?,
+                last_at: row.try_get("last_at").map_err(get_err)?,
+            })
+        }
+
+        /// Records as revoked the access tokens issued from the user's codes and
+        /// refresh tokens for one client (or all with `None`), so that withdrawn
+        /// grants stop working before the tokens expire. Expired ones are
+        /// recorded too (there is no `now` here); `purge_expired` drops them.
+        async fn revoke_user_access_jtis(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            user_id: &str,
+            client_id: Option<&str>,
+        ) -> StoreResult<()> {
+            // The WHERE before ON CONFLICT is required: SQLite cannot otherwise
+            // tell the upsert's ON from a join's.
+            for sql in [
+                "INSERT INTO revoked_jtis (jti, expires_at) \
+                 SELECT access_jti, access_expires_at FROM refresh_tokens \
+                 WHERE user_id = $1 AND ($2 IS NULL OR client_id = $2) \
+                 AND access_jti IS NOT NULL AND access_expires_at IS NOT NULL \
+                 ON CONFLICT (jti) DO NOTHING",
+                "INSERT INTO revoked_jtis (jti, expires_at) \
+                 SELECT access_jti, access_expires_at FROM authorization_codes \
+                 WHERE user_id = $1 AND ($2 IS NULL OR client_id = $2) \
+                 AND access_jti IS NOT NULL AND access_expires_at IS NOT NULL \
+                 ON CONFLICT (jti) DO NOTHING",
+            ] {
+                sqlx::query(sql)
+                    .bind(user_id)
+                    .bind(client_id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            Ok(())
+        }
+
+        #[async_trait]
+        impl UserStore for $store {
+            async fn insert_user(&self, user: &User) -> StoreResult<()> {
+                let username_key = user.username.to_lowercase();
+                let email_key = user.email.as_deref().map(str::to_lowercase);
+                let conflict = || {
+                    StoreError::Conflict(format!(
+                        "user {:?} (ID, username or email)",
+                        user.username
+                    ))
+                };
+                // The UNIQUE keys refuse a taken username or email. A login names a
+                // user by either, so a new username may not be another user's email
+                // nor a new email another user's username: the guard below.
+                let sql = const_format::concatcp!(
+                    "INSERT INTO users (", USER_COLUMNS, ", username_key, email_key) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS \
+                     (SELECT 1 FROM users WHERE email_key = $7 OR username_key = $8)"
+                );
+                let inserted = sqlx::query(sql)
+                    .bind(&user.id)
+                    .bind(&user.username)
+                    .bind(&user.email)
+                    .bind(&user.name)
+                    .bind(&user.password_hash)
+                    .bind(user.created_at)
+                    .bind(&username_key)
+                    .bind(&email_key)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| match map_err(e) {
+                        StoreError::Conflict(_) => conflict(),
+                        other => other,
+                    })?
+                    .rows_affected();
+                if inserted == 0 {
+                    return Err(conflict());
+                }
+                Ok(())
+            }
+
+            async fn user(&self, id: &str) -> StoreResult<Option<User>> {
+                let sql = const_format::concatcp!("SELECT ", USER_COLUMNS, " FROM users WHERE id = $1");
+                sqlx::query(sql)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(user_from_row)
+                    .transpose()
+            }
+
+            async fn user_by_login(&self, login: &str) -> StoreResult<Option<User>> {
+                // `insert_user` keeps usernames and emails apart; should two
+                // concurrent inserts on PostgreSQL slip past its guard, the
+                // username match wins, so the answer is still deterministic.
+                let sql = const_format::concatcp!(
+                    "SELECT ", USER_COLUMNS, " FROM users WHERE username_key = $1 OR email_key = $1 \
+                     ORDER BY CASE WHEN username_key = $1 THEN 0 ELSE 1 END LIMIT 1"
+                );
+                sqlx::query(sql)
+                    .bind(login.to_lowercase())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(user_from_row)
+                    .transpose()
+            }
+
+            async fn users(&self) -> StoreResult<Vec<User>> {
+                let sql = const_format::concatcp!("SELECT ", USER_COLUMNS, " FROM users ORDER BY created_at, id");
+                sqlx::query(sql)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .iter()
+                    .map(user_from_row)
+                    .collect()
+            }
+
+            async fn delete_user(&self, id: &str) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                revoke_user_access_jtis(&mut tx, id, None).await?;
+                for sql in [
+                    "DELETE FROM sessions WHERE user_id = $1",
+                    "DELETE FROM consents WHERE user_id = $1",
+                    "DELETE FROM authorization_codes WHERE user_id = $1",
+                    "DELETE FROM refresh_tokens WHERE user_id = $1",
+                ] {
+                    sqlx::query(sql)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                }
+                let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                tx.commit().await.map_err(map_err)?;
+                Ok(deleted > 0)
+            }
+
+            async fn set_password(&self, id: &str, password_hash: &str) -> StoreResult<bool> {
+                let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                    .bind(password_hash)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                Ok(updated > 0)
+            }
+        }
+
+        #[async_trait]
+        impl SessionStore for $store {
+            async fn insert_session(&self, session: &Session) -> StoreResult<()> {
+                let sql = const_format::concatcp!(
+                    "INSERT INTO sessions (", SESSION_COLUMNS, ") VALUES ($1, $2, $3, $4, $5, $6)"
+                );
+                sqlx::query(sql)
+                    .bind(session.digest.0.to_vec())
+                    .bind(&session.sid)
+                    .bind(&session.user_id)
+                    .bind(session.auth_time)
+                    .bind(session.last_seen)
+                    .bind(session.expires_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn touch_session(
+                &self,
+                digest: &SecretDigest,
+                now: i64,
+                idle_since: i64,
+            ) -> StoreResult<Option<Session>> {
+                // One statement: a session that is idle or expired is never revived
+                // by a concurrent touch.
+                let sql = const_format::concatcp!(
+                    "UPDATE sessions SET last_seen = $1 \
+                     WHERE digest = $2 AND expires_at > $1 AND last_seen > $3 RETURNING ",
+                    SESSION_COLUMNS
+                );
+                sqlx::query(sql)
+                    .bind(now)
+                    .bind(digest.0.to_vec())
+                    .bind(idle_since)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(session_from_row)
+                    .transpose()
+            }
+
+            async fn delete_session(&self, digest: &SecretDigest) -> StoreResult<Option<Session>> {
+                let sql = const_format::concatcp!(
+                    "DELETE FROM sessions WHERE digest = $1 RETURNING ",
+                    SESSION_COLUMNS
+                );
+                sqlx::query(sql)
+                    .bind(digest.0.to_vec())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(session_from_row)
+                    .transpose()
+            }
+
+            async fn delete_session_by_sid(&self, sid: &str) -> StoreResult<bool> {
+                let deleted = sqlx::query("DELETE FROM sessions WHERE sid = $1")
+                    .bind(sid)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                Ok(deleted > 0)
+            }
+        }
+
+        #[async_trait]
+        impl ConsentStore for $store {
+            async fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<Consent>> {
+                let sql = const_format::concatcp!(
+                    "SELECT ", CONSENT_COLUMNS, " FROM consents WHERE user_id = $1 AND client_id = $2"
+                );
+                sqlx::query(sql)
+                    .bind(user_id)
+                    .bind(client_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(consent_from_row)
+                    .transpose()
+            }
+
+            async fn save_consent(&self, consent: &Consent) -> StoreResult<()> {
+                let sql = const_format::concatcp!(
+                    "INSERT INTO consents (", CONSENT_COLUMNS, ") VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_id, client_id) \
+                     DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at"
+                );
+                sqlx::query(sql)
+                    .bind(&consent.user_id)
+                    .bind(&consent.client_id)
+                    .bind(consent.scopes.to_string())
+                    .bind(consent.granted_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn consents(&self, user_id: &str) -> StoreResult<Vec<Consent>> {
+                let sql = const_format::concatcp!(
+                    "SELECT ", CONSENT_COLUMNS, " FROM consents WHERE user_id = $1 \
+                     ORDER BY granted_at, client_id"
+                );
+                sqlx::query(sql)
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .iter()
+                    .map(consent_from_row)
+                    .collect()
+            }
+
+            async fn revoke_consent(&self, user_id: &str, client_id: Option<&str>) -> StoreResult<u64> {
+                // The refresh tokens go whether or not a consent is on record: a
+                // withdrawal must leave the client nothing to continue with.
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                revoke_user_access_jtis(&mut tx, user_id, client_id).await?;
+                sqlx::query(
+                    "UPDATE refresh_tokens SET revoked = TRUE \
+                     WHERE user_id = $1 AND ($2 IS NULL OR client_id = $2) AND NOT revoked",
+                )
+                .bind(user_id)
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                let withdrawn = sqlx::query(
+                    "DELETE FROM consents WHERE user_id = $1 AND ($2 IS NULL OR client_id = $2)",
+                )
+                .bind(user_id)
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+                tx.commit().await.map_err(map_err)?;
+                Ok(withdrawn)
+            }
+        }
+
+        #[async_trait]
+        impl CodeStore for $store {
+            async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
+                let sql = const_format::concatcp!(
+                    "INSERT INTO authorization_codes (", CODE_COLUMNS, ") VALUES \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                );
+                sqlx::query(sql)
+                    .bind(code.digest.0.to_vec())
+                    .bind(&code.client_id)
+                    .bind(&code.user_id)
+                    .bind(&code.redirect_uri)
+                    .bind(&code.code_challenge)
+                    .bind(code.scope.to_string())
+                    .bind(&code.nonce)
+                    .bind(to_json(&code.audiences))
+                    .bind(code.auth_time)
+                    .bind(&code.sid)
+                    .bind(code.expires_at)
+                    .bind(code.consumed_at)
+                    .bind(&code.access_jti)
+                    .bind(code.access_expires_at)
+                    .bind(&code.family_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn consume_code(&self, digest: &SecretDigest, now: i64) -> StoreResult<CodeUse> {
+                // The guarded UPDATE is the single-use check: on PostgreSQL a
+                // concurrent updater waits for the row and re-checks
+                // `consumed_at IS NULL` on the committed version, so it loses.
+                let sql = const_format::concatcp!(
+                    "UPDATE authorization_codes SET consumed_at = $1 \
+                     WHERE digest = $2 AND consumed_at IS NULL AND expires_at > $1 RETURNING ",
+                    CODE_COLUMNS
+                );
+                if let Some(row) = sqlx::query(sql)
+                    .bind(now)
+                    .bind(digest.0.to_vec())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                {
+                    return Ok(CodeUse::Fresh(code_from_row(&row)?));
+                }
+                // A consumed code is a replay even after it has expired, for as
+                // long as it is kept (RFC 6749 §4.1.2).
+                let sql = const_format::concatcp!(
+                    "SELECT ", CODE_COLUMNS, " FROM authorization_codes WHERE digest = $1"
+                );
+                let code = sqlx::query(sql)
+                    .bind(digest.0.to_vec())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(code_from_row)
+                    .transpose()?;
+                Ok(match code {
+                    Some(code) if code.consumed_at.is_some() => CodeUse::Replayed(code),
+                    _ => CodeUse::Invalid,
+                })
+            }
+
+            async fn record_code_tokens(
+                &self,
+                digest: &SecretDigest,
+                access_jti: &str,
+                access_expires_at: i64,
+                family_id: Option<&str>,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE authorization_codes SET access_jti = $1, access_expires_at = $2, family_id = $3 \
+                     WHERE digest = $4",
+                )
+                .bind(access_jti)
+                .bind(access_expires_at)
+                .bind(family_id)
+                .bind(digest.0.to_vec())
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl RefreshStore for $store {
+            async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+                let sql = const_format::concatcp!(
+                    "INSERT INTO refresh_tokens (", REFRESH_COLUMNS, ") VALUES \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                );
+                sqlx::query(sql)
+                    .bind(&token.jti)
+                    .bind(&token.family_id)
+                    .bind(&token.client_id)
+                    .bind(&token.user_id)
+                    .bind(token.scope.to_string())
+                    .bind(to_json(&token.audiences))
+                    .bind(token.auth_time)
+                    .bind(&token.sid)
+                    .bind(token.offline)
+                    .bind(token.issued_at)
+                    .bind(token.expires_at)
+                    .bind(token.family_expires_at)
+                    .bind(&token.access_jti)
+                    .bind(token.access_expires_at)
+                    .bind(token.rotated_at)
+                    .bind(token.revoked)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn refresh_token(&self, jti: &str) -> StoreResult<Option<RefreshToken>> {
+                let sql = const_format::concatcp!(
+                    "SELECT ", REFRESH_COLUMNS, " FROM refresh_tokens WHERE jti = $1"
+                );
+                sqlx::query(sql)
+                    .bind(jti)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(refresh_from_row)
+                    .transpose()
+            }
+
+            async fn rotate_refresh_token(&self, jti: &str, now: i64) -> StoreResult<RefreshUse> {
+                // As in `consume_code`, the guarded UPDATE admits one winner.
+                let sql = const_format::concatcp!(
+                    "UPDATE refresh_tokens SET rotated_at = $1 \
+                     WHERE jti = $2 AND rotated_at IS NULL AND NOT revoked \
+                     AND expires_at > $1 AND family_expires_at > $1 RETURNING ",
+                    REFRESH_COLUMNS
+                );
+                if let Some(row) = sqlx::query(sql)
+                    .bind(now)
+                    .bind(jti)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                {
+                    return Ok(RefreshUse::Fresh(refresh_from_row(&row)?));
+                }
+                let Some(token) = self.refresh_token(jti).await? else {
+                    return Ok(RefreshUse::Invalid);
+                };
+                // A rotated or revoked token presented while its family lives is
+                // reuse, also past its own sliding expiry: the family is still
+                // there to revoke (RFC 9700 §4.14.2). Once the family has ended, or
+                // for a token merely expired, there is nothing to defend.
+                Ok(
+                    if (token.rotated_at.is_some() || token.revoked) && token.family_expires_at > now {
+                        RefreshUse::Reused(token)
+                    } else {
+                        RefreshUse::Invalid
+                    },
+                )
+            }
+
+            async fn revoke_refresh_family(&self, family_id: &str, now: i64) -> StoreResult<u64> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                // Access tokens already expired need no record. The WHERE before
+                // ON CONFLICT is required: SQLite cannot otherwise tell the upsert's
+                // ON from a join's.
+                sqlx::query(
+                    "INSERT INTO revoked_jtis (jti, expires_at) \
+                     SELECT access_jti, access_expires_at FROM refresh_tokens \
+                     WHERE family_id = $1 AND access_jti IS NOT NULL AND access_expires_at > $2 \
+                     ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(family_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                let revoked = sqlx::query(
+                    "UPDATE refresh_tokens SET revoked = TRUE WHERE family_id = $1 AND NOT revoked",
+                )
+                .bind(family_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+                tx.commit().await.map_err(map_err)?;
+                Ok(revoked)
+            }
+        }
+
+        #[async_trait]
+        impl ThrottleStore for $store {
+            async fn login_failures(&self, key: &str) -> StoreResult<Option<LoginFailures>> {
+                sqlx::query("SELECT count, first_at, last_at FROM login_failures WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(failures_from_row)
+                    .transpose()
+            }
+
+            async fn record_login_failure(
+                &self,
+                key: &str,
+                now: i64,
+                window_start: i64,
+            ) -> StoreResult<LoginFailures> {
+                // One upsert, so concurrent failures each count.
+                let row = sqlx::query(
+                    "INSERT INTO login_failures (key, count, first_at, last_at) VALUES ($1, 1, $2, $2) \
+                     ON CONFLICT (key) DO UPDATE SET \
+                     count = CASE WHEN login_failures.first_at < $3 THEN 1 \
+                         ELSE login_failures.count + 1 END, \
+                     first_at = CASE WHEN login_failures.first_at < $3 THEN $2 \
+                         ELSE login_failures.first_at END, \
+                     last_at = $2 \
+                     RETURNING count, first_at, last_at",
+                )
+                .bind(key)
+                .bind(now)
+                .bind(window_start)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?;
+                failures_from_row(&row)
+            }
+
+            async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM login_failures WHERE key = $1")
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
             }
         }
 

@@ -14,11 +14,15 @@ use tessera_core::model::{
     AcceptedTokens, Client, ClientAuthMethod, GrantType, IntrospectionPolicy, Resource, TokenFormat,
 };
 use tessera_core::scope::Scope;
-use tessera_core::store::{ReferenceToken, Store, StoreError, StoredKey};
+use tessera_core::store::{
+    AuthorizationCode, CodeUse, Consent, LoginFailures, ReferenceToken, RefreshToken, RefreshUse,
+    Session, Store, StoreError, StoredKey, User,
+};
 use tokio::sync::Barrier;
 
-/// 2100-01-01. Rows of every check except `check_purge` expire then, so that
-/// purging at earlier instants only ever touches `check_purge`'s rows.
+/// 2100-01-01. Rows of every check except the purge checks expire then (or, for
+/// the people checks, around `T0`), so that purging at earlier instants only
+/// ever touches the purge checks' rows.
 const FAR_FUTURE: i64 = 4_102_444_800;
 
 /// How many tasks race in the concurrency checks.
@@ -63,6 +67,9 @@ fn full_client(id: &str, created_at: i64) -> Client {
         token_format: Some(TokenFormat::Reference),
         access_token_ttl: Some(600),
         introspection: IntrospectionPolicy::Own,
+        require_pkce: false,
+        id_token_alg: Some(tessera_jose::Algorithm::RS256),
+        post_logout_redirect_uris: vec!["https://app.example/bye".to_owned()],
         created_at,
     }
 }
@@ -86,6 +93,9 @@ fn public_client(id: &str, created_at: i64) -> Client {
         token_format: Some(TokenFormat::Jwt),
         access_token_ttl: None,
         introspection: IntrospectionPolicy::Any,
+        require_pkce: true,
+        id_token_alg: None,
+        post_logout_redirect_uris: vec![],
         created_at,
     }
 }
@@ -104,6 +114,9 @@ fn bare_client(id: &str, created_at: i64) -> Client {
         token_format: None,
         access_token_ttl: Some(1),
         introspection: IntrospectionPolicy::Any,
+        require_pkce: true,
+        id_token_alg: None,
+        post_logout_redirect_uris: vec![],
         created_at,
     }
 }
@@ -155,6 +168,113 @@ async fn keys_of(store: &dyn Store, alg: &str) -> Vec<StoredKey> {
         .into_iter()
         .filter(|k| k.alg == alg)
         .collect()
+}
+
+/// "Now" for the people checks: their rows live around it, far beyond every
+/// instant `check_purge` and `check_people_purge` purge at, and expire before
+/// FAR_FUTURE.
+const T0: i64 = 4_000_000_000;
+
+/// A user whose username and email are in mixed case, to catch a backend that
+/// lower-cases what it stores instead of only what it compares.
+fn user(created_at: i64) -> User {
+    let tag = hex(&random_bytes::<6>());
+    User {
+        id: unique("user"),
+        username: format!("Alice_{tag}"),
+        email: Some(format!("Alice.{tag}@Example.COM")),
+        name: Some("Alice \"Ally\" Lidell — ü".to_owned()),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+        created_at,
+    }
+}
+
+fn session(user_id: &str, expires_at: i64) -> Session {
+    Session {
+        digest: SecretDigest::of(&random_token()),
+        sid: unique("sid"),
+        user_id: user_id.to_owned(),
+        auth_time: T0 - 500,
+        last_seen: T0 - 100,
+        expires_at,
+    }
+}
+
+fn consent(user_id: &str, client_id: &str, scopes: &[&str], granted_at: i64) -> Consent {
+    Consent {
+        user_id: user_id.to_owned(),
+        client_id: client_id.to_owned(),
+        scopes: Scope::from_tokens(scopes.iter().copied()),
+        granted_at,
+    }
+}
+
+/// Every optional field set except what the exchange records.
+fn code(user_id: &str, client_id: &str, expires_at: i64) -> AuthorizationCode {
+    AuthorizationCode {
+        digest: SecretDigest::of(&random_token()),
+        client_id: client_id.to_owned(),
+        user_id: user_id.to_owned(),
+        redirect_uri: "https://app.example/cb?x=1&y=%20\"z\"".to_owned(),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned()),
+        scope: Scope::from_tokens(["openid", "profile", "orders:read"]),
+        nonce: Some("n-0S6_WzA2Mj \"ü\"".to_owned()),
+        audiences: vec![
+            "https://api.example/orders".to_owned(),
+            "urn:example:billing".to_owned(),
+        ],
+        auth_time: T0 - 30,
+        sid: Some(unique("sid")),
+        expires_at,
+        consumed_at: None,
+        access_jti: None,
+        access_expires_at: None,
+        family_id: None,
+    }
+}
+
+/// Every optional field set; the access token it was issued with expires at
+/// `T0 + 900`.
+fn refresh(user_id: &str, client_id: &str, family_id: &str) -> RefreshToken {
+    RefreshToken {
+        jti: unique("rt"),
+        family_id: family_id.to_owned(),
+        client_id: client_id.to_owned(),
+        user_id: user_id.to_owned(),
+        scope: Scope::from_tokens(["openid", "offline_access", "orders:read"]),
+        audiences: vec!["https://api.example/orders".to_owned()],
+        auth_time: T0 - 3_000,
+        sid: Some(unique("sid")),
+        offline: true,
+        issued_at: T0 - 60,
+        expires_at: T0 + 86_400,
+        family_expires_at: T0 + 30 * 86_400,
+        access_jti: Some(unique("at")),
+        access_expires_at: Some(T0 + 900),
+        rotated_at: None,
+        revoked: false,
+    }
+}
+
+async fn insert_refresh(store: &dyn Store, tokens: &[&RefreshToken]) {
+    for token in tokens {
+        store
+            .insert_refresh_token(token)
+            .await
+            .expect("insert_refresh_token");
+    }
+}
+
+async fn stored_refresh(store: &dyn Store, jti: &str) -> Option<RefreshToken> {
+    store.refresh_token(jti).await.expect("refresh_token")
+}
+
+async fn access_revoked(store: &dyn Store, token: &RefreshToken) -> bool {
+    let jti = token
+        .access_jti
+        .as_deref()
+        .expect("token has an access jti");
+    store.is_jti_revoked(jti).await.expect("is_jti_revoked")
 }
 
 // --- checks ----------------------------------------------------------------
@@ -290,6 +410,23 @@ async fn check_delete_client(store: &dyn Store) {
             .await
             .expect("insert_reference_token");
     }
+    // What users granted each client.
+    let user_id = unique("user");
+    let grants: Vec<(Consent, AuthorizationCode, RefreshToken)> = [&doomed.id, &kept.id]
+        .into_iter()
+        .map(|client_id| {
+            (
+                consent(&user_id, client_id, &["openid"], T0),
+                code(&user_id, client_id, T0 + 60),
+                refresh(&user_id, client_id, &unique("family")),
+            )
+        })
+        .collect();
+    for (consent, code, token) in &grants {
+        store.save_consent(consent).await.expect("save_consent");
+        store.insert_code(code).await.expect("insert_code");
+        insert_refresh(store, &[token]).await;
+    }
 
     assert!(
         store
@@ -316,6 +453,45 @@ async fn check_delete_client(store: &dyn Store) {
         Some(kept_token)
     );
     assert_eq!(store.client(&kept.id).await.expect("client"), Some(kept));
+    // So does what was granted to it: a client registered later under the same
+    // ID inherits no consent and no tokens.
+    let [
+        (doomed_consent, doomed_code, doomed_refresh),
+        (kept_consent, kept_code, kept_refresh),
+    ] = &grants[..]
+    else {
+        unreachable!("two clients")
+    };
+    assert_eq!(
+        store
+            .consent(&user_id, &doomed_consent.client_id)
+            .await
+            .expect("consent"),
+        None
+    );
+    assert_eq!(
+        store
+            .consume_code(&doomed_code.digest, T0)
+            .await
+            .expect("consume_code"),
+        CodeUse::Invalid
+    );
+    assert_eq!(stored_refresh(store, &doomed_refresh.jti).await, None);
+    assert_eq!(
+        store.consents(&user_id).await.expect("consents"),
+        vec![kept_consent.clone()]
+    );
+    assert!(matches!(
+        store
+            .consume_code(&kept_code.digest, T0)
+            .await
+            .expect("consume_code"),
+        CodeUse::Fresh(_)
+    ));
+    assert_eq!(
+        stored_refresh(store, &kept_refresh.jti).await.as_ref(),
+        Some(kept_refresh)
+    );
 
     assert!(
         !store
@@ -711,6 +887,1071 @@ async fn check_purge(store: &dyn Store) {
     assert_eq!(store.purge_expired(10_000).await.expect("purge_expired"), 0);
 }
 
+// --- people ----------------------------------------------------------------
+
+async fn check_users(store: &dyn Store) {
+    let alice = user(T0 + 2);
+    let bob = User {
+        email: None,
+        name: None,
+        ..user(T0 + 1)
+    };
+    // Several users without an email: a missing email is no duplicate.
+    let carol = User {
+        email: None,
+        ..user(T0)
+    };
+    for u in [&alice, &bob, &carol] {
+        store.insert_user(u).await.expect("insert_user");
+    }
+    for u in [&alice, &bob, &carol] {
+        assert_eq!(store.user(&u.id).await.expect("user").as_ref(), Some(u));
+    }
+    assert_eq!(store.user(&unique("missing")).await.expect("user"), None);
+    assert_eq!(
+        store.user(&alice.id.to_uppercase()).await.expect("user"),
+        None,
+        "user IDs are compared exactly"
+    );
+
+    // What a person types at login: the username or the email, in any case.
+    let email = alice.email.clone().expect("alice has an email");
+    for login in [
+        alice.username.clone(),
+        alice.username.to_lowercase(),
+        alice.username.to_uppercase(),
+        email.clone(),
+        email.to_lowercase(),
+        email.to_uppercase(),
+    ] {
+        assert_eq!(
+            store.user_by_login(&login).await.expect("user_by_login"),
+            Some(alice.clone()),
+            "login {login:?}"
+        );
+    }
+    assert_eq!(
+        store
+            .user_by_login(&bob.username.to_uppercase())
+            .await
+            .expect("user_by_login"),
+        Some(bob.clone())
+    );
+    assert_eq!(
+        store
+            .user_by_login(&unique("nobody"))
+            .await
+            .expect("user_by_login"),
+        None
+    );
+    assert_eq!(
+        store.user_by_login("").await.expect("user_by_login"),
+        None,
+        "an empty login matches no user without an email"
+    );
+
+    let listed: Vec<User> = store
+        .users()
+        .await
+        .expect("users")
+        .into_iter()
+        .filter(|u| [&alice.id, &bob.id, &carol.id].contains(&&u.id))
+        .collect();
+    assert_eq!(listed, vec![carol.clone(), bob.clone(), alice.clone()]);
+
+    // Taken usernames and emails are refused whatever their case, and so is a
+    // name that another user has as the other kind, since a login names either.
+    let fresh = || User {
+        email: None,
+        ..user(T0 + 10)
+    };
+    let attempts = [
+        (
+            User {
+                username: alice.username.to_uppercase(),
+                ..fresh()
+            },
+            "duplicate username in another case",
+        ),
+        (
+            User {
+                email: Some(email.to_lowercase()),
+                ..fresh()
+            },
+            "duplicate email in another case",
+        ),
+        (
+            User {
+                id: alice.id.clone(),
+                ..fresh()
+            },
+            "duplicate user ID",
+        ),
+        (
+            User {
+                username: email.to_uppercase(),
+                ..fresh()
+            },
+            "username that is another user's email",
+        ),
+        (
+            User {
+                email: Some(bob.username.to_lowercase()),
+                ..fresh()
+            },
+            "email that is another user's username",
+        ),
+    ];
+    for (attempt, what) in &attempts {
+        expect_conflict(store.insert_user(attempt).await, what);
+        if attempt.id != alice.id {
+            assert_eq!(store.user(&attempt.id).await.expect("user"), None, "{what}");
+        }
+    }
+    assert_eq!(
+        store.user(&alice.id).await.expect("user"),
+        Some(alice.clone())
+    );
+    // One user may have their own email as username.
+    let dora = User {
+        username: format!("Dora.{}@example.com", hex(&random_bytes::<6>())),
+        ..fresh()
+    };
+    let dora = User {
+        email: Some(dora.username.to_uppercase()),
+        ..dora
+    };
+    store.insert_user(&dora).await.expect("insert_user");
+    assert_eq!(
+        store
+            .user_by_login(&dora.username)
+            .await
+            .expect("user_by_login"),
+        Some(dora)
+    );
+
+    let new_hash = "$argon2id$v=19$m=19456,t=2,p=1$bmV3$bmV3aGFzaA";
+    assert!(
+        store
+            .set_password(&alice.id, new_hash)
+            .await
+            .expect("set_password")
+    );
+    assert_eq!(
+        store.user(&alice.id).await.expect("user"),
+        Some(User {
+            password_hash: new_hash.to_owned(),
+            ..alice.clone()
+        })
+    );
+    assert_eq!(store.user(&bob.id).await.expect("user"), Some(bob));
+    assert!(
+        !store
+            .set_password(&unique("missing"), new_hash)
+            .await
+            .expect("set_password")
+    );
+}
+
+async fn check_delete_user(store: &dyn Store) {
+    let doomed = user(T0);
+    let kept = user(T0);
+    for u in [&doomed, &kept] {
+        store.insert_user(u).await.expect("insert_user");
+    }
+    let client_id = unique("client");
+    let sessions = [
+        session(&doomed.id, T0 + 1_000),
+        session(&kept.id, T0 + 1_000),
+    ];
+    let codes = [
+        code(&doomed.id, &client_id, T0 + 60),
+        code(&kept.id, &client_id, T0 + 60),
+    ];
+    let tokens = [
+        refresh(&doomed.id, &client_id, &unique("family")),
+        refresh(&kept.id, &client_id, &unique("family")),
+    ];
+    for ((s, c), t) in sessions.iter().zip(&codes).zip(&tokens) {
+        store.insert_session(s).await.expect("insert_session");
+        store.insert_code(c).await.expect("insert_code");
+        insert_refresh(store, &[t]).await;
+    }
+    for u in [&doomed, &kept] {
+        store
+            .save_consent(&consent(&u.id, &client_id, &["openid"], T0))
+            .await
+            .expect("save_consent");
+    }
+    // The doomed user's code was exchanged: its access token is on record.
+    let code_access_jti = unique("at");
+    store
+        .record_code_tokens(&codes[0].digest, &code_access_jti, T0 + 900, None)
+        .await
+        .expect("record_code_tokens");
+
+    assert!(store.delete_user(&doomed.id).await.expect("delete_user"));
+    assert_eq!(store.user(&doomed.id).await.expect("user"), None);
+    assert_eq!(
+        store
+            .user_by_login(&doomed.username)
+            .await
+            .expect("user_by_login"),
+        None
+    );
+    assert_eq!(
+        store
+            .touch_session(&sessions[0].digest, T0, T0 - 1_000)
+            .await
+            .expect("touch_session"),
+        None,
+        "a deleted user's sessions go with them"
+    );
+    assert_eq!(
+        store
+            .delete_session(&sessions[0].digest)
+            .await
+            .expect("delete_session"),
+        None
+    );
+    assert_eq!(
+        store
+            .consent(&doomed.id, &client_id)
+            .await
+            .expect("consent"),
+        None
+    );
+    assert!(
+        store
+            .consents(&doomed.id)
+            .await
+            .expect("consents")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .consume_code(&codes[0].digest, T0)
+            .await
+            .expect("consume_code"),
+        CodeUse::Invalid
+    );
+    assert_eq!(stored_refresh(store, &tokens[0].jti).await, None);
+    // The access tokens issued to them stop working too.
+    assert!(access_revoked(store, &tokens[0]).await);
+    assert!(
+        store
+            .is_jti_revoked(&code_access_jti)
+            .await
+            .expect("is_jti_revoked")
+    );
+
+    // The other user keeps everything.
+    assert_eq!(
+        store.user(&kept.id).await.expect("user"),
+        Some(kept.clone())
+    );
+    assert!(
+        store
+            .touch_session(&sessions[1].digest, T0, T0 - 1_000)
+            .await
+            .expect("touch_session")
+            .is_some()
+    );
+    assert!(
+        store
+            .consent(&kept.id, &client_id)
+            .await
+            .expect("consent")
+            .is_some()
+    );
+    assert!(matches!(
+        store
+            .consume_code(&codes[1].digest, T0)
+            .await
+            .expect("consume_code"),
+        CodeUse::Fresh(_)
+    ));
+    assert_eq!(
+        stored_refresh(store, &tokens[1].jti).await,
+        Some(tokens[1].clone())
+    );
+    assert!(!access_revoked(store, &tokens[1]).await);
+
+    assert!(!store.delete_user(&doomed.id).await.expect("delete_user"));
+    assert!(
+        !store
+            .delete_user(&unique("missing"))
+            .await
+            .expect("delete_user")
+    );
+    // The username and email are free again.
+    let reborn = User {
+        id: unique("user"),
+        ..doomed.clone()
+    };
+    store
+        .insert_user(&reborn)
+        .await
+        .expect("insert after delete");
+    assert_eq!(
+        store
+            .user_by_login(&doomed.username)
+            .await
+            .expect("user_by_login"),
+        Some(reborn)
+    );
+}
+
+async fn check_sessions(store: &dyn Store) {
+    let user_id = unique("user");
+    let s = session(&user_id, T0 + 1_000);
+    store.insert_session(&s).await.expect("insert_session");
+    expect_conflict(
+        store
+            .insert_session(&Session {
+                digest: s.digest,
+                ..session(&user_id, T0 + 1_000)
+            })
+            .await,
+        "duplicate session digest",
+    );
+    expect_conflict(
+        store
+            .insert_session(&Session {
+                sid: s.sid.clone(),
+                ..session(&user_id, T0 + 1_000)
+            })
+            .await,
+        "duplicate sid",
+    );
+
+    let touch = |now: i64, idle_since: i64| async move {
+        store
+            .touch_session(&s.digest, now, idle_since)
+            .await
+            .expect("touch_session")
+    };
+    // Seen at T0 - 100: active if seen after T0 - 200; `last_seen` becomes now.
+    let seen_at = |last_seen: i64| Session {
+        last_seen,
+        ..s.clone()
+    };
+    assert_eq!(touch(T0, T0 - 200).await, Some(seen_at(T0)));
+    assert_eq!(touch(T0 + 50, T0 - 1).await, Some(seen_at(T0 + 50)));
+    // Idle: last seen at T0 + 50, which is not after T0 + 50. A refused touch
+    // changes nothing, so the session is still active for a longer idle limit.
+    assert_eq!(touch(T0 + 500, T0 + 50).await, None);
+    assert_eq!(touch(T0 + 501, T0 + 49).await, Some(seen_at(T0 + 501)));
+    // The absolute end holds whatever the activity.
+    assert_eq!(touch(T0 + 1_000, T0).await, None);
+    assert_eq!(touch(T0 + 5_000, i64::MIN).await, None);
+    assert_eq!(touch(T0 + 999, T0).await, Some(seen_at(T0 + 999)));
+    assert_eq!(
+        store
+            .touch_session(&SecretDigest::of(&random_token()), T0, i64::MIN)
+            .await
+            .expect("touch_session"),
+        None
+    );
+
+    // Deleting returns the session as it was last touched (for its `sid`).
+    assert_eq!(
+        store
+            .delete_session(&s.digest)
+            .await
+            .expect("delete_session"),
+        Some(seen_at(T0 + 999))
+    );
+    assert_eq!(
+        store
+            .delete_session(&s.digest)
+            .await
+            .expect("delete_session"),
+        None
+    );
+    assert_eq!(touch(T0 + 1, T0).await, None);
+
+    let other = session(&user_id, T0 + 1_000);
+    let bystander = session(&user_id, T0 + 1_000);
+    for x in [&other, &bystander] {
+        store.insert_session(x).await.expect("insert_session");
+    }
+    assert!(
+        store
+            .delete_session_by_sid(&other.sid)
+            .await
+            .expect("delete_session_by_sid")
+    );
+    assert!(
+        !store
+            .delete_session_by_sid(&other.sid)
+            .await
+            .expect("delete_session_by_sid")
+    );
+    assert!(
+        !store
+            .delete_session_by_sid(&unique("sid"))
+            .await
+            .expect("delete_session_by_sid")
+    );
+    assert_eq!(
+        store
+            .touch_session(&other.digest, T0, i64::MIN)
+            .await
+            .expect("touch_session"),
+        None
+    );
+    assert!(
+        store
+            .touch_session(&bystander.digest, T0, i64::MIN)
+            .await
+            .expect("touch_session")
+            .is_some()
+    );
+}
+
+async fn check_consents(store: &dyn Store) {
+    let user_id = unique("user");
+    let other_user = unique("user");
+    let [c1, c2, c3] = [unique("client"), unique("client"), unique("client")];
+    assert_eq!(store.consent(&user_id, &c1).await.expect("consent"), None);
+
+    let first = consent(&user_id, &c1, &["openid", "profile", "orders:read"], T0);
+    store.save_consent(&first).await.expect("save_consent");
+    assert_eq!(
+        store.consent(&user_id, &c1).await.expect("consent"),
+        Some(first)
+    );
+    // Saving again replaces the scopes and the time.
+    let replaced = consent(&user_id, &c1, &["openid"], T0 + 10);
+    store.save_consent(&replaced).await.expect("save_consent");
+    assert_eq!(
+        store.consent(&user_id, &c1).await.expect("consent"),
+        Some(replaced.clone())
+    );
+    let second = consent(&user_id, &c2, &["openid", "email"], T0 + 5);
+    let empty = consent(&user_id, &c3, &[], T0 + 7);
+    let others = consent(&other_user, &c1, &["openid"], T0);
+    for x in [&second, &empty, &others] {
+        store.save_consent(x).await.expect("save_consent");
+    }
+    assert_eq!(
+        store.consents(&user_id).await.expect("consents"),
+        vec![second.clone(), empty.clone(), replaced.clone()],
+        "oldest grant first"
+    );
+    assert_eq!(
+        store
+            .consent(&user_id, &c1.to_uppercase())
+            .await
+            .expect("consent"),
+        None
+    );
+
+    // Refresh tokens: two of one family for c1 (one already rotated), one for
+    // c2, and the other user's for c1.
+    let family1 = unique("family");
+    let rotated = RefreshToken {
+        rotated_at: Some(T0 - 30),
+        ..refresh(&user_id, &c1, &family1)
+    };
+    let current = refresh(&user_id, &c1, &family1);
+    let for_c2 = refresh(&user_id, &c2, &unique("family"));
+    let bystander = refresh(&other_user, &c1, &unique("family"));
+    insert_refresh(store, &[&rotated, &current, &for_c2, &bystander]).await;
+
+    assert_eq!(
+        store
+            .revoke_consent(&user_id, Some(&c1))
+            .await
+            .expect("revoke_consent"),
+        1
+    );
+    assert_eq!(store.consent(&user_id, &c1).await.expect("consent"), None);
+    assert_eq!(
+        store.consents(&user_id).await.expect("consents"),
+        vec![second.clone(), empty.clone()]
+    );
+    for token in [&rotated, &current] {
+        let read = stored_refresh(store, &token.jti).await.expect("kept");
+        assert!(read.revoked, "the withdrawn client's family is revoked");
+        assert!(access_revoked(store, token).await);
+    }
+    // The revoked family's live token now shows up as reuse.
+    assert!(matches!(
+        store
+            .rotate_refresh_token(&current.jti, T0)
+            .await
+            .expect("rotate_refresh_token"),
+        RefreshUse::Reused(_)
+    ));
+    for token in [&for_c2, &bystander] {
+        assert_eq!(
+            stored_refresh(store, &token.jti).await.as_ref(),
+            Some(token)
+        );
+        assert!(!access_revoked(store, token).await);
+    }
+    assert_eq!(
+        store.consent(&other_user, &c1).await.expect("consent"),
+        Some(others.clone())
+    );
+
+    for client in [&c1, &unique("client")] {
+        assert_eq!(
+            store
+                .revoke_consent(&user_id, Some(client))
+                .await
+                .expect("revoke_consent"),
+            0
+        );
+    }
+
+    // All clients at once.
+    assert_eq!(
+        store
+            .revoke_consent(&user_id, None)
+            .await
+            .expect("revoke_consent"),
+        2
+    );
+    assert!(store.consents(&user_id).await.expect("consents").is_empty());
+    assert!(
+        stored_refresh(store, &for_c2.jti)
+            .await
+            .expect("kept")
+            .revoked
+    );
+    assert!(access_revoked(store, &for_c2).await);
+    assert_eq!(
+        stored_refresh(store, &bystander.jti).await,
+        Some(bystander.clone())
+    );
+    assert!(!access_revoked(store, &bystander).await);
+    assert_eq!(
+        store.consents(&other_user).await.expect("consents"),
+        vec![others]
+    );
+    assert_eq!(
+        store
+            .revoke_consent(&user_id, None)
+            .await
+            .expect("revoke_consent"),
+        0
+    );
+}
+
+async fn check_codes(store: &dyn Store) {
+    let user_id = unique("user");
+    let client_id = unique("client");
+    let c = code(&user_id, &client_id, T0 + 60);
+    store.insert_code(&c).await.expect("insert_code");
+    expect_conflict(
+        store
+            .insert_code(&AuthorizationCode {
+                digest: c.digest,
+                ..code(&user_id, &client_id, T0 + 120)
+            })
+            .await,
+        "duplicate code digest",
+    );
+
+    let consumed = AuthorizationCode {
+        consumed_at: Some(T0),
+        ..c.clone()
+    };
+    let consume = |digest: SecretDigest, now: i64| async move {
+        store
+            .consume_code(&digest, now)
+            .await
+            .expect("consume_code")
+    };
+    assert_eq!(
+        consume(c.digest, T0).await,
+        CodeUse::Fresh(consumed.clone())
+    );
+    assert_eq!(
+        consume(c.digest, T0 + 1).await,
+        CodeUse::Replayed(consumed.clone()),
+        "the second use is a replay and keeps the first use's time"
+    );
+
+    // What the exchange issued comes back with a replay, so it can be revoked.
+    let family_id = unique("family");
+    store
+        .record_code_tokens(&c.digest, "at-1", T0 + 900, Some(&family_id))
+        .await
+        .expect("record_code_tokens");
+    let recorded = AuthorizationCode {
+        access_jti: Some("at-1".to_owned()),
+        access_expires_at: Some(T0 + 900),
+        family_id: Some(family_id),
+        ..consumed
+    };
+    assert_eq!(
+        consume(c.digest, T0 + 2).await,
+        CodeUse::Replayed(recorded.clone())
+    );
+    // Also once the code has expired, for as long as it is kept.
+    assert_eq!(
+        consume(c.digest, T0 + 3_000).await,
+        CodeUse::Replayed(recorded)
+    );
+
+    // Expired means `expires_at <= now`; a refused consume marks nothing.
+    let expiring = code(&user_id, &client_id, T0);
+    store.insert_code(&expiring).await.expect("insert_code");
+    assert_eq!(consume(expiring.digest, T0).await, CodeUse::Invalid);
+    assert_eq!(consume(expiring.digest, T0 + 1).await, CodeUse::Invalid);
+    assert_eq!(
+        consume(expiring.digest, T0 - 1).await,
+        CodeUse::Fresh(AuthorizationCode {
+            consumed_at: Some(T0 - 1),
+            ..expiring
+        })
+    );
+
+    assert_eq!(
+        consume(SecretDigest::of(&random_token()), T0).await,
+        CodeUse::Invalid
+    );
+
+    // No PKCE, nonce, session or audiences; tokens recorded without a family.
+    let bare = AuthorizationCode {
+        code_challenge: None,
+        scope: Scope::default(),
+        nonce: None,
+        audiences: Vec::new(),
+        sid: None,
+        ..code(&user_id, &client_id, T0 + 60)
+    };
+    store.insert_code(&bare).await.expect("insert_code");
+    let bare_consumed = AuthorizationCode {
+        consumed_at: Some(T0),
+        ..bare.clone()
+    };
+    assert_eq!(
+        consume(bare.digest, T0).await,
+        CodeUse::Fresh(bare_consumed.clone())
+    );
+    store
+        .record_code_tokens(&bare.digest, "at-2", T0 + 900, None)
+        .await
+        .expect("record_code_tokens");
+    assert_eq!(
+        consume(bare.digest, T0).await,
+        CodeUse::Replayed(AuthorizationCode {
+            access_jti: Some("at-2".to_owned()),
+            access_expires_at: Some(T0 + 900),
+            ..bare_consumed
+        })
+    );
+}
+
+async fn check_refresh_tokens(store: &dyn Store) {
+    let user_id = unique("user");
+    let client_id = unique("client");
+    let family = unique("family");
+    let token = refresh(&user_id, &client_id, &family);
+    let bare = RefreshToken {
+        scope: Scope::default(),
+        audiences: Vec::new(),
+        sid: None,
+        offline: false,
+        access_jti: None,
+        access_expires_at: None,
+        ..refresh(&user_id, &client_id, &family)
+    };
+    insert_refresh(store, &[&token, &bare]).await;
+    for t in [&token, &bare] {
+        assert_eq!(stored_refresh(store, &t.jti).await.as_ref(), Some(t));
+    }
+    assert_eq!(stored_refresh(store, &unique("rt")).await, None);
+    expect_conflict(
+        store
+            .insert_refresh_token(&RefreshToken {
+                jti: token.jti.clone(),
+                ..refresh(&user_id, &client_id, &unique("family"))
+            })
+            .await,
+        "duplicate refresh token jti",
+    );
+    assert_eq!(stored_refresh(store, &token.jti).await, Some(token.clone()));
+
+    let rotate = |jti: String, now: i64| async move {
+        store
+            .rotate_refresh_token(&jti, now)
+            .await
+            .expect("rotate_refresh_token")
+    };
+    let rotated = RefreshToken {
+        rotated_at: Some(T0),
+        ..token.clone()
+    };
+    assert_eq!(
+        rotate(token.jti.clone(), T0).await,
+        RefreshUse::Fresh(rotated.clone())
+    );
+    assert_eq!(
+        rotate(token.jti.clone(), T0 + 1).await,
+        RefreshUse::Reused(rotated.clone()),
+        "a second use is reuse and keeps the first rotation's time"
+    );
+    assert_eq!(
+        stored_refresh(store, &token.jti).await,
+        Some(rotated.clone())
+    );
+    // Reuse while the family lives, also past the token's own sliding expiry...
+    assert_eq!(
+        rotate(token.jti.clone(), token.expires_at + 1).await,
+        RefreshUse::Reused(rotated)
+    );
+    // ...but once the family has ended there is nothing left to revoke.
+    assert_eq!(
+        rotate(token.jti.clone(), token.family_expires_at).await,
+        RefreshUse::Invalid
+    );
+
+    assert_eq!(
+        rotate(bare.jti.clone(), T0).await,
+        RefreshUse::Fresh(RefreshToken {
+            rotated_at: Some(T0),
+            ..bare
+        })
+    );
+
+    // A revoked token is reuse too.
+    let revoked = RefreshToken {
+        revoked: true,
+        ..refresh(&user_id, &client_id, &unique("family"))
+    };
+    insert_refresh(store, &[&revoked]).await;
+    assert_eq!(
+        rotate(revoked.jti.clone(), T0).await,
+        RefreshUse::Reused(revoked.clone())
+    );
+
+    // Expired (`expires_at <= now`) is invalid, and a refused rotation marks
+    // nothing.
+    let expiring = RefreshToken {
+        expires_at: T0,
+        ..refresh(&user_id, &client_id, &unique("family"))
+    };
+    insert_refresh(store, &[&expiring]).await;
+    assert_eq!(rotate(expiring.jti.clone(), T0).await, RefreshUse::Invalid);
+    assert_eq!(
+        rotate(expiring.jti.clone(), T0 + 10).await,
+        RefreshUse::Invalid
+    );
+    assert_eq!(stored_refresh(store, &expiring.jti).await, Some(expiring));
+    // The family's end bounds rotation even where the token's own end does not.
+    let family_ending = RefreshToken {
+        family_expires_at: T0,
+        ..refresh(&user_id, &client_id, &unique("family"))
+    };
+    insert_refresh(store, &[&family_ending]).await;
+    assert_eq!(
+        rotate(family_ending.jti.clone(), T0).await,
+        RefreshUse::Invalid
+    );
+
+    assert_eq!(rotate(unique("rt"), T0).await, RefreshUse::Invalid);
+}
+
+async fn check_revoke_family(store: &dyn Store) {
+    let user_id = unique("user");
+    let client_id = unique("client");
+    let family = unique("family");
+    let rotated = RefreshToken {
+        rotated_at: Some(T0 - 100),
+        ..refresh(&user_id, &client_id, &family)
+    };
+    let live = refresh(&user_id, &client_id, &family);
+    // Its access token has expired: nothing to record.
+    let access_expired = RefreshToken {
+        access_expires_at: Some(T0 - 10),
+        ..refresh(&user_id, &client_id, &family)
+    };
+    // Expiring exactly now is expired.
+    let access_expiring = RefreshToken {
+        access_expires_at: Some(T0),
+        ..refresh(&user_id, &client_id, &family)
+    };
+    let no_access = RefreshToken {
+        access_jti: None,
+        access_expires_at: None,
+        ..refresh(&user_id, &client_id, &family)
+    };
+    let other_family = refresh(&user_id, &client_id, &unique("family"));
+    let members = [
+        &rotated,
+        &live,
+        &access_expired,
+        &access_expiring,
+        &no_access,
+    ];
+    insert_refresh(store, &members).await;
+    insert_refresh(store, &[&other_family]).await;
+
+    assert_eq!(
+        store
+            .revoke_refresh_family(&family, T0)
+            .await
+            .expect("revoke_refresh_family"),
+        5
+    );
+    for token in members {
+        assert_eq!(
+            stored_refresh(store, &token.jti).await,
+            Some(RefreshToken {
+                revoked: true,
+                ..token.clone()
+            })
+        );
+    }
+    assert!(access_revoked(store, &rotated).await);
+    assert!(access_revoked(store, &live).await);
+    assert!(!access_revoked(store, &access_expired).await);
+    assert!(!access_revoked(store, &access_expiring).await);
+    assert_eq!(
+        stored_refresh(store, &other_family.jti).await,
+        Some(other_family.clone())
+    );
+    assert!(!access_revoked(store, &other_family).await);
+
+    assert!(matches!(
+        store
+            .rotate_refresh_token(&live.jti, T0)
+            .await
+            .expect("rotate_refresh_token"),
+        RefreshUse::Reused(_)
+    ));
+    // Revoking again revokes nothing new and is not an error.
+    assert_eq!(
+        store
+            .revoke_refresh_family(&family, T0)
+            .await
+            .expect("revoke_refresh_family"),
+        0
+    );
+    assert_eq!(
+        store
+            .revoke_refresh_family(&unique("family"), T0)
+            .await
+            .expect("revoke_refresh_family"),
+        0
+    );
+}
+
+async fn check_login_failures(store: &dyn Store) {
+    let key = format!("user:{}", unique("u"));
+    let other = format!("addr:{}", unique("ip"));
+    assert_eq!(
+        store.login_failures(&key).await.expect("login_failures"),
+        None
+    );
+    let record = |key: String, now: i64, window_start: i64| async move {
+        store
+            .record_login_failure(&key, now, window_start)
+            .await
+            .expect("record_login_failure")
+    };
+    let failures = |count: u32, first_at: i64, last_at: i64| LoginFailures {
+        count,
+        first_at,
+        last_at,
+    };
+    assert_eq!(record(key.clone(), T0, T0 - 900).await, failures(1, T0, T0));
+    assert_eq!(
+        record(key.clone(), T0 + 10, T0 - 890).await,
+        failures(2, T0, T0 + 10)
+    );
+    // A first failure exactly at the window's start still counts.
+    assert_eq!(
+        record(key.clone(), T0 + 900, T0).await,
+        failures(3, T0, T0 + 900)
+    );
+    assert_eq!(
+        store.login_failures(&key).await.expect("login_failures"),
+        Some(failures(3, T0, T0 + 900))
+    );
+    // The window has moved past the first failure: the count starts again.
+    assert_eq!(
+        record(key.clone(), T0 + 901, T0 + 1).await,
+        failures(1, T0 + 901, T0 + 901)
+    );
+    assert_eq!(
+        record(key.clone(), T0 + 905, T0 + 5).await,
+        failures(2, T0 + 901, T0 + 905)
+    );
+
+    // Keys are independent.
+    assert_eq!(
+        store.login_failures(&other).await.expect("login_failures"),
+        None
+    );
+    assert_eq!(
+        record(other.clone(), T0, T0 - 900).await,
+        failures(1, T0, T0)
+    );
+
+    store
+        .clear_login_failures(&key)
+        .await
+        .expect("clear_login_failures");
+    assert_eq!(
+        store.login_failures(&key).await.expect("login_failures"),
+        None
+    );
+    store
+        .clear_login_failures(&key)
+        .await
+        .expect("clear_login_failures again");
+    assert_eq!(
+        store.login_failures(&other).await.expect("login_failures"),
+        Some(failures(1, T0, T0))
+    );
+    assert_eq!(
+        record(key.clone(), T0 + 2_000, T0 + 1_000).await,
+        failures(1, T0 + 2_000, T0 + 2_000)
+    );
+}
+
+async fn check_people_purge(store: &dyn Store) {
+    // Between `check_purge`'s instants and T0, so that no other check's rows
+    // are purged or counted.
+    let now = 200_000;
+    let user_id = unique("user");
+    let client_id = unique("client");
+
+    let session_at = |expires_at: i64| Session {
+        auth_time: expires_at - 1_000,
+        last_seen: expires_at - 10,
+        ..session(&user_id, expires_at)
+    };
+    let (s_old, s_now, s_next) = (session_at(now - 1), session_at(now), session_at(now + 1));
+    for s in [&s_old, &s_now, &s_next] {
+        store.insert_session(s).await.expect("insert_session");
+    }
+
+    // Codes go an hour after they expire; until then a replay is one.
+    let code_at = |expires_at: i64| code(&user_id, &client_id, expires_at);
+    let (c_old, c_edge, c_recent) = (
+        code_at(now - 3_601),
+        code_at(now - 3_600),
+        code_at(now - 10),
+    );
+    for c in [&c_old, &c_edge, &c_recent] {
+        store.insert_code(c).await.expect("insert_code");
+        assert!(matches!(
+            store
+                .consume_code(&c.digest, c.expires_at - 1)
+                .await
+                .expect("consume_code"),
+            CodeUse::Fresh(_)
+        ));
+    }
+
+    // Refresh tokens go when their family ends, not when they expire.
+    let refresh_ending = |family_expires_at: i64| RefreshToken {
+        issued_at: now - 5_000,
+        expires_at: now - 100,
+        family_expires_at,
+        access_expires_at: Some(now - 4_000),
+        rotated_at: Some(now - 200),
+        ..refresh(&user_id, &client_id, &unique("family"))
+    };
+    let (r_ended, r_live) = (refresh_ending(now), refresh_ending(now + 1));
+    insert_refresh(store, &[&r_ended, &r_live]).await;
+
+    // Login failures go a day after the last one.
+    let (f_old, f_edge, f_new) = (
+        format!("addr:{}", unique("old")),
+        format!("addr:{}", unique("edge")),
+        format!("addr:{}", unique("new")),
+    );
+    for (key, last_at) in [
+        (&f_old, now - 86_401),
+        (&f_edge, now - 86_400),
+        (&f_new, now - 1),
+    ] {
+        store
+            .record_login_failure(key, last_at, last_at - 900)
+            .await
+            .expect("record_login_failure");
+    }
+
+    assert_eq!(store.purge_expired(now).await.expect("purge_expired"), 5);
+    let touched = |s: &Session| {
+        let digest = s.digest;
+        async move {
+            store
+                .delete_session(&digest)
+                .await
+                .expect("delete_session")
+                .is_some()
+        }
+    };
+    assert!(!touched(&s_old).await);
+    assert!(!touched(&s_now).await);
+    let consumed = |c: &AuthorizationCode| {
+        let digest = c.digest;
+        async move {
+            store
+                .consume_code(&digest, now)
+                .await
+                .expect("consume_code")
+        }
+    };
+    assert_eq!(consumed(&c_old).await, CodeUse::Invalid);
+    assert!(matches!(consumed(&c_edge).await, CodeUse::Replayed(_)));
+    assert!(matches!(consumed(&c_recent).await, CodeUse::Replayed(_)));
+    assert_eq!(stored_refresh(store, &r_ended.jti).await, None);
+    assert_eq!(
+        store
+            .rotate_refresh_token(&r_live.jti, now)
+            .await
+            .expect("rotate_refresh_token"),
+        RefreshUse::Reused(r_live.clone()),
+        "a rotated token is kept while its family lives"
+    );
+    assert_eq!(
+        store.login_failures(&f_old).await.expect("login_failures"),
+        None
+    );
+    for key in [&f_edge, &f_new] {
+        assert!(
+            store
+                .login_failures(key)
+                .await
+                .expect("login_failures")
+                .is_some()
+        );
+    }
+    assert_eq!(store.purge_expired(now).await.expect("purge_expired"), 0);
+
+    // One second later: the session, the code at the edge, the family and the
+    // failures at the edge.
+    assert_eq!(
+        store.purge_expired(now + 1).await.expect("purge_expired"),
+        4
+    );
+    assert!(!touched(&s_next).await);
+    assert_eq!(consumed(&c_edge).await, CodeUse::Invalid);
+    assert_eq!(stored_refresh(store, &r_live.jti).await, None);
+    assert_eq!(
+        store.login_failures(&f_edge).await.expect("login_failures"),
+        None
+    );
+    assert!(
+        store
+            .login_failures(&f_new)
+            .await
+            .expect("login_failures")
+            .is_some()
+    );
+}
+
 /// How many of a racing `insert_signing_key_unless_newer` may win.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyRace {
@@ -896,6 +2137,88 @@ async fn check_revocation_races(store: &Arc<dyn Store>) {
     );
 }
 
+async fn check_code_race(store: &Arc<dyn Store>) {
+    let c = code(&unique("user"), &unique("client"), T0 + 60);
+    store.insert_code(&c).await.expect("insert_code");
+    let results = race(store, |store, _| {
+        let digest = c.digest;
+        async move {
+            store
+                .consume_code(&digest, T0)
+                .await
+                .expect("racing consume_code")
+        }
+    })
+    .await;
+    let consumed = AuthorizationCode {
+        consumed_at: Some(T0),
+        ..c
+    };
+    let fresh = results
+        .iter()
+        .filter(|r| **r == CodeUse::Fresh(consumed.clone()))
+        .count();
+    let replayed = results
+        .iter()
+        .filter(|r| **r == CodeUse::Replayed(consumed.clone()))
+        .count();
+    assert_eq!(fresh, 1, "racing exchanges of one code: {results:?}");
+    assert_eq!(replayed, RACERS - 1, "the losers see a replay");
+}
+
+async fn check_refresh_race(store: &Arc<dyn Store>) {
+    let token = refresh(&unique("user"), &unique("client"), &unique("family"));
+    insert_refresh(&**store, &[&token]).await;
+    let results = race(store, |store, _| {
+        let jti = token.jti.clone();
+        async move {
+            store
+                .rotate_refresh_token(&jti, T0)
+                .await
+                .expect("racing rotate_refresh_token")
+        }
+    })
+    .await;
+    let rotated = RefreshToken {
+        rotated_at: Some(T0),
+        ..token
+    };
+    let fresh = results
+        .iter()
+        .filter(|r| **r == RefreshUse::Fresh(rotated.clone()))
+        .count();
+    let reused = results
+        .iter()
+        .filter(|r| **r == RefreshUse::Reused(rotated.clone()))
+        .count();
+    assert_eq!(fresh, 1, "racing rotations of one token: {results:?}");
+    assert_eq!(reused, RACERS - 1, "the losers see reuse");
+}
+
+async fn check_login_failure_race(store: &Arc<dyn Store>) {
+    // Every failure counts, and each caller sees its own total.
+    let key = format!("addr:{}", unique("ip"));
+    let results = race(store, |store, i| {
+        let key = key.clone();
+        async move {
+            store
+                .record_login_failure(&key, T0 + i as i64, T0 - 900)
+                .await
+                .expect("racing record_login_failure")
+        }
+    })
+    .await;
+    let counts: BTreeSet<u32> = results.iter().map(|f| f.count).collect();
+    assert_eq!(counts, (1..=RACERS as u32).collect::<BTreeSet<_>>());
+    let last = store
+        .login_failures(&key)
+        .await
+        .expect("login_failures")
+        .expect("failures recorded");
+    assert_eq!(last.count, RACERS as u32);
+    assert!(results.iter().all(|f| f.first_at == last.first_at));
+}
+
 /// Every check, in sequence, against one store.
 async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRace) {
     check_ping(&*store, backend).await;
@@ -908,10 +2231,22 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_reference_tokens(&*store).await;
     check_revoked_jtis(&*store).await;
     check_purge(&*store).await;
+    check_users(&*store).await;
+    check_delete_user(&*store).await;
+    check_sessions(&*store).await;
+    check_consents(&*store).await;
+    check_codes(&*store).await;
+    check_refresh_tokens(&*store).await;
+    check_revoke_family(&*store).await;
+    check_login_failures(&*store).await;
+    check_people_purge(&*store).await;
     check_key_race(&store, key_race).await;
     check_client_races(&store).await;
     check_resource_race(&store).await;
     check_revocation_races(&store).await;
+    check_code_race(&store).await;
+    check_refresh_race(&store).await;
+    check_login_failure_race(&store).await;
     check_ping(&*store, backend).await;
 }
 

@@ -5,9 +5,8 @@
 use async_trait::async_trait;
 
 use crate::error::Error;
-use crate::grants::{Grant, Targets, grant_scope};
+use crate::grants::{Grant, Targets, TokenRequest, grant_scope};
 use crate::model::{Client, GrantType};
-use crate::params::Params;
 use crate::provider::{NewAccessToken, Provider};
 use crate::tokens::TokenResponse;
 
@@ -24,8 +23,9 @@ impl Grant for ClientCredentials {
         &self,
         provider: &Provider,
         client: &Client,
-        params: &Params,
+        request: &TokenRequest<'_>,
     ) -> Result<TokenResponse, Error> {
+        let params = request.params;
         // RFC 6749 §4.4: "MUST only be used by confidential clients".
         if client.is_public() {
             return Err(Error::unauthorized_client(
@@ -57,8 +57,9 @@ impl Grant for ClientCredentials {
                 scope: scope.clone(),
                 ttl,
                 format,
+                auth_time: None,
             })
             .await?;
-        Ok(TokenResponse::bearer(token, ttl, scope))
+        Ok(TokenResponse::bearer(token.value, ttl, scope))
     }
 }

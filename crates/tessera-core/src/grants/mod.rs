@@ -14,7 +14,19 @@ use crate::provider::Provider;
 use crate::scope::Scope;
 use crate::tokens::TokenResponse;
 
+pub mod authorization_code;
 pub mod client_credentials;
+pub mod password;
+pub mod refresh_token;
+pub mod user_tokens;
+
+/// A token request as the grants see it.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRequest<'a> {
+    pub params: &'a Params,
+    /// The caller's address, for brute-force protection.
+    pub client_address: Option<&'a str>,
+}
 
 #[async_trait]
 pub trait Grant: Send + Sync + std::fmt::Debug {
@@ -25,14 +37,19 @@ pub trait Grant: Send + Sync + std::fmt::Debug {
         &self,
         provider: &Provider,
         client: &Client,
-        params: &Params,
+        request: &TokenRequest<'_>,
     ) -> Result<TokenResponse, Error>;
 }
 
 /// The grants this build serves, in a fixed table: lookup never depends on
 /// registration order.
 pub fn all() -> Vec<Box<dyn Grant>> {
-    vec![Box::new(client_credentials::ClientCredentials)]
+    vec![
+        Box::new(authorization_code::AuthorizationCodeGrant),
+        Box::new(client_credentials::ClientCredentials),
+        Box::new(password::PasswordGrant),
+        Box::new(refresh_token::RefreshTokenGrant),
+    ]
 }
 
 /// The audiences and registered resources an access token will be for.

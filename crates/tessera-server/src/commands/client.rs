@@ -43,8 +43,17 @@ pub async fn create(store: &dyn Store, args: ClientCreate) -> CommandResult {
             "the client_credentials grant needs a confidential client (RFC 6749 §4.4)".into(),
         ));
     }
-    for uri in &args.redirect_uris {
+    for uri in args
+        .redirect_uris
+        .iter()
+        .chain(&args.post_logout_redirect_uris)
+    {
         check_redirect_uri(uri)?;
+    }
+    if public && args.no_pkce {
+        return Err(CommandError(
+            "public clients always use PKCE (RFC 9700 §2.1.1)".into(),
+        ));
     }
     for audience in &args.audiences {
         check_audience(audience)?;
@@ -69,6 +78,25 @@ pub async fn create(store: &dyn Store, args: ClientCreate) -> CommandResult {
             .transpose()?,
         access_token_ttl: args.access_token_ttl,
         introspection: args.introspection.parse::<IntrospectionPolicy>()?,
+        require_pkce: !args.no_pkce,
+        id_token_alg: args
+            .id_token_alg
+            .as_deref()
+            .map(|a| {
+                a.parse::<tessera_jose::Algorithm>()
+                    .map_err(|e| CommandError(e.to_string()))
+                    .and_then(|alg| {
+                        if alg.is_symmetric() {
+                            Err(CommandError(
+                                "ID tokens are signed with asymmetric keys".into(),
+                            ))
+                        } else {
+                            Ok(alg)
+                        }
+                    })
+            })
+            .transpose()?,
+        post_logout_redirect_uris: args.post_logout_redirect_uris,
         created_at: SystemClock.now(),
     };
     store.insert_client(&client).await.map_err(|e| match e {
@@ -190,6 +218,9 @@ fn describe(client: &Client) -> Value {
         "audiences": client.audiences,
         "token_format": client.token_format.map(|f| f.as_str()),
         "access_token_ttl": client.access_token_ttl,
+        "require_pkce": client.require_pkce || client.is_public(),
+        "id_token_alg": client.id_token_alg.map(|a| a.as_str()),
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
         "introspection": match client.introspection {
             IntrospectionPolicy::Any => "any",
             IntrospectionPolicy::Own => "own",

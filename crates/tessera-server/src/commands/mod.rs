@@ -1,17 +1,22 @@
 //! The commands of the `tessera` binary.
 
 pub mod client;
+pub mod consent;
 pub mod inspect;
 pub mod keys;
 pub mod resource;
 pub mod serve;
+pub mod user;
 
 use std::sync::Arc;
 
 use tessera_core::store::Store;
 use tessera_core::{Provider, SystemClock};
 
-use crate::cli::{Cli, ClientCommand, Command, KeysCommand, ResourceCommand, TokenCommand};
+use crate::cli::{
+    Cli, ClientCommand, Command, ConsentCommand, KeysCommand, ResourceCommand, TokenCommand,
+    UserCommand,
+};
 use crate::config::Config;
 
 /// A command's failure: printed to stderr, exit status 1.
@@ -86,6 +91,48 @@ pub async fn run(cli: Cli) -> CommandResult {
         Command::Token(TokenCommand::Inspect { token, json }) => {
             let provider = open_provider(&config).await?;
             inspect::inspect(&provider, &token, json.json).await
+        }
+        Command::User(command) => {
+            let store = open_store(&config).await?;
+            match command {
+                UserCommand::Create {
+                    username,
+                    email,
+                    name,
+                    password_stdin,
+                    json,
+                } => {
+                    user::create(
+                        store.as_ref(),
+                        &username,
+                        email.as_deref(),
+                        name.as_deref(),
+                        password_stdin,
+                        json.json,
+                    )
+                    .await
+                }
+                UserCommand::List(json) => user::list(store.as_ref(), json.json).await,
+                UserCommand::Delete { login, json } => {
+                    user::delete(store.as_ref(), &login, json.json).await
+                }
+                UserCommand::SetPassword {
+                    login,
+                    password_stdin,
+                    json,
+                } => user::set_password(store.as_ref(), &login, password_stdin, json.json).await,
+            }
+        }
+        Command::Consent(command) => {
+            let store = open_store(&config).await?;
+            match command {
+                ConsentCommand::List { user, client, json } => {
+                    consent::list(store.as_ref(), &user, client.as_deref(), json.json).await
+                }
+                ConsentCommand::Revoke { user, client, json } => {
+                    consent::revoke(store.as_ref(), &user, client.as_deref(), json.json).await
+                }
+            }
         }
     }
 }

@@ -30,8 +30,8 @@ pub async fn serve(config: Config) -> CommandResult {
             "cannot load the signing keys: {e} (is the key-encryption key the one this database was created with?)"
         ))
     })?;
-    if let Some(key) = first_key {
-        tracing::info!(kid = %key.kid, alg = %key.alg, "generated the first signing key");
+    for key in first_key {
+        tracing::info!(kid = %key.kid, alg = %key.alg, "generated a signing key");
     }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -52,9 +52,12 @@ pub async fn serve(config: Config) -> CommandResult {
 
     let maintenance = tokio::spawn(maintain(Arc::clone(&provider)));
     let router = app(AppState { provider });
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
     maintenance.abort();
     result.map_err(|e| CommandError(format!("server error: {e}")))?;
     tracing::info!("stopped");

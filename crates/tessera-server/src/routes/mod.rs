@@ -2,6 +2,7 @@
 
 pub mod discovery;
 pub mod health;
+pub mod people;
 pub mod token;
 
 use axum::Json;
@@ -62,4 +63,24 @@ pub async fn not_found() -> impl IntoResponse {
         StatusCode::NOT_FOUND,
         Json(serde_json::json!({"error": "not_found", "error_description": "no such endpoint"})),
     )
+}
+
+/// The caller's IP address, as the socket saw it (for brute-force protection).
+#[derive(Debug, Clone)]
+pub struct ClientAddress(pub Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip().to_string()),
+        ))
+    }
 }

@@ -6,18 +6,19 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{Form, authorization};
+use super::{ClientAddress, Form, authorization};
 use crate::app::AppState;
 use crate::oauth_error::OAuthError;
 
 pub async fn token(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     Form(params): Form,
 ) -> Result<Response, OAuthError> {
     let response = state
         .provider
-        .token(authorization(&headers), &params)
+        .token(authorization(&headers), &params, address.as_deref())
         .await?;
     Ok(no_store(Json(response).into_response()))
 }

@@ -63,6 +63,9 @@ async fn harness() -> Harness {
                 token_format: Some(format),
                 access_token_ttl: None,
                 introspection: IntrospectionPolicy::Any,
+                require_pkce: true,
+                id_token_alg: None,
+                post_logout_redirect_uris: vec![],
                 created_at: START,
             })
             .await
@@ -125,10 +128,12 @@ impl Harness {
             .json()
             .await
             .unwrap();
+        // The access-token keys; the RS256 key for ID tokens lives beside them.
         jwks["keys"]
             .as_array()
             .unwrap()
             .iter()
+            .filter(|k| k["alg"] == "ES256")
             .map(|k| k["kid"].as_str().unwrap().to_owned())
             .collect()
     }

@@ -28,13 +28,37 @@ async fn discovery_lists_exactly_what_works() {
         assert_eq!(meta["jwks_uri"], server.url("/jwks.json"));
         assert_eq!(
             meta["grant_types_supported"],
-            serde_json::json!(["client_credentials"])
+            serde_json::json!([
+                "authorization_code",
+                "password",
+                "client_credentials",
+                "refresh_token",
+                "implicit"
+            ])
         );
+        assert_eq!(
+            meta["authorization_endpoint"],
+            server.url("/oauth2/authorize")
+        );
+        assert_eq!(meta["userinfo_endpoint"], server.url("/userinfo"));
+        assert_eq!(meta["end_session_endpoint"], server.url("/oauth2/logout"));
+        assert_eq!(
+            meta["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        assert_eq!(
+            meta["response_types_supported"],
+            serde_json::json!(["code", "token", "id_token", "id_token token"])
+        );
+        assert_eq!(
+            meta["id_token_signing_alg_values_supported"],
+            serde_json::json!(["ES256", "RS256"])
+        );
+        assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
         assert_eq!(
             meta["token_endpoint_auth_methods_supported"],
             serde_json::json!(["client_secret_basic", "client_secret_post"])
         );
-        assert!(meta.get("authorization_endpoint").is_none());
     }
     let r = server
         .http
@@ -50,13 +74,17 @@ async fn discovery_lists_exactly_what_works() {
     );
     let jwks: Value = r.json().await.unwrap();
     let keys = jwks["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 1);
-    let key = &keys[0];
-    assert_eq!(key["alg"], "ES256");
-    assert_eq!(key["use"], "sig");
-    assert_eq!(key["kty"], "EC");
-    assert!(key["kid"].as_str().is_some_and(|k| !k.is_empty()));
-    assert!(key.get("d").is_none(), "private part published: {key}");
+    // ES256 for access tokens, RS256 for the ID tokens of clients that need it.
+    let mut algs: Vec<(&str, &str)> = keys.iter().map(|k| (s(&k["alg"]), s(&k["kty"]))).collect();
+    algs.sort_unstable();
+    assert_eq!(algs, [("ES256", "EC"), ("RS256", "RSA")]);
+    for key in keys {
+        assert_eq!(key["use"], "sig");
+        assert!(key["kid"].as_str().is_some_and(|k| !k.is_empty()));
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(key.get(private).is_none(), "private part published: {key}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -851,7 +879,6 @@ async fn the_token_endpoint_refuses_malformed_requests() {
     for grant in [
         "magic",
         "implicit",
-        "password",
         "urn:ietf:params:oauth:grant-type:saml2-bearer",
     ] {
         let r = server
@@ -865,6 +892,22 @@ async fn the_token_endpoint_refuses_malformed_requests() {
         assert_eq!(
             error_of(r).await,
             bad_request("unsupported_grant_type"),
+            "{grant}"
+        );
+    }
+    // Grants the server has but the client is not allowed.
+    for grant in ["password", "authorization_code", "refresh_token"] {
+        let r = server
+            .http
+            .post(&url)
+            .basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", grant)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_of(r).await,
+            bad_request("unauthorized_client"),
             "{grant}"
         );
     }
@@ -1027,9 +1070,15 @@ async fn keys_are_encrypted_at_rest_and_rotate_with_pre_publication() {
     let original = first_kid(&token);
 
     let keys = server.cli(&["keys", "list", "--json"]);
-    assert_eq!(keys.as_array().unwrap().len(), 1);
-    assert_eq!(keys[0]["status"], "active");
-    assert_eq!(keys[0]["kid"], original.as_str());
+    let es256: Vec<&Value> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["alg"] == "ES256")
+        .collect();
+    assert_eq!(es256.len(), 1);
+    assert_eq!(es256[0]["status"], "active");
+    assert_eq!(es256[0]["kid"], original.as_str());
 
     // The private key is sealed in the database: only the key-encryption key
     // (generated into a 0600 file beside the database) opens it.
@@ -1040,10 +1089,11 @@ async fn keys_are_encrypted_at_rest_and_rotate_with_pre_publication() {
         let mut db = sqlx::SqliteConnection::connect(&server.database_url)
             .await
             .unwrap();
-        let row = sqlx::query("SELECT kid, sealed_private_key FROM signing_keys")
-            .fetch_one(&mut db)
-            .await
-            .unwrap();
+        let row =
+            sqlx::query("SELECT kid, sealed_private_key FROM signing_keys WHERE alg = 'ES256'")
+                .fetch_one(&mut db)
+                .await
+                .unwrap();
         let (kid, sealed): (String, Vec<u8>) = (row.get(0), row.get(1));
         let alg = tessera_jose::Algorithm::ES256;
         assert!(
@@ -1124,7 +1174,8 @@ async fn keys_are_encrypted_at_rest_and_rotate_with_pre_publication() {
         "{statuses:?}"
     );
     let jwks = server.get_json("/jwks.json").await;
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 4);
+    // Two ES256 (retired and active), one next ES256, EdDSA, and RS256.
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 5);
     assert!(
         jwks["keys"]
             .as_array()

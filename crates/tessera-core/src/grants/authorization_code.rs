@@ -1,0 +1,113 @@
+//! The authorization code grant (RFC 6749 §4.1.3) with PKCE (RFC 7636).
+
+use async_trait::async_trait;
+
+use crate::crypto::SecretDigest;
+use crate::error::Error;
+use crate::grants::user_tokens::{Family, UserGrant};
+use crate::grants::{Grant, TokenRequest};
+use crate::model::{Client, GrantType};
+use crate::pkce;
+use crate::provider::Provider;
+use crate::store::CodeUse;
+use crate::tokens::TokenResponse;
+
+#[derive(Debug)]
+pub struct AuthorizationCodeGrant;
+
+#[async_trait]
+impl Grant for AuthorizationCodeGrant {
+    fn grant_type(&self) -> GrantType {
+        GrantType::AuthorizationCode
+    }
+
+    async fn exchange(
+        &self,
+        provider: &Provider,
+        client: &Client,
+        request: &TokenRequest<'_>,
+    ) -> Result<TokenResponse, Error> {
+        let params = request.params;
+        let code_value = params.require("code")?;
+        let digest = SecretDigest::of(code_value);
+        let now = provider.clock().now();
+        let code = match provider.store().consume_code(&digest, now).await? {
+            CodeUse::Fresh(code) => code,
+            CodeUse::Replayed(code) => {
+                // RFC 6749 §4.1.2: a code used twice revokes what it issued, since
+                // one of the two users of the code is an attacker.
+                tracing::warn!(client_id = %code.client_id, "authorization code replayed; revoking its tokens");
+                if let (Some(jti), Some(exp)) = (&code.access_jti, code.access_expires_at) {
+                    provider.store().revoke_jti(jti, exp).await?;
+                }
+                if let Some(family) = &code.family_id {
+                    provider.store().revoke_refresh_family(family, now).await?;
+                }
+                return Err(Error::invalid_grant(
+                    "the authorization code was already used",
+                ));
+            }
+            CodeUse::Invalid => {
+                return Err(Error::invalid_grant(
+                    "the authorization code is invalid or expired",
+                ));
+            }
+        };
+        if code.client_id != client.id {
+            return Err(Error::invalid_grant(
+                "the authorization code was issued to another client",
+            ));
+        }
+        // RFC 6749 §4.1.3: the redirect_uri must be identical to the one of the
+        // authorization request.
+        if params.get("redirect_uri") != Some(code.redirect_uri.as_str()) {
+            return Err(Error::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+        match (&code.code_challenge, params.get("code_verifier")) {
+            (Some(challenge), Some(verifier)) if pkce::verify(verifier, challenge) => {}
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid_grant(
+                    "code_verifier does not match the code_challenge",
+                ));
+            }
+            (Some(_), None) => return Err(Error::invalid_grant("code_verifier is required")),
+            // RFC 9700 §2.1.1: a verifier without a challenge is refused, against
+            // PKCE downgrade.
+            (None, Some(_)) => {
+                return Err(Error::invalid_grant(
+                    "code_verifier sent but no code_challenge was",
+                ));
+            }
+            (None, None) => {}
+        }
+        let user = provider
+            .store()
+            .user(&code.user_id)
+            .await?
+            .ok_or_else(|| Error::invalid_grant("the user no longer exists"))?;
+        let issued = provider
+            .issue_user_tokens(UserGrant {
+                client,
+                user: &user,
+                scope: code.scope.clone(),
+                resources: code.audiences.clone(),
+                auth_time: code.auth_time,
+                sid: code.sid.clone(),
+                nonce: code.nonce.clone(),
+                family: Family::New,
+            })
+            .await?;
+        provider
+            .store()
+            .record_code_tokens(
+                &digest,
+                &issued.access_jti,
+                issued.access_expires_at,
+                issued.family_id.as_deref(),
+            )
+            .await?;
+        Ok(issued.response)
+    }
+}

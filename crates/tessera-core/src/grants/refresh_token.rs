@@ -1,0 +1,90 @@
+//! The refresh token grant (RFC 6749 §6) with rotation and reuse detection
+//! (RFC 9700 §4.14.2).
+
+use async_trait::async_trait;
+
+use crate::error::Error;
+use crate::grants::user_tokens::{Family, UserGrant};
+use crate::grants::{Grant, TokenRequest};
+use crate::model::{Client, GrantType};
+use crate::provider::Provider;
+use crate::scope::Scope;
+use crate::store::RefreshUse;
+use crate::tokens::TokenResponse;
+
+#[derive(Debug)]
+pub struct RefreshTokenGrant;
+
+#[async_trait]
+impl Grant for RefreshTokenGrant {
+    fn grant_type(&self) -> GrantType {
+        GrantType::RefreshToken
+    }
+
+    async fn exchange(
+        &self,
+        provider: &Provider,
+        client: &Client,
+        request: &TokenRequest<'_>,
+    ) -> Result<TokenResponse, Error> {
+        let params = request.params;
+        let token = params.require("refresh_token")?;
+        let invalid = || Error::invalid_grant("the refresh token is invalid, expired or revoked");
+        let claims = provider.verify_refresh_token(token).ok_or_else(invalid)?;
+        // Bound to the client (RFC 6749 §10.4): checked before any state changes,
+        // so another client presenting a stolen token cannot burn it.
+        if claims.aud != client.id {
+            return Err(invalid());
+        }
+        let now = provider.clock().now();
+        let record = match provider
+            .store()
+            .rotate_refresh_token(&claims.jti, now)
+            .await?
+        {
+            RefreshUse::Fresh(record) => record,
+            RefreshUse::Reused(record) => {
+                tracing::warn!(client_id = %record.client_id, "refresh token reused; revoking its family");
+                provider
+                    .store()
+                    .revoke_refresh_family(&record.family_id, now)
+                    .await?;
+                return Err(invalid());
+            }
+            RefreshUse::Invalid => return Err(invalid()),
+        };
+        // RFC 6749 §6: the scope may narrow, never widen.
+        let scope = match params.get("scope") {
+            None => record.scope.clone(),
+            Some(text) => {
+                let requested = Scope::parse(text)?;
+                if !requested.is_subset(&record.scope) {
+                    return Err(Error::invalid_scope("a refresh cannot widen the scope"));
+                }
+                requested
+            }
+        };
+        let user = provider
+            .store()
+            .user(&record.user_id)
+            .await?
+            .ok_or_else(invalid)?;
+        let issued = provider
+            .issue_user_tokens(UserGrant {
+                client,
+                user: &user,
+                scope,
+                resources: record.audiences.clone(),
+                auth_time: record.auth_time,
+                sid: record.sid.clone(),
+                nonce: None,
+                family: Family::Continue {
+                    family_id: record.family_id.clone(),
+                    family_expires_at: record.family_expires_at,
+                    offline: record.offline,
+                },
+            })
+            .await?;
+        Ok(issued.response)
+    }
+}

@@ -1,0 +1,205 @@
+//! People: password login with brute-force protection, login sessions,
+//! `/userinfo` (OIDC Core §5.3) and RP-initiated logout.
+
+use serde_json::{Map, Value};
+use tessera_jose::UnverifiedJws;
+
+use crate::crypto::{SecretDigest, random_bytes, random_token};
+use crate::error::{Error, ErrorCode};
+use crate::model::Client;
+use crate::oidc::{self, ID_TOKEN_TYP, IdTokenClaims};
+use crate::password;
+use crate::provider::Provider;
+use crate::scope::Scope;
+use crate::store::{Session, User};
+use crate::throttle;
+
+/// A new login session: the cookie value (shown to the browser once) and the record.
+#[derive(Debug)]
+pub struct NewSession {
+    pub cookie: String,
+    pub session: Session,
+}
+
+/// A validated logout request.
+#[derive(Debug)]
+pub struct Logout {
+    /// Where to send the browser afterwards, with `state`, if the client
+    /// registered that URI.
+    pub redirect: Option<String>,
+    pub client: Option<Client>,
+}
+
+impl Provider {
+    /// Checks a username (or email) and password. Throttled attempts are refused
+    /// before the password is looked at; failures never say which part was wrong.
+    pub async fn authenticate_user(
+        &self,
+        login: &str,
+        password: &str,
+        client_address: Option<&str>,
+    ) -> Result<User, Error> {
+        let now = self.clock().now();
+        let keys = throttle::keys(login, client_address);
+        if let Some(wait) = throttle::retry_after(self.store(), &keys, now).await? {
+            return Err(Error::throttled(wait));
+        }
+        let user = self.store().user_by_login(login.trim()).await?;
+        let verified = match &user {
+            Some(user) => password::verify(password, &user.password_hash),
+            None => {
+                password::verify_dummy(password);
+                false
+            }
+        };
+        match user {
+            Some(user) if verified => {
+                throttle::record_success(self.store(), &keys).await?;
+                Ok(user)
+            }
+            _ => {
+                throttle::record_failure(self.store(), &keys, now).await?;
+                Err(Error::invalid_grant("the username or password is wrong"))
+            }
+        }
+    }
+
+    /// Starts a login session for a user who just signed in.
+    pub async fn start_session(&self, user: &User) -> Result<NewSession, Error> {
+        let now = self.clock().now();
+        let cookie = random_token();
+        let session = Session {
+            digest: SecretDigest::of(&cookie),
+            sid: tessera_jose::b64(random_bytes::<16>()),
+            user_id: user.id.clone(),
+            auth_time: now,
+            last_seen: now,
+            expires_at: now + self.settings().session_absolute_ttl,
+        };
+        self.store().insert_session(&session).await?;
+        Ok(NewSession { cookie, session })
+    }
+
+    /// The live session behind a cookie value, with its user.
+    pub async fn session(&self, cookie: &str) -> Result<Option<(Session, User)>, Error> {
+        let now = self.clock().now();
+        let idle_since = now - self.settings().session_idle_ttl;
+        let Some(session) = self
+            .store()
+            .touch_session(&SecretDigest::of(cookie), now, idle_since)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let user = self.store().user(&session.user_id).await?;
+        Ok(user.map(|user| (session, user)))
+    }
+
+    pub async fn end_session(&self, cookie: &str) -> Result<(), Error> {
+        self.store()
+            .delete_session(&SecretDigest::of(cookie))
+            .await?;
+        Ok(())
+    }
+
+    /// `/userinfo`: the claims of the user behind an access token that carries
+    /// the `openid` scope (OIDC Core §5.3).
+    pub async fn userinfo(&self, access_token: &str) -> Result<Map<String, Value>, Error> {
+        let claims = match self.validate_access_token(access_token).await? {
+            Ok(claims) => claims,
+            Err(reason) => {
+                tracing::debug!(?reason, "userinfo with an inactive token");
+                return Err(Error::new(
+                    ErrorCode::InvalidToken,
+                    "the access token is invalid or expired",
+                ));
+            }
+        };
+        let scope = Scope::parse(claims.scope.as_deref().unwrap_or("")).unwrap_or_default();
+        if !scope.contains("openid") || claims.auth_time.is_none() {
+            return Err(Error::new(
+                ErrorCode::InsufficientScope,
+                "the access token has no openid scope for a user",
+            ));
+        }
+        let user = self
+            .store()
+            .user(&claims.sub)
+            .await?
+            .ok_or_else(|| Error::new(ErrorCode::InvalidToken, "the user no longer exists"))?;
+        let mut body = oidc::user_claims(&user, &scope);
+        body.insert("sub".into(), Value::String(user.id));
+        Ok(body)
+    }
+
+    /// Validates an RP-initiated logout request (OpenID Connect RP-Initiated
+    /// Logout 1.0 §2): the ID token hint must be ours (it may have expired), and the
+    /// post-logout redirect URI must be registered for that client.
+    pub async fn logout_request(
+        &self,
+        id_token_hint: Option<&str>,
+        post_logout_redirect_uri: Option<&str>,
+        state: Option<&str>,
+        client_id: Option<&str>,
+    ) -> Result<Logout, Error> {
+        let hinted_client = match id_token_hint {
+            Some(hint) => {
+                let claims = self.verify_id_token_hint(hint).ok_or_else(|| {
+                    Error::invalid_request("id_token_hint is not an ID token of this server")
+                })?;
+                if client_id.is_some_and(|c| c != claims.aud) {
+                    return Err(Error::invalid_request(
+                        "client_id does not match id_token_hint",
+                    ));
+                }
+                Some(claims.aud)
+            }
+            None => client_id.map(str::to_owned),
+        };
+        let client = match &hinted_client {
+            Some(id) => self.store().client(id).await?,
+            None => None,
+        };
+        let redirect = match post_logout_redirect_uri {
+            None => None,
+            Some(uri) => {
+                let client = client.as_ref().ok_or_else(|| {
+                    Error::invalid_request(
+                        "post_logout_redirect_uri needs id_token_hint or client_id",
+                    )
+                })?;
+                if !client.post_logout_redirect_uris.iter().any(|r| r == uri) {
+                    return Err(Error::invalid_request(
+                        "post_logout_redirect_uri is not registered",
+                    ));
+                }
+                let mut url = uri.to_owned();
+                if let Some(state) = state {
+                    url.push(if url.contains('?') { '&' } else { '?' });
+                    url.push_str("state=");
+                    url.push_str(
+                        &form_urlencoded::byte_serialize(state.as_bytes()).collect::<String>(),
+                    );
+                }
+                Some(url)
+            }
+        };
+        Ok(Logout { redirect, client })
+    }
+
+    /// An ID token of this server, signature checked, expiry not (a hint may be old).
+    fn verify_id_token_hint(&self, token: &str) -> Option<IdTokenClaims> {
+        let jws = UnverifiedJws::parse(token).ok()?;
+        if jws.header().typ.as_deref() != Some(ID_TOKEN_TYP) {
+            return None;
+        }
+        let ring = self.keys().ring();
+        let key = ring.verifying_key(
+            jws.kid()?,
+            self.clock().now(),
+            self.settings().max_token_ttl,
+        )?;
+        let claims: IdTokenClaims = jws.verify(key).ok()?;
+        (claims.iss == self.settings().issuer).then_some(claims)
+    }
+}

@@ -1,0 +1,248 @@
+//! `tessera user …`
+
+use std::io::BufRead;
+
+use serde_json::{Value, json};
+use tessera_core::crypto::random_bytes;
+use tessera_core::password;
+use tessera_core::store::{Store, StoreError, User};
+use tessera_core::{Clock, SystemClock};
+
+use super::{CommandError, CommandResult, format_time, print_json};
+
+pub async fn create(
+    store: &dyn Store,
+    username: &str,
+    email: Option<&str>,
+    name: Option<&str>,
+    password_stdin: bool,
+    json: bool,
+) -> CommandResult {
+    check_username(username)?;
+    if let Some(email) = email {
+        check_email(email)?;
+    }
+    if let Some(name) = name {
+        check_name(name)?;
+    }
+    let password_hash = new_password_hash(password_stdin)?;
+    let user = User {
+        id: tessera_jose::b64(random_bytes::<16>()),
+        username: username.to_owned(),
+        email: email.map(str::to_owned),
+        name: name.map(str::to_owned),
+        password_hash,
+        created_at: SystemClock.now(),
+    };
+    store.insert_user(&user).await.map_err(|e| match e {
+        StoreError::Conflict(_) => {
+            let taken = match email {
+                Some(email) => format!("username {username:?} or email {email:?} is"),
+                None => format!("username {username:?} is"),
+            };
+            CommandError(format!(
+                "{taken} already taken (compared case-insensitively; a username may not \
+                 be another user's email either, since both sign in)"
+            ))
+        }
+        other => other.into(),
+    })?;
+    if json {
+        print_json(&json!({"sub": user.id, "username": user.username}));
+    } else {
+        println!("created user {} (sub {})", user.username, user.id);
+    }
+    Ok(())
+}
+
+pub async fn list(store: &dyn Store, json: bool) -> CommandResult {
+    let users = store.users().await?;
+    if json {
+        print_json(&Value::Array(users.iter().map(describe).collect()));
+    } else if users.is_empty() {
+        println!("no users");
+    } else {
+        for user in &users {
+            println!(
+                "{}\t{}\t{}\t{}\t{}",
+                user.id,
+                user.username,
+                user.email.as_deref().unwrap_or("-"),
+                user.name.as_deref().unwrap_or("-"),
+                format_time(user.created_at)
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn delete(store: &dyn Store, login: &str, json: bool) -> CommandResult {
+    let user = find(store, login).await?;
+    // The user may vanish between the lookup and the delete (another command).
+    if !store.delete_user(&user.id).await? {
+        return Err(CommandError(format!("no user {login:?}")));
+    }
+    if json {
+        print_json(&json!({"sub": user.id, "username": user.username, "deleted": true}));
+    } else {
+        println!("deleted user {} (sub {})", user.username, user.id);
+    }
+    Ok(())
+}
+
+pub async fn set_password(
+    store: &dyn Store,
+    login: &str,
+    password_stdin: bool,
+    json: bool,
+) -> CommandResult {
+    let user = find(store, login).await?;
+    let password_hash = new_password_hash(password_stdin)?;
+    if !store.set_password(&user.id, &password_hash).await? {
+        return Err(CommandError(format!("no user {login:?}")));
+    }
+    if json {
+        print_json(&json!({"sub": user.id, "username": user.username, "password_set": true}));
+    } else {
+        println!("password of {} replaced", user.username);
+    }
+    Ok(())
+}
+
+/// A user by username or email, as at sign-in.
+pub async fn find(store: &dyn Store, login: &str) -> Result<User, CommandError> {
+    store
+        .user_by_login(login)
+        .await?
+        .ok_or_else(|| CommandError(format!("no user with the username or email {login:?}")))
+}
+
+/// A user as the CLI shows it: everything but the password hash.
+fn describe(user: &User) -> Value {
+    json!({
+        "sub": user.id,
+        "username": user.username,
+        "email": user.email,
+        "name": user.name,
+        "created_at": format_time(user.created_at),
+    })
+}
+
+/// Reads, checks and hashes a new password. It only ever comes from stdin: on the
+/// command line it would show in the process list and the shell history.
+fn new_password_hash(password_stdin: bool) -> Result<String, CommandError> {
+    if !password_stdin {
+        return Err(CommandError(
+            "give the password on stdin with --password-stdin (e.g. printf '%s\\n' \"$PW\" | tessera …)"
+                .into(),
+        ));
+    }
+    let password = read_password(std::io::stdin().lock())?;
+    password::check_strength(&password).map_err(CommandError)?;
+    password::hash(&password).map_err(CommandError)
+}
+
+/// The first line of `input` without its line ending; nothing else is trimmed,
+/// since spaces may be part of a password.
+fn read_password(input: impl BufRead) -> Result<String, CommandError> {
+    // Far above check_strength's limit, so an endless stream cannot exhaust
+    // memory while a too-long password is still refused by the strength check.
+    const MAX_BYTES: u64 = 64 * 1024;
+    let mut line = String::new();
+    input
+        .take(MAX_BYTES)
+        .read_line(&mut line)
+        .map_err(|e| CommandError(format!("cannot read the password from stdin: {e}")))?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.is_empty() {
+        return Err(CommandError(
+            "no password on stdin (the first line is empty)".into(),
+        ));
+    }
+    Ok(line.to_owned())
+}
+
+/// What a person types at sign-in: whitespace would be trimmed away there, and
+/// control characters have no place in a name shown on pages and in tokens.
+fn check_username(username: &str) -> Result<(), CommandError> {
+    let len = username.chars().count();
+    if !(1..=64).contains(&len) {
+        return Err(CommandError("a username needs 1 to 64 characters".into()));
+    }
+    if username
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(CommandError(format!(
+            "username {username:?} must not contain spaces or control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A plausibility check only: the address is not verified (`email_verified` is
+/// false).
+fn check_email(email: &str) -> Result<(), CommandError> {
+    let valid = match email.split_once('@') {
+        Some((local, domain)) => !local.is_empty() && !domain.is_empty() && !domain.contains('@'),
+        None => false,
+    };
+    if !valid || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(CommandError(format!(
+            "email {email:?} is not an address (one @ with text on both sides, no spaces)"
+        )));
+    }
+    // RFC 5321 §4.5.3.1.3 limits a path to 256 octets, an address to 254.
+    if email.len() > 254 {
+        return Err(CommandError(
+            "an email address may have at most 254 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<(), CommandError> {
+    if name.trim().is_empty() {
+        return Err(CommandError("--name must not be empty".into()));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(CommandError(
+            "--name must not contain control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_email, check_username, read_password};
+
+    #[test]
+    fn passwords_are_the_first_line_without_its_ending() {
+        let read = |s: &str| read_password(s.as_bytes()).map_err(|e| e.0);
+        assert_eq!(read("pass word\nsecond\n").as_deref(), Ok("pass word"));
+        assert_eq!(read("secret\r\n").as_deref(), Ok("secret"));
+        assert_eq!(read(" padded ").as_deref(), Ok(" padded "));
+        assert!(read("").is_err());
+        assert!(read("\n").is_err());
+        assert!(read("\r\nlater").is_err());
+    }
+
+    #[test]
+    fn usernames_and_emails_are_checked() {
+        assert!(check_username("alice").is_ok());
+        assert!(check_username("ünïcödé.name").is_ok());
+        assert!(check_username(&"a".repeat(64)).is_ok());
+        assert!(check_username(&"a".repeat(65)).is_err());
+        assert!(check_username("").is_err());
+        assert!(check_username("al ice").is_err());
+        assert!(check_username("alice\u{7}").is_err());
+        assert!(check_email("alice@example.com").is_ok());
+        assert!(check_email("alice").is_err());
+        assert!(check_email("@example.com").is_err());
+        assert!(check_email("alice@").is_err());
+        assert!(check_email("a@b@c").is_err());
+        assert!(check_email("al ice@example.com").is_err());
+    }
+}

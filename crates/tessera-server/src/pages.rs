@@ -1,0 +1,247 @@
+//! HTML pages: templates, their security headers, CSRF tokens, the session
+//! cookie, sealed interactions and the delivery of authorization responses.
+
+use askama::Template;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect as HttpRedirect, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use tessera_core::Provider;
+use tessera_core::authorize::{AuthorizationRequest, Redirect, ResponseMode};
+use tessera_core::crypto::random_token;
+use tessera_jose::{b64, b64_decode};
+
+/// How long a person has to sign in and consent before the request must start over.
+const INTERACTION_TTL: i64 = 600;
+
+#[derive(Debug, Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub client_name: &'a str,
+    pub error: Option<String>,
+    pub csrf: &'a str,
+    pub interaction: &'a str,
+    pub username: &'a str,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage<'a> {
+    pub client_name: &'a str,
+    pub username: &'a str,
+    pub scopes: Vec<String>,
+    pub csrf: &'a str,
+    pub interaction: &'a str,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "message.html")]
+pub struct MessagePage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+    pub is_error: bool,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "logout.html")]
+pub struct LogoutPage<'a> {
+    pub csrf: &'a str,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "form_post.html")]
+struct FormPostPage<'a> {
+    action: &'a str,
+    fields: &'a [(String, String)],
+    nonce: &'a str,
+}
+
+/// Renders a page with the headers every HTML page carries: no framing
+/// (clickjacking), no caching, no referrer, no inline script.
+pub fn page(status: StatusCode, template: &impl Template) -> Response {
+    render(status, template, "script-src 'none'")
+}
+
+fn render(status: StatusCode, template: &impl Template, script_src: &str) -> Response {
+    let body = match template.render() {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+        }
+    };
+    let mut response = (status, axum::response::Html(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if let Ok(csp) = HeaderValue::from_str(&format!(
+        "default-src 'none'; style-src 'unsafe-inline'; {script_src}; frame-ancestors 'none'; base-uri 'none'"
+    )) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    response
+}
+
+/// An error page: for requests that must not be redirected (RFC 6749 §4.1.2.1).
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    page(
+        status,
+        &MessagePage {
+            title: "Something went wrong",
+            message,
+            is_error: true,
+        },
+    )
+}
+
+/// Sends an authorization response or error to the client (RFC 6749 §4.1.2,
+/// §4.2.2; OAuth 2.0 Form Post Response Mode).
+pub fn deliver(redirect: Redirect, after_post: bool) -> Response {
+    let encoded = || {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(redirect.params.iter())
+            .finish()
+    };
+    let location = match redirect.mode {
+        ResponseMode::Query => {
+            let joiner = if redirect.redirect_uri.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            format!("{}{joiner}{}", redirect.redirect_uri, encoded())
+        }
+        ResponseMode::Fragment => format!("{}#{}", redirect.redirect_uri, encoded()),
+        ResponseMode::FormPost => {
+            let nonce = random_token();
+            return render(
+                StatusCode::OK,
+                &FormPostPage {
+                    action: &redirect.redirect_uri,
+                    fields: &redirect.params,
+                    nonce: &nonce,
+                },
+                &format!("script-src 'nonce-{nonce}'"),
+            );
+        }
+    };
+    // RFC 9700 §4.11: 303 after a POST, so the browser does not re-post the form.
+    if after_post {
+        HttpRedirect::to(&location).into_response()
+    } else {
+        HttpRedirect::temporary(&location)
+            .into_response()
+            .map_status(StatusCode::FOUND)
+    }
+}
+
+trait MapStatus {
+    fn map_status(self, status: StatusCode) -> Response;
+}
+
+impl MapStatus for Response {
+    fn map_status(mut self, status: StatusCode) -> Response {
+        *self.status_mut() = status;
+        self
+    }
+}
+
+/// The session cookie's name: `__Host-` (Secure, host-only, path /) whenever the
+/// issuer is https; a plain name for http on a loopback host, where browsers
+/// would drop a Secure cookie.
+pub fn session_cookie_name(provider: &Provider) -> &'static str {
+    if secure(provider) {
+        "__Host-tessera_session"
+    } else {
+        "tessera_session"
+    }
+}
+
+fn csrf_cookie_name(provider: &Provider) -> &'static str {
+    if secure(provider) {
+        "__Host-tessera_csrf"
+    } else {
+        "tessera_csrf"
+    }
+}
+
+fn secure(provider: &Provider) -> bool {
+    provider.settings().issuer.starts_with("https://")
+}
+
+pub fn session_cookie(provider: &Provider, value: String) -> Cookie<'static> {
+    Cookie::build((session_cookie_name(provider), value))
+        .http_only(true)
+        .secure(secure(provider))
+        .same_site(SameSite::Lax)
+        .path("/")
+        .build()
+}
+
+pub fn removal_cookie(provider: &Provider) -> Cookie<'static> {
+    let mut cookie = session_cookie(provider, String::new());
+    cookie.make_removal();
+    cookie
+}
+
+/// The CSRF token for a form: an HMAC of a random per-browser cookie (signed
+/// double submit). Returns the jar with the cookie set if it was missing.
+pub fn csrf_token(provider: &Provider, jar: CookieJar) -> (CookieJar, String) {
+    let name = csrf_cookie_name(provider);
+    let (jar, seed) = match jar.get(name) {
+        Some(cookie) if cookie.value().len() == 43 => {
+            let seed = cookie.value().to_owned();
+            (jar, seed)
+        }
+        _ => {
+            let seed = random_token();
+            let cookie = Cookie::build((name, seed.clone()))
+                .http_only(true)
+                .secure(secure(provider))
+                .same_site(SameSite::Lax)
+                .path("/")
+                .build();
+            (jar.add(cookie), seed)
+        }
+    };
+    let token = b64(provider.keys().kek().mac("csrf", seed.as_bytes()));
+    (jar, token)
+}
+
+/// Whether the form's CSRF token belongs to this browser's cookie.
+pub fn csrf_valid(provider: &Provider, jar: &CookieJar, token: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq as _;
+    let (Some(cookie), Some(token)) = (jar.get(csrf_cookie_name(provider)), token) else {
+        return false;
+    };
+    let expected = b64(provider.keys().kek().mac("csrf", cookie.value().as_bytes()));
+    expected.as_bytes().ct_eq(token.as_bytes()).into()
+}
+
+/// Seals the authorization request for the login and consent forms: encrypted
+/// and authenticated, so it can be neither read nor altered in the browser, and
+/// any instance sharing the key-encryption key can continue it.
+pub fn seal_interaction(provider: &Provider, request: &AuthorizationRequest) -> String {
+    let expires = provider.clock().now() + INTERACTION_TTL;
+    let payload = serde_json::json!({"exp": expires, "request": request}).to_string();
+    b64(provider
+        .keys()
+        .kek()
+        .seal("interaction", payload.as_bytes()))
+}
+
+pub fn open_interaction(provider: &Provider, sealed: &str) -> Option<AuthorizationRequest> {
+    let bytes = provider
+        .keys()
+        .kek()
+        .open("interaction", &b64_decode(sealed).ok()?)
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    if value["exp"].as_i64()? < provider.clock().now() {
+        return None;
+    }
+    serde_json::from_value(value["request"].clone()).ok()
+}

@@ -1,0 +1,434 @@
+//! The pages and endpoints where a person is involved: the authorization
+//! endpoint, login, consent, `/userinfo` and logout.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::CookieJar;
+use tessera_core::authorize::{AuthorizationRequest, AuthorizeError, Step};
+use tessera_core::model::Client;
+use tessera_core::params::Params;
+use tessera_core::scope::Scope;
+use tessera_core::store::{Consent, Session, User};
+use tessera_core::{Error, ErrorCode, Provider};
+
+use super::{ClientAddress, Form, authorization};
+use crate::app::AppState;
+use crate::pages::{
+    ConsentPage, LoginPage, LogoutPage, MessagePage, csrf_token, csrf_valid, deliver, error_page,
+    open_interaction, page, removal_cookie, seal_interaction, session_cookie, session_cookie_name,
+};
+
+/// `GET /oauth2/authorize` (RFC 6749 §3.1).
+pub async fn authorize_get(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    RawQuery(query): RawQuery,
+) -> Response {
+    match Params::from_form(query.unwrap_or_default().as_bytes()) {
+        Ok(params) => authorize(&state.provider, jar, &params, false).await,
+        Err(e) => error_page(StatusCode::BAD_REQUEST, &e.description),
+    }
+}
+
+/// `POST /oauth2/authorize` (OIDC Core §3.1.2.1 allows form-encoded POST).
+pub async fn authorize_post(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    form: Result<Form, crate::oauth_error::OAuthError>,
+) -> Response {
+    match form {
+        Ok(Form(params)) => authorize(&state.provider, jar, &params, true).await,
+        Err(e) => error_page(StatusCode::BAD_REQUEST, &e.0.description),
+    }
+}
+
+async fn authorize(
+    provider: &Provider,
+    jar: CookieJar,
+    params: &Params,
+    after_post: bool,
+) -> Response {
+    let (client, request) = match provider.authorization_request(params).await {
+        Ok(ok) => ok,
+        Err(e) => return authorize_error(e, after_post),
+    };
+    let session = current_session(provider, &jar).await;
+    let step = provider
+        .next_step(&request, session.as_ref().map(|(s, _)| s), false)
+        .await;
+    continue_with(provider, jar, &client, &request, session, step, after_post).await
+}
+
+/// Acts on the next step: show a page, or answer the client.
+async fn continue_with(
+    provider: &Provider,
+    jar: CookieJar,
+    client: &Client,
+    request: &AuthorizationRequest,
+    session: Option<(Session, User)>,
+    step: Result<Step, AuthorizeError>,
+    after_post: bool,
+) -> Response {
+    let interaction = seal_interaction(provider, request);
+    match (step, session) {
+        (Err(e), _) => authorize_error(e, after_post),
+        (Ok(Step::Login), _) | (Ok(_), None) => {
+            let (jar, csrf) = csrf_token(provider, jar);
+            let hint = request.login_hint.clone().unwrap_or_default();
+            (
+                jar,
+                page(
+                    StatusCode::OK,
+                    &LoginPage {
+                        client_name: &client.name,
+                        error: None,
+                        csrf: &csrf,
+                        interaction: &interaction,
+                        username: &hint,
+                    },
+                ),
+            )
+                .into_response()
+        }
+        (Ok(Step::Consent), Some((_, user))) => {
+            let (jar, csrf) = csrf_token(provider, jar);
+            (
+                jar,
+                page(
+                    StatusCode::OK,
+                    &ConsentPage {
+                        client_name: &client.name,
+                        username: &user.username,
+                        scopes: describe_scopes(&request.scope),
+                        csrf: &csrf,
+                        interaction: &interaction,
+                    },
+                ),
+            )
+                .into_response()
+        }
+        (Ok(Step::Respond), Some((session, user))) => {
+            match provider
+                .authorization_response(client, request, &user, &session)
+                .await
+            {
+                Ok(redirect) => (jar, deliver(redirect, after_post)).into_response(),
+                Err(e) => authorize_error(e, after_post),
+            }
+        }
+    }
+}
+
+fn authorize_error(error: AuthorizeError, after_post: bool) -> Response {
+    match error {
+        AuthorizeError::Page(message) => error_page(StatusCode::BAD_REQUEST, &message),
+        AuthorizeError::Redirect(redirect) => deliver(redirect, after_post),
+    }
+}
+
+/// The live session behind the browser's cookie, if any.
+async fn current_session(provider: &Provider, jar: &CookieJar) -> Option<(Session, User)> {
+    let cookie = jar.get(session_cookie_name(provider))?;
+    match provider.session(cookie.value()).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "session lookup failed");
+            None
+        }
+    }
+}
+
+/// Reopens the interaction a form carried; `None` means it expired or was altered.
+async fn interaction_of(
+    provider: &Provider,
+    params: &Params,
+) -> Option<(Client, AuthorizationRequest)> {
+    let request = open_interaction(provider, params.get("interaction")?)?;
+    let client = provider.store().client(&request.client_id).await.ok()??;
+    Some((client, request))
+}
+
+const STALE: &str =
+    "This sign-in page has expired or was altered. Go back to the application and start again.";
+const BAD_CSRF: &str =
+    "The form could not be verified (missing or wrong CSRF token). Reload the page and try again.";
+
+/// `POST /login`: checks the credentials, starts a session, continues the flow.
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    jar: CookieJar,
+    form: Result<Form, crate::oauth_error::OAuthError>,
+) -> Response {
+    let provider = &state.provider;
+    let Ok(Form(params)) = form else {
+        return error_page(StatusCode::BAD_REQUEST, "The form could not be read.");
+    };
+    if !csrf_valid(provider, &jar, params.get("csrf")) {
+        return error_page(StatusCode::FORBIDDEN, BAD_CSRF);
+    }
+    let Some((client, request)) = interaction_of(provider, &params).await else {
+        return error_page(StatusCode::BAD_REQUEST, STALE);
+    };
+    let username = params.get("username").unwrap_or("");
+    let password = params.get("password").unwrap_or("");
+    let user = match provider
+        .authenticate_user(username, password, address.as_deref())
+        .await
+    {
+        Ok(user) => user,
+        Err(e) => {
+            let (status, message) = match e.retry_after {
+                Some(wait) => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("Too many failed sign-in attempts. Wait {wait} seconds and try again."),
+                ),
+                None if e.code == ErrorCode::InvalidGrant => (
+                    StatusCode::OK,
+                    "The username or password is not right.".to_owned(),
+                ),
+                None => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Signing in is not possible right now. Try again shortly.".to_owned(),
+                ),
+            };
+            let (jar, csrf) = csrf_token(provider, jar);
+            let interaction = seal_interaction(provider, &request);
+            let mut response = page(
+                status,
+                &LoginPage {
+                    client_name: &client.name,
+                    error: Some(message),
+                    csrf: &csrf,
+                    interaction: &interaction,
+                    username,
+                },
+            );
+            if let Some(wait) = e.retry_after
+                && let Ok(value) = HeaderValue::from_str(&wait.to_string())
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return (jar, response).into_response();
+        }
+    };
+    let new = match provider.start_session(&user).await {
+        Ok(new) => new,
+        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.description),
+    };
+    let jar = jar.add(session_cookie(provider, new.cookie));
+    let step = provider.next_step(&request, Some(&new.session), true).await;
+    continue_with(
+        provider,
+        jar,
+        &client,
+        &request,
+        Some((new.session, user)),
+        step,
+        true,
+    )
+    .await
+}
+
+/// `POST /consent`: records the decision and answers the client.
+pub async fn consent(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    form: Result<Form, crate::oauth_error::OAuthError>,
+) -> Response {
+    let provider = &state.provider;
+    let Ok(Form(params)) = form else {
+        return error_page(StatusCode::BAD_REQUEST, "The form could not be read.");
+    };
+    if !csrf_valid(provider, &jar, params.get("csrf")) {
+        return error_page(StatusCode::FORBIDDEN, BAD_CSRF);
+    }
+    let Some((client, request)) = interaction_of(provider, &params).await else {
+        return error_page(StatusCode::BAD_REQUEST, STALE);
+    };
+    let Some((session, user)) = current_session(provider, &jar).await else {
+        let step = Ok(Step::Login);
+        return continue_with(provider, jar, &client, &request, None, step, true).await;
+    };
+    if params.get("decision") != Some("approve") {
+        let denied = provider.error_redirect(
+            &request,
+            ErrorCode::AccessDenied,
+            "the user denied the request",
+        );
+        return authorize_error(denied, true);
+    }
+    // Consent is remembered per user, client and scope: the union of what the
+    // user approved before and now.
+    let requested = Scope::parse(&request.scope).unwrap_or_default();
+    let previous = provider
+        .store()
+        .consent(&user.id, &client.id)
+        .await
+        .ok()
+        .flatten()
+        .map(|c| c.scopes)
+        .unwrap_or_default();
+    let scopes = Scope::from_tokens(
+        previous
+            .iter()
+            .chain(requested.iter())
+            .map(str::to_owned)
+            .collect::<Vec<_>>(),
+    );
+    let saved = provider
+        .store()
+        .save_consent(&Consent {
+            user_id: user.id.clone(),
+            client_id: client.id.clone(),
+            scopes,
+            granted_at: provider.clock().now(),
+        })
+        .await;
+    if let Err(e) = saved {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, &Error::from(e).description);
+    }
+    continue_with(
+        provider,
+        jar,
+        &client,
+        &request,
+        Some((session, user)),
+        Ok(Step::Respond),
+        true,
+    )
+    .await
+}
+
+/// Scopes described in words for the consent page.
+fn describe_scopes(scope: &str) -> Vec<String> {
+    Scope::parse(scope)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| match s {
+            "openid" => "Sign you in with your account".to_owned(),
+            "profile" => "See your name and username".to_owned(),
+            "email" => "See your email address".to_owned(),
+            "offline_access" => "Keep access when you are not using it".to_owned(),
+            other => format!("Use the permission “{other}”"),
+        })
+        .collect()
+}
+
+/// `GET` and `POST /userinfo` (OIDC Core §5.3) with a bearer access token.
+pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let token = authorization(&headers).and_then(|h| {
+        let (scheme, token) = h.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned())
+    });
+    let Some(token) = token else {
+        // RFC 6750 §3.1: no token at all gets a bare challenge.
+        let mut response = StatusCode::UNAUTHORIZED.into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"tessera\""),
+        );
+        return response;
+    };
+    match state.provider.userinfo(&token).await {
+        Ok(claims) => {
+            let mut response = Json(claims).into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => {
+            let status = crate::oauth_error::status_of(e.code);
+            let challenge = format!(
+                "Bearer realm=\"tessera\", error=\"{}\", error_description=\"{}\"",
+                e.code.as_str(),
+                e.description.replace('"', "'")
+            );
+            let mut response = (status, Json(serde_json::json!({"error": e.code.as_str(), "error_description": e.description}))).into_response();
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
+            response
+        }
+    }
+}
+
+/// `GET /oauth2/logout` (OpenID Connect RP-Initiated Logout 1.0): with a valid
+/// `id_token_hint` the session ends at once; without one the person confirms,
+/// so that a third-party page cannot sign them out.
+pub async fn logout_get(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let provider = &state.provider;
+    let params = match Params::from_form(query.unwrap_or_default().as_bytes()) {
+        Ok(params) => params,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.description),
+    };
+    let logout = match provider
+        .logout_request(
+            params.get("id_token_hint"),
+            params.get("post_logout_redirect_uri"),
+            params.get("state"),
+            params.get("client_id"),
+        )
+        .await
+    {
+        Ok(logout) => logout,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.description),
+    };
+    if params.get("id_token_hint").is_none() {
+        let (jar, csrf) = csrf_token(provider, jar);
+        return (jar, page(StatusCode::OK, &LogoutPage { csrf: &csrf })).into_response();
+    }
+    let jar = end_session(provider, jar).await;
+    match logout.redirect {
+        Some(url) => (jar, Redirect::to(&url)).into_response(),
+        None => (jar, signed_out()).into_response(),
+    }
+}
+
+/// `POST /oauth2/logout`: the confirmation form.
+pub async fn logout_post(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    form: Result<Form, crate::oauth_error::OAuthError>,
+) -> Response {
+    let provider = &state.provider;
+    let Ok(Form(params)) = form else {
+        return error_page(StatusCode::BAD_REQUEST, "The form could not be read.");
+    };
+    if !csrf_valid(provider, &jar, params.get("csrf")) {
+        return error_page(StatusCode::FORBIDDEN, BAD_CSRF);
+    }
+    let jar = end_session(provider, jar).await;
+    (jar, signed_out()).into_response()
+}
+
+async fn end_session(provider: &Provider, jar: CookieJar) -> CookieJar {
+    if let Some(cookie) = jar.get(session_cookie_name(provider))
+        && let Err(e) = provider.end_session(cookie.value()).await
+    {
+        tracing::warn!(error = %e, "could not delete the session");
+    }
+    jar.add(removal_cookie(provider))
+}
+
+fn signed_out() -> Response {
+    page(
+        StatusCode::OK,
+        &MessagePage {
+            title: "Signed out",
+            message: "You are signed out.",
+            is_error: false,
+        },
+    )
+}
