@@ -55,6 +55,18 @@ pub struct FileConfig {
     pub leeway: Option<i64>,
     /// Seconds verifiers may cache the JWKS. Default 300.
     pub jwks_max_age: Option<i64>,
+    /// Seconds an authorization code lives. Default 60.
+    pub code_ttl: Option<i64>,
+    /// Seconds a refresh token lives; each rotation starts it again. Default 86400.
+    pub refresh_token_ttl: Option<i64>,
+    /// Seconds after sign-in after which a refresh token family ends. Default 2592000.
+    pub refresh_token_absolute_ttl: Option<i64>,
+    /// Seconds an `offline_access` refresh token lives. Default 7776000.
+    pub offline_token_ttl: Option<i64>,
+    /// Seconds of inactivity that end a login session. Default 28800.
+    pub session_idle_ttl: Option<i64>,
+    /// Seconds after which a login session ends in any case. Default 604800.
+    pub session_absolute_ttl: Option<i64>,
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
 }
@@ -135,6 +147,12 @@ impl Config {
             key_prepublish,
             leeway,
             jwks_max_age,
+            code_ttl,
+            refresh_token_ttl,
+            refresh_token_absolute_ttl,
+            offline_token_ttl,
+            session_idle_ttl,
+            session_absolute_ttl,
             log_format
         );
 
@@ -212,6 +230,32 @@ impl Config {
                 file.jwks_max_age,
                 &mut settings.jwks_max_age,
             ),
+            ("code_ttl", file.code_ttl, &mut settings.code_ttl),
+            (
+                "refresh_token_ttl",
+                file.refresh_token_ttl,
+                &mut settings.refresh_token_ttl,
+            ),
+            (
+                "refresh_token_absolute_ttl",
+                file.refresh_token_absolute_ttl,
+                &mut settings.refresh_token_absolute_ttl,
+            ),
+            (
+                "offline_token_ttl",
+                file.offline_token_ttl,
+                &mut settings.offline_token_ttl,
+            ),
+            (
+                "session_idle_ttl",
+                file.session_idle_ttl,
+                &mut settings.session_idle_ttl,
+            ),
+            (
+                "session_absolute_ttl",
+                file.session_absolute_ttl,
+                &mut settings.session_absolute_ttl,
+            ),
         ];
         for (name, value, slot) in seconds {
             if let Some(value) = value {
@@ -225,6 +269,13 @@ impl Config {
             ("user_access_token_ttl", settings.user_access_token_ttl),
             ("app_access_token_ttl", settings.app_access_token_ttl),
             ("id_token_ttl", settings.id_token_ttl),
+            ("refresh_token_ttl", settings.refresh_token_ttl),
+            (
+                "refresh_token_absolute_ttl",
+                settings.refresh_token_absolute_ttl,
+            ),
+            ("offline_token_ttl", settings.offline_token_ttl),
+            ("code_ttl", settings.code_ttl),
         ] {
             if ttl == 0 || ttl > settings.max_token_ttl {
                 return Err(ConfigError(format!(

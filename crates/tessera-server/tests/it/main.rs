@@ -6,7 +6,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod browser;
+mod guard;
 mod in_process;
 mod outside;
+mod people_cli;
 mod postgres;
 mod server;

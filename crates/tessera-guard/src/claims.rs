@@ -1,0 +1,410 @@
+//! Claim parsing and the checks of RFC 9068 §4 and RFC 7662 §2.2. Pure
+//! functions of the claims, the configuration and the current time: no I/O,
+//! so every rule is tested without a server.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+use crate::Error;
+use crate::token::{AccessToken, Actor, Audiences, RawClaims, TokenKind};
+
+/// What a token must match, with the time it is checked at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expectations<'a> {
+    pub issuer: &'a str,
+    pub audience: &'a str,
+    /// Allowed clock difference between Tessera and this service, seconds.
+    pub leeway: i64,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// The claims the guard reads, deserialized in one pass straight from the
+/// verified payload into what the result keeps; unknown claims are skipped
+/// without being built.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Claims {
+    #[serde(default)]
+    active: Option<bool>,
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    aud: Option<Audiences>,
+    #[serde(default)]
+    exp: Option<NumericDate>,
+    #[serde(default)]
+    nbf: Option<NumericDate>,
+    #[serde(default)]
+    iat: Option<NumericDate>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    act: Option<Actor>,
+}
+
+impl Claims {
+    /// Parses an introspection answer (a JWT payload is parsed by
+    /// `UnverifiedJws::verify`, after its signature has been checked).
+    pub(crate) fn parse(json: &[u8]) -> Result<Self, Error> {
+        serde_json::from_slice(json)
+            .map_err(|_| Error::Malformed("the claims do not have the types RFC 9068 requires"))
+    }
+
+    /// RFC 9068 §4: `iss` exactly the issuer, `aud` naming this resource,
+    /// `exp` in the future; and the claims §2.2 makes REQUIRED present.
+    pub(crate) fn check_jwt(&self, expect: &Expectations<'_>) -> Result<(), Error> {
+        let iss = self.iss.as_deref().ok_or(Error::MissingClaim("iss"))?;
+        check_issuer(iss, expect)?;
+        self.check_audience(expect)?;
+        let exp = self.exp.ok_or(Error::MissingClaim("exp"))?;
+        check_times(Some(exp), self.nbf, expect)?;
+        let iat = self.iat.ok_or(Error::MissingClaim("iat"))?;
+        if iat.0 > expect.now + expect.leeway {
+            return Err(Error::IssuedInFuture(iat.0));
+        }
+        for (name, present) in [
+            ("sub", self.sub.is_some()),
+            ("client_id", self.client_id.is_some()),
+            ("jti", self.jti.is_some()),
+        ] {
+            if !present {
+                return Err(Error::MissingClaim(name));
+            }
+        }
+        Ok(())
+    }
+
+    /// RFC 7662 §2.2: `active` must be `true`. The rest is optional in the
+    /// RFC, but a resource server still has to check audience and expiry
+    /// (RFC 7662 §4), and Tessera always sends `sub` and `client_id`.
+    pub(crate) fn check_introspected(&self, expect: &Expectations<'_>) -> Result<(), Error> {
+        if self.active != Some(true) {
+            return Err(Error::Inactive);
+        }
+        if let Some(iss) = self.iss.as_deref() {
+            check_issuer(iss, expect)?;
+        }
+        self.check_audience(expect)?;
+        check_times(self.exp, self.nbf, expect)?;
+        if self.sub.is_none() {
+            return Err(Error::MissingClaim("sub"));
+        }
+        if self.client_id.is_none() {
+            return Err(Error::MissingClaim("client_id"));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn expires_at(&self) -> Option<i64> {
+        self.exp.map(|e| e.0)
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.active == Some(true)
+    }
+
+    fn check_audience(&self, expect: &Expectations<'_>) -> Result<(), Error> {
+        match &self.aud {
+            None => Err(Error::MissingClaim("aud")),
+            Some(aud) if aud.contains(expect.audience) => Ok(()),
+            Some(_) => Err(Error::WrongAudience),
+        }
+    }
+
+    /// The result; call only after a `check_*` succeeded.
+    pub(crate) fn into_token(self, kind: TokenKind, raw: RawClaims) -> AccessToken {
+        AccessToken {
+            issuer: self.iss,
+            subject: self.sub.unwrap_or_default(),
+            client_id: self.client_id.unwrap_or_default(),
+            scope: self.scope.unwrap_or_default(),
+            audience: self.aud.unwrap_or(Audiences::Many(Vec::new())),
+            expires_at: self.exp.map(|d| d.0),
+            issued_at: self.iat.map(|d| d.0),
+            jti: self.jti,
+            actor: self.act,
+            kind,
+            raw,
+        }
+    }
+}
+
+/// Issuers are compared as exact strings, never normalized (RFC 9068 §4,
+/// OpenID Connect Discovery §3): `https://a/` is not `https://a`.
+fn check_issuer(iss: &str, expect: &Expectations<'_>) -> Result<(), Error> {
+    if iss == expect.issuer {
+        Ok(())
+    } else {
+        Err(Error::WrongIssuer(iss.to_owned()))
+    }
+}
+
+/// RFC 7519 §4.1.4: the token is refused "on or after" `exp`; §4.1.5: it is
+/// accepted from `nbf` on. The leeway widens both by the same amount.
+fn check_times(
+    exp: Option<NumericDate>,
+    nbf: Option<NumericDate>,
+    expect: &Expectations<'_>,
+) -> Result<(), Error> {
+    if let Some(exp) = exp
+        && expect.now >= exp.0.saturating_add(expect.leeway)
+    {
+        return Err(Error::Expired(exp.0));
+    }
+    if let Some(nbf) = nbf
+        && expect.now.saturating_add(expect.leeway) < nbf.0
+    {
+        return Err(Error::NotYetValid(nbf.0));
+    }
+    Ok(())
+}
+
+impl Audiences {
+    fn contains(&self, audience: &str) -> bool {
+        match self {
+            Audiences::One(a) => a == audience,
+            Audiences::Many(all) => all.iter().any(|a| a == audience),
+        }
+    }
+}
+
+/// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
+impl<'de> Deserialize<'de> for Audiences {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AudienceVisitor;
+
+        impl<'de> Visitor<'de> for AudienceVisitor {
+            type Value = Audiences;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audiences, E> {
+                Ok(Audiences::One(v.to_owned()))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Audiences, A::Error> {
+                let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
+                while let Some(a) = seq.next_element::<String>()? {
+                    all.push(a);
+                }
+                Ok(Audiences::Many(all))
+            }
+        }
+
+        deserializer.deserialize_any(AudienceVisitor)
+    }
+}
+
+/// A JWT NumericDate (RFC 7519 §2): seconds, possibly fractional; kept as
+/// whole seconds, rounded down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NumericDate(i64);
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DateVisitor;
+
+        impl Visitor<'_> for DateVisitor {
+            type Value = NumericDate;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a NumericDate")
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
+                Ok(NumericDate(v))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
+                i64::try_from(v)
+                    .map(NumericDate)
+                    .map_err(|_| E::custom("NumericDate out of range"))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
+                if v.is_finite() && v.abs() < 1e15 {
+                    // In range by the check above, so the cast cannot saturate.
+                    #[allow(clippy::cast_possible_truncation)]
+                    Ok(NumericDate(v.floor() as i64))
+                } else {
+                    Err(E::custom("NumericDate out of range"))
+                }
+            }
+        }
+
+        deserializer.deserialize_any(DateVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn expect() -> Expectations<'static> {
+        Expectations {
+            issuer: "https://id.example",
+            audience: "https://orders",
+            leeway: 30,
+            now: NOW,
+        }
+    }
+
+    fn raw(v: serde_json::Value) -> Vec<u8> {
+        v.to_string().into_bytes()
+    }
+
+    fn good() -> serde_json::Value {
+        serde_json::json!({
+            "iss": "https://id.example", "sub": "alice", "aud": "https://orders",
+            "exp": NOW + 60, "iat": NOW, "jti": "j1", "client_id": "web",
+            "scope": "orders.read profile",
+        })
+    }
+
+    fn check(v: serde_json::Value) -> Result<AccessToken, Error> {
+        let r = raw(v);
+        let claims = Claims::parse(&r)?;
+        claims.check_jwt(&expect())?;
+        let raw = RawClaims::Json(String::from_utf8(r).expect("utf-8").into());
+        Ok(claims.into_token(TokenKind::Jwt(tessera_jose::Algorithm::ES256), raw))
+    }
+
+    fn with(key: &str, value: serde_json::Value) -> serde_json::Value {
+        let mut v = good();
+        v[key] = value;
+        v
+    }
+
+    fn without(key: &str) -> serde_json::Value {
+        let mut v = good();
+        v.as_object_mut().expect("object").remove(key);
+        v
+    }
+
+    #[test]
+    fn a_good_token_yields_its_claims() {
+        let t = check(good()).expect("valid");
+        assert_eq!(t.subject(), "alice");
+        assert_eq!(t.client_id(), "web");
+        assert_eq!(t.audience(), ["https://orders"]);
+        assert_eq!(t.jti(), Some("j1"));
+        assert!(t.has_scope("profile"));
+    }
+
+    #[test]
+    fn audience_may_be_an_array() {
+        let t = check(with(
+            "aud",
+            serde_json::json!(["https://a", "https://orders"]),
+        ))
+        .expect("ok");
+        assert_eq!(t.audience(), ["https://a", "https://orders"]);
+        assert!(matches!(
+            check(with("aud", serde_json::json!(["https://a"]))),
+            Err(Error::WrongAudience)
+        ));
+        assert!(matches!(
+            check(with("aud", serde_json::json!("https://orders/"))),
+            Err(Error::WrongAudience)
+        ));
+        assert!(matches!(
+            check(with("aud", serde_json::json!(5))),
+            Err(Error::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn issuer_is_compared_exactly() {
+        for iss in ["https://id.example/", "HTTPS://id.example", "https://evil"] {
+            assert!(
+                matches!(check(with("iss", iss.into())), Err(Error::WrongIssuer(_))),
+                "{iss}"
+            );
+        }
+    }
+
+    #[test]
+    fn expiry_honours_the_leeway_on_both_sides() {
+        assert!(check(with("exp", (NOW - 29).into())).is_ok());
+        assert!(matches!(
+            check(with("exp", (NOW - 30).into())),
+            Err(Error::Expired(_))
+        ));
+        assert!(check(with("nbf", (NOW + 30).into())).is_ok());
+        assert!(matches!(
+            check(with("nbf", (NOW + 31).into())),
+            Err(Error::NotYetValid(_))
+        ));
+        assert!(matches!(
+            check(with("iat", (NOW + 31).into())),
+            Err(Error::IssuedInFuture(_))
+        ));
+        // Fractional NumericDates are allowed (RFC 7519 §2).
+        assert!(check(with("exp", serde_json::json!((NOW + 10) as f64 + 0.5))).is_ok());
+    }
+
+    #[test]
+    fn required_claims_must_be_present() {
+        for claim in ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"] {
+            match check(without(claim)) {
+                Err(Error::MissingClaim(c)) => assert_eq!(c, claim),
+                other => panic!("{claim}: {other:?}"),
+            }
+        }
+        // scope is optional; a token without it has no scopes.
+        assert_eq!(check(without("scope")).expect("ok").scope(), "");
+    }
+
+    #[test]
+    fn claims_of_the_wrong_type_are_malformed() {
+        for (k, v) in [
+            ("sub", serde_json::json!(1)),
+            ("exp", serde_json::json!("soon")),
+            ("scope", serde_json::json!(["a"])),
+            ("act", serde_json::json!("svc")),
+        ] {
+            assert!(matches!(check(with(k, v)), Err(Error::Malformed(_))), "{k}");
+        }
+        // Duplicate members are refused rather than resolved either way.
+        assert!(Claims::parse(br#"{"sub":"a","sub":"b"}"#).is_err());
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        let t = check(with("sub", "al\"ice".into())).expect("ok");
+        assert_eq!(t.subject(), "al\"ice");
+    }
+
+    #[test]
+    fn introspection_answers_need_active_true() {
+        let check = |v: serde_json::Value| {
+            let r = raw(v);
+            let c = Claims::parse(&r)?;
+            c.check_introspected(&expect())
+        };
+        let mut active = good();
+        active["active"] = true.into();
+        assert!(check(active.clone()).is_ok());
+        active.as_object_mut().expect("obj").remove("iss");
+        assert!(check(active.clone()).is_ok(), "iss is optional in RFC 7662");
+        assert!(matches!(
+            check(serde_json::json!({"active": false})),
+            Err(Error::Inactive)
+        ));
+        assert!(matches!(check(good()), Err(Error::Inactive)));
+        active["aud"] = "https://other".into();
+        assert!(matches!(check(active), Err(Error::WrongAudience)));
+    }
+}

@@ -1,0 +1,460 @@
+//! The in-memory JWKS cache.
+//!
+//! Readers take a snapshot (one `Arc` clone under a read lock) and never wait
+//! for the network while the keys are fresh. All writers hold `fetch_lock`,
+//! so at most one request to the JWKS is in flight at any time, and a
+//! snapshot's `generation` tells a waiting task whether someone else already
+//! refreshed while it waited.
+
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use tessera_jose::{Algorithm, Jwk, VerifyingKey};
+use url::Url;
+
+use crate::Error;
+use crate::clock::Clock;
+use crate::error::FetchError;
+use crate::fetch;
+
+/// How long keys are trusted and how often the JWKS may be fetched.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JwksPolicy {
+    /// Freshness when the JWKS response has no `Cache-Control: max-age`.
+    pub default_ttl: Duration,
+    /// `max-age` is clamped to `[min_ttl, max_ttl]`: a `max-age=0` must not
+    /// turn every request into a JWKS fetch, and a year-long one must not
+    /// keep a withdrawn key alive.
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+    /// At most one fetch caused by an unknown `kid` per this window, so a
+    /// flood of tokens with invented `kid`s cannot hammer the server.
+    pub miss_refetch_interval: Duration,
+    /// After a failed fetch, wait this long before trying again.
+    pub retry_interval: Duration,
+    /// How long past their freshness the keys are still used while the
+    /// server cannot be reached (the `stale-if-error` idea of RFC 5861).
+    pub max_stale: Duration,
+}
+
+impl Default for JwksPolicy {
+    fn default() -> Self {
+        JwksPolicy {
+            default_ttl: Duration::from_secs(300),
+            min_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(24 * 3600),
+            miss_refetch_interval: Duration::from_secs(30),
+            retry_interval: Duration::from_secs(10),
+            // Tessera's longest default access-token lifetime (app tokens,
+            // 60 min): by then nearly every token signed before an outage
+            // has expired anyway.
+            max_stale: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The keys from one successful fetch.
+#[derive(Debug)]
+pub(crate) struct KeySnapshot {
+    keys: Vec<VerifyingKey>,
+    fresh_until: SystemTime,
+    usable_until: SystemTime,
+    generation: u64,
+}
+
+impl KeySnapshot {
+    fn empty() -> Self {
+        KeySnapshot {
+            keys: Vec::new(),
+            fresh_until: SystemTime::UNIX_EPOCH,
+            usable_until: SystemTime::UNIX_EPOCH,
+            generation: 0,
+        }
+    }
+
+    /// The keys a token with this `kid` and `alg` may be checked against. A
+    /// `kid` names exactly one key, whatever its algorithm (a mismatch is
+    /// then refused by the key itself); without a `kid`, every key published
+    /// for the token's algorithm is a candidate.
+    pub(crate) fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        alg: Algorithm,
+    ) -> impl Iterator<Item = &'a VerifyingKey> {
+        self.keys.iter().filter(move |k| match kid {
+            Some(kid) => k.kid() == Some(kid),
+            None => k.alg() == alg,
+        })
+    }
+
+    fn has_candidate(&self, kid: Option<&str>, alg: Algorithm) -> bool {
+        self.candidates(kid, alg).next().is_some()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+#[derive(Debug, Default)]
+struct RefetchState {
+    last_miss_refetch: Option<SystemTime>,
+    retry_not_before: Option<SystemTime>,
+}
+
+#[derive(Debug)]
+pub(crate) struct KeyCache {
+    uri: Url,
+    client: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    allowed: AlgorithmSet,
+    policy: JwksPolicy,
+    current: RwLock<Arc<KeySnapshot>>,
+    state: Mutex<RefetchState>,
+    fetch_lock: tokio::sync::Mutex<()>,
+}
+
+impl KeyCache {
+    /// A cache that loads its keys on first use.
+    pub(crate) fn new(
+        uri: Url,
+        client: reqwest::Client,
+        clock: Arc<dyn Clock>,
+        allowed: AlgorithmSet,
+        policy: JwksPolicy,
+    ) -> Self {
+        KeyCache {
+            uri,
+            client,
+            clock,
+            allowed,
+            policy,
+            current: RwLock::new(Arc::new(KeySnapshot::empty())),
+            state: Mutex::new(RefetchState::default()),
+            fetch_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Fetches now, whatever the cache holds; for start-up and for callers
+    /// who know the keys changed.
+    pub(crate) async fn refresh(&self) -> Result<Arc<KeySnapshot>, FetchError> {
+        let _fetching = self.fetch_lock.lock().await;
+        self.fetch_and_store().await
+    }
+
+    /// A snapshot holding at least one key the token may be checked against,
+    /// fetching the JWKS when the cache is stale or the `kid` is new. `now`
+    /// is the caller's reading of the clock, so one verification reads it
+    /// once.
+    pub(crate) async fn snapshot_for(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        now: SystemTime,
+    ) -> Result<Arc<KeySnapshot>, Error> {
+        let snapshot = self.current();
+        if now < snapshot.fresh_until && snapshot.has_candidate(kid, alg) {
+            return Ok(snapshot);
+        }
+        // The slow paths hold HTTP futures of a few hundred bytes; boxing
+        // them keeps the future of every cached verification small.
+        Box::pin(self.fetch_for(snapshot, kid, alg, now)).await
+    }
+
+    async fn fetch_for(
+        &self,
+        mut snapshot: Arc<KeySnapshot>,
+        kid: Option<&str>,
+        alg: Algorithm,
+        now: SystemTime,
+    ) -> Result<Arc<KeySnapshot>, Error> {
+        let seen_generation = snapshot.generation;
+        if now >= snapshot.fresh_until {
+            snapshot = self.refresh_stale(snapshot).await?;
+        }
+        if snapshot.has_candidate(kid, alg) {
+            return Ok(snapshot);
+        }
+        if snapshot.generation != seen_generation {
+            // Keys fetched during this very call: asking again cannot help.
+            return Err(Error::UnknownKey(kid.map(str::to_owned)));
+        }
+        self.refetch_on_miss(kid, alg, snapshot.generation).await
+    }
+
+    fn current(&self) -> Arc<KeySnapshot> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The keys are past their freshness. One task fetches; while the stale
+    /// keys are still usable, the others go on with them instead of waiting,
+    /// and a failed fetch keeps them (so a brief outage of the server is not
+    /// an outage of every service behind it).
+    async fn refresh_stale(&self, seen: Arc<KeySnapshot>) -> Result<Arc<KeySnapshot>, Error> {
+        let now = self.clock.now();
+        let usable = now < seen.usable_until;
+        let _fetching = if usable {
+            match self.fetch_lock.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return Ok(seen),
+            }
+        } else {
+            self.fetch_lock.lock().await
+        };
+        let current = self.current();
+        if current.generation != seen.generation {
+            return Ok(current);
+        }
+        if self.state().retry_not_before.is_some_and(|t| now < t) {
+            return if usable {
+                Ok(seen)
+            } else {
+                Err(Error::KeysUnavailable(FetchError::RecentlyFailed))
+            };
+        }
+        match self.fetch_and_store().await {
+            Ok(fresh) => Ok(fresh),
+            Err(error) if usable => {
+                tracing::warn!(%error, jwks_uri = %self.uri, "JWKS refresh failed; using cached keys");
+                Ok(seen)
+            }
+            Err(error) => {
+                tracing::warn!(%error, jwks_uri = %self.uri, "JWKS fetch failed; no usable keys");
+                Err(Error::KeysUnavailable(error))
+            }
+        }
+    }
+
+    /// A `kid` we do not know: the server may have rotated keys, so fetch
+    /// once — unless a miss already caused a fetch within the window.
+    async fn refetch_on_miss(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        seen_generation: u64,
+    ) -> Result<Arc<KeySnapshot>, Error> {
+        let unknown = || Error::UnknownKey(kid.map(str::to_owned));
+        let now = self.clock.now();
+        let claimed = {
+            let mut state = self.state();
+            let open = state
+                .last_miss_refetch
+                .is_none_or(|last| now >= last + self.policy.miss_refetch_interval);
+            if open {
+                state.last_miss_refetch = Some(now);
+            }
+            open
+        };
+        // Waits only while a fetch is in flight: a token signed with a key
+        // that fetch is about to bring in should not be refused.
+        let _fetching = self.fetch_lock.lock().await;
+        let current = self.current();
+        if current.generation != seen_generation {
+            // Fetched after we looked: if the key is not there now, it does
+            // not exist, and another fetch would not find it either.
+            return if current.has_candidate(kid, alg) {
+                Ok(current)
+            } else {
+                Err(unknown())
+            };
+        }
+        if !claimed {
+            tracing::debug!(?kid, "unknown kid; JWKS refetch rate limit reached");
+            return Err(unknown());
+        }
+        match self.fetch_and_store().await {
+            Ok(fresh) if fresh.has_candidate(kid, alg) => Ok(fresh),
+            Ok(_) => Err(unknown()),
+            Err(error) => {
+                tracing::warn!(%error, jwks_uri = %self.uri, "JWKS refetch for an unknown kid failed");
+                Err(Error::KeysUnavailable(error))
+            }
+        }
+    }
+
+    /// Call with `fetch_lock` held.
+    async fn fetch_and_store(&self) -> Result<Arc<KeySnapshot>, FetchError> {
+        let fetched = fetch::get_json(&self.client, &self.uri)
+            .await
+            .and_then(|fetched| Ok((parse_jwks(&fetched.body, self.allowed)?, fetched.max_age)));
+        let (keys, max_age) = match fetched {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                let retry = self.clock.now() + self.policy.retry_interval;
+                self.state().retry_not_before = Some(retry);
+                return Err(error);
+            }
+        };
+        let ttl = max_age
+            .unwrap_or(self.policy.default_ttl)
+            .clamp(self.policy.min_ttl, self.policy.max_ttl);
+        let now = self.clock.now();
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let snapshot = Arc::new(KeySnapshot {
+            keys,
+            fresh_until: now + ttl,
+            usable_until: now + ttl + self.policy.max_stale,
+            generation: current.generation + 1,
+        });
+        *current = Arc::clone(&snapshot);
+        drop(current);
+        self.state().retry_not_before = None;
+        tracing::debug!(
+            keys = snapshot.len(),
+            ttl_secs = ttl.as_secs(),
+            "JWKS loaded"
+        );
+        Ok(snapshot)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, RefetchState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Parses a JWK Set, keeping the keys we can use for an allowed algorithm.
+/// RFC 7517 §5: members we do not understand are ignored, not fatal, so one
+/// encryption key or a future key type does not take the whole set down.
+fn parse_jwks(body: &[u8], allowed: AlgorithmSet) -> Result<Vec<VerifyingKey>, FetchError> {
+    #[derive(Deserialize)]
+    struct Document {
+        keys: Vec<serde_json::Value>,
+    }
+    let document: Document = serde_json::from_slice(body).map_err(FetchError::Json)?;
+    let mut keys = Vec::with_capacity(document.keys.len());
+    for value in document.keys {
+        let jwk: Jwk = match serde_json::from_value(value) {
+            Ok(jwk) => jwk,
+            Err(error) => {
+                tracing::debug!(%error, "skipping a JWK that does not parse");
+                continue;
+            }
+        };
+        // from_jwk insists on `alg` and checks `kty`/`crv`/`use` against it,
+        // so a key is only ever used for the algorithm it was published for.
+        match VerifyingKey::from_jwk(&jwk) {
+            Ok(key) if allowed.contains(key.alg()) => keys.push(key),
+            Ok(key) => {
+                tracing::debug!(kid = ?key.kid(), alg = %key.alg(), "skipping a key for an algorithm not allowed")
+            }
+            Err(error) => tracing::debug!(kid = ?jwk.kid, %error, "skipping an unusable JWK"),
+        }
+    }
+    Ok(keys)
+}
+
+/// A set of algorithms, as bits: checking it costs nothing on the hot path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct AlgorithmSet(u8);
+
+impl AlgorithmSet {
+    pub(crate) fn contains(self, alg: Algorithm) -> bool {
+        self.0 & Self::bit(alg) != 0
+    }
+
+    pub(crate) fn insert(&mut self, alg: Algorithm) {
+        self.0 |= Self::bit(alg);
+    }
+
+    pub(crate) fn remove(&mut self, alg: Algorithm) {
+        self.0 &= !Self::bit(alg);
+    }
+
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    fn bit(alg: Algorithm) -> u8 {
+        match alg {
+            Algorithm::ES256 => 1,
+            Algorithm::RS256 => 2,
+            Algorithm::PS256 => 4,
+            Algorithm::EdDSA => 8,
+            Algorithm::HS256 => 16,
+        }
+    }
+}
+
+impl FromIterator<Algorithm> for AlgorithmSet {
+    fn from_iter<I: IntoIterator<Item = Algorithm>>(iter: I) -> Self {
+        let mut set = AlgorithmSet::default();
+        for alg in iter {
+            set.insert(alg);
+        }
+        set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_jose::SigningKey;
+
+    fn jwk(alg: Algorithm, kid: &str) -> serde_json::Value {
+        let (key, _) = SigningKey::generate(alg, kid).expect("generate");
+        serde_json::to_value(key.public_jwk().expect("public")).expect("json")
+    }
+
+    #[test]
+    fn unusable_and_disallowed_keys_are_skipped() {
+        let mut wrong_kty = jwk(Algorithm::ES256, "bad");
+        wrong_kty["alg"] = "RS256".into();
+        let body = serde_json::json!({"keys": [
+            jwk(Algorithm::ES256, "es"),
+            jwk(Algorithm::EdDSA, "ed"),
+            wrong_kty,
+            {"kty": "oct", "k": "c2VjcmV0", "alg": "HS256", "kid": "hs"},
+            {"kty": "RSA", "alg": "RSA-OAEP", "use": "enc", "kid": "enc"},
+            {"kid": 5},
+        ]});
+        let allowed: AlgorithmSet = [Algorithm::ES256, Algorithm::RS256].into_iter().collect();
+        let keys = parse_jwks(body.to_string().as_bytes(), allowed).expect("parse");
+        let kids: Vec<_> = keys.iter().map(|k| k.kid()).collect();
+        assert_eq!(kids, [Some("es")]);
+    }
+
+    #[test]
+    fn a_document_without_keys_is_an_error() {
+        let allowed: AlgorithmSet = Algorithm::ASYMMETRIC.into_iter().collect();
+        assert!(parse_jwks(b"{}", allowed).is_err());
+        assert!(parse_jwks(b"<html>", allowed).is_err());
+        assert_eq!(
+            parse_jwks(br#"{"keys":[]}"#, allowed).expect("empty").len(),
+            0
+        );
+    }
+
+    #[test]
+    fn candidates_follow_kid_then_alg() {
+        let keys = ["a", "b"].map(|kid| {
+            SigningKey::generate(Algorithm::ES256, kid)
+                .expect("generate")
+                .0
+                .verifying_key()
+                .expect("public")
+        });
+        let snapshot = KeySnapshot {
+            keys: keys.to_vec(),
+            ..KeySnapshot::empty()
+        };
+        assert_eq!(snapshot.candidates(Some("b"), Algorithm::ES256).count(), 1);
+        // A kid names its key even for another alg; the key then refuses.
+        assert_eq!(snapshot.candidates(Some("b"), Algorithm::RS256).count(), 1);
+        assert_eq!(snapshot.candidates(Some("c"), Algorithm::ES256).count(), 0);
+        assert_eq!(snapshot.candidates(None, Algorithm::ES256).count(), 2);
+        assert_eq!(snapshot.candidates(None, Algorithm::EdDSA).count(), 0);
+    }
+
+    #[test]
+    fn algorithm_sets() {
+        let mut set: AlgorithmSet = [Algorithm::ES256].into_iter().collect();
+        assert!(set.contains(Algorithm::ES256));
+        assert!(!set.contains(Algorithm::HS256));
+        set.insert(Algorithm::HS256);
+        set.remove(Algorithm::ES256);
+        assert!(set.contains(Algorithm::HS256) && !set.contains(Algorithm::ES256));
+        set.remove(Algorithm::HS256);
+        assert!(set.is_empty());
+    }
+}

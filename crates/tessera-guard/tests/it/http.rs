@@ -1,0 +1,220 @@
+//! The tower layer and the axum extractor: status codes and the exact
+//! `WWW-Authenticate` challenges of RFC 6750 §3.
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use axum::routing::get;
+use axum::{Extension, Router};
+use serde_json::json;
+use tessera_guard::{Authenticated, GuardLayer, Rejection, Verifier};
+use tower::ServiceExt as _;
+
+use crate::fixture::{Fixture, generate, sign};
+
+const BARE: &str = r#"Bearer realm="https://orders""#;
+const MALFORMED: &str = r#"Bearer realm="https://orders", error="invalid_token", error_description="the access token is malformed""#;
+const EXPIRED: &str = r#"Bearer realm="https://orders", error="invalid_token", error_description="the access token expired""#;
+const INVALID: &str = r#"Bearer realm="https://orders", error="invalid_token", error_description="the access token is invalid""#;
+const WRONG_AUDIENCE: &str = r#"Bearer realm="https://orders", error="invalid_token", error_description="the access token is not intended for this resource""#;
+const NO_SCOPE: &str = r#"Bearer realm="https://orders", error="insufficient_scope", error_description="the access token lacks a required scope", scope="orders.read""#;
+
+async fn orders(Authenticated(token): Authenticated) -> String {
+    format!("orders of {}", token.subject())
+}
+
+async fn cancel(Authenticated(token): Authenticated) -> Result<String, Rejection> {
+    token.require_scopes(&["orders.write"])?;
+    Ok(format!("cancelled for {}", token.subject()))
+}
+
+fn layered(verifier: Verifier) -> Router {
+    Router::new().route("/orders", get(orders)).layer(
+        GuardLayer::new(verifier)
+            .require_scopes(["orders.read"])
+            .expect("scopes"),
+    )
+}
+
+struct Answer {
+    status: StatusCode,
+    challenge: Option<String>,
+    body: String,
+}
+
+async fn call(app: &Router, authorization: &[&str]) -> Answer {
+    let mut request = Request::get("/orders");
+    for value in authorization {
+        request = request.header(header::AUTHORIZATION, *value);
+    }
+    call_request(app, request.body(Body::empty()).expect("request")).await
+}
+
+async fn call_request(app: &Router, request: Request<Body>) -> Answer {
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let challenge = response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let body = to_bytes(response.into_body(), 1 << 16).await.expect("body");
+    Answer {
+        status,
+        challenge,
+        body: String::from_utf8(body.to_vec()).expect("utf-8"),
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[tokio::test]
+async fn a_valid_token_reaches_the_handler() {
+    let fx = Fixture::start().await;
+    let app = layered(fx.verifier().await);
+    let answer = call(&app, &[&bearer(&fx.token())]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.challenge, None);
+    assert_eq!(answer.body, "orders of alice");
+}
+
+#[tokio::test]
+async fn no_token_gets_a_bare_challenge() {
+    let fx = Fixture::start().await;
+    let app = layered(fx.verifier().await);
+    for authorization in [&[][..], &["Basic dXNlcjpwYXNz"][..]] {
+        let answer = call(&app, authorization).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer.challenge.as_deref(), Some(BARE));
+        assert_eq!(answer.body, "");
+    }
+}
+
+#[tokio::test]
+async fn invalid_tokens_get_401_invalid_token() {
+    let fx = Fixture::start().await;
+    let app = layered(fx.verifier().await);
+
+    let mut expired = fx.claims();
+    expired["exp"] = json!(fx.now() - 60);
+    let mut other_audience = fx.claims();
+    other_audience["aud"] = json!("https://billing");
+    let impostor = generate(tessera_jose::Algorithm::ES256, "es-1");
+    let cases = [
+        ("Bearer not a token".to_owned(), MALFORMED),
+        (bearer("a.b"), MALFORMED),
+        (bearer(&sign(&fx.key, "at+jwt", &expired)), EXPIRED),
+        (bearer(&sign(&impostor, "at+jwt", &fx.claims())), INVALID),
+        (bearer(&sign(&fx.key, "JWT", &fx.claims())), INVALID),
+        (
+            bearer(&sign(&fx.key, "at+jwt", &other_audience)),
+            WRONG_AUDIENCE,
+        ),
+        (bearer("b3BhcXVl"), INVALID),
+    ];
+    for (authorization, challenge) in cases {
+        let answer = call(&app, &[&authorization]).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{authorization}");
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(challenge),
+            "{authorization}"
+        );
+        let body: serde_json::Value = serde_json::from_str(&answer.body).expect("json body");
+        assert_eq!(body["error"], "invalid_token");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_scope_gets_403_insufficient_scope() {
+    let fx = Fixture::start().await;
+    let app = layered(fx.verifier().await);
+    let mut claims = fx.claims();
+    claims["scope"] = json!("profile");
+    let answer = call(&app, &[&bearer(&sign(&fx.key, "at+jwt", &claims))]).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(answer.challenge.as_deref(), Some(NO_SCOPE));
+    assert_eq!(
+        answer.body,
+        r#"{"error":"insufficient_scope","error_description":"the access token lacks a required scope"}"#
+    );
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_a_bad_request() {
+    let fx = Fixture::start().await;
+    let app = layered(fx.verifier().await);
+    let token = bearer(&fx.token());
+    let answer = call(&app, &[&token, &token]).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer.challenge.as_deref(),
+        Some(
+            r#"Bearer realm="https://orders", error="invalid_request", error_description="the request carries more than one Authorization header""#
+        )
+    );
+}
+
+#[tokio::test]
+async fn no_keys_and_no_server_is_503_without_challenge() {
+    let mut fx = Fixture::start().await;
+    let verifier = fx
+        .builder()
+        .jwks_uri(format!("{}/jwks.json", fx.issuer))
+        .build()
+        .expect("build");
+    fx.stop().await;
+    let answer = call(&layered(verifier), &[&bearer(&fx.token())]).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.challenge, None);
+}
+
+#[tokio::test]
+async fn the_extractor_works_without_the_layer() {
+    let fx = Fixture::start().await;
+    let verifier = fx
+        .builder()
+        .require_scopes(["orders.read"])
+        .discover()
+        .await
+        .expect("discover");
+    let app = Router::new()
+        .route("/orders", get(orders))
+        .route("/orders/cancel", get(cancel))
+        .layer(Extension(verifier));
+
+    let ok = call(&app, &[&bearer(&fx.token())]).await;
+    assert_eq!(
+        (ok.status, ok.body.as_str()),
+        (StatusCode::OK, "orders of alice")
+    );
+    let missing = call(&app, &[]).await;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(missing.challenge.as_deref(), Some(BARE));
+    let mut expired = fx.claims();
+    expired["exp"] = json!(fx.now() - 60);
+    let answer = call(&app, &[&bearer(&sign(&fx.key, "at+jwt", &expired))]).await;
+    assert_eq!(answer.challenge.as_deref(), Some(EXPIRED));
+
+    // A handler-level scope check answers 403; RFC 6750 makes realm optional.
+    let request = Request::get("/orders/cancel")
+        .header(header::AUTHORIZATION, bearer(&fx.token()))
+        .body(Body::empty())
+        .expect("request");
+    let answer = call_request(&app, request).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        answer.challenge.as_deref(),
+        Some(
+            r#"Bearer error="insufficient_scope", error_description="the access token lacks a required scope", scope="orders.write""#
+        )
+    );
+}
+
+#[tokio::test]
+async fn the_extractor_without_any_verifier_is_a_500() {
+    let app = Router::new().route("/orders", get(orders));
+    let answer = call(&app, &[]).await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(answer.challenge, None);
+}
