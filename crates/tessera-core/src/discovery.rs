@@ -15,6 +15,7 @@ pub struct Metadata {
     pub authorization_endpoint: String,
     pub userinfo_endpoint: String,
     pub end_session_endpoint: String,
+    pub device_authorization_endpoint: String,
     pub grant_types_supported: Vec<&'static str>,
     pub response_types_supported: Vec<&'static str>,
     pub response_modes_supported: Vec<&'static str>,
@@ -48,6 +49,7 @@ impl Provider {
             authorization_endpoint: endpoint("/oauth2/authorize"),
             userinfo_endpoint: endpoint("/userinfo"),
             end_session_endpoint: endpoint("/oauth2/logout"),
+            device_authorization_endpoint: endpoint("/oauth2/device/code"),
             grant_types_supported: self
                 .grant_types()
                 .into_iter()

@@ -48,6 +48,12 @@ pub enum ErrorCode {
     InvalidToken,
     /// RFC 6750 §3.1
     InsufficientScope,
+    /// RFC 8628 §3.5
+    AuthorizationPending,
+    /// RFC 8628 §3.5
+    SlowDown,
+    /// RFC 8628 §3.5
+    ExpiredToken,
 }
 
 impl ErrorCode {
@@ -72,6 +78,9 @@ impl ErrorCode {
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ExpiredToken => "expired_token",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod authorize;
 pub mod client_auth;
 pub mod clock;
 pub mod crypto;
+pub mod device;
 pub mod discovery;
 pub mod error;
 pub mod grants;

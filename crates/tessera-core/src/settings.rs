@@ -43,6 +43,10 @@ pub struct Settings {
     pub session_idle_ttl: i64,
     /// ...and after this much in any case.
     pub session_absolute_ttl: i64,
+    /// Device codes (RFC 8628 §3.2 `expires_in`).
+    pub device_code_ttl: i64,
+    /// The minimum polling interval a device starts with (RFC 8628 §3.2).
+    pub device_poll_interval: i64,
 }
 
 impl Settings {
@@ -69,6 +73,8 @@ impl Settings {
             offline_token_ttl: 90 * 24 * 3600,
             session_idle_ttl: 8 * 3600,
             session_absolute_ttl: 7 * 24 * 3600,
+            device_code_ttl: 600,
+            device_poll_interval: 5,
         }
     }
 }

@@ -114,6 +114,7 @@ pub trait Store:
     + CodeStore
     + RefreshStore
     + ThrottleStore
+    + DeviceStore
     + std::fmt::Debug
 {
     /// `sqlite` or `postgres`, for logs.
@@ -323,4 +324,92 @@ pub trait ThrottleStore: Send + Sync {
         window_start: UnixTime,
     ) -> StoreResult<LoginFailures>;
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
+}
+
+/// Where a device authorization (RFC 8628) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceStatus {
+    Pending,
+    Approved,
+    Denied,
+    /// Tokens were issued; the device code is spent.
+    Consumed,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Pending => "pending",
+            DeviceStatus::Approved => "approved",
+            DeviceStatus::Denied => "denied",
+            DeviceStatus::Consumed => "consumed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(DeviceStatus::Pending),
+            "approved" => Some(DeviceStatus::Approved),
+            "denied" => Some(DeviceStatus::Denied),
+            "consumed" => Some(DeviceStatus::Consumed),
+            _ => None,
+        }
+    }
+}
+
+/// A device authorization request (RFC 8628 §3.1), stored under the digest of
+/// its device code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceAuthorization {
+    pub digest: SecretDigest,
+    /// Normalised: eight letters of the user-code alphabet, no dash.
+    pub user_code: String,
+    pub client_id: String,
+    pub scope: Scope,
+    pub audiences: Vec<String>,
+    pub expires_at: UnixTime,
+    /// The current minimum polling interval in seconds (grows on `slow_down`).
+    pub interval: i64,
+    pub last_polled_at: Option<UnixTime>,
+    pub status: DeviceStatus,
+    /// Who approved or denied, and when they signed in.
+    pub user_id: Option<String>,
+    pub auth_time: Option<UnixTime>,
+}
+
+/// The outcome of a device polling the token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevicePoll {
+    /// Polled no faster than its interval; the record as it stands. An approved
+    /// record comes back here exactly once, as `Consumed` afterwards.
+    Polled(Box<DeviceAuthorization>),
+    /// Polled too fast: the interval has grown by 5 seconds (RFC 8628 §3.5).
+    SlowDown,
+    /// Unknown device code.
+    Invalid,
+}
+
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// Fails with [`StoreError::Conflict`] if the user code is in use.
+    async fn insert_device_authorization(&self, device: &DeviceAuthorization) -> StoreResult<()>;
+    /// The pending, unexpired authorization with this user code.
+    async fn pending_device(
+        &self,
+        user_code: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<DeviceAuthorization>>;
+    /// Records the person's decision on a pending, unexpired authorization; returns
+    /// whether it was still pending.
+    async fn decide_device(
+        &self,
+        user_code: &str,
+        user_id: &str,
+        auth_time: UnixTime,
+        approve: bool,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+    /// A poll: enforces the interval atomically, and hands out an approval once
+    /// (the returned record is `Approved`; it is stored as `Consumed`).
+    async fn poll_device(&self, digest: &SecretDigest, now: UnixTime) -> StoreResult<DevicePoll>;
 }

@@ -26,6 +26,15 @@ pub fn app(state: AppState) -> Router {
             get(routes::people::authorize_get).post(routes::people::authorize_post),
         )
         .route("/login", post(routes::people::login))
+        .route(
+            "/oauth2/device/code",
+            post(routes::device::device_authorization),
+        )
+        .route(
+            "/device",
+            get(routes::device::entry).post(routes::device::submit),
+        )
+        .route("/device/decision", post(routes::device::decision))
         .route("/consent", post(routes::people::consent))
         .route(
             "/userinfo",

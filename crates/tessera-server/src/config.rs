@@ -67,6 +67,10 @@ pub struct FileConfig {
     pub session_idle_ttl: Option<i64>,
     /// Seconds after which a login session ends in any case. Default 604800.
     pub session_absolute_ttl: Option<i64>,
+    /// Seconds a device code lives (RFC 8628). Default 600.
+    pub device_code_ttl: Option<i64>,
+    /// Seconds a device waits between polls at first. Default 5.
+    pub device_poll_interval: Option<i64>,
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
 }
@@ -153,6 +157,8 @@ impl Config {
             offline_token_ttl,
             session_idle_ttl,
             session_absolute_ttl,
+            device_code_ttl,
+            device_poll_interval,
             log_format
         );
 
@@ -256,6 +262,16 @@ impl Config {
                 file.session_absolute_ttl,
                 &mut settings.session_absolute_ttl,
             ),
+            (
+                "device_code_ttl",
+                file.device_code_ttl,
+                &mut settings.device_code_ttl,
+            ),
+            (
+                "device_poll_interval",
+                file.device_poll_interval,
+                &mut settings.device_poll_interval,
+            ),
         ];
         for (name, value, slot) in seconds {
             if let Some(value) = value {
@@ -276,6 +292,8 @@ impl Config {
             ),
             ("offline_token_ttl", settings.offline_token_ttl),
             ("code_ttl", settings.code_ttl),
+            ("device_code_ttl", settings.device_code_ttl),
+            ("device_poll_interval", settings.device_poll_interval),
         ] {
             if ttl == 0 || ttl > settings.max_token_ttl {
                 return Err(ConfigError(format!(

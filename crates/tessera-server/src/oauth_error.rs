@@ -46,7 +46,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::ConsentRequired
         | ErrorCode::InteractionRequired
         | ErrorCode::RequestNotSupported
-        | ErrorCode::RequestUriNotSupported => StatusCode::BAD_REQUEST,
+        | ErrorCode::RequestUriNotSupported
+        | ErrorCode::AuthorizationPending
+        | ErrorCode::SlowDown
+        | ErrorCode::ExpiredToken => StatusCode::BAD_REQUEST,
     }
 }
 

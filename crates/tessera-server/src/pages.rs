@@ -42,6 +42,25 @@ pub struct MessagePage<'a> {
 }
 
 #[derive(Debug, Template)]
+#[template(path = "device.html")]
+pub struct DevicePage<'a> {
+    pub error: Option<String>,
+    pub csrf: &'a str,
+    pub user_code: &'a str,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "device_confirm.html")]
+pub struct DeviceConfirmPage<'a> {
+    pub client_name: &'a str,
+    pub username: &'a str,
+    pub user_code: &'a str,
+    pub scopes: Vec<String>,
+    pub csrf: &'a str,
+    pub interaction: &'a str,
+}
+
+#[derive(Debug, Template)]
 #[template(path = "logout.html")]
 pub struct LogoutPage<'a> {
     pub csrf: &'a str,
@@ -221,19 +240,38 @@ pub fn csrf_valid(provider: &Provider, jar: &CookieJar, token: Option<&str>) -> 
     expected.as_bytes().ct_eq(token.as_bytes()).into()
 }
 
-/// Seals the authorization request for the login and consent forms: encrypted
-/// and authenticated, so it can be neither read nor altered in the browser, and
-/// any instance sharing the key-encryption key can continue it.
-pub fn seal_interaction(provider: &Provider, request: &AuthorizationRequest) -> String {
+/// What a person is in the middle of while they sign in or decide.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Interaction {
+    /// An authorization request (code or implicit flow).
+    Authorize { request: Box<AuthorizationRequest> },
+    /// A device code entered on `/device` (RFC 8628 §3.3).
+    Device { user_code: String },
+}
+
+/// Seals an interaction for the login, consent and device forms: encrypted and
+/// authenticated, so it can be neither read nor altered in the browser, and any
+/// instance sharing the key-encryption key can continue it.
+pub fn seal(provider: &Provider, interaction: &Interaction) -> String {
     let expires = provider.clock().now() + INTERACTION_TTL;
-    let payload = serde_json::json!({"exp": expires, "request": request}).to_string();
+    let payload = serde_json::json!({"exp": expires, "interaction": interaction}).to_string();
     b64(provider
         .keys()
         .kek()
         .seal("interaction", payload.as_bytes()))
 }
 
-pub fn open_interaction(provider: &Provider, sealed: &str) -> Option<AuthorizationRequest> {
+pub fn seal_interaction(provider: &Provider, request: &AuthorizationRequest) -> String {
+    seal(
+        provider,
+        &Interaction::Authorize {
+            request: Box::new(request.clone()),
+        },
+    )
+}
+
+pub fn open(provider: &Provider, sealed: &str) -> Option<Interaction> {
     let bytes = provider
         .keys()
         .kek()
@@ -243,5 +281,12 @@ pub fn open_interaction(provider: &Provider, sealed: &str) -> Option<Authorizati
     if value["exp"].as_i64()? < provider.clock().now() {
         return None;
     }
-    serde_json::from_value(value["request"].clone()).ok()
+    serde_json::from_value(value["interaction"].clone()).ok()
+}
+
+/// The browser's CSRF cookie value: a stable per-browser identifier, used to
+/// count wrong device codes per browser.
+pub fn browser_id(provider: &Provider, jar: &CookieJar) -> Option<String> {
+    jar.get(csrf_cookie_name(provider))
+        .map(|c| c.value().to_owned())
 }

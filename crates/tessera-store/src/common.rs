@@ -66,6 +66,9 @@ pub(crate) fn digest_column(bytes: &[u8], column: &str) -> Result<SecretDigest, 
     SecretDigest::from_slice(bytes).ok_or_else(|| StoreError::Corrupt(format!("{column} length")))
 }
 
+pub(crate) const DEVICE_COLUMNS: &str = "digest, user_code, client_id, scope, audiences, expires_at, \
+     poll_interval, last_polled_at, status, user_id, auth_time";
+
 pub(crate) fn scope_column(text: &str, column: &str) -> Result<Scope, StoreError> {
     Scope::parse(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
@@ -82,10 +85,10 @@ macro_rules! impl_store {
             AuthorizationCode, ClientStore, CodeStore, CodeUse, Consent, ConsentStore, KeyStore,
             LoginFailures, ReferenceToken, RefreshStore, RefreshToken, RefreshUse, ResourceStore,
             Session, SessionStore, Store, StoreError, StoreResult, StoredKey, ThrottleStore,
-            TokenStore, User, UserStore,
+            TokenStore, User, UserStore, DeviceAuthorization, DevicePoll, DeviceStatus, DeviceStore,
         };
         use $crate::common::{
-            CLIENT_COLUMNS, CODE_COLUMNS, CODE_RETENTION, CONSENT_COLUMNS, LOGIN_FAILURE_RETENTION,
+            CLIENT_COLUMNS, CODE_COLUMNS, DEVICE_COLUMNS, CODE_RETENTION, CONSENT_COLUMNS, LOGIN_FAILURE_RETENTION,
             REFRESH_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, digest_column, from_json, map_err,
             parse_column, scope_column, to_json,
         };
@@ -456,6 +459,12 @@ macro_rules! impl_store {
                     // A rotated token is kept until its family ends: presenting it
                     // again is reuse (RFC 9700 §4.14.2).
                     ("DELETE FROM refresh_tokens WHERE family_expires_at <= $1", now),
+                    // Kept past expiry like codes, so a late poll still reads
+                    // expired_token rather than an unknown code.
+                    (
+                        "DELETE FROM device_authorizations WHERE expires_at < $1",
+                        now.saturating_sub(CODE_RETENTION),
+                    ),
                     (
                         "DELETE FROM login_failures WHERE last_at < $1",
                         now.saturating_sub(LOGIN_FAILURE_RETENTION),
@@ -1108,6 +1117,145 @@ macro_rules! impl_store {
                 Ok(())
             }
         }
+
+        fn device_from_row(row: &Row) -> StoreResult<DeviceAuthorization> {
+            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            let digest: Vec<u8> = row.try_get("digest").map_err(get_err)?;
+            let scope: String = row.try_get("scope").map_err(get_err)?;
+            let audiences: String = row.try_get("audiences").map_err(get_err)?;
+            let status: String = row.try_get("status").map_err(get_err)?;
+            Ok(DeviceAuthorization {
+                digest: digest_column(&digest, "digest")?,
+                user_code: row.try_get("user_code").map_err(get_err)?,
+                client_id: row.try_get("client_id").map_err(get_err)?,
+                scope: scope_column(&scope, "scope")?,
+                audiences: from_json(&audiences, "audiences")?,
+                expires_at: row.try_get("expires_at").map_err(get_err)?,
+                interval: row.try_get("poll_interval").map_err(get_err)?,
+                last_polled_at: row.try_get("last_polled_at").map_err(get_err)?,
+                status: DeviceStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+                user_id: row.try_get("user_id").map_err(get_err)?,
+                auth_time: row.try_get("auth_time").map_err(get_err)?,
+            })
+        }
+
+        #[async_trait]
+        impl DeviceStore for $store {
+            async fn insert_device_authorization(&self, device: &DeviceAuthorization) -> StoreResult<()> {
+                let sql = const_format::concatcp!(
+                    "INSERT INTO device_authorizations (", DEVICE_COLUMNS,
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                );
+                sqlx::query(sql)
+                    .bind(device.digest.0.to_vec())
+                    .bind(&device.user_code)
+                    .bind(&device.client_id)
+                    .bind(device.scope.to_string())
+                    .bind(to_json(&device.audiences))
+                    .bind(device.expires_at)
+                    .bind(device.interval)
+                    .bind(device.last_polled_at)
+                    .bind(device.status.as_str())
+                    .bind(device.user_id.as_deref())
+                    .bind(device.auth_time)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn pending_device(&self, user_code: &str, now: i64) -> StoreResult<Option<DeviceAuthorization>> {
+                let sql = const_format::concatcp!(
+                    "SELECT ", DEVICE_COLUMNS,
+                    " FROM device_authorizations WHERE user_code = $1 AND status = 'pending' AND expires_at > $2"
+                );
+                sqlx::query(sql)
+                    .bind(user_code)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(device_from_row)
+                    .transpose()
+            }
+
+            async fn decide_device(
+                &self,
+                user_code: &str,
+                user_id: &str,
+                auth_time: i64,
+                approve: bool,
+                now: i64,
+            ) -> StoreResult<bool> {
+                let updated = sqlx::query(
+                    "UPDATE device_authorizations SET status = $1, user_id = $2, auth_time = $3 \
+                     WHERE user_code = $4 AND status = 'pending' AND expires_at > $5",
+                )
+                .bind(if approve { "approved" } else { "denied" })
+                .bind(user_id)
+                .bind(auth_time)
+                .bind(user_code)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+                Ok(updated > 0)
+            }
+
+            async fn poll_device(&self, digest: &SecretDigest, now: i64) -> StoreResult<DevicePoll> {
+                // A poll on time records itself; of two polls at once only one is on
+                // time, since the first moves last_polled_at.
+                let on_time = const_format::concatcp!(
+                    "UPDATE device_authorizations SET last_polled_at = $2 WHERE digest = $1 \
+                     AND (last_polled_at IS NULL OR last_polled_at + poll_interval <= $2) RETURNING ",
+                    DEVICE_COLUMNS
+                );
+                let Some(row) = sqlx::query(on_time)
+                    .bind(digest.0.to_vec())
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                else {
+                    // RFC 8628 §3.5: too fast; the interval grows by 5 seconds.
+                    let slowed = sqlx::query(
+                        "UPDATE device_authorizations SET poll_interval = poll_interval + 5, last_polled_at = $2 \
+                         WHERE digest = $1",
+                    )
+                    .bind(digest.0.to_vec())
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                    return Ok(if slowed > 0 { DevicePoll::SlowDown } else { DevicePoll::Invalid });
+                };
+                let device = device_from_row(&row)?;
+                if device.status != DeviceStatus::Approved || device.expires_at <= now {
+                    return Ok(DevicePoll::Polled(Box::new(device)));
+                }
+                // Hand out the approval once: the update has one winner.
+                let consumed = sqlx::query(
+                    "UPDATE device_authorizations SET status = 'consumed' WHERE digest = $1 AND status = 'approved'",
+                )
+                .bind(digest.0.to_vec())
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+                if consumed == 0 {
+                    return Ok(DevicePoll::Polled(Box::new(DeviceAuthorization {
+                        status: DeviceStatus::Consumed,
+                        ..device
+                    })));
+                }
+                Ok(DevicePoll::Polled(Box::new(device)))
+            }
+        }
+
 
         #[async_trait]
         impl Store for $store {

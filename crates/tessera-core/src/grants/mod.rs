@@ -16,6 +16,7 @@ use crate::tokens::TokenResponse;
 
 pub mod authorization_code;
 pub mod client_credentials;
+pub mod device_code;
 pub mod password;
 pub mod refresh_token;
 pub mod user_tokens;
@@ -47,6 +48,7 @@ pub fn all() -> Vec<Box<dyn Grant>> {
     vec![
         Box::new(authorization_code::AuthorizationCodeGrant),
         Box::new(client_credentials::ClientCredentials),
+        Box::new(device_code::DeviceCodeGrant),
         Box::new(password::PasswordGrant),
         Box::new(refresh_token::RefreshTokenGrant),
     ]

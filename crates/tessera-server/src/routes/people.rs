@@ -16,8 +16,8 @@ use tessera_core::{Error, ErrorCode, Provider};
 use super::{ClientAddress, Form, authorization};
 use crate::app::AppState;
 use crate::pages::{
-    ConsentPage, LoginPage, LogoutPage, MessagePage, csrf_token, csrf_valid, deliver, error_page,
-    open_interaction, page, removal_cookie, seal_interaction, session_cookie, session_cookie_name,
+    ConsentPage, Interaction, LoginPage, LogoutPage, MessagePage, csrf_token, csrf_valid, deliver,
+    error_page, open, page, removal_cookie, seal_interaction, session_cookie, session_cookie_name,
 };
 
 /// `GET /oauth2/authorize` (RFC 6749 §3.1).
@@ -129,7 +129,7 @@ fn authorize_error(error: AuthorizeError, after_post: bool) -> Response {
 }
 
 /// The live session behind the browser's cookie, if any.
-async fn current_session(provider: &Provider, jar: &CookieJar) -> Option<(Session, User)> {
+pub async fn current_session(provider: &Provider, jar: &CookieJar) -> Option<(Session, User)> {
     let cookie = jar.get(session_cookie_name(provider))?;
     match provider.session(cookie.value()).await {
         Ok(found) => found,
@@ -145,14 +145,16 @@ async fn interaction_of(
     provider: &Provider,
     params: &Params,
 ) -> Option<(Client, AuthorizationRequest)> {
-    let request = open_interaction(provider, params.get("interaction")?)?;
+    let Interaction::Authorize { request } = open(provider, params.get("interaction")?)? else {
+        return None;
+    };
     let client = provider.store().client(&request.client_id).await.ok()??;
-    Some((client, request))
+    Some((client, *request))
 }
 
-const STALE: &str =
+pub const STALE: &str =
     "This sign-in page has expired or was altered. Go back to the application and start again.";
-const BAD_CSRF: &str =
+pub const BAD_CSRF: &str =
     "The form could not be verified (missing or wrong CSRF token). Reload the page and try again.";
 
 /// `POST /login`: checks the credentials, starts a session, continues the flow.
@@ -169,10 +171,44 @@ pub async fn login(
     if !csrf_valid(provider, &jar, params.get("csrf")) {
         return error_page(StatusCode::FORBIDDEN, BAD_CSRF);
     }
-    let Some((client, request)) = interaction_of(provider, &params).await else {
+    let Some(interaction) = params.get("interaction").and_then(|i| open(provider, i)) else {
         return error_page(StatusCode::BAD_REQUEST, STALE);
     };
     let username = params.get("username").unwrap_or("");
+    if let Interaction::Device { user_code } = &interaction {
+        return match provider
+            .authenticate_user(
+                username,
+                params.get("password").unwrap_or(""),
+                address.as_deref(),
+            )
+            .await
+        {
+            Ok(user) => match provider.start_session(&user).await {
+                Ok(new) => {
+                    let jar = jar.add(session_cookie(provider, new.cookie));
+                    super::device::confirmation(provider, jar, user_code, &user).await
+                }
+                Err(e) => error_page(StatusCode::SERVICE_UNAVAILABLE, &e.description),
+            },
+            Err(e) => {
+                let sealed = params.get("interaction").unwrap_or_default().to_owned();
+                login_failed(provider, jar, "your device", &sealed, username, &e)
+            }
+        };
+    }
+    let Interaction::Authorize { request } = interaction else {
+        return error_page(StatusCode::BAD_REQUEST, STALE);
+    };
+    let Some(client) = provider
+        .store()
+        .client(&request.client_id)
+        .await
+        .ok()
+        .flatten()
+    else {
+        return error_page(StatusCode::BAD_REQUEST, STALE);
+    };
     let password = params.get("password").unwrap_or("");
     let user = match provider
         .authenticate_user(username, password, address.as_deref())
@@ -180,38 +216,8 @@ pub async fn login(
     {
         Ok(user) => user,
         Err(e) => {
-            let (status, message) = match e.retry_after {
-                Some(wait) => (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!("Too many failed sign-in attempts. Wait {wait} seconds and try again."),
-                ),
-                None if e.code == ErrorCode::InvalidGrant => (
-                    StatusCode::OK,
-                    "The username or password is not right.".to_owned(),
-                ),
-                None => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Signing in is not possible right now. Try again shortly.".to_owned(),
-                ),
-            };
-            let (jar, csrf) = csrf_token(provider, jar);
             let interaction = seal_interaction(provider, &request);
-            let mut response = page(
-                status,
-                &LoginPage {
-                    client_name: &client.name,
-                    error: Some(message),
-                    csrf: &csrf,
-                    interaction: &interaction,
-                    username,
-                },
-            );
-            if let Some(wait) = e.retry_after
-                && let Ok(value) = HeaderValue::from_str(&wait.to_string())
-            {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return (jar, response).into_response();
+            return login_failed(provider, jar, &client.name, &interaction, username, &e);
         }
     };
     let new = match provider.start_session(&user).await {
@@ -230,6 +236,49 @@ pub async fn login(
         true,
     )
     .await
+}
+
+/// The login page again after a failed attempt: the same words whichever part
+/// was wrong, and 429 with `Retry-After` when attempts are throttled.
+fn login_failed(
+    provider: &Provider,
+    jar: CookieJar,
+    client_name: &str,
+    interaction: &str,
+    username: &str,
+    error: &Error,
+) -> Response {
+    let (status, message) = match error.retry_after {
+        Some(wait) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many failed sign-in attempts. Wait {wait} seconds and try again."),
+        ),
+        None if error.code == ErrorCode::InvalidGrant => (
+            StatusCode::OK,
+            "The username or password is not right.".to_owned(),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Signing in is not possible right now. Try again shortly.".to_owned(),
+        ),
+    };
+    let (jar, csrf) = csrf_token(provider, jar);
+    let mut response = page(
+        status,
+        &LoginPage {
+            client_name,
+            error: Some(message),
+            csrf: &csrf,
+            interaction,
+            username,
+        },
+    );
+    if let Some(wait) = error.retry_after
+        && let Ok(value) = HeaderValue::from_str(&wait.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    (jar, response).into_response()
 }
 
 /// `POST /consent`: records the decision and answers the client.
@@ -303,7 +352,7 @@ pub async fn consent(
 }
 
 /// Scopes described in words for the consent page.
-fn describe_scopes(scope: &str) -> Vec<String> {
+pub fn describe_scopes(scope: &str) -> Vec<String> {
     Scope::parse(scope)
         .unwrap_or_default()
         .iter()

@@ -1,0 +1,77 @@
+//! The device code grant at the token endpoint (RFC 8628 §3.4, §3.5): the
+//! device polls until the person decides; tokens come exactly once.
+
+use async_trait::async_trait;
+
+use crate::crypto::SecretDigest;
+use crate::device::poll_error;
+use crate::error::{Error, ErrorCode};
+use crate::grants::user_tokens::{Family, UserGrant};
+use crate::grants::{Grant, TokenRequest};
+use crate::model::{Client, GrantType};
+use crate::provider::Provider;
+use crate::store::DevicePoll;
+use crate::tokens::TokenResponse;
+
+#[derive(Debug)]
+pub struct DeviceCodeGrant;
+
+#[async_trait]
+impl Grant for DeviceCodeGrant {
+    fn grant_type(&self) -> GrantType {
+        GrantType::DeviceCode
+    }
+
+    async fn exchange(
+        &self,
+        provider: &Provider,
+        client: &Client,
+        request: &TokenRequest<'_>,
+    ) -> Result<TokenResponse, Error> {
+        let device_code = request.params.require("device_code")?;
+        let now = provider.clock().now();
+        let device = match provider
+            .store()
+            .poll_device(&SecretDigest::of(device_code), now)
+            .await?
+        {
+            DevicePoll::Polled(device) => device,
+            DevicePoll::SlowDown => {
+                return Err(Error::new(
+                    ErrorCode::SlowDown,
+                    "polling too fast: wait 5 seconds more between requests",
+                ));
+            }
+            DevicePoll::Invalid => return Err(Error::invalid_grant("unknown device code")),
+        };
+        if device.client_id != client.id {
+            return Err(Error::invalid_grant(
+                "the device code was issued to another client",
+            ));
+        }
+        if let Some(error) = poll_error(&device, now) {
+            return Err(error);
+        }
+        let (Some(user_id), Some(auth_time)) = (&device.user_id, device.auth_time) else {
+            return Err(Error::server_error(&"approved device code without a user"));
+        };
+        let user = provider
+            .store()
+            .user(user_id)
+            .await?
+            .ok_or_else(|| Error::invalid_grant("the user no longer exists"))?;
+        let issued = provider
+            .issue_user_tokens(UserGrant {
+                client,
+                user: &user,
+                scope: device.scope.clone(),
+                resources: device.audiences.clone(),
+                auth_time,
+                sid: None,
+                nonce: None,
+                family: Family::New,
+            })
+            .await?;
+        Ok(issued.response)
+    }
+}
