@@ -33,6 +33,7 @@ async fn discovery_lists_exactly_what_works() {
                 "password",
                 "client_credentials",
                 "refresh_token",
+                "urn:ietf:params:oauth:grant-type:device_code",
                 "implicit"
             ])
         );
@@ -42,6 +43,10 @@ async fn discovery_lists_exactly_what_works() {
         );
         assert_eq!(meta["userinfo_endpoint"], server.url("/userinfo"));
         assert_eq!(meta["end_session_endpoint"], server.url("/oauth2/logout"));
+        assert_eq!(
+            meta["device_authorization_endpoint"],
+            server.url("/oauth2/device/code")
+        );
         assert_eq!(
             meta["code_challenge_methods_supported"],
             serde_json::json!(["S256"])
