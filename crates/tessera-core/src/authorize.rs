@@ -353,7 +353,12 @@ impl Provider {
         let needs_login = match session {
             None => true,
             Some(session) => {
-                (request.prompt.iter().any(|p| p == "login") && !fresh_login)
+                // OIDC Core §3.1.2.1 (errata set 2): max_age=0 is prompt=login.
+                // The age test alone would let it pass within the second of the
+                // last sign-in, as times are whole seconds.
+                let forced =
+                    request.prompt.iter().any(|p| p == "login") || request.max_age == Some(0);
+                (forced && !fresh_login)
                     || request
                         .max_age
                         .is_some_and(|max| now - session.auth_time > max)

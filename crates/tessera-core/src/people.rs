@@ -58,7 +58,10 @@ impl Provider {
                 Ok(user)
             }
             _ => {
-                throttle::record_failure(self.store(), &keys, now).await?;
+                // Timed after the slow hash, so that the delay that follows
+                // starts when the caller learns of the failure.
+                let failed_at = self.clock().now();
+                throttle::record_failure(self.store(), &keys, failed_at).await?;
                 Err(Error::invalid_grant("the username or password is wrong"))
             }
         }

@@ -409,7 +409,15 @@ pub trait DeviceStore: Send + Sync {
         approve: bool,
         now: UnixTime,
     ) -> StoreResult<bool>;
-    /// A poll: enforces the interval atomically, and hands out an approval once
-    /// (the returned record is `Approved`; it is stored as `Consumed`).
-    async fn poll_device(&self, digest: &SecretDigest, now: UnixTime) -> StoreResult<DevicePoll>;
+    /// A poll by `client_id`: enforces the interval atomically, and hands out an
+    /// approval once (the returned record is `Approved`; it is stored as
+    /// `Consumed`). Another client's code is `Invalid` and left untouched, and
+    /// only a live code (pending or approved) is slowed down: a denied, spent or
+    /// expired one comes back as it stands, however soon it is polled.
+    async fn poll_device(
+        &self,
+        digest: &SecretDigest,
+        client_id: &str,
+        now: UnixTime,
+    ) -> StoreResult<DevicePoll>;
 }

@@ -48,7 +48,10 @@ pub async fn retry_after(
             && failures.last_at > now - WINDOW
             && let Some(at) = next_attempt(&failures)
         {
-            wait = wait.max(at - now);
+            // Times are whole seconds: a failure at 10.9 s is stored as 10, so
+            // allowing the next attempt at `at` itself could make a 1 s delay
+            // almost none. One more second makes every delay its full length.
+            wait = wait.max(at + 1 - now);
         }
     }
     Ok((wait > 0).then_some(wait))

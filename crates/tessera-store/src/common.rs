@@ -1205,33 +1205,68 @@ macro_rules! impl_store {
                 Ok(updated > 0)
             }
 
-            async fn poll_device(&self, digest: &SecretDigest, now: i64) -> StoreResult<DevicePoll> {
+            async fn poll_device(
+                &self,
+                digest: &SecretDigest,
+                client_id: &str,
+                now: i64,
+            ) -> StoreResult<DevicePoll> {
                 // A poll on time records itself; of two polls at once only one is on
-                // time, since the first moves last_polled_at.
+                // time, since the first moves last_polled_at. Every statement names
+                // the client, so another client's poll of this code changes nothing
+                // (RFC 6749 §5.2: the grant was issued to another client).
                 let on_time = const_format::concatcp!(
-                    "UPDATE device_authorizations SET last_polled_at = $2 WHERE digest = $1 \
+                    "UPDATE device_authorizations SET last_polled_at = $2 WHERE digest = $1 AND client_id = $3 \
                      AND (last_polled_at IS NULL OR last_polled_at + poll_interval <= $2) RETURNING ",
                     DEVICE_COLUMNS
                 );
                 let Some(row) = sqlx::query(on_time)
                     .bind(digest.0.to_vec())
                     .bind(now)
+                    .bind(client_id)
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(map_err)?
                 else {
-                    // RFC 8628 §3.5: too fast; the interval grows by 5 seconds.
+                    // RFC 8628 §3.5: too fast; the interval grows by 5 seconds. But
+                    // slow_down says "still pending": a denied, spent or expired code
+                    // gets its final answer instead.
                     let slowed = sqlx::query(
                         "UPDATE device_authorizations SET poll_interval = poll_interval + 5, last_polled_at = $2 \
-                         WHERE digest = $1",
+                         WHERE digest = $1 AND client_id = $3 AND status IN ('pending', 'approved') \
+                         AND expires_at > $2",
                     )
                     .bind(digest.0.to_vec())
                     .bind(now)
+                    .bind(client_id)
                     .execute(&self.pool)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
-                    return Ok(if slowed > 0 { DevicePoll::SlowDown } else { DevicePoll::Invalid });
+                    if slowed > 0 {
+                        return Ok(DevicePoll::SlowDown);
+                    }
+                    let finished = const_format::concatcp!(
+                        "SELECT ", DEVICE_COLUMNS,
+                        " FROM device_authorizations WHERE digest = $1 AND client_id = $2"
+                    );
+                    return Ok(sqlx::query(finished)
+                        .bind(digest.0.to_vec())
+                        .bind(client_id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(map_err)?
+                        .as_ref()
+                        .map(device_from_row)
+                        .transpose()?
+                        .map_or(DevicePoll::Invalid, |device| {
+                            // An approval goes out only through the consuming path below.
+                            if device.status == DeviceStatus::Approved && device.expires_at > now {
+                                DevicePoll::SlowDown
+                            } else {
+                                DevicePoll::Polled(Box::new(device))
+                            }
+                        }));
                 };
                 let device = device_from_row(&row)?;
                 if device.status != DeviceStatus::Approved || device.expires_at <= now {

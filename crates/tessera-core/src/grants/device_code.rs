@@ -32,7 +32,7 @@ impl Grant for DeviceCodeGrant {
         let now = provider.clock().now();
         let device = match provider
             .store()
-            .poll_device(&SecretDigest::of(device_code), now)
+            .poll_device(&SecretDigest::of(device_code), &client.id, now)
             .await?
         {
             DevicePoll::Polled(device) => device,
@@ -42,7 +42,11 @@ impl Grant for DeviceCodeGrant {
                     "polling too fast: wait 5 seconds more between requests",
                 ));
             }
-            DevicePoll::Invalid => return Err(Error::invalid_grant("unknown device code")),
+            DevicePoll::Invalid => {
+                return Err(Error::invalid_grant(
+                    "unknown device code, or issued to another client",
+                ));
+            }
         };
         if device.client_id != client.id {
             return Err(Error::invalid_grant(

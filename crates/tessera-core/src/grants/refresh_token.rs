@@ -36,6 +36,20 @@ impl Grant for RefreshTokenGrant {
         if claims.aud != client.id {
             return Err(invalid());
         }
+        // RFC 6749 §6: the scope may narrow, never widen. Checked before the
+        // rotation too: a refused request must leave the token current, or the
+        // client's next refresh would look like reuse (RFC 9700 §4.14.2). A token
+        // that is no longer current goes on to the rotation's reuse detection.
+        let widened = || Error::invalid_scope("a refresh cannot widen the scope");
+        let requested = params.get("scope").map(Scope::parse).transpose()?;
+        if let Some(requested) = &requested
+            && let Some(current) = provider.store().refresh_token(&claims.jti).await?
+            && current.rotated_at.is_none()
+            && !current.revoked
+            && !requested.is_subset(&current.scope)
+        {
+            return Err(widened());
+        }
         let now = provider.clock().now();
         let record = match provider
             .store()
@@ -53,16 +67,10 @@ impl Grant for RefreshTokenGrant {
             }
             RefreshUse::Invalid => return Err(invalid()),
         };
-        // RFC 6749 §6: the scope may narrow, never widen.
-        let scope = match params.get("scope") {
+        let scope = match requested {
             None => record.scope.clone(),
-            Some(text) => {
-                let requested = Scope::parse(text)?;
-                if !requested.is_subset(&record.scope) {
-                    return Err(Error::invalid_scope("a refresh cannot widen the scope"));
-                }
-                requested
-            }
+            Some(requested) if requested.is_subset(&record.scope) => requested,
+            Some(_) => return Err(widened()),
         };
         let user = provider
             .store()
