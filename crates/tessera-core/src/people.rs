@@ -28,6 +28,9 @@ pub struct Logout {
     /// registered that URI.
     pub redirect: Option<String>,
     pub client: Option<Client>,
+    /// The user the `id_token_hint` names: the session ends without asking only
+    /// if it is theirs (RP-Initiated Logout 1.0 §2).
+    pub hint_subject: Option<String>,
 }
 
 impl Provider {
@@ -145,7 +148,7 @@ impl Provider {
         state: Option<&str>,
         client_id: Option<&str>,
     ) -> Result<Logout, Error> {
-        let hinted_client = match id_token_hint {
+        let hint = match id_token_hint {
             Some(hint) => {
                 let claims = self.verify_id_token_hint(hint).ok_or_else(|| {
                     Error::invalid_request("id_token_hint is not an ID token of this server")
@@ -155,8 +158,12 @@ impl Provider {
                         "client_id does not match id_token_hint",
                     ));
                 }
-                Some(claims.aud)
+                Some(claims)
             }
+            None => None,
+        };
+        let hinted_client = match &hint {
+            Some(claims) => Some(claims.aud.clone()),
             None => client_id.map(str::to_owned),
         };
         let client = match &hinted_client {
@@ -187,7 +194,11 @@ impl Provider {
                 Some(url)
             }
         };
-        Ok(Logout { redirect, client })
+        Ok(Logout {
+            redirect,
+            client,
+            hint_subject: hint.map(|claims| claims.sub),
+        })
     }
 
     /// An ID token of this server, signature checked, expiry not (a hint may be old).

@@ -59,8 +59,13 @@ impl Grant for AuthorizationCodeGrant {
             ));
         }
         // RFC 6749 §4.1.3: the redirect_uri must be identical to the one of the
-        // authorization request.
-        if params.get("redirect_uri") != Some(code.redirect_uri.as_str()) {
+        // authorization request. A client with a single registered URI may leave
+        // it out of both (§3.1.2.3); then it cannot differ.
+        let redirect_ok = match params.get("redirect_uri") {
+            Some(uri) => uri == code.redirect_uri,
+            None => client.redirect_uris == [code.redirect_uri.clone()],
+        };
+        if !redirect_ok {
             return Err(Error::invalid_grant(
                 "redirect_uri does not match the authorization request",
             ));
@@ -92,6 +97,7 @@ impl Grant for AuthorizationCodeGrant {
                 client,
                 user: &user,
                 scope: code.scope.clone(),
+                refresh_scope: None,
                 resources: code.audiences.clone(),
                 auth_time: code.auth_time,
                 sid: code.sid.clone(),

@@ -69,6 +69,7 @@ impl Grant for DeviceCodeGrant {
                 client,
                 user: &user,
                 scope: device.scope.clone(),
+                refresh_scope: None,
                 resources: device.audiences.clone(),
                 auth_time,
                 sid: None,

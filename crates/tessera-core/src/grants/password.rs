@@ -46,6 +46,7 @@ impl Grant for PasswordGrant {
                 client,
                 user: &user,
                 scope,
+                refresh_scope: None,
                 resources: params.resources().to_vec(),
                 auth_time: now,
                 sid: None,

@@ -82,6 +82,7 @@ impl Grant for RefreshTokenGrant {
                 client,
                 user: &user,
                 scope,
+                refresh_scope: Some(record.scope.clone()),
                 resources: record.audiences.clone(),
                 auth_time: record.auth_time,
                 sid: record.sid.clone(),

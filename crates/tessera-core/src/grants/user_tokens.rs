@@ -50,6 +50,9 @@ pub struct UserGrant<'a> {
     pub client: &'a Client,
     pub user: &'a User,
     pub scope: Scope,
+    /// The scope of the refresh token when it differs from the access token's:
+    /// a refresh that narrows the access token keeps the grant (RFC 6749 §6).
+    pub refresh_scope: Option<Scope>,
     pub resources: Vec<String>,
     pub auth_time: UnixTime,
     pub sid: Option<String>,
@@ -130,7 +133,10 @@ impl Provider {
                     family_id: id.clone(),
                     client_id: grant.client.id.clone(),
                     user_id: grant.user.id.clone(),
-                    scope: grant.scope.clone(),
+                    scope: grant
+                        .refresh_scope
+                        .clone()
+                        .unwrap_or_else(|| grant.scope.clone()),
                     audiences: grant.resources.clone(),
                     auth_time: grant.auth_time,
                     sid: grant.sid.clone(),

@@ -12,13 +12,13 @@ use tessera_core::device::display_user_code;
 use tessera_core::params::Params;
 use tessera_core::store::User;
 
-use super::people::{BAD_CSRF, STALE, current_session, describe_scopes};
-use super::{ClientAddress, Form, authorization};
+use super::people::{STALE, current_session, describe_scopes};
+use super::{ClientAddress, Form, PageForm, authorization};
 use crate::app::AppState;
 use crate::oauth_error::OAuthError;
 use crate::pages::{
     DeviceConfirmPage, DevicePage, Interaction, LoginPage, MessagePage, browser_id, csrf_token,
-    csrf_valid, error_page, open, page, seal,
+    error_page, open, page, seal,
 };
 
 /// `POST /oauth2/device/code` (RFC 8628 §3.1).
@@ -68,15 +68,9 @@ pub async fn submit(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
     jar: CookieJar,
-    form: Result<Form, OAuthError>,
+    PageForm(params): PageForm,
 ) -> Response {
     let provider = &state.provider;
-    let Ok(Form(params)) = form else {
-        return error_page(StatusCode::BAD_REQUEST, "The form could not be read.");
-    };
-    if !csrf_valid(provider, &jar, params.get("csrf")) {
-        return error_page(StatusCode::FORBIDDEN, BAD_CSRF);
-    }
     let typed = params.get("user_code").unwrap_or("");
     let keys = tessera_core::device::throttle_keys(
         browser_id(provider, &jar).as_deref(),
@@ -204,15 +198,9 @@ pub async fn confirmation(
 pub async fn decision(
     State(state): State<AppState>,
     jar: CookieJar,
-    form: Result<Form, OAuthError>,
+    PageForm(params): PageForm,
 ) -> Response {
     let provider = &state.provider;
-    let Ok(Form(params)) = form else {
-        return error_page(StatusCode::BAD_REQUEST, "The form could not be read.");
-    };
-    if !csrf_valid(provider, &jar, params.get("csrf")) {
-        return error_page(StatusCode::FORBIDDEN, BAD_CSRF);
-    }
     let Some(Interaction::Device { user_code }) =
         params.get("interaction").and_then(|i| open(provider, i))
     else {

@@ -85,3 +85,27 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
         ))
     }
 }
+
+/// A form posted from one of Tessera's own pages: readable, and carrying the CSRF
+/// token that belongs to this browser. Anything else gets an error page.
+#[derive(Debug)]
+pub struct PageForm(pub Params);
+
+impl FromRequest<crate::app::AppState> for PageForm {
+    type Rejection = axum::response::Response;
+
+    async fn from_request(
+        req: Request,
+        state: &crate::app::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        use crate::pages::{csrf_valid, error_page};
+        let jar = axum_extra::extract::cookie::CookieJar::from_headers(req.headers());
+        let Form(params) = Form::from_request(req, state)
+            .await
+            .map_err(|_| error_page(StatusCode::BAD_REQUEST, "The form could not be read."))?;
+        if !csrf_valid(&state.provider, &jar, params.get("csrf")) {
+            return Err(error_page(StatusCode::FORBIDDEN, people::BAD_CSRF));
+        }
+        Ok(PageForm(params))
+    }
+}

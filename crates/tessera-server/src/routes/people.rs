@@ -13,11 +13,11 @@ use tessera_core::scope::Scope;
 use tessera_core::store::{Consent, Session, User};
 use tessera_core::{Error, ErrorCode, Provider};
 
-use super::{ClientAddress, Form, authorization};
+use super::{ClientAddress, Form, PageForm, authorization};
 use crate::app::AppState;
 use crate::pages::{
-    ConsentPage, Interaction, LoginPage, LogoutPage, MessagePage, csrf_token, csrf_valid, deliver,
-    error_page, open, page, removal_cookie, seal_interaction, session_cookie, session_cookie_name,
+    ConsentPage, Interaction, LoginPage, LogoutPage, MessagePage, csrf_token, deliver, error_page,
+    open, page, removal_cookie, seal_interaction, session_cookie, session_cookie_name,
 };
 
 /// `GET /oauth2/authorize` (RFC 6749 §3.1).
@@ -162,15 +162,9 @@ pub async fn login(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
     jar: CookieJar,
-    form: Result<Form, crate::oauth_error::OAuthError>,
+    PageForm(params): PageForm,
 ) -> Response {
     let provider = &state.provider;
-    let Ok(Form(params)) = form else {
-        return error_page(StatusCode::BAD_REQUEST, "The form could not be read.");
-    };
-    if !csrf_valid(provider, &jar, params.get("csrf")) {
-        return error_page(StatusCode::FORBIDDEN, BAD_CSRF);
-    }
     let Some(interaction) = params.get("interaction").and_then(|i| open(provider, i)) else {
         return error_page(StatusCode::BAD_REQUEST, STALE);
     };
@@ -285,15 +279,9 @@ fn login_failed(
 pub async fn consent(
     State(state): State<AppState>,
     jar: CookieJar,
-    form: Result<Form, crate::oauth_error::OAuthError>,
+    PageForm(params): PageForm,
 ) -> Response {
     let provider = &state.provider;
-    let Ok(Form(params)) = form else {
-        return error_page(StatusCode::BAD_REQUEST, "The form could not be read.");
-    };
-    if !csrf_valid(provider, &jar, params.get("csrf")) {
-        return error_page(StatusCode::FORBIDDEN, BAD_CSRF);
-    }
     let Some((client, request)) = interaction_of(provider, &params).await else {
         return error_page(StatusCode::BAD_REQUEST, STALE);
     };
@@ -434,7 +422,15 @@ pub async fn logout_get(
         Ok(logout) => logout,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.description),
     };
-    if params.get("id_token_hint").is_none() {
+    // Without a hint, or with one for someone other than the signed-in person,
+    // the person confirms (RP-Initiated Logout 1.0 §2).
+    let session = current_session(provider, &jar).await;
+    let hint_matches = match (&session, &logout.hint_subject) {
+        (Some((session, _)), Some(subject)) => &session.user_id == subject,
+        (None, Some(_)) => true,
+        (_, None) => false,
+    };
+    if !hint_matches {
         let (jar, csrf) = csrf_token(provider, jar);
         return (jar, page(StatusCode::OK, &LogoutPage { csrf: &csrf })).into_response();
     }
@@ -449,15 +445,9 @@ pub async fn logout_get(
 pub async fn logout_post(
     State(state): State<AppState>,
     jar: CookieJar,
-    form: Result<Form, crate::oauth_error::OAuthError>,
+    _csrf_checked: PageForm,
 ) -> Response {
     let provider = &state.provider;
-    let Ok(Form(params)) = form else {
-        return error_page(StatusCode::BAD_REQUEST, "The form could not be read.");
-    };
-    if !csrf_valid(provider, &jar, params.get("csrf")) {
-        return error_page(StatusCode::FORBIDDEN, BAD_CSRF);
-    }
     let jar = end_session(provider, jar).await;
     (jar, signed_out()).into_response()
 }

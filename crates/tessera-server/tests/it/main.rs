@@ -7,9 +7,12 @@
 mod common;
 
 mod browser;
+mod device;
 mod guard;
 mod in_process;
 mod outside;
+mod outside_oidc;
+mod people;
 mod people_cli;
 mod postgres;
 mod server;

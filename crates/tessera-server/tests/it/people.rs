@@ -1,0 +1,2143 @@
+//! The flows where a person signs in, driven over HTTP the way a client and a
+//! browser would: the authorization endpoint, the login and consent pages with
+//! their cookies and CSRF tokens, the token endpoint for codes, refresh tokens
+//! and passwords, `/userinfo` and logout.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::Value;
+
+use crate::common::{TestServer, decode_jwt};
+
+const PASSWORD: &str = "correct horse battery staple";
+const REDIRECT: &str = "https://app.example/cb";
+const SCOPES: &str = "openid profile email offline_access";
+
+// ---------------------------------------------------------------------------
+// Setup through the CLI
+// ---------------------------------------------------------------------------
+
+/// Creates a user with `PASSWORD`; returns its `sub`.
+fn create_user(
+    server: &TestServer,
+    username: &str,
+    email: Option<&str>,
+    name: Option<&str>,
+) -> String {
+    let mut args = vec!["user", "create", "--username", username];
+    if let Some(email) = email {
+        args.extend(["--email", email]);
+    }
+    if let Some(name) = name {
+        args.extend(["--name", name]);
+    }
+    args.extend(["--password-stdin", "--json"]);
+    let mut child = server
+        .command()
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tessera");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "tessera {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    json["sub"].as_str().unwrap().to_owned()
+}
+
+/// Registers a client named `name`; returns (id, secret), the secret empty for
+/// public clients.
+fn create_client(server: &TestServer, name: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec!["client", "create", "--name", name, "--json"];
+    args.extend_from_slice(extra);
+    let out = server.cli(&args);
+    (
+        out["client_id"].as_str().unwrap().to_owned(),
+        out["client_secret"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// The usual web application: code flow with refresh tokens, PKCE required.
+fn web_app(server: &TestServer) -> (String, String) {
+    create_client(
+        server,
+        "Photo Album",
+        &[
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--redirect-uri",
+            REDIRECT,
+            "--scope",
+            SCOPES,
+        ],
+    )
+}
+
+// ---------------------------------------------------------------------------
+// A browser: cookies kept per name, redirects not followed
+// ---------------------------------------------------------------------------
+
+/// One HTTP response, body read.
+#[derive(Debug)]
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn location(&self) -> Option<&str> {
+        self.header(LOCATION.as_str())
+    }
+
+    /// The value of the form input named `name`.
+    fn input(&self, name: &str) -> Option<String> {
+        input_value(&self.body, name)
+    }
+
+    /// The raw `Set-Cookie` header for `name`, if this response set it.
+    fn set_cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| {
+                v.split(';')
+                    .next()
+                    .and_then(|p| p.split_once('='))
+                    .map(|(n, _)| n.trim())
+                    == Some(name)
+            })
+    }
+
+    fn is_login(&self) -> bool {
+        self.status == StatusCode::OK && self.body.contains("action=\"/login\"")
+    }
+
+    fn is_consent(&self) -> bool {
+        self.status == StatusCode::OK && self.body.contains("action=\"/consent\"")
+    }
+
+    /// The text of the page's error paragraph.
+    fn error_message(&self) -> Option<String> {
+        let start = self.body.find("class=\"error\"")?;
+        let open = start + self.body[start..].find('>')? + 1;
+        let close = open + self.body[open..].find("</p>")?;
+        Some(unescape(&self.body[open..close]))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} location={:?}\n{}",
+            self.status,
+            self.location(),
+            self.body
+        )
+    }
+}
+
+/// The `value` of the first `<input>` or `<button>` named `name`, unescaped.
+fn input_value(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let start = html[..at].rfind('<')?;
+    let end = at + html[at..].find('>')?;
+    let tag = &html[start..end];
+    let value = tag.find("value=\"")? + "value=\"".len();
+    let rest = &tag[value..];
+    Some(unescape(&rest[..rest.find('"')?]))
+}
+
+/// Decodes the character references a template escaper writes: the named
+/// ones of HTML's special characters and numeric ones (`&#60;`, `&#x3c;`).
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = rest.find(';').and_then(|end| {
+            let entity = &rest[1..end];
+            let c = match entity {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                _ => entity
+                    .strip_prefix("#x")
+                    .or_else(|| entity.strip_prefix("#X"))
+                    .map(|hex| u32::from_str_radix(hex, 16))
+                    .or_else(|| entity.strip_prefix('#').map(str::parse::<u32>))
+                    .and_then(Result::ok)
+                    .and_then(char::from_u32),
+            };
+            c.map(|c| (c, end))
+        });
+        match decoded {
+            Some((c, end)) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A cookie jar in front of the server's HTTP client, one cookie per name (all
+/// of Tessera's cookies have path `/` on one host).
+struct Browser<'a> {
+    server: &'a TestServer,
+    cookies: BTreeMap<String, String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(server: &'a TestServer) -> Self {
+        Browser {
+            server,
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    async fn send(&mut self, mut request: reqwest::RequestBuilder) -> Page {
+        if !self.cookies.is_empty() {
+            let header = self
+                .cookies
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            request = request.header(reqwest::header::COOKIE, header);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        for raw in headers.get_all(SET_COOKIE).iter() {
+            let raw = raw.to_str().unwrap();
+            let (name, value) = raw.split(';').next().unwrap().split_once('=').unwrap();
+            let removed = value.is_empty()
+                || raw
+                    .split(';')
+                    .any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+            if removed {
+                self.cookies.remove(name.trim());
+            } else {
+                self.cookies
+                    .insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+        let body = response.text().await.unwrap();
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let request = self.server.http.get(self.server.url(path));
+        self.send(request).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let request = self.server.http.post(self.server.url(path)).form(form);
+        self.send(request).await
+    }
+
+    async fn authorize(&mut self, request: &Authz) -> Page {
+        self.get(&format!("/oauth2/authorize?{}", request.query()))
+            .await
+    }
+
+    /// Submits the login form of `page`.
+    async fn login(&mut self, page: &Page, username: &str, password: &str) -> Page {
+        assert!(page.is_login(), "not a login page: {}", page.describe());
+        let csrf = page.input("csrf").expect("csrf field");
+        let interaction = page.input("interaction").expect("interaction field");
+        self.post(
+            "/login",
+            &[
+                ("csrf", csrf.as_str()),
+                ("interaction", interaction.as_str()),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    /// Submits the consent form of `page` with `decision`.
+    async fn decide(&mut self, page: &Page, decision: &str) -> Page {
+        assert!(page.is_consent(), "not a consent page: {}", page.describe());
+        let csrf = page.input("csrf").expect("csrf field");
+        let interaction = page.input("interaction").expect("interaction field");
+        self.post(
+            "/consent",
+            &[
+                ("csrf", csrf.as_str()),
+                ("interaction", interaction.as_str()),
+                ("decision", decision),
+            ],
+        )
+        .await
+    }
+
+    /// Authorize, sign in as `username`, approve: the final response.
+    async fn sign_in_and_approve(&mut self, request: &Authz, username: &str) -> Page {
+        let login = self.authorize(request).await;
+        let consent = self.login(&login, username, PASSWORD).await;
+        self.decide(&consent, "approve").await
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Authorization requests and responses
+// ---------------------------------------------------------------------------
+
+/// A PKCE pair (RFC 7636 §4.1, §4.2) with S256.
+struct Pkce {
+    verifier: String,
+    challenge: String,
+}
+
+impl Pkce {
+    fn new() -> Pkce {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let seed = format!(
+            "{}-{}-{:?}",
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            std::process::id(),
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
+        );
+        let verifier = b64(sha256(seed.as_bytes()));
+        let challenge = b64(sha256(verifier.as_bytes()));
+        Pkce {
+            verifier,
+            challenge,
+        }
+    }
+}
+
+/// The parameters of an authorization request.
+#[derive(Clone)]
+struct Authz(Vec<(String, String)>);
+
+impl Authz {
+    /// A code request with PKCE, `state` and `nonce`, for `REDIRECT` and `SCOPES`.
+    fn code(client_id: &str, pkce: &Pkce) -> Authz {
+        Authz(
+            [
+                ("response_type", "code"),
+                ("client_id", client_id),
+                ("redirect_uri", REDIRECT),
+                ("scope", SCOPES),
+                ("state", "state-1"),
+                ("nonce", "nonce-1"),
+                ("code_challenge", &pkce.challenge),
+                ("code_challenge_method", "S256"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        )
+    }
+
+    fn set(mut self, name: &str, value: &str) -> Authz {
+        self.0.retain(|(n, _)| n != name);
+        self.0.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn without(mut self, name: &str) -> Authz {
+        self.0.retain(|(n, _)| n != name);
+        self
+    }
+
+    fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap()
+    }
+
+    fn query(&self) -> String {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(self.0.iter())
+            .finish()
+    }
+}
+
+fn parse_pairs(text: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for (k, v) in form_urlencoded::parse(text.as_bytes()) {
+        assert!(
+            map.insert(k.clone().into_owned(), v.into_owned()).is_none(),
+            "{k} repeated in {text}"
+        );
+    }
+    map
+}
+
+/// Where a redirect goes: the URI before `?` or `#`, the query and the fragment.
+struct Landing {
+    base: String,
+    query: BTreeMap<String, String>,
+    fragment: BTreeMap<String, String>,
+}
+
+fn landing(page: &Page) -> Landing {
+    assert!(
+        page.status == StatusCode::FOUND || page.status == StatusCode::SEE_OTHER,
+        "expected a redirect: {}",
+        page.describe()
+    );
+    let location = page.location().expect("Location header");
+    let (before_fragment, fragment) = location.split_once('#').unwrap_or((location, ""));
+    let (base, query) = before_fragment
+        .split_once('?')
+        .unwrap_or((before_fragment, ""));
+    Landing {
+        base: base.to_owned(),
+        query: parse_pairs(query),
+        fragment: parse_pairs(fragment),
+    }
+}
+
+/// The query of a redirect to `redirect_uri`, which must carry no fragment.
+fn redirect_query(page: &Page, redirect_uri: &str) -> BTreeMap<String, String> {
+    let landing = landing(page);
+    assert_eq!(landing.base, redirect_uri, "{}", page.describe());
+    assert!(landing.fragment.is_empty(), "{}", page.describe());
+    landing.query
+}
+
+/// The fragment of a redirect to `redirect_uri`, which must carry no query.
+fn redirect_fragment(page: &Page, redirect_uri: &str) -> BTreeMap<String, String> {
+    let landing = landing(page);
+    assert_eq!(landing.base, redirect_uri, "{}", page.describe());
+    assert!(landing.query.is_empty(), "{}", page.describe());
+    landing.fragment
+}
+
+/// The code of a successful redirect, after checking `state` and `iss`.
+fn code_of(server: &TestServer, page: &Page, request: &Authz) -> String {
+    let params = redirect_query(page, request.get("redirect_uri"));
+    assert!(!params.contains_key("error"), "{params:?}");
+    assert_eq!(params["state"], request.get("state"));
+    assert_eq!(params["iss"], server.issuer, "RFC 9207 iss");
+    params["code"].clone()
+}
+
+/// Asserts an error redirect in the query, with `state` and `iss`.
+fn assert_error_redirect(server: &TestServer, page: &Page, request: &Authz, error: &str) {
+    let params = redirect_query(page, request.get("redirect_uri"));
+    assert_eq!(
+        params.get("error").map(String::as_str),
+        Some(error),
+        "{params:?}"
+    );
+    assert_eq!(params["state"], request.get("state"));
+    assert_eq!(params["iss"], server.issuer);
+    assert!(!params.contains_key("code"));
+}
+
+/// An HTML error page: never a redirect (RFC 6749 §4.1.2.1).
+fn assert_error_page(page: &Page, status: StatusCode) {
+    assert_eq!(page.status, status, "{}", page.describe());
+    assert!(page.location().is_none(), "{}", page.describe());
+    assert!(
+        page.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")),
+        "{:?}",
+        page.headers
+    );
+    assert!(page.error_message().is_some(), "{}", page.describe());
+}
+
+/// The headers every HTML page must carry.
+fn assert_page_headers(page: &Page) {
+    let csp = page.header("content-security-policy").unwrap_or("");
+    assert!(
+        page.header("x-frame-options") == Some("DENY") || csp.contains("frame-ancestors 'none'"),
+        "no clickjacking protection: {:?}",
+        page.headers
+    );
+    assert!(
+        page.header("cache-control")
+            .is_some_and(|c| c.contains("no-store")),
+        "{:?}",
+        page.headers
+    );
+    assert!(
+        page.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")),
+        "{:?}",
+        page.headers
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Tokens
+// ---------------------------------------------------------------------------
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data)
+        .as_ref()
+        .to_vec()
+}
+
+fn b64(bytes: impl AsRef<[u8]>) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `at_hash` for an ID token signed with a SHA-256 algorithm (OIDC Core
+/// §3.1.3.6): the left half of the hash of the ASCII token, base64url.
+fn left_half_sha256(value: &str) -> String {
+    let hash = sha256(value.as_bytes());
+    b64(&hash[..hash.len() / 2])
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+fn scope_set(text: &str) -> std::collections::BTreeSet<&str> {
+    text.split(' ').filter(|t| !t.is_empty()).collect()
+}
+
+/// Verifies a JWT against the published JWKS; returns its claims.
+async fn verify_with_jwks(server: &TestServer, token: &str) -> Value {
+    let jwks: tessera_jose::JwkSet =
+        serde_json::from_value(server.get_json("/jwks.json").await).unwrap();
+    let jws = tessera_jose::UnverifiedJws::parse(token).unwrap();
+    let jwk = jwks
+        .find(jws.kid().expect("kid"))
+        .expect("the signing key is published");
+    let key = tessera_jose::VerifyingKey::from_jwk(jwk).unwrap();
+    jws.verify(&key).expect("the signature verifies")
+}
+
+/// Exchanges a code at the token endpoint as a confidential client.
+async fn exchange(
+    server: &TestServer,
+    client: &(String, String),
+    code: &str,
+    verifier: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+    ];
+    if let Some(verifier) = verifier {
+        form.push(("code_verifier", verifier));
+    }
+    server.token_response(&client.0, &client.1, &form).await
+}
+
+async fn refresh(
+    server: &TestServer,
+    client: &(String, String),
+    token: &str,
+    scope: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    server.token_response(&client.0, &client.1, &form).await
+}
+
+/// A POST without client authentication, as a public client sends it.
+async fn post_anonymous(
+    server: &TestServer,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let r = server
+        .http
+        .post(server.url(path))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn assert_oauth_error(status: StatusCode, body: &Value, expected: StatusCode, error: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["error"], error, "{body}");
+}
+
+/// Signs `alice` in to the web app and exchanges the code: the token response.
+async fn tokens_for(
+    server: &TestServer,
+    browser: &mut Browser<'_>,
+    client: &(String, String),
+    scope: &str,
+) -> Value {
+    let pkce = Pkce::new();
+    let request = Authz::code(&client.0, &pkce).set("scope", scope);
+    let page = browser.authorize(&request).await;
+    let page = if page.is_login() {
+        browser.login(&page, "alice", PASSWORD).await
+    } else {
+        page
+    };
+    let page = if page.is_consent() {
+        browser.decide(&page, "approve").await
+    } else {
+        page
+    };
+    let code = code_of(server, &page, &request);
+    let (status, body) = exchange(server, client, &code, Some(&pkce.verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn start_with_alice() -> (TestServer, String) {
+    let server = TestServer::start().await;
+    let sub = create_user(
+        &server,
+        "alice",
+        Some("alice@example.com"),
+        Some("Alice Liddell"),
+    );
+    (server, sub)
+}
+
+// ---------------------------------------------------------------------------
+// The code flow
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_code_flow_signs_in_asks_consent_and_issues_verifiable_tokens() {
+    let (server, sub) = start_with_alice().await;
+    let client = create_client(
+        &server,
+        "Photo Album",
+        &[
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--redirect-uri",
+            REDIRECT,
+            "--scope",
+            SCOPES,
+            "--id-token-alg",
+            "RS256",
+        ],
+    );
+    let started = now();
+    let mut browser = Browser::new(&server);
+    let pkce = Pkce::new();
+    let request = Authz::code(&client.0, &pkce);
+
+    // The login page: framed by nobody, cached by nobody, with a CSRF token
+    // bound to a cookie.
+    let login = browser.authorize(&request).await;
+    assert!(login.is_login(), "{}", login.describe());
+    assert_page_headers(&login);
+    assert!(login.input("csrf").is_some_and(|c| c.len() >= 32));
+    assert!(login.input("interaction").is_some_and(|i| !i.is_empty()));
+    assert!(login.body.contains("Photo Album"), "client name shown");
+    assert!(browser.cookies.contains_key("tessera_csrf"));
+    assert!(!browser.cookies.contains_key("tessera_session"));
+
+    // Signing in leads to the consent page, which names the client and says
+    // in words what it asks for.
+    let consent = browser.login(&login, "alice", PASSWORD).await;
+    assert!(consent.is_consent(), "{}", consent.describe());
+    assert_page_headers(&consent);
+    assert!(browser.cookies.contains_key("tessera_session"));
+    assert!(consent.body.contains("Photo Album"));
+    assert!(consent.body.contains("alice"));
+    for words in [
+        "Sign you in with your account",
+        "See your name and username",
+        "See your email address",
+        "Keep access when you are not using it",
+    ] {
+        assert!(consent.body.contains(words), "{words:?} missing");
+    }
+    assert!(consent.input("csrf").is_some());
+
+    // Approving sends the browser back with code, state and iss (RFC 9207).
+    let done = browser.decide(&consent, "approve").await;
+    assert!(done.status.is_redirection(), "{}", done.describe());
+    let code = code_of(&server, &done, &request);
+
+    let (status, body) = exchange(&server, &client, &code, Some(&pkce.verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["token_type"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case("bearer")
+    );
+    assert_eq!(body["expires_in"], 900);
+    assert_eq!(scope_set(s(&body["scope"])), scope_set(SCOPES));
+    assert!(
+        body["refresh_token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+
+    // The access token: an RFC 9068 JWT for the person.
+    let access_token = s(&body["access_token"]);
+    let (at_header, at_claims) = decode_jwt(access_token);
+    assert_eq!(at_header["typ"], "at+jwt");
+    assert_eq!(at_claims["sub"], sub.as_str());
+    assert_eq!(at_claims["client_id"], client.0.as_str());
+    let auth_time = at_claims["auth_time"].as_i64().expect("auth_time");
+    assert!(
+        (started - 5..=now() + 5).contains(&auth_time),
+        "{auth_time}"
+    );
+    assert_eq!(verify_with_jwks(&server, access_token).await, at_claims);
+
+    // The ID token (OIDC Core §2, §3.1.3.6), in the client's algorithm.
+    let id_token = s(&body["id_token"]);
+    let (header, claims) = decode_jwt(id_token);
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(verify_with_jwks(&server, id_token).await, claims);
+    assert_eq!(claims["iss"], server.issuer);
+    assert_eq!(claims["sub"], sub.as_str());
+    let aud_ok = claims["aud"] == client.0.as_str()
+        || claims["aud"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == client.0.as_str()));
+    assert!(aud_ok, "aud {}", claims["aud"]);
+    assert_eq!(claims["azp"], client.0.as_str());
+    let iat = claims["iat"].as_i64().unwrap();
+    assert!((started - 5..=now() + 5).contains(&iat));
+    assert!(claims["exp"].as_i64().unwrap() > now());
+    assert_eq!(claims["auth_time"].as_i64(), Some(auth_time));
+    assert_eq!(claims["nonce"], "nonce-1");
+    let at_hash = s(&claims["at_hash"]);
+    assert_eq!(at_hash, left_half_sha256(access_token));
+    assert_eq!(
+        at_hash,
+        tessera_core::oidc::half_hash(tessera_jose::Algorithm::RS256, access_token)
+    );
+    let sid = s(&claims["sid"]).to_owned();
+    assert!(!sid.is_empty());
+    assert_eq!(claims["preferred_username"], "alice");
+    assert_eq!(claims["name"], "Alice Liddell");
+    assert_eq!(claims["email"], "alice@example.com");
+    assert_eq!(claims["email_verified"], false);
+
+    // Consent is remembered: the same request with the session cookie gets a
+    // code at once, for the same session.
+    let pkce2 = Pkce::new();
+    let request2 = Authz::code(&client.0, &pkce2)
+        .set("state", "state-2")
+        .set("nonce", "nonce-2");
+    let again = browser.authorize(&request2).await;
+    assert_eq!(again.status, StatusCode::FOUND, "{}", again.describe());
+    let code2 = code_of(&server, &again, &request2);
+    let (status, body2) = exchange(&server, &client, &code2, Some(&pkce2.verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{body2}");
+    let (_, claims2) = decode_jwt(s(&body2["id_token"]));
+    assert_eq!(claims2["sid"], sid.as_str());
+    assert_eq!(claims2["auth_time"].as_i64(), Some(auth_time));
+    assert_eq!(claims2["nonce"], "nonce-2");
+
+    // prompt=consent asks again.
+    let asked = browser
+        .authorize(&Authz::code(&client.0, &Pkce::new()).set("prompt", "consent"))
+        .await;
+    assert!(asked.is_consent(), "{}", asked.describe());
+
+    // prompt=login signs in again; then, consent being remembered, a code
+    // follows at once (no loop back to the login page), for a new session.
+    let pkce3 = Pkce::new();
+    let request3 = Authz::code(&client.0, &pkce3).set("prompt", "login");
+    let relogin = browser.authorize(&request3).await;
+    assert!(relogin.is_login(), "{}", relogin.describe());
+    let after = browser.login(&relogin, "alice", PASSWORD).await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER, "{}", after.describe());
+    let code3 = code_of(&server, &after, &request3);
+    let (status, body3) = exchange(&server, &client, &code3, Some(&pkce3.verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{body3}");
+    let (_, claims3) = decode_jwt(s(&body3["id_token"]));
+    assert_ne!(
+        claims3["sid"],
+        sid.as_str(),
+        "a new sign-in is a new session"
+    );
+    assert!(claims3["auth_time"].as_i64().unwrap() >= auth_time);
+}
+
+#[tokio::test]
+async fn denying_consent_redirects_with_access_denied() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let request = Authz::code(&client.0, &Pkce::new());
+    let login = browser.authorize(&request).await;
+    let consent = browser.login(&login, "alice", PASSWORD).await;
+    let denied = browser.decide(&consent, "deny").await;
+    assert_error_redirect(&server, &denied, &request, "access_denied");
+
+    // A refusal is not remembered as consent.
+    let again = browser.authorize(&request).await;
+    assert!(again.is_consent(), "{}", again.describe());
+}
+
+#[tokio::test]
+async fn consent_covers_only_the_scopes_approved() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let _ = tokens_for(&server, &mut browser, &client, "openid profile").await;
+
+    // Less than approved: no question.
+    let request = Authz::code(&client.0, &Pkce::new()).set("scope", "openid");
+    code_of(&server, &browser.authorize(&request).await, &request);
+    // More: asked again, about the whole request.
+    let request = Authz::code(&client.0, &Pkce::new()).set("scope", "openid email");
+    let page = browser.authorize(&request).await;
+    assert!(page.is_consent(), "{}", page.describe());
+    assert!(page.body.contains("See your email address"));
+    let _ = browser.decide(&page, "approve").await;
+    // Approvals add up.
+    let request = Authz::code(&client.0, &Pkce::new()).set("scope", "openid profile email");
+    code_of(&server, &browser.authorize(&request).await, &request);
+}
+
+#[tokio::test]
+async fn pkce_is_required_s256_only_and_checked_at_the_token_endpoint() {
+    let (server, _) = start_with_alice().await;
+    let app = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let pkce = Pkce::new();
+
+    // Confidential clients need PKCE by default (RFC 9700 §2.1.1); plain is
+    // refused, and so is a challenge without a method (it defaults to plain,
+    // RFC 7636 §4.3).
+    let missing = Authz::code(&app.0, &pkce)
+        .without("code_challenge")
+        .without("code_challenge_method");
+    let page = browser.authorize(&missing).await;
+    assert_error_redirect(&server, &page, &missing, "invalid_request");
+    let plain = Authz::code(&app.0, &pkce)
+        .set("code_challenge", &pkce.verifier)
+        .set("code_challenge_method", "plain");
+    let page = browser.authorize(&plain).await;
+    assert_error_redirect(&server, &page, &plain, "invalid_request");
+    let no_method = Authz::code(&app.0, &pkce).without("code_challenge_method");
+    let page = browser.authorize(&no_method).await;
+    assert_error_redirect(&server, &page, &no_method, "invalid_request");
+    let not_a_digest = Authz::code(&app.0, &pkce).set("code_challenge", "abc");
+    let page = browser.authorize(&not_a_digest).await;
+    assert_error_redirect(&server, &page, &not_a_digest, "invalid_request");
+
+    // Wrong and missing verifiers.
+    let request = Authz::code(&app.0, &pkce);
+    let page = browser.sign_in_and_approve(&request, "alice").await;
+    let code = code_of(&server, &page, &request);
+    let (status, body) = exchange(&server, &app, &code, Some(&Pkce::new().verifier)).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+
+    let pkce = Pkce::new();
+    let request = Authz::code(&app.0, &pkce);
+    let code = code_of(&server, &browser.authorize(&request).await, &request);
+    let (status, body) = exchange(&server, &app, &code, None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+
+    let pkce = Pkce::new();
+    let request = Authz::code(&app.0, &pkce);
+    let code = code_of(&server, &browser.authorize(&request).await, &request);
+    let (status, body) = exchange(&server, &app, &code, Some(&pkce.verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A client allowed to skip PKCE: a verifier without a challenge is a
+    // downgrade attempt (RFC 9700 §2.1.1).
+    let legacy = create_client(
+        &server,
+        "Legacy",
+        &[
+            "--grant",
+            "authorization_code",
+            "--redirect-uri",
+            REDIRECT,
+            "--scope",
+            SCOPES,
+            "--no-pkce",
+        ],
+    );
+    let request = Authz::code(&legacy.0, &pkce)
+        .without("code_challenge")
+        .without("code_challenge_method");
+    let consent = browser.authorize(&request).await;
+    let page = browser.decide(&consent, "approve").await;
+    let code = code_of(&server, &page, &request);
+    let (status, body) = exchange(&server, &legacy, &code, Some(&Pkce::new().verifier)).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let code = code_of(&server, &browser.authorize(&request).await, &request);
+    let (status, body) = exchange(&server, &legacy, &code, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Public clients always need PKCE.
+    let native = create_client(
+        &server,
+        "Native",
+        &[
+            "--public",
+            "--grant",
+            "authorization_code",
+            "--redirect-uri",
+            REDIRECT,
+            "--scope",
+            SCOPES,
+        ],
+    );
+    let request = Authz::code(&native.0, &pkce)
+        .without("code_challenge")
+        .without("code_challenge_method");
+    let page = browser.authorize(&request).await;
+    assert_error_redirect(&server, &page, &request, "invalid_request");
+
+    let pkce = Pkce::new();
+    let request = Authz::code(&native.0, &pkce);
+    let consent = browser.authorize(&request).await;
+    let code = code_of(
+        &server,
+        &browser.decide(&consent, "approve").await,
+        &request,
+    );
+    let (status, body) = post_anonymous(
+        &server,
+        "/oauth2/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &native.0),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let pkce = Pkce::new();
+    let request = Authz::code(&native.0, &pkce);
+    let code = code_of(&server, &browser.authorize(&request).await, &request);
+    let (status, body) = post_anonymous(
+        &server,
+        "/oauth2/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &native.0),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &pkce.verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_replayed_code_fails_and_revokes_what_it_issued() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let pkce = Pkce::new();
+    let request = Authz::code(&client.0, &pkce);
+    let page = browser.sign_in_and_approve(&request, "alice").await;
+    let code = code_of(&server, &page, &request);
+
+    let (status, first) = exchange(&server, &client, &code, Some(&pkce.verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let access_token = s(&first["access_token"]);
+    let refresh_token = s(&first["refresh_token"]);
+    assert_eq!(
+        server.introspect(&client.0, &client.1, access_token).await["active"],
+        true
+    );
+
+    // RFC 6749 §4.1.2: a second use fails and revokes the tokens of the first.
+    let (status, body) = exchange(&server, &client, &code, Some(&pkce.verifier)).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(
+        server.introspect(&client.0, &client.1, access_token).await,
+        serde_json::json!({"active": false})
+    );
+    let (status, body) = refresh(&server, &client, refresh_token, None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_code_is_bound_to_its_client_and_redirect_uri() {
+    let (server, _) = start_with_alice().await;
+    let other_uri = "https://app.example/other";
+    let registration = |name| {
+        create_client(
+            &server,
+            name,
+            &[
+                "--grant",
+                "authorization_code",
+                "--redirect-uri",
+                REDIRECT,
+                "--redirect-uri",
+                other_uri,
+                "--scope",
+                SCOPES,
+            ],
+        )
+    };
+    let app = registration("App");
+    let intruder = registration("Intruder");
+    let mut browser = Browser::new(&server);
+
+    // Another client, even with its own valid credentials (RFC 6749 §4.1.3).
+    let pkce = Pkce::new();
+    let request = Authz::code(&app.0, &pkce);
+    let code = code_of(
+        &server,
+        &browser.sign_in_and_approve(&request, "alice").await,
+        &request,
+    );
+    let (status, body) = exchange(&server, &intruder, &code, Some(&pkce.verifier)).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+
+    // Another registered redirect URI than the authorization request's.
+    let pkce = Pkce::new();
+    let request = Authz::code(&app.0, &pkce);
+    let code = code_of(&server, &browser.authorize(&request).await, &request);
+    let (status, body) = server
+        .token_response(
+            &app.0,
+            &app.1,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", other_uri),
+                ("code_verifier", &pkce.verifier),
+            ],
+        )
+        .await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+
+    // No redirect URI although the authorization request had one.
+    let pkce = Pkce::new();
+    let request = Authz::code(&app.0, &pkce);
+    let code = code_of(&server, &browser.authorize(&request).await, &request);
+    let (status, body) = server
+        .token_response(
+            &app.0,
+            &app.1,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &pkce.verifier),
+            ],
+        )
+        .await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test]
+async fn redirect_uri_may_be_left_out_of_both_requests_with_a_single_registered_uri() {
+    // RFC 6749 §4.1.3: redirect_uri is required at the token endpoint only "if
+    // the redirect_uri parameter was included in the authorization request".
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let pkce = Pkce::new();
+    let request = Authz::code(&client.0, &pkce).without("redirect_uri");
+    let login = browser.authorize(&request).await;
+    let consent = browser.login(&login, "alice", PASSWORD).await;
+    let page = browser.decide(&consent, "approve").await;
+    let params = redirect_query(&page, REDIRECT);
+    let (status, body) = server
+        .token_response(
+            &client.0,
+            &client.1,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &params["code"]),
+                ("code_verifier", &pkce.verifier),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn redirect_uris_match_exactly_and_mismatches_get_an_error_page() {
+    let (server, _) = start_with_alice().await;
+    let client = create_client(
+        &server,
+        "App",
+        &[
+            "--grant",
+            "authorization_code",
+            "--redirect-uri",
+            REDIRECT,
+            "--redirect-uri",
+            "http://127.0.0.1/cb",
+            "--redirect-uri",
+            "http://localhost/cb",
+            "--scope",
+            SCOPES,
+        ],
+    );
+    let mut browser = Browser::new(&server);
+    let pkce = Pkce::new();
+    for bad in [
+        "https://evil.example/cb",
+        "https://app.example/cb/",
+        "https://app.example/cb?x=1",
+        "https://app.example.evil/cb",
+        "https://evil.example/?https://app.example/cb",
+        "http://app.example/cb",
+        "https://APP.example/cb",
+        "https://app.example:8443/cb",
+        "https://app.example/cb#frag",
+        "http://localhost:54321/cb",
+        "http://127.0.0.1:54321/cb/",
+        "http://[::1]:54321/cb",
+    ] {
+        let request = Authz::code(&client.0, &pkce).set("redirect_uri", bad);
+        let page = browser.authorize(&request).await;
+        assert_error_page(&page, StatusCode::BAD_REQUEST);
+        // Even a request that is wrong in other ways never goes to an
+        // unverified URI (RFC 6749 §4.1.2.1).
+        let page = browser
+            .authorize(&request.set("response_type", "bogus"))
+            .await;
+        assert_error_page(&page, StatusCode::BAD_REQUEST);
+    }
+
+    // Unknown or missing client.
+    let page = browser
+        .authorize(&Authz::code("no-such-client", &pkce))
+        .await;
+    assert_error_page(&page, StatusCode::BAD_REQUEST);
+    let page = browser
+        .authorize(&Authz::code(&client.0, &pkce).without("client_id"))
+        .await;
+    assert_error_page(&page, StatusCode::BAD_REQUEST);
+    // Several registered URIs: the request must name one.
+    let page = browser
+        .authorize(&Authz::code(&client.0, &pkce).without("redirect_uri"))
+        .await;
+    assert_error_page(&page, StatusCode::BAD_REQUEST);
+
+    // localhost is matched exactly (RFC 8252 §8.3)...
+    let page = browser
+        .authorize(&Authz::code(&client.0, &pkce).set("redirect_uri", "http://localhost/cb"))
+        .await;
+    assert!(page.is_login(), "{}", page.describe());
+
+    // ...while the loopback IP literal matches on any port (RFC 8252 §7.3),
+    // and the response goes to the port the client asked for.
+    let loopback = "http://127.0.0.1:54321/cb";
+    let request = Authz::code(&client.0, &pkce).set("redirect_uri", loopback);
+    let page = browser.sign_in_and_approve(&request, "alice").await;
+    let params = redirect_query(&page, loopback);
+    assert!(params.contains_key("code"), "{params:?}");
+    let (status, body) = server
+        .token_response(
+            &client.0,
+            &client.1,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &params["code"]),
+                ("redirect_uri", loopback),
+                ("code_verifier", &pkce.verifier),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+// ---------------------------------------------------------------------------
+// Refresh tokens
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_reuse_revokes_the_whole_family() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let first = tokens_for(&server, &mut browser, &client, SCOPES).await;
+    let rt1 = s(&first["refresh_token"]);
+
+    let (status, second) = refresh(&server, &client, rt1, None).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let rt2 = s(&second["refresh_token"]);
+    assert_ne!(rt1, rt2, "a refresh rotates the refresh token");
+    assert_ne!(first["access_token"], second["access_token"]);
+    assert_eq!(scope_set(s(&second["scope"])), scope_set(SCOPES));
+    assert_eq!(
+        server.introspect(&client.0, &client.1, rt1).await["active"],
+        false
+    );
+    assert_eq!(
+        server.introspect(&client.0, &client.1, rt2).await["active"],
+        true
+    );
+
+    // The rotated token used again: refused, and the family is revoked, the
+    // newest refresh token and its access token included (RFC 9700 §4.14.2).
+    let (status, body) = refresh(&server, &client, rt1, None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let (status, body) = refresh(&server, &client, rt2, None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(
+        server
+            .introspect(&client.0, &client.1, s(&second["access_token"]))
+            .await["active"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn refresh_can_narrow_the_scope_but_never_widen_it() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let first = tokens_for(&server, &mut browser, &client, "openid profile").await;
+
+    let (status, narrowed) =
+        refresh(&server, &client, s(&first["refresh_token"]), Some("openid")).await;
+    assert_eq!(status, StatusCode::OK, "{narrowed}");
+    assert_eq!(narrowed["scope"], "openid");
+    let (_, at_claims) = decode_jwt(s(&narrowed["access_token"]));
+    assert_eq!(at_claims["scope"], "openid");
+    let (_, id_claims) = decode_jwt(s(&narrowed["id_token"]));
+    assert!(id_claims.get("preferred_username").is_none(), "{id_claims}");
+
+    // `email` is allowed for the client but was never granted (RFC 6749 §6).
+    let (status, body) = refresh(
+        &server,
+        &client,
+        s(&narrowed["refresh_token"]),
+        Some("openid profile email"),
+    )
+    .await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_scope");
+}
+
+#[tokio::test]
+async fn a_narrowed_refresh_keeps_the_original_grant() {
+    // RFC 6749 §6: the new refresh token's scope "MUST be identical to that of
+    // the refresh token included by the client in the request"; only the
+    // access token is narrowed.
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let first = tokens_for(&server, &mut browser, &client, "openid profile").await;
+    let (status, narrowed) =
+        refresh(&server, &client, s(&first["refresh_token"]), Some("openid")).await;
+    assert_eq!(status, StatusCode::OK, "{narrowed}");
+    let (status, body) = refresh(&server, &client, s(&narrowed["refresh_token"]), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(scope_set(s(&body["scope"])), scope_set("openid profile"));
+}
+
+#[tokio::test]
+async fn a_refused_refresh_does_not_use_up_the_refresh_token() {
+    // An error response issues nothing, so the presented token must stay the
+    // current one; otherwise the client's next, valid refresh looks like reuse
+    // and revokes the grant (RFC 9700 §4.14.2).
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let first = tokens_for(&server, &mut browser, &client, "openid profile").await;
+    let rt = s(&first["refresh_token"]);
+    let (status, body) = refresh(&server, &client, rt, Some("openid profile email")).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_scope");
+    let (status, body) = refresh(&server, &client, rt, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn refresh_tokens_are_bound_to_their_client_and_live_as_long_as_their_kind() {
+    let (server, sub) = start_with_alice().await;
+    let client = web_app(&server);
+    let other = web_app(&server);
+    let mut browser = Browser::new(&server);
+
+    // offline_access: 90 days (SPEC.md default).
+    let offline = tokens_for(&server, &mut browser, &client, SCOPES).await;
+    let rt = s(&offline["refresh_token"]);
+    let (header, claims) = decode_jwt(rt);
+    assert_eq!(header["typ"], "rt+jwt");
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 90 * 24 * 3600);
+
+    // Introspection by the owner shows it; another client learns nothing.
+    let info = server.introspect(&client.0, &client.1, rt).await;
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["token_type"], "refresh_token");
+    assert_eq!(info["client_id"], client.0.as_str());
+    assert_eq!(info["sub"], sub.as_str());
+    assert_eq!(scope_set(s(&info["scope"])), scope_set(SCOPES));
+    assert_eq!(
+        server.introspect(&other.0, &other.1, rt).await,
+        serde_json::json!({"active": false})
+    );
+
+    // Another client cannot use it (RFC 6749 §10.4), nor burn it.
+    let (status, body) = refresh(&server, &other, rt, None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let (status, body) = refresh(&server, &client, rt, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, claims) = decode_jwt(s(&body["refresh_token"]));
+    assert!(
+        (claims["exp"].as_i64().unwrap() - (now() + 90 * 24 * 3600)).abs() <= 5,
+        "an offline token keeps the family's end"
+    );
+
+    // Without offline_access: a day, sliding.
+    let online = tokens_for(&server, &mut browser, &client, "openid profile").await;
+    let (_, claims) = decode_jwt(s(&online["refresh_token"]));
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 24 * 3600);
+}
+
+#[tokio::test]
+async fn no_refresh_token_without_the_refresh_token_grant() {
+    let (server, _) = start_with_alice().await;
+    let client = create_client(
+        &server,
+        "Code only",
+        &[
+            "--grant",
+            "authorization_code",
+            "--redirect-uri",
+            REDIRECT,
+            "--scope",
+            SCOPES,
+        ],
+    );
+    let mut browser = Browser::new(&server);
+    let body = tokens_for(&server, &mut browser, &client, SCOPES).await;
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert!(body["id_token"].is_string());
+}
+
+#[tokio::test]
+async fn a_revoked_refresh_token_no_longer_works() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let body = tokens_for(&server, &mut browser, &client, SCOPES).await;
+    let rt = s(&body["refresh_token"]);
+    let (status, revoked) = server
+        .post_form(
+            "/oauth2/revoke",
+            &client.0,
+            &client.1,
+            &[("token", rt), ("token_type_hint", "refresh_token")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    let (status, err) = refresh(&server, &client, rt, None).await;
+    assert_oauth_error(status, &err, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(
+        server.introspect(&client.0, &client.1, rt).await["active"],
+        false
+    );
+    // RFC 7009 §2.1: the access tokens of the same grant go too.
+    assert_eq!(
+        server
+            .introspect(&client.0, &client.1, s(&body["access_token"]))
+            .await["active"],
+        false
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Implicit and response modes
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn implicit_needs_its_grant_and_answers_in_the_fragment() {
+    let (server, sub) = start_with_alice().await;
+    let app = web_app(&server);
+    let spa = create_client(
+        &server,
+        "Single Page",
+        &[
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--grant",
+            "implicit",
+            "--redirect-uri",
+            REDIRECT,
+            "--scope",
+            SCOPES,
+        ],
+    );
+    let mut browser = Browser::new(&server);
+    let implicit = |client_id: &str| {
+        Authz::code(client_id, &Pkce::new())
+            .without("code_challenge")
+            .without("code_challenge_method")
+            .set("response_type", "id_token token")
+            .set("nonce", "n-implicit")
+    };
+
+    // Without the grant: unauthorized_client, in the fragment.
+    let request = implicit(&app.0);
+    let page = browser.authorize(&request).await;
+    let params = redirect_fragment(&page, REDIRECT);
+    assert_eq!(params["error"], "unauthorized_client", "{params:?}");
+    assert_eq!(params["state"], "state-1");
+
+    // Tokens never travel in a query (Multiple Response Types §2.1).
+    let request = implicit(&spa.0)
+        .set("response_type", "token")
+        .set("response_mode", "query");
+    let page = browser.authorize(&request).await;
+    let landing = landing(&page);
+    assert_eq!(landing.base, REDIRECT);
+    let error = landing.query.get("error").or(landing.fragment.get("error"));
+    assert_eq!(error.map(String::as_str), Some("invalid_request"));
+
+    // An ID token from the authorization endpoint needs a nonce (OIDC Core
+    // §3.2.2.1).
+    let request = implicit(&spa.0)
+        .set("response_type", "id_token")
+        .without("nonce");
+    let page = browser.authorize(&request).await;
+    let params = redirect_fragment(&page, REDIRECT);
+    assert_eq!(params["error"], "invalid_request", "{params:?}");
+
+    // With the grant: tokens in the fragment, no code, no refresh token.
+    let request = implicit(&spa.0);
+    let page = browser.sign_in_and_approve(&request, "alice").await;
+    let params = redirect_fragment(&page, REDIRECT);
+    assert!(!params.contains_key("code"), "{params:?}");
+    assert!(!params.contains_key("refresh_token"), "{params:?}");
+    assert!(!params.contains_key("error"), "{params:?}");
+    assert_eq!(params["state"], "state-1");
+    assert_eq!(params["iss"], server.issuer);
+    assert!(params["token_type"].eq_ignore_ascii_case("bearer"));
+    let access_token = &params["access_token"];
+    let info = server.introspect(&spa.0, &spa.1, access_token).await;
+    assert_eq!(info["active"], true);
+    assert_eq!(info["sub"], sub.as_str());
+    let claims = verify_with_jwks(&server, &params["id_token"]).await;
+    assert_eq!(claims["nonce"], "n-implicit");
+    assert_eq!(claims["sub"], sub.as_str());
+    assert_eq!(claims["aud"], spa.0.as_str());
+    assert_eq!(claims["at_hash"], left_half_sha256(access_token));
+
+    // response_type=token alone: an access token and no ID token.
+    let request = implicit(&spa.0).set("response_type", "token");
+    let params = redirect_fragment(&browser.authorize(&request).await, REDIRECT);
+    assert!(params.contains_key("access_token"), "{params:?}");
+    assert!(!params.contains_key("id_token"), "{params:?}");
+}
+
+#[tokio::test]
+async fn form_post_answers_with_a_self_submitting_form() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+
+    // Errors too go by form post.
+    let pkce = Pkce::new();
+    let request = Authz::code(&client.0, &pkce)
+        .set("response_mode", "form_post")
+        .set("prompt", "none");
+    let page = browser.authorize(&request).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.describe());
+    assert_eq!(page.input("error").as_deref(), Some("login_required"));
+
+    let request = request.without("prompt");
+    let page = browser.sign_in_and_approve(&request, "alice").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.describe());
+    assert!(page.location().is_none());
+    assert_page_headers(&page);
+    assert!(
+        page.body
+            .contains(&format!("<form method=\"post\" action=\"{REDIRECT}\"")),
+        "{}",
+        page.body
+    );
+    assert_eq!(page.input("state").as_deref(), Some("state-1"));
+    assert_eq!(page.input("iss").as_deref(), Some(server.issuer.as_str()));
+    assert!(page.input("error").is_none());
+    let code = page.input("code").expect("code field");
+
+    // The inline script may run only through the CSP nonce.
+    let csp = page.header("content-security-policy").unwrap();
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("script nonce in the CSP");
+    assert!(nonce.len() >= 16);
+    assert!(page.body.contains(&format!("<script nonce=\"{nonce}\">")));
+
+    let (status, body) = exchange(&server, &client, &code, Some(&pkce.verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+// ---------------------------------------------------------------------------
+// prompt, max_age, login_hint
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn prompt_none_never_shows_a_page() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let silent = Authz::code(&client.0, &Pkce::new()).set("prompt", "none");
+    let page = browser.authorize(&silent).await;
+    assert_error_redirect(&server, &page, &silent, "login_required");
+    // OIDC Core §3.1.2.1: none with any other value is an error.
+    let mixed = silent.clone().set("prompt", "none login");
+    let page = browser.authorize(&mixed).await;
+    assert_error_redirect(&server, &page, &mixed, "invalid_request");
+
+    // Signed in, but nothing approved yet.
+    let login = browser
+        .authorize(&Authz::code(&client.0, &Pkce::new()))
+        .await;
+    let consent = browser.login(&login, "alice", PASSWORD).await;
+    assert!(consent.is_consent(), "{}", consent.describe());
+    let page = browser.authorize(&silent).await;
+    assert_error_redirect(&server, &page, &silent, "consent_required");
+
+    // Approved: a code without any page.
+    let _ = browser.decide(&consent, "approve").await;
+    let page = browser.authorize(&silent).await;
+    code_of(&server, &page, &silent);
+}
+
+#[tokio::test]
+async fn max_age_zero_asks_for_the_password_again() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let _ = tokens_for(&server, &mut browser, &client, SCOPES).await;
+
+    let pkce = Pkce::new();
+    let request = Authz::code(&client.0, &pkce).set("max_age", "3600");
+    let page = browser.authorize(&request).await;
+    code_of(&server, &page, &request);
+
+    // OIDC Core §3.1.2.1: max_age=0 means the person must have signed in
+    // just now, as with prompt=login.
+    let request = Authz::code(&client.0, &pkce).set("max_age", "0");
+    let page = browser.authorize(&request).await;
+    assert!(page.is_login(), "{}", page.describe());
+    let after = browser.login(&page, "alice", PASSWORD).await;
+    let code = code_of(&server, &after, &request);
+    let (status, body) = exchange(&server, &client, &code, Some(&pkce.verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, claims) = decode_jwt(s(&body["id_token"]));
+    assert!(claims["auth_time"].as_i64().unwrap() >= now() - 10);
+}
+
+#[tokio::test]
+async fn login_hint_prefills_the_username_escaped() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let page = browser
+        .authorize(&Authz::code(&client.0, &Pkce::new()).set("login_hint", "alice@example.com"))
+        .await;
+    assert!(page.is_login(), "{}", page.describe());
+    assert_eq!(page.input("username").as_deref(), Some("alice@example.com"));
+
+    let hostile = "\"><script>alert(1)</script>";
+    let page = browser
+        .authorize(&Authz::code(&client.0, &Pkce::new()).set("login_hint", hostile))
+        .await;
+    assert!(!page.body.contains(hostile), "login_hint is not escaped");
+    assert_eq!(page.input("username").as_deref(), Some(hostile));
+}
+
+// ---------------------------------------------------------------------------
+// Passwords and brute force
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_password_grant_needs_its_grant_and_the_right_password() {
+    let (server, sub) = start_with_alice().await;
+    let app = web_app(&server);
+    let form = |username: &'static str, password: &'static str| {
+        vec![
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+            ("scope", "openid profile"),
+        ]
+    };
+    let (status, body) = server
+        .token_response(&app.0, &app.1, &form("alice", PASSWORD))
+        .await;
+    assert_oauth_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+    );
+
+    let legacy = create_client(
+        &server,
+        "Legacy",
+        &[
+            "--grant",
+            "password",
+            "--grant",
+            "refresh_token",
+            "--scope",
+            "openid profile",
+        ],
+    );
+    let (status, wrong) = server
+        .token_response(&legacy.0, &legacy.1, &form("alice", "not the password"))
+        .await;
+    assert_oauth_error(status, &wrong, StatusCode::BAD_REQUEST, "invalid_grant");
+    let (status, unknown) = server
+        .token_response(&legacy.0, &legacy.1, &form("nobody", "not the password"))
+        .await;
+    assert_oauth_error(status, &unknown, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(
+        wrong, unknown,
+        "an unknown user and a wrong password look the same"
+    );
+
+    let (status, body) = server
+        .token_response(&legacy.0, &legacy.1, &form("alice", PASSWORD))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, claims) = decode_jwt(s(&body["access_token"]));
+    assert_eq!(claims["sub"], sub.as_str());
+    assert!(body["refresh_token"].is_string());
+    let claims = verify_with_jwks(&server, s(&body["id_token"])).await;
+    assert_eq!(claims["sub"], sub.as_str());
+    assert_eq!(claims["preferred_username"], "alice");
+}
+
+#[tokio::test]
+async fn the_password_grant_is_throttled_after_five_failures() {
+    let (server, _) = start_with_alice().await;
+    let client = create_client(&server, "Legacy", &["--grant", "password"]);
+    for _ in 0..5 {
+        let (status, body) = server
+            .token_response(
+                &client.0,
+                &client.1,
+                &[
+                    ("grant_type", "password"),
+                    ("username", "alice"),
+                    ("password", "not the password"),
+                ],
+            )
+            .await;
+        assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+    // Refused even with the right password.
+    let response = server
+        .http
+        .post(server.url("/oauth2/token"))
+        .basic_auth(&client.0, Some(&client.1))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: i64 = response
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait >= 1, "{wait}");
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
+    assert!(body.get("access_token").is_none());
+}
+
+#[tokio::test]
+async fn the_login_page_never_says_which_part_was_wrong_and_throttles() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let page = browser
+        .authorize(&Authz::code(&client.0, &Pkce::new()))
+        .await;
+
+    let unknown = browser.login(&page, "nobody", PASSWORD).await;
+    assert!(unknown.is_login(), "{}", unknown.describe());
+    let wrong = browser.login(&unknown, "alice", "not the password").await;
+    assert!(wrong.is_login(), "{}", wrong.describe());
+    let message = unknown.error_message().expect("an error message");
+    assert_eq!(wrong.error_message().as_ref(), Some(&message));
+    for tell in [
+        "not found",
+        "unknown",
+        "no such",
+        "does not exist",
+        "wrong password",
+    ] {
+        assert!(!message.to_lowercase().contains(tell), "{message}");
+    }
+    assert!(unknown.set_cookie("tessera_session").is_none());
+    assert!(wrong.set_cookie("tessera_session").is_none());
+
+    let mut page = wrong;
+    for _ in 0..3 {
+        page = browser.login(&page, "alice", "not the password").await;
+        assert_ne!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    }
+    // Five failures: even the right password is refused for a while.
+    let throttled = browser.login(&page, "alice", PASSWORD).await;
+    assert_eq!(
+        throttled.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        throttled.describe()
+    );
+    assert!(throttled.header("retry-after").is_some());
+    assert!(
+        throttled
+            .error_message()
+            .is_some_and(|m| m.contains("Too many failed sign-in attempts")),
+        "{}",
+        throttled.body
+    );
+    assert!(throttled.set_cookie("tessera_session").is_none());
+    assert!(!browser.cookies.contains_key("tessera_session"));
+    assert!(
+        throttled.body.contains("action=\"/login\""),
+        "the form stays"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// CSRF
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn login_and_consent_forms_need_their_csrf_token() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let request = Authz::code(&client.0, &Pkce::new());
+    let login = browser.authorize(&request).await;
+    let csrf = login.input("csrf").unwrap();
+    let interaction = login.input("interaction").unwrap();
+    let credentials = [
+        ("interaction", interaction.as_str()),
+        ("username", "alice"),
+        ("password", PASSWORD),
+    ];
+
+    let without = browser.post("/login", &credentials).await;
+    assert_error_page(&without, StatusCode::FORBIDDEN);
+    assert!(without.set_cookie("tessera_session").is_none());
+    let forged = "A".repeat(csrf.len());
+    let mut form = credentials.to_vec();
+    form.push(("csrf", forged.as_str()));
+    let wrong = browser.post("/login", &form).await;
+    assert_error_page(&wrong, StatusCode::FORBIDDEN);
+    assert!(wrong.set_cookie("tessera_session").is_none());
+
+    // An interaction altered in the browser is refused before any password check.
+    let middle = interaction.len() / 2;
+    let flipped = if &interaction[middle..=middle] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    let altered = format!(
+        "{}{flipped}{}",
+        &interaction[..middle],
+        &interaction[middle + 1..]
+    );
+    let page = browser
+        .post(
+            "/login",
+            &[
+                ("csrf", csrf.as_str()),
+                ("interaction", altered.as_str()),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_error_page(&page, StatusCode::BAD_REQUEST);
+    assert!(page.set_cookie("tessera_session").is_none());
+
+    // The right token from another browser (no matching cookie): login CSRF.
+    let mut stranger = Browser::new(&server);
+    let mut form = credentials.to_vec();
+    form.push(("csrf", csrf.as_str()));
+    let cross = stranger.post("/login", &form).await;
+    assert_error_page(&cross, StatusCode::FORBIDDEN);
+    assert!(cross.set_cookie("tessera_session").is_none());
+    assert!(!browser.cookies.contains_key("tessera_session"));
+
+    let consent = browser.login(&login, "alice", PASSWORD).await;
+    assert!(consent.is_consent(), "{}", consent.describe());
+    let interaction = consent.input("interaction").unwrap();
+    let page = browser
+        .post(
+            "/consent",
+            &[("interaction", &interaction), ("decision", "approve")],
+        )
+        .await;
+    assert_error_page(&page, StatusCode::FORBIDDEN);
+    let page = browser
+        .post(
+            "/consent",
+            &[
+                ("csrf", &forged),
+                ("interaction", &interaction),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert_error_page(&page, StatusCode::FORBIDDEN);
+
+    // Nothing was approved.
+    let silent = request.set("prompt", "none");
+    let page = browser.authorize(&silent).await;
+    assert_error_redirect(&server, &page, &silent, "consent_required");
+}
+
+// ---------------------------------------------------------------------------
+// /userinfo
+// ---------------------------------------------------------------------------
+
+async fn userinfo(server: &TestServer, token: Option<&str>) -> (StatusCode, HeaderMap, Value) {
+    let mut request = server.http.get(server.url("/userinfo"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status();
+    let headers = r.headers().clone();
+    (status, headers, r.json().await.unwrap_or(Value::Null))
+}
+
+fn challenge(headers: &HeaderMap) -> &str {
+    headers
+        .get("www-authenticate")
+        .expect("WWW-Authenticate")
+        .to_str()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn userinfo_releases_claims_by_scope_to_user_tokens_only() {
+    let (server, sub) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let body = tokens_for(&server, &mut browser, &client, "openid email").await;
+    let token = s(&body["access_token"]);
+
+    let (status, headers, claims) = userinfo(&server, Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{claims}");
+    assert!(
+        headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("no-store")
+    );
+    assert_eq!(claims["sub"], sub.as_str());
+    assert_eq!(claims["email"], "alice@example.com");
+    assert_eq!(claims["email_verified"], false);
+    assert!(claims.get("name").is_none(), "no profile scope: {claims}");
+    assert!(claims.get("preferred_username").is_none());
+
+    // POST works as well (OIDC Core §5.3.1).
+    let r = server
+        .http
+        .post(server.url("/userinfo"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // RFC 6750 §3.1: no token, a bare challenge; a bad one, invalid_token.
+    let (status, headers, _) = userinfo(&server, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let bare = challenge(&headers);
+    assert!(bare.starts_with("Bearer realm="), "{bare}");
+    assert!(!bare.contains("error="), "{bare}");
+    let (status, headers, _) = userinfo(&server, Some("not-a-token")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(challenge(&headers).contains("error=\"invalid_token\""));
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
+    let tampered = format!("{signed}.{flipped}{}", &signature[1..]);
+    let (status, headers, _) = userinfo(&server, Some(&tampered)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(challenge(&headers).contains("error=\"invalid_token\""));
+
+    // Other tokens of the server are no access tokens (RFC 9068 §4: typ).
+    for other in ["id_token", "refresh_token"] {
+        let (status, headers, _) = userinfo(&server, body[other].as_str()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{other}");
+        assert!(challenge(&headers).contains("error=\"invalid_token\""));
+    }
+
+    // An app's token has no user behind it.
+    let app = create_client(
+        &server,
+        "Batch",
+        &["--grant", "client_credentials", "--scope", "orders.read"],
+    );
+    let app_token = server
+        .token(&app.0, &app.1, &[("grant_type", "client_credentials")])
+        .await;
+    let (status, headers, _) = userinfo(&server, app_token["access_token"].as_str()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(challenge(&headers).contains("error=\"insufficient_scope\""));
+
+    // Nor may a user's token without openid.
+    let body = tokens_for(&server, &mut browser, &client, "profile").await;
+    let (status, headers, _) = userinfo(&server, body["access_token"].as_str()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(challenge(&headers).contains("error=\"insufficient_scope\""));
+}
+
+// ---------------------------------------------------------------------------
+// Logout and the session cookie
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn logout_ends_the_session_and_returns_only_to_registered_uris() {
+    let (server, _) = start_with_alice().await;
+    let bye = "https://app.example/bye";
+    let client = create_client(
+        &server,
+        "Photo Album",
+        &[
+            "--grant",
+            "authorization_code",
+            "--redirect-uri",
+            REDIRECT,
+            "--scope",
+            SCOPES,
+            "--post-logout-redirect-uri",
+            bye,
+        ],
+    );
+    let mut browser = Browser::new(&server);
+    let body = tokens_for(&server, &mut browser, &client, SCOPES).await;
+    let id_token = s(&body["id_token"]).to_owned();
+    let silent = Authz::code(&client.0, &Pkce::new()).set("prompt", "none");
+    let query = |pairs: &[(&str, &str)]| {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+    };
+
+    // Without a hint: a confirmation page; nothing ends yet.
+    let confirm = browser.get("/oauth2/logout").await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.describe());
+    assert_page_headers(&confirm);
+    assert!(confirm.body.contains("action=\"/oauth2/logout\""));
+    let csrf = confirm.input("csrf").expect("csrf field");
+    let page = browser.authorize(&silent).await;
+    code_of(&server, &page, &silent);
+    let page = browser.post("/oauth2/logout", &[]).await;
+    assert_error_page(&page, StatusCode::FORBIDDEN);
+    let page = browser.authorize(&silent).await;
+    code_of(&server, &page, &silent);
+
+    // An unregistered post-logout URI: an error page, not a redirect.
+    let page = browser
+        .get(&format!(
+            "/oauth2/logout?{}",
+            query(&[
+                ("id_token_hint", id_token.as_str()),
+                ("post_logout_redirect_uri", "https://evil.example/"),
+                ("state", "s1"),
+            ])
+        ))
+        .await;
+    assert_error_page(&page, StatusCode::BAD_REQUEST);
+    let page = browser.authorize(&silent).await;
+    code_of(&server, &page, &silent);
+
+    // With the hint and a registered URI: signed out and sent back with state.
+    let session = browser.cookies["tessera_session"].clone();
+    let page = browser
+        .get(&format!(
+            "/oauth2/logout?{}",
+            query(&[
+                ("id_token_hint", id_token.as_str()),
+                ("post_logout_redirect_uri", bye),
+                ("state", "s1"),
+            ])
+        ))
+        .await;
+    assert!(page.status.is_redirection(), "{}", page.describe());
+    assert_eq!(page.location(), Some(format!("{bye}?state=s1").as_str()));
+    assert!(!browser.cookies.contains_key("tessera_session"));
+    let page = browser.authorize(&silent).await;
+    assert_error_redirect(&server, &page, &silent, "login_required");
+    // The old cookie is dead on the server, not only forgotten by the browser.
+    browser
+        .cookies
+        .insert("tessera_session".into(), session.clone());
+    let page = browser.authorize(&silent).await;
+    assert_error_redirect(&server, &page, &silent, "login_required");
+
+    // The confirmation form signs out too.
+    browser.cookies.remove("tessera_session");
+    let _ = tokens_for(&server, &mut browser, &client, SCOPES).await;
+    let page = browser.post("/oauth2/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.describe());
+    assert!(!browser.cookies.contains_key("tessera_session"));
+    let page = browser.authorize(&silent).await;
+    assert_error_redirect(&server, &page, &silent, "login_required");
+}
+
+#[tokio::test]
+async fn logout_with_someone_elses_id_token_asks_first() {
+    // RP-Initiated Logout 1.0 §2: the OP "MUST ask the End-User" when the
+    // id_token_hint does not belong to the signed-in user; otherwise any page
+    // holding any ID token of this server could sign anyone out.
+    let (server, _) = start_with_alice().await;
+    create_user(&server, "mallory", None, None);
+    let client = web_app(&server);
+    let legacy = create_client(
+        &server,
+        "Legacy",
+        &["--grant", "password", "--scope", "openid"],
+    );
+    let foreign = server
+        .token(
+            &legacy.0,
+            &legacy.1,
+            &[
+                ("grant_type", "password"),
+                ("username", "mallory"),
+                ("password", PASSWORD),
+                ("scope", "openid"),
+            ],
+        )
+        .await;
+    let foreign = s(&foreign["id_token"]);
+
+    let mut browser = Browser::new(&server);
+    let _ = tokens_for(&server, &mut browser, &client, SCOPES).await;
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("id_token_hint", foreign)
+        .finish();
+    let page = browser.get(&format!("/oauth2/logout?{query}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.describe());
+    assert!(
+        page.body.contains("action=\"/oauth2/logout\""),
+        "a confirmation form, not a silent sign-out: {}",
+        page.body
+    );
+    let silent = Authz::code(&client.0, &Pkce::new()).set("prompt", "none");
+    let page = browser.authorize(&silent).await;
+    code_of(&server, &page, &silent);
+}
+
+/// The attributes of a `Set-Cookie` header, lower-cased, without the value.
+fn cookie_attributes(raw: &str) -> Vec<String> {
+    raw.split(';')
+        .skip(1)
+        .map(|a| a.trim().to_ascii_lowercase())
+        .collect()
+}
+
+#[tokio::test]
+async fn session_cookies_are_http_only_lax_and_not_secure_on_loopback_http() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let login = browser
+        .authorize(&Authz::code(&client.0, &Pkce::new()))
+        .await;
+    let consent = browser.login(&login, "alice", PASSWORD).await;
+    for (page, name) in [(&login, "tessera_csrf"), (&consent, "tessera_session")] {
+        let raw = page
+            .set_cookie(name)
+            .unwrap_or_else(|| panic!("{name} set"));
+        let attributes = cookie_attributes(raw);
+        assert!(attributes.contains(&"httponly".to_owned()), "{raw}");
+        assert!(attributes.contains(&"samesite=lax".to_owned()), "{raw}");
+        assert!(attributes.contains(&"path=/".to_owned()), "{raw}");
+        assert!(!attributes.contains(&"secure".to_owned()), "{raw}");
+        assert!(!attributes.iter().any(|a| a.starts_with("domain")), "{raw}");
+    }
+}
+
+#[tokio::test]
+async fn session_cookies_are_secure_host_cookies_on_an_https_issuer() {
+    let server = TestServer::start_with(&[("TESSERA_ISSUER", "https://auth.example")]).await;
+    create_user(&server, "alice", None, None);
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let login = browser
+        .authorize(&Authz::code(&client.0, &Pkce::new()))
+        .await;
+    let consent = browser.login(&login, "alice", PASSWORD).await;
+    assert!(consent.is_consent(), "{}", consent.describe());
+    let raw = consent
+        .set_cookie("__Host-tessera_session")
+        .expect("__Host- session cookie");
+    let attributes = cookie_attributes(raw);
+    for required in ["secure", "httponly", "samesite=lax", "path=/"] {
+        assert!(attributes.contains(&required.to_owned()), "{raw}");
+    }
+    assert!(!attributes.iter().any(|a| a.starts_with("domain")), "{raw}");
+    assert!(consent.set_cookie("tessera_session").is_none());
+}
