@@ -36,6 +36,11 @@ impl Provider {
         let client = Presented::from_request(authorization, params)?
             .authenticate(self.store())
             .await?;
+        // RFC 7662 §2.1 requires authorization to introspect; a public client has
+        // no credentials to prove who it is.
+        if client.is_public() {
+            return Err(Error::invalid_client());
+        }
         let token = params.require("token")?;
         // token_type_hint is optional and only an optimisation (RFC 7662 §2.1);
         // both token kinds are told apart by their shape anyway.

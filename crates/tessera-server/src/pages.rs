@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect as HttpRedirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use tessera_core::Provider;
 use tessera_core::authorize::{AuthorizationRequest, Redirect, ResponseMode};
@@ -148,23 +148,14 @@ pub fn deliver(redirect: Redirect, after_post: bool) -> Response {
         }
     };
     // RFC 9700 §4.11: 303 after a POST, so the browser does not re-post the form.
-    if after_post {
-        HttpRedirect::to(&location).into_response()
+    let status = if after_post {
+        StatusCode::SEE_OTHER
     } else {
-        HttpRedirect::temporary(&location)
-            .into_response()
-            .map_status(StatusCode::FOUND)
-    }
-}
-
-trait MapStatus {
-    fn map_status(self, status: StatusCode) -> Response;
-}
-
-impl MapStatus for Response {
-    fn map_status(mut self, status: StatusCode) -> Response {
-        *self.status_mut() = status;
-        self
+        StatusCode::FOUND
+    };
+    match HeaderValue::from_str(&location) {
+        Ok(value) => (status, [(header::LOCATION, value)]).into_response(),
+        Err(_) => error_page(StatusCode::BAD_REQUEST, "The redirect URI cannot be used."),
     }
 }
 

@@ -7,6 +7,7 @@
 mod common;
 
 mod browser;
+mod browser_flows;
 mod device;
 mod guard;
 mod in_process;

@@ -530,6 +530,20 @@ async fn introspection_reports_only_active_tokens_and_needs_client_authenticatio
         true
     );
 
+    // A public client has nothing to authenticate with: it may not introspect.
+    let public = server.cli(&["client", "create", "--name", "spa", "--public", "--json"]);
+    let r = server
+        .http
+        .post(server.url("/oauth2/introspect"))
+        .form(&[
+            ("token", token.as_str()),
+            ("client_id", s(&public["client_id"])),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
     // No or wrong credentials: 401 invalid_client.
     let r = server
         .http
