@@ -153,6 +153,7 @@ pub trait UserStore: Send + Sync {
     /// Deletes the user with everything that belongs to them (sessions, consents,
     /// codes, refresh tokens). Returns whether the user existed.
     async fn delete_user(&self, id: &str) -> StoreResult<bool>;
+    /// Replaces the password hash and ends the user's login sessions.
     async fn set_password(&self, id: &str, password_hash: &str) -> StoreResult<bool>;
 }
 

@@ -218,7 +218,7 @@ pub enum UserCommand {
         #[command(flatten)]
         json: Json,
     },
-    /// Replace a user's password.
+    /// Replace a user's password; their login sessions end at once.
     SetPassword {
         /// The username or email.
         #[arg(value_name = "NAME")]

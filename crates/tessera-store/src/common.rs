@@ -717,13 +717,22 @@ macro_rules! impl_store {
             }
 
             async fn set_password(&self, id: &str, password_hash: &str) -> StoreResult<bool> {
+                // A new password signs the user out everywhere: whoever knew the old
+                // one may hold a session.
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
                 let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                     .bind(password_hash)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                tx.commit().await.map_err(map_err)?;
                 Ok(updated > 0)
             }
         }

@@ -1030,12 +1030,32 @@ async fn check_users(store: &dyn Store) {
         Some(dora)
     );
 
+    // A new password ends the user's sessions, and only theirs.
+    let alice_session = session(&alice.id, T0 + 3600);
+    let bob_session = session(&bob.id, T0 + 3600);
+    for s in [&alice_session, &bob_session] {
+        store.insert_session(s).await.expect("insert_session");
+    }
     let new_hash = "$argon2id$v=19$m=19456,t=2,p=1$bmV3$bmV3aGFzaA";
     assert!(
         store
             .set_password(&alice.id, new_hash)
             .await
             .expect("set_password")
+    );
+    assert_eq!(
+        store
+            .touch_session(&alice_session.digest, T0, T0 - 1000)
+            .await
+            .expect("touch_session"),
+        None
+    );
+    assert!(
+        store
+            .touch_session(&bob_session.digest, T0, T0 - 1000)
+            .await
+            .expect("touch_session")
+            .is_some()
     );
     assert_eq!(
         store.user(&alice.id).await.expect("user"),
