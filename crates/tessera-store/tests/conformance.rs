@@ -15,8 +15,9 @@ use tessera_core::model::{
 };
 use tessera_core::scope::Scope;
 use tessera_core::store::{
-    AuthorizationCode, CodeUse, Consent, LoginFailures, ReferenceToken, RefreshToken, RefreshUse,
-    Session, Store, StoreError, StoredKey, User,
+    AuthorizationCode, CodeUse, Consent, DeviceAuthorization, DevicePoll, DeviceStatus,
+    LoginFailures, ReferenceToken, RefreshToken, RefreshUse, Session, Store, StoreError, StoredKey,
+    User,
 };
 use tokio::sync::Barrier;
 
@@ -2239,6 +2240,233 @@ async fn check_login_failure_race(store: &Arc<dyn Store>) {
     assert!(results.iter().all(|f| f.first_at == last.first_at));
 }
 
+fn device(client_id: &str, expires_at: i64) -> DeviceAuthorization {
+    // A code from the alphabet's letters, unique per call.
+    let user_code: String = random_bytes::<8>()
+        .iter()
+        .map(|b| char::from(b"BCDFGHJKLMNPQRSTVWXZ"[usize::from(*b % 20)]))
+        .collect();
+    DeviceAuthorization {
+        digest: SecretDigest::of(&random_token()),
+        user_code,
+        client_id: client_id.to_owned(),
+        scope: Scope::from_tokens(["openid", "offline_access"]),
+        audiences: vec!["https://api.example".to_owned()],
+        expires_at,
+        interval: 5,
+        last_polled_at: None,
+        status: DeviceStatus::Pending,
+        user_id: None,
+        auth_time: None,
+    }
+}
+
+/// RFC 8628 device authorizations: lookup by user code, one decision, polling
+/// at the interval with slow_down, the approval handed out once, client binding.
+async fn check_devices(store: &dyn Store) {
+    let client = unique("tv");
+    let d = device(&client, T0 + 600);
+    store
+        .insert_device_authorization(&d)
+        .await
+        .expect("insert_device");
+    let duplicate = DeviceAuthorization {
+        digest: SecretDigest::of(&random_token()),
+        ..d.clone()
+    };
+    assert!(matches!(
+        store.insert_device_authorization(&duplicate).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .pending_device(&d.user_code, T0)
+            .await
+            .expect("pending"),
+        Some(d.clone())
+    );
+    assert_eq!(
+        store
+            .pending_device(&d.user_code, T0 + 600)
+            .await
+            .expect("pending"),
+        None,
+        "expired"
+    );
+
+    // Polling: on time, too fast (interval grows by 5), on time again.
+    let polled = |p: DevicePoll| match p {
+        DevicePoll::Polled(device) => *device,
+        other => panic!("expected a poll, got {other:?}"),
+    };
+    let first = polled(
+        store
+            .poll_device(&d.digest, &client, T0)
+            .await
+            .expect("poll"),
+    );
+    assert_eq!(
+        (first.status, first.last_polled_at),
+        (DeviceStatus::Pending, Some(T0))
+    );
+    assert_eq!(
+        store
+            .poll_device(&d.digest, &client, T0 + 4)
+            .await
+            .expect("poll"),
+        DevicePoll::SlowDown
+    );
+    assert_eq!(
+        store
+            .poll_device(&d.digest, &client, T0 + 10)
+            .await
+            .expect("poll"),
+        DevicePoll::SlowDown,
+        "10 s now needed after the last poll"
+    );
+    let later = polled(
+        store
+            .poll_device(&d.digest, &client, T0 + 25)
+            .await
+            .expect("poll"),
+    );
+    assert_eq!(later.interval, 15);
+    // Another client's poll is unknown to it and changes nothing.
+    assert_eq!(
+        store
+            .poll_device(&d.digest, &unique("other"), T0 + 100)
+            .await
+            .expect("poll"),
+        DevicePoll::Invalid
+    );
+    assert_eq!(
+        store
+            .poll_device(&SecretDigest::of("nope"), &client, T0)
+            .await
+            .expect("poll"),
+        DevicePoll::Invalid
+    );
+
+    // One decision; approval goes out exactly once.
+    assert!(
+        store
+            .decide_device(&d.user_code, "user-1", T0 - 5, true, T0 + 30)
+            .await
+            .expect("decide")
+    );
+    assert!(
+        !store
+            .decide_device(&d.user_code, "user-1", T0 - 5, false, T0 + 31)
+            .await
+            .expect("decide"),
+        "already decided"
+    );
+    assert_eq!(
+        store
+            .pending_device(&d.user_code, T0 + 31)
+            .await
+            .expect("pending"),
+        None
+    );
+    let approved = polled(
+        store
+            .poll_device(&d.digest, &client, T0 + 40)
+            .await
+            .expect("poll"),
+    );
+    assert_eq!(
+        (
+            approved.status,
+            approved.user_id.as_deref(),
+            approved.auth_time
+        ),
+        (DeviceStatus::Approved, Some("user-1"), Some(T0 - 5))
+    );
+    let spent = polled(
+        store
+            .poll_device(&d.digest, &client, T0 + 60)
+            .await
+            .expect("poll"),
+    );
+    assert_eq!(spent.status, DeviceStatus::Consumed);
+
+    // A denial; an expired code cannot be decided.
+    let denied = device(&client, T0 + 600);
+    store
+        .insert_device_authorization(&denied)
+        .await
+        .expect("insert_device");
+    assert!(
+        store
+            .decide_device(&denied.user_code, "user-2", T0, false, T0)
+            .await
+            .expect("decide")
+    );
+    assert_eq!(
+        polled(
+            store
+                .poll_device(&denied.digest, &client, T0)
+                .await
+                .expect("poll")
+        )
+        .status,
+        DeviceStatus::Denied
+    );
+    let expired = device(&client, T0 + 1);
+    store
+        .insert_device_authorization(&expired)
+        .await
+        .expect("insert_device");
+    assert!(
+        !store
+            .decide_device(&expired.user_code, "user-3", T0, true, T0 + 1)
+            .await
+            .expect("decide")
+    );
+}
+
+/// Many polls of one approved code at once: tokens for exactly one.
+async fn check_device_race(store: &Arc<dyn Store>) {
+    let client = unique("tv");
+    let d = device(&client, T0 + 600);
+    store
+        .insert_device_authorization(&d)
+        .await
+        .expect("insert_device");
+    assert!(
+        store
+            .decide_device(&d.user_code, "user-1", T0, true, T0)
+            .await
+            .expect("decide")
+    );
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let (store, barrier, digest, client) = (
+            Arc::clone(store),
+            Arc::clone(&barrier),
+            d.digest,
+            client.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store
+                .poll_device(&digest, &client, T0 + 1)
+                .await
+                .expect("poll")
+        }));
+    }
+    let mut approvals = 0;
+    for task in tasks {
+        if let DevicePoll::Polled(device) = task.await.expect("task")
+            && device.status == DeviceStatus::Approved
+        {
+            approvals += 1;
+        }
+    }
+    assert_eq!(approvals, 1, "an approval must be handed out exactly once");
+}
+
 /// Every check, in sequence, against one store.
 async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRace) {
     check_ping(&*store, backend).await;
@@ -2260,6 +2488,8 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_revoke_family(&*store).await;
     check_login_failures(&*store).await;
     check_people_purge(&*store).await;
+    check_devices(&*store).await;
+    check_device_race(&store).await;
     check_key_race(&store, key_race).await;
     check_client_races(&store).await;
     check_resource_race(&store).await;
