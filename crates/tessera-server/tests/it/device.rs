@@ -5,18 +5,15 @@
 //! The servers run with a one-second polling interval so the flows finish
 //! quickly; where the interval must pass, the tests wait just past it.
 
-use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use reqwest::header::{CACHE_CONTROL, HeaderMap, RETRY_AFTER, SET_COOKIE};
+use reqwest::header::{CACHE_CONTROL, HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
 use crate::common::{TestServer, decode_jwt};
+use crate::web::{Browser, PASSWORD, Page, create_user};
 
-const PASSWORD: &str = "correct horse battery staple";
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const ALPHABET: &str = "BCDFGHJKLMNPQRSTVWXZ";
 const SCOPE: &str = "openid profile offline_access";
@@ -30,40 +27,6 @@ async fn start(extra: &[(&str, &str)]) -> TestServer {
     let mut env = vec![("TESSERA_DEVICE_POLL_INTERVAL", "1")];
     env.extend_from_slice(extra);
     TestServer::start_with(&env).await
-}
-
-/// Creates a user with `PASSWORD`; returns its `sub`.
-fn create_user(server: &TestServer, username: &str) -> String {
-    let args = [
-        "user",
-        "create",
-        "--username",
-        username,
-        "--password-stdin",
-        "--json",
-    ];
-    let mut child = server
-        .command()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tessera");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "tessera {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    json["sub"].as_str().unwrap().to_owned()
 }
 
 /// The TV app: a public client with the device and refresh grants.
@@ -202,118 +165,7 @@ async fn wait_past(since: Instant, seconds: u64) {
 // The person's side: a browser with a cookie jar
 // ---------------------------------------------------------------------------
 
-/// An HTML response.
-#[derive(Debug)]
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    /// The value of the form input named `name`, unescaped.
-    fn input(&self, name: &str) -> Option<String> {
-        let at = self.body.find(&format!("name=\"{name}\""))?;
-        let start = self.body[..at].rfind('<')?;
-        let end = at + self.body[at..].find('>')?;
-        let tag = &self.body[start..end];
-        let value = tag.find("value=\"")? + "value=\"".len();
-        let rest = &tag[value..];
-        Some(unescape(&rest[..rest.find('"')?]))
-    }
-
-    fn is_login(&self) -> bool {
-        self.status == StatusCode::OK && self.body.contains("action=\"/login\"")
-    }
-
-    fn is_confirmation(&self) -> bool {
-        self.status == StatusCode::OK && self.body.contains("action=\"/device/decision\"")
-    }
-
-    /// The text of the page's error paragraph.
-    fn error_message(&self) -> Option<String> {
-        let start = self.body.find("class=\"error\"")?;
-        let open = start + self.body[start..].find('>')? + 1;
-        let close = open + self.body[open..].find("</p>")?;
-        Some(unescape(&self.body[open..close]))
-    }
-
-    fn describe(&self) -> String {
-        format!("{}\n{}", self.status, self.body)
-    }
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&#34;", "\"")
-        .replace("&#39;", "'")
-        .replace("&#x27;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&#x2f;", "/")
-        .replace("&#47;", "/")
-        .replace("&amp;", "&")
-}
-
-/// Cookies kept per name (Tessera's cookies all have path `/` on one host).
-struct Browser<'a> {
-    server: &'a TestServer,
-    cookies: BTreeMap<String, String>,
-}
-
-impl<'a> Browser<'a> {
-    fn new(server: &'a TestServer) -> Self {
-        Browser {
-            server,
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn send(&mut self, mut request: reqwest::RequestBuilder) -> Page {
-        if !self.cookies.is_empty() {
-            let header = self
-                .cookies
-                .iter()
-                .map(|(n, v)| format!("{n}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            request = request.header(reqwest::header::COOKIE, header);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        for raw in headers.get_all(SET_COOKIE) {
-            let raw = raw.to_str().unwrap();
-            let (name, value) = raw.split(';').next().unwrap().split_once('=').unwrap();
-            let removed = value.is_empty()
-                || raw
-                    .split(';')
-                    .any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
-            if removed {
-                self.cookies.remove(name.trim());
-            } else {
-                self.cookies
-                    .insert(name.trim().to_owned(), value.trim().to_owned());
-            }
-        }
-        let body = response.text().await.unwrap();
-        Page {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let request = self.server.http.get(self.server.url(path));
-        self.send(request).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let request = self.server.http.post(self.server.url(path)).form(form);
-        self.send(request).await
-    }
-
+impl Browser<'_> {
     /// Opens the code-entry page and submits `typed` with the page's CSRF token.
     async fn enter_code(&mut self, typed: &str) -> Page {
         let entry = self.get("/device").await;
@@ -323,25 +175,8 @@ impl<'a> Browser<'a> {
             .await
     }
 
-    /// Submits the login form of `page`.
-    async fn login(&mut self, page: &Page, username: &str) -> Page {
-        assert!(page.is_login(), "not a login page: {}", page.describe());
-        let csrf = page.input("csrf").expect("csrf field");
-        let interaction = page.input("interaction").expect("interaction field");
-        self.post(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("interaction", &interaction),
-                ("username", username),
-                ("password", PASSWORD),
-            ],
-        )
-        .await
-    }
-
     /// Submits the confirmation form of `page` with `decision`.
-    async fn decide(&mut self, page: &Page, decision: &str) -> Page {
+    async fn decide_device(&mut self, page: &Page, decision: &str) -> Page {
         assert!(
             page.is_confirmation(),
             "not a confirmation page: {}",
@@ -386,7 +221,7 @@ impl<'a> Browser<'a> {
             ("code_challenge_method", "S256"),
         ]);
         let login = self.get(&format!("/oauth2/authorize?{query}")).await;
-        let after = self.login(&login, username).await;
+        let after = self.login(&login, username, PASSWORD).await;
         assert!(
             self.cookies.contains_key("tessera_session"),
             "no session after signing in: {}",
@@ -402,8 +237,8 @@ impl<'a> Browser<'a> {
         decision: &str,
     ) -> Page {
         let login = self.enter_code(user_code).await;
-        let confirmation = self.login(&login, username).await;
-        self.decide(&confirmation, decision).await
+        let confirmation = self.login(&login, username, PASSWORD).await;
+        self.decide_device(&confirmation, decision).await
     }
 }
 
@@ -511,7 +346,7 @@ async fn device_authorization_answers_with_codes_and_rejects_bad_requests() {
 #[tokio::test]
 async fn the_device_flow_signs_in_in_a_browser_and_issues_tokens_once() {
     let server = start(&[]).await;
-    let sub = create_user(&server, "alice");
+    let sub = create_user(&server, "alice", None, None);
     let tv = tv_client(&server);
     let device = Auth::Public(&tv);
     let (device_code, user_code) = start_device(&server, &device, SCOPE).await;
@@ -542,7 +377,7 @@ async fn the_device_flow_signs_in_in_a_browser_and_issues_tokens_once() {
     assert!(login.is_login(), "{}", login.describe());
     assert!(login.body.contains("TV"), "the login page names the client");
 
-    let confirmation = browser.login(&login, "alice").await;
+    let confirmation = browser.login(&login, "alice", PASSWORD).await;
     assert!(
         confirmation.is_confirmation(),
         "{}",
@@ -563,7 +398,7 @@ async fn the_device_flow_signs_in_in_a_browser_and_issues_tokens_once() {
         );
     }
 
-    let done = browser.decide(&confirmation, "approve").await;
+    let done = browser.decide_device(&confirmation, "approve").await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.describe());
     assert!(done.body.contains("Device connected"), "{}", done.body);
 
@@ -622,7 +457,7 @@ async fn the_device_flow_signs_in_in_a_browser_and_issues_tokens_once() {
 #[tokio::test]
 async fn denying_gives_the_device_access_denied() {
     let server = start(&[]).await;
-    create_user(&server, "bob");
+    create_user(&server, "bob", None, None);
     let tv = tv_client(&server);
     let device = Auth::Public(&tv);
     let (device_code, user_code) = start_device(&server, &device, "openid").await;
@@ -655,7 +490,7 @@ async fn denying_gives_the_device_access_denied() {
 #[tokio::test]
 async fn expired_codes_are_refused_on_both_sides() {
     let server = start(&[("TESSERA_DEVICE_CODE_TTL", "2")]).await;
-    create_user(&server, "carol");
+    create_user(&server, "carol", None, None);
     let tv = tv_client(&server);
     let device = Auth::Public(&tv);
     let reply = authorize_device(&server, &device, "openid").await;
@@ -694,7 +529,7 @@ async fn an_expired_code_cannot_be_approved_from_the_confirmation_page() {
     // The code expires while the person looks at the confirmation page. Signing
     // in takes a while, so the browser signs in first, for a web application.
     let server = start(&[("TESSERA_DEVICE_CODE_TTL", "2")]).await;
-    create_user(&server, "carol");
+    create_user(&server, "carol", None, None);
     let tv = tv_client(&server);
     let device = Auth::Public(&tv);
     let mut browser = Browser::new(&server);
@@ -709,7 +544,7 @@ async fn an_expired_code_cannot_be_approved_from_the_confirmation_page() {
         confirmation.describe()
     );
     wait_past(issued_at, 2).await;
-    let late = browser.decide(&confirmation, "approve").await;
+    let late = browser.decide_device(&confirmation, "approve").await;
     assert_eq!(late.status, StatusCode::BAD_REQUEST, "{}", late.describe());
     assert!(
         late.error_message().is_some_and(|m| m.contains("expired")),
@@ -755,7 +590,7 @@ async fn another_clients_poll_gets_invalid_grant() {
 #[tokio::test]
 async fn another_clients_poll_does_not_disturb_the_owner() {
     let server = start(&[]).await;
-    create_user(&server, "dave");
+    create_user(&server, "dave", None, None);
     let tv = tv_client(&server);
     let other_tv = tv_client(&server);
     let owner = Auth::Public(&tv);
@@ -796,7 +631,7 @@ async fn finished_codes_are_not_told_to_slow_down() {
     // slow_down means "still pending, keep polling" (RFC 8628 §3.5); a denied or
     // spent code has a final answer, however soon the device asks.
     let server = start(&[]).await;
-    create_user(&server, "erin");
+    create_user(&server, "erin", None, None);
     let tv = tv_client(&server);
     let device = Auth::Public(&tv);
 
@@ -829,7 +664,7 @@ async fn finished_codes_are_not_told_to_slow_down() {
 #[tokio::test]
 async fn wrong_codes_are_throttled_per_browser_and_per_address() {
     let server = start(&[]).await;
-    create_user(&server, "frank");
+    create_user(&server, "frank", None, None);
     let tv = tv_client(&server);
     let (_, user_code) = start_device(&server, &Auth::Public(&tv), "openid").await;
 
@@ -914,7 +749,7 @@ async fn wrong_codes_are_throttled_per_browser_and_per_address() {
 #[tokio::test]
 async fn a_signed_in_browser_goes_straight_to_the_confirmation() {
     let server = start(&[]).await;
-    create_user(&server, "grace");
+    create_user(&server, "grace", None, None);
     let tv = tv_client(&server);
     let device = Auth::Public(&tv);
 
@@ -934,7 +769,7 @@ async fn a_signed_in_browser_goes_straight_to_the_confirmation() {
     );
     assert!(confirmation.body.contains("grace"));
     assert!(confirmation.body.contains(&user_code));
-    let done = browser.decide(&confirmation, "approve").await;
+    let done = browser.decide_device(&confirmation, "approve").await;
     assert!(
         done.body.contains("Device connected"),
         "{}",
@@ -950,7 +785,7 @@ async fn a_signed_in_browser_goes_straight_to_the_confirmation() {
 #[tokio::test]
 async fn the_device_forms_need_the_csrf_token() {
     let server = start(&[]).await;
-    create_user(&server, "heidi");
+    create_user(&server, "heidi", None, None);
     let tv = tv_client(&server);
     let device = Auth::Public(&tv);
     let (device_code, user_code) = start_device(&server, &device, "openid").await;
@@ -970,7 +805,7 @@ async fn the_device_forms_need_the_csrf_token() {
 
     // The decision form too.
     let login = browser.enter_code(&user_code).await;
-    let confirmation = browser.login(&login, "heidi").await;
+    let confirmation = browser.login(&login, "heidi", PASSWORD).await;
     let interaction = confirmation.input("interaction").unwrap();
     let page = browser
         .post(

@@ -17,3 +17,4 @@ mod people;
 mod people_cli;
 mod postgres;
 mod server;
+mod web;
