@@ -40,6 +40,7 @@ impl Provider {
         let issuer = self.settings().issuer.trim_end_matches('/');
         let endpoint = |path: &str| format!("{issuer}{path}");
         let secret_methods = vec!["client_secret_basic", "client_secret_post"];
+        let public_or_secret = vec!["client_secret_basic", "client_secret_post", "none"];
         Metadata {
             issuer: self.settings().issuer.clone(),
             jwks_uri: endpoint("/jwks.json"),
@@ -82,9 +83,12 @@ impl Provider {
             request_parameter_supported: false,
             request_uri_parameter_supported: false,
             claims_parameter_supported: false,
-            token_endpoint_auth_methods_supported: secret_methods.clone(),
-            introspection_endpoint_auth_methods_supported: secret_methods.clone(),
-            revocation_endpoint_auth_methods_supported: secret_methods,
+            // Public clients (`none`) use the token endpoint with PKCE or the
+            // device grant, and may revoke their own tokens (RFC 7009 §2.1);
+            // introspection needs real credentials.
+            token_endpoint_auth_methods_supported: public_or_secret.clone(),
+            introspection_endpoint_auth_methods_supported: secret_methods,
+            revocation_endpoint_auth_methods_supported: public_or_secret,
             access_token_signing_alg_values_supported: vec![self.settings().signing_alg.as_str()],
             subject_types_supported: vec!["public"],
         }

@@ -62,6 +62,10 @@ async fn discovery_lists_exactly_what_works() {
         assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
         assert_eq!(
             meta["token_endpoint_auth_methods_supported"],
+            serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+        );
+        assert_eq!(
+            meta["introspection_endpoint_auth_methods_supported"],
             serde_json::json!(["client_secret_basic", "client_secret_post"])
         );
     }
