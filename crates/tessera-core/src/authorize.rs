@@ -221,18 +221,9 @@ impl Provider {
                 &format!("the application may not use the {grant} grant"),
             ));
         }
-        let scope = Scope::parse(params.get("scope").unwrap_or(""))
-            .map_err(|e| fail(ErrorCode::InvalidScope, &e.description))?;
-        let excess: Vec<&str> = scope.excess(&client.scopes).collect();
-        if !excess.is_empty() {
-            return Err(fail(
-                ErrorCode::InvalidScope,
-                &format!(
-                    "scope not allowed for this application: {}",
-                    excess.join(" ")
-                ),
-            ));
-        }
+        let scope = client
+            .requested_scope(params.get("scope"))
+            .map_err(|e| fail(e.code, &e.description))?;
         if response_type.has_id_token() && !scope.contains("openid") {
             return Err(fail(
                 ErrorCode::InvalidScope,
@@ -313,14 +304,9 @@ impl Provider {
                     },
                 )?),
             };
-        for resource in params.resources() {
-            if !client.audiences.iter().any(|a| a == resource) {
-                return Err(fail(
-                    ErrorCode::InvalidTarget,
-                    "the application may not request this resource",
-                ));
-            }
-        }
+        client
+            .check_resources(params.resources())
+            .map_err(|e| fail(e.code, &e.description))?;
         Ok((
             client,
             AuthorizationRequest {
@@ -495,7 +481,6 @@ impl Provider {
                             auth_time: session.auth_time,
                             sid: Some(session.sid.clone()),
                             access_token: access_token.as_deref(),
-                            code: None,
                         })
                         .map_err(internal)?;
                     params.push(("id_token".into(), id_token));
@@ -524,7 +509,6 @@ pub struct IdTokenFor<'a> {
     pub auth_time: UnixTime,
     pub sid: Option<String>,
     pub access_token: Option<&'a str>,
-    pub code: Option<&'a str>,
 }
 
 impl Provider {
@@ -549,7 +533,6 @@ impl Provider {
             auth_time: target.auth_time,
             nonce: target.nonce,
             at_hash: target.access_token.map(|t| oidc::half_hash(alg, t)),
-            c_hash: target.code.map(|c| oidc::half_hash(alg, c)),
             azp: target.client.id.clone(),
             sid: target.sid,
             user_claims: oidc::user_claims(target.user, target.scope),

@@ -3,13 +3,11 @@
 
 use serde::Serialize;
 
-use crate::client_auth::Presented;
 use crate::crypto::{SecretDigest, random_bytes, random_token};
 use crate::error::{Error, ErrorCode};
 use crate::model::{Client, GrantType};
 use crate::params::Params;
 use crate::provider::Provider;
-use crate::scope::Scope;
 use crate::store::{DeviceAuthorization, DeviceStatus, StoreError, User};
 
 /// Consonants without look-alikes (RFC 8628 §6.1): no vowels, so no words;
@@ -75,29 +73,14 @@ impl Provider {
         authorization: Option<&str>,
         params: &Params,
     ) -> Result<DeviceAuthorizationResponse, Error> {
-        let client = Presented::from_request(authorization, params)?
-            .authenticate(self.store())
-            .await?;
+        let client = self.authenticate_client(authorization, params).await?;
         if !client.allows(GrantType::DeviceCode) {
             return Err(Error::unauthorized_client(
                 "the client may not use the device authorization grant",
             ));
         }
-        let scope = Scope::parse(params.get("scope").unwrap_or(""))?;
-        let excess: Vec<&str> = scope.excess(&client.scopes).collect();
-        if !excess.is_empty() {
-            return Err(Error::invalid_scope(format!(
-                "scope not allowed for this client: {}",
-                excess.join(" ")
-            )));
-        }
-        for resource in params.resources() {
-            if !client.audiences.iter().any(|a| a == resource) {
-                return Err(Error::invalid_target(format!(
-                    "the client may not request tokens for {resource:?}"
-                )));
-            }
-        }
+        let scope = client.requested_scope(params.get("scope"))?;
+        client.check_resources(params.resources())?;
         let now = self.clock().now();
         let device_code = random_token();
         let settings = self.settings();

@@ -69,7 +69,6 @@ impl Provider {
                 "auth_time",
                 "nonce",
                 "at_hash",
-                "c_hash",
                 "azp",
                 "sid",
                 "name",

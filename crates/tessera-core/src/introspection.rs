@@ -3,7 +3,6 @@
 use serde_json::{Map, Value};
 use tessera_jose::UnverifiedJws;
 
-use crate::client_auth::Presented;
 use crate::crypto::SecretDigest;
 use crate::error::Error;
 use crate::model::{Client, IntrospectionPolicy};
@@ -33,9 +32,7 @@ impl Provider {
         authorization: Option<&str>,
         params: &Params,
     ) -> Result<Value, Error> {
-        let client = Presented::from_request(authorization, params)?
-            .authenticate(self.store())
-            .await?;
+        let client = self.authenticate_client(authorization, params).await?;
         // RFC 7662 §2.1 requires authorization to introspect; a public client has
         // no credentials to prove who it is.
         if client.is_public() {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
 use crate::crypto::SecretDigest;
+use crate::error::Error;
 use crate::scope::Scope;
 
 /// A grant type a client may be allowed to use (RFC 6749 §4, and the URNs of
@@ -243,6 +244,36 @@ impl Client {
 
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grants.contains(&grant)
+    }
+
+    /// Parses a requested `scope` and checks that the client may have all of it:
+    /// a request beyond the client's scopes is refused, never trimmed silently
+    /// (RFC 6749 §3.3).
+    pub fn requested_scope(&self, requested: Option<&str>) -> Result<Scope, Error> {
+        let scope = Scope::parse(requested.unwrap_or(""))?;
+        let excess: Vec<&str> = scope.excess(&self.scopes).collect();
+        if excess.is_empty() {
+            Ok(scope)
+        } else {
+            Err(Error::invalid_scope(format!(
+                "scope not allowed for this client: {}",
+                excess.join(" ")
+            )))
+        }
+    }
+
+    /// Checks that every RFC 8707 resource indicator is one of the client's
+    /// audiences (`invalid_target` otherwise, RFC 8707 §2).
+    pub fn check_resources(&self, resources: &[String]) -> Result<(), Error> {
+        match resources
+            .iter()
+            .find(|r| !self.audiences.iter().any(|a| a == *r))
+        {
+            Some(resource) => Err(Error::invalid_target(format!(
+                "the client may not request tokens for {resource:?}"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -25,8 +25,6 @@ pub struct IdTokenClaims {
     pub nonce: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_hash: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub c_hash: Option<String>,
     pub azp: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
@@ -35,7 +33,8 @@ pub struct IdTokenClaims {
     pub user_claims: Map<String, Value>,
 }
 
-/// `at_hash` / `c_hash` (OIDC Core §3.1.3.6, §3.3.2.11): the left half of the hash
+/// `at_hash` (OIDC Core §3.1.3.6; `c_hash`, §3.3.2.11, uses the same rule and
+/// appears only in hybrid flows, which Tessera does not offer): the left half of the hash
 /// of the ASCII value, with the hash of the ID token's algorithm, base64url.
 /// Ed25519 signs with SHA-512 internally, and SHA-512 is what relying parties use
 /// for EdDSA.

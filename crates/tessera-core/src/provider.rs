@@ -140,9 +140,7 @@ impl Provider {
         client_address: Option<&str>,
     ) -> Result<TokenResponse, Error> {
         let grant_type = params.require("grant_type")?;
-        let client = Presented::from_request(authorization, params)?
-            .authenticate(self.store.as_ref())
-            .await?;
+        let client = self.authenticate_client(authorization, params).await?;
         let grant = GrantType::from_wire(grant_type)
             .and_then(|g| self.grants.get(&g))
             .ok_or_else(|| {
@@ -162,6 +160,18 @@ impl Provider {
             client_address,
         };
         grant.exchange(self, &client, &request).await
+    }
+
+    /// Authenticates the client of a request to the token, introspection,
+    /// revocation or device authorization endpoint (RFC 6749 §2.3).
+    pub async fn authenticate_client(
+        &self,
+        authorization: Option<&str>,
+        params: &Params,
+    ) -> Result<crate::model::Client, Error> {
+        Presented::from_request(authorization, params)?
+            .authenticate(self.store.as_ref())
+            .await
     }
 
     /// Mints an access token: a signed JWT (no database write at all), or a

@@ -1,6 +1,5 @@
 //! Token revocation (RFC 7009).
 
-use crate::client_auth::Presented;
 use crate::crypto::SecretDigest;
 use crate::error::Error;
 use crate::params::Params;
@@ -12,9 +11,7 @@ impl Provider {
     /// expired tokens are answered with success (RFC 7009 §2.2): the client's
     /// goal, that the token no longer works, is reached.
     pub async fn revoke(&self, authorization: Option<&str>, params: &Params) -> Result<(), Error> {
-        let client = Presented::from_request(authorization, params)?
-            .authenticate(self.store())
-            .await?;
+        let client = self.authenticate_client(authorization, params).await?;
         let token = params.require("token")?;
         // An unknown token_type_hint is ignored: the server must search all its
         // token types anyway (RFC 7009 §2.1).

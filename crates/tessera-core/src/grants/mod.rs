@@ -70,6 +70,7 @@ impl Targets {
         client: &Client,
         requested: &[String],
     ) -> Result<Targets, Error> {
+        client.check_resources(requested)?;
         let audiences: Vec<String> = if !requested.is_empty() {
             let mut list: Vec<String> = Vec::with_capacity(requested.len());
             for resource in requested {
@@ -77,11 +78,6 @@ impl Targets {
                 if !resource.contains(':') || resource.contains('#') {
                     return Err(Error::invalid_target(format!(
                         "resource {resource:?} is not an absolute URI without a fragment"
-                    )));
-                }
-                if !client.audiences.iter().any(|a| a == resource) {
-                    return Err(Error::invalid_target(format!(
-                        "the client may not request tokens for {resource:?}"
                     )));
                 }
                 if !list.contains(resource) {

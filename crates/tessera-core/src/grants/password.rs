@@ -8,7 +8,6 @@ use crate::grants::user_tokens::{Family, UserGrant};
 use crate::grants::{Grant, TokenRequest};
 use crate::model::{Client, GrantType};
 use crate::provider::Provider;
-use crate::scope::Scope;
 use crate::tokens::TokenResponse;
 
 #[derive(Debug)]
@@ -29,14 +28,8 @@ impl Grant for PasswordGrant {
         let params = request.params;
         let username = params.require("username")?;
         let password = params.require("password")?;
-        let scope = Scope::parse(params.get("scope").unwrap_or(""))?;
-        let excess: Vec<&str> = scope.excess(&client.scopes).collect();
-        if !excess.is_empty() {
-            return Err(Error::invalid_scope(format!(
-                "scope not allowed for this client: {}",
-                excess.join(" ")
-            )));
-        }
+        let scope = client.requested_scope(params.get("scope"))?;
+        client.check_resources(params.resources())?;
         let user = provider
             .authenticate_user(username, password, request.client_address)
             .await?;

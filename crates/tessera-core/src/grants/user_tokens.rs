@@ -163,7 +163,6 @@ impl Provider {
                 auth_time: grant.auth_time,
                 sid: grant.sid,
                 access_token: Some(&access.value),
-                code: None,
             })?);
         }
         Ok(IssuedUserTokens {
