@@ -146,6 +146,14 @@ impl Provider {
                 }
             },
         };
+        // A row registered before the registration rules (or edited by hand)
+        // may hold a URI they refuse: never follow it.
+        if let Err(e) = crate::registration::check_redirect_uri(&redirect_uri) {
+            tracing::warn!(client_id = %client.id, error = %e, "refusing to redirect to a registered URI that breaks the registration rules; fix it with `tessera client update`");
+            return Err(AuthorizeError::Page(
+                "the application's redirect URI is not allowed by this server".into(),
+            ));
+        }
         let state = params.get("state").map(str::to_owned);
 
         // From here on, errors go back to the client.

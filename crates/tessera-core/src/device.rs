@@ -216,10 +216,12 @@ mod tests {
 
     #[test]
     fn user_codes_are_typeable() {
-        for _ in 0..100 {
+        for _ in 0..1_000 {
             let code = new_user_code();
             assert_eq!(code.len(), 8);
             assert!(code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b)));
+            // People pass the code on command lines too: never a leading dash.
+            assert!(!display_user_code(&code).starts_with('-'));
             assert_eq!(
                 normalize_user_code(&display_user_code(&code)).as_deref(),
                 Some(code.as_str())

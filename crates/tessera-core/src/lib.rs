@@ -24,6 +24,7 @@ pub mod password;
 pub mod people;
 pub mod pkce;
 pub mod provider;
+pub mod registration;
 pub mod revocation;
 pub mod scope;
 pub mod settings;

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 use tessera_jose::UnverifiedJws;
 
-use crate::crypto::{SecretDigest, random_bytes, random_token};
+use crate::crypto::{SecretDigest, random_id, random_token};
 use crate::error::{Error, ErrorCode};
 use crate::model::Client;
 use crate::oidc::{self, ID_TOKEN_TYP, IdTokenClaims};
@@ -76,7 +76,7 @@ impl Provider {
         let cookie = random_token();
         let session = Session {
             digest: SecretDigest::of(&cookie),
-            sid: tessera_jose::b64(random_bytes::<16>()),
+            sid: random_id(),
             user_id: user.id.clone(),
             auth_time: now,
             last_seen: now,
@@ -181,6 +181,14 @@ impl Provider {
                 if !client.post_logout_redirect_uris.iter().any(|r| r == uri) {
                     return Err(Error::invalid_request(
                         "post_logout_redirect_uri is not registered",
+                    ));
+                }
+                // As at the authorization endpoint: a stored URI that breaks
+                // the registration rules is never followed.
+                if let Err(e) = crate::registration::check_redirect_uri(uri) {
+                    tracing::warn!(client_id = %client.id, error = %e, "refusing to redirect to a registered post-logout URI that breaks the registration rules; fix it with `tessera client update`");
+                    return Err(Error::invalid_request(
+                        "post_logout_redirect_uri is not allowed by this server",
                     ));
                 }
                 let mut url = uri.to_owned();

@@ -8,7 +8,7 @@ use tessera_jose::JwkSet;
 
 use crate::client_auth::Presented;
 use crate::clock::Clock;
-use crate::crypto::{KeyEncryptionKey, SecretDigest, random_bytes, random_token};
+use crate::crypto::{KeyEncryptionKey, SecretDigest, random_id, random_token};
 use crate::error::{Error, ErrorCode};
 use crate::grants::{self, Grant};
 use crate::keys::{KeyError, KeyManager};
@@ -187,7 +187,7 @@ impl Provider {
             aud: Audience::from_list(new.audiences),
             exp: now + new.ttl,
             iat: now,
-            jti: tessera_jose::b64(random_bytes::<16>()),
+            jti: random_id(),
             client_id: new.client_id,
             scope: new.scope,
             amr: new.auth_time.map(|_| vec!["pwd".to_owned()]),

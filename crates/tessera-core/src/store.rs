@@ -21,6 +21,10 @@ pub enum StoreError {
     /// A stored row does not decode: corrupted or written by a newer version.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The database does not exist (or holds no Tessera tables) and the caller
+    /// asked not to create it.
+    #[error("{0}")]
+    Missing(String),
     #[error("store error: {0}")]
     Other(String),
 }
@@ -37,6 +41,9 @@ pub trait ClientStore: Send + Sync {
     async fn delete_client(&self, id: &str) -> StoreResult<bool>;
     /// Replaces a confidential client's secret; returns whether the client exists.
     async fn set_client_secret(&self, id: &str, digest: &SecretDigest) -> StoreResult<bool>;
+    /// Replaces the client's settings (everything but its ID, secret and
+    /// creation time) in one statement; returns whether the client exists.
+    async fn update_client(&self, client: &Client) -> StoreResult<bool>;
 }
 
 #[async_trait]
@@ -286,8 +293,12 @@ pub struct RefreshToken {
 pub enum RefreshUse {
     /// Valid and now marked rotated: the caller issues its successor.
     Fresh(RefreshToken),
-    /// Already rotated or revoked: the caller revokes the family (RFC 9700 §4.14.2).
+    /// Already rotated while its family lives: the caller revokes the family
+    /// (RFC 9700 §4.14.2).
     Reused(RefreshToken),
+    /// Revoked (with its family: by the revocation endpoint, a consent
+    /// withdrawal, a user's deletion or logout). Refused, but no sign of theft.
+    Revoked(RefreshToken),
     /// Unknown or expired.
     Invalid,
 }

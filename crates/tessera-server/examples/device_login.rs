@@ -22,7 +22,7 @@ struct Args {
     #[arg(long)]
     issuer: String,
     /// The public client registered with `--grant device_code`.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     client_id: String,
     /// Scopes to ask for.
     #[arg(long, default_value = "openid")]

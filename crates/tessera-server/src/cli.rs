@@ -62,18 +62,25 @@ pub enum ClientCommand {
     List(Json),
     /// Show one client.
     Show {
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[command(flatten)]
         json: Json,
     },
+    /// Change a client's settings; the same rules as `client create` apply to
+    /// the result. Takes effect at once, also for tokens asked for afterwards
+    /// with existing grants.
+    Update(Box<ClientUpdate>),
     /// Delete a client and its reference tokens.
     Delete {
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[command(flatten)]
         json: Json,
     },
     /// Replace a confidential client's secret; the old one stops working at once.
     RotateSecret {
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[command(flatten)]
         json: Json,
@@ -86,7 +93,7 @@ pub struct ClientCreate {
     #[arg(long)]
     pub name: String,
     /// The client ID; generated if omitted. Letters, digits and - . _ ~
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub id: Option<String>,
     /// A public client (no secret): native and browser apps.
     #[arg(long)]
@@ -96,7 +103,11 @@ pub struct ClientCreate {
     /// e.g. device_code) or `implicit`. Repeatable. None by default.
     #[arg(long = "grant", value_name = "GRANT")]
     pub grants: Vec<String>,
-    /// An exact redirect URI. Repeatable.
+    /// An exact redirect URI. Repeatable; the code and implicit grants need
+    /// one. https, http on a loopback host (127.0.0.1, [::1], localhost; any
+    /// port matches for the IP literals, RFC 8252 §7.3), or a private-use
+    /// scheme in reverse domain order (com.example.app:/cb). No fragment, no
+    /// wildcards.
     #[arg(long = "redirect-uri", value_name = "URI")]
     pub redirect_uris: Vec<String>,
     /// A URI RP-initiated logout may return to. Repeatable.
@@ -130,6 +141,73 @@ pub struct ClientCreate {
     /// or for its audiences).
     #[arg(long, default_value = "any", value_name = "POLICY")]
     pub introspection: String,
+    #[command(flatten)]
+    pub json: Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientUpdate {
+    /// The client to change.
+    #[arg(allow_hyphen_values = true)]
+    pub id: String,
+    /// A new display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Allow a grant (as for `client create --grant`). Repeatable.
+    #[arg(long = "add-grant", value_name = "GRANT")]
+    pub add_grants: Vec<String>,
+    /// Withdraw a grant. Repeatable.
+    #[arg(long = "remove-grant", value_name = "GRANT")]
+    pub remove_grants: Vec<String>,
+    /// Register another redirect URI. Repeatable.
+    #[arg(long = "add-redirect-uri", value_name = "URI")]
+    pub add_redirect_uris: Vec<String>,
+    /// Remove a redirect URI. Repeatable.
+    #[arg(long = "remove-redirect-uri", value_name = "URI")]
+    pub remove_redirect_uris: Vec<String>,
+    /// Register another post-logout redirect URI. Repeatable.
+    #[arg(long = "add-post-logout-redirect-uri", value_name = "URI")]
+    pub add_post_logout_redirect_uris: Vec<String>,
+    /// Remove a post-logout redirect URI. Repeatable.
+    #[arg(long = "remove-post-logout-redirect-uri", value_name = "URI")]
+    pub remove_post_logout_redirect_uris: Vec<String>,
+    /// Replace the scopes the client may request, space-separated ("" for none).
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Allow more scopes, space-separated. Repeatable.
+    #[arg(long = "add-scope", value_name = "SCOPES")]
+    pub add_scopes: Vec<String>,
+    /// Withdraw scopes, space-separated. Repeatable.
+    #[arg(long = "remove-scope", value_name = "SCOPES")]
+    pub remove_scopes: Vec<String>,
+    /// Allow an audience (resource URI). Repeatable.
+    #[arg(long = "add-audience", value_name = "URI")]
+    pub add_audiences: Vec<String>,
+    /// Withdraw an audience. Repeatable.
+    #[arg(long = "remove-audience", value_name = "URI")]
+    pub remove_audiences: Vec<String>,
+    /// jwt, reference, or default (the server's, or the resource's).
+    #[arg(long, value_name = "FORMAT")]
+    pub token_format: Option<String>,
+    /// Lifetime of access tokens in seconds, or default.
+    #[arg(long, value_name = "SECONDS")]
+    pub access_token_ttl: Option<String>,
+    /// client_secret_basic or client_secret_post to allow only that method, or
+    /// any for both. A client's type (public or confidential) cannot change.
+    #[arg(long, value_name = "METHOD")]
+    pub auth_method: Option<String>,
+    /// Which tokens the client may introspect: any or own.
+    #[arg(long, value_name = "POLICY")]
+    pub introspection: Option<String>,
+    /// Let this confidential client use the code flow without PKCE.
+    #[arg(long, conflicts_with = "require_pkce")]
+    pub no_pkce: bool,
+    /// Require PKCE in the code flow again.
+    #[arg(long)]
+    pub require_pkce: bool,
+    /// Algorithm of this client's ID tokens, or default.
+    #[arg(long, value_name = "ALG")]
+    pub id_token_alg: Option<String>,
     #[command(flatten)]
     pub json: Json,
 }
@@ -181,6 +259,7 @@ pub enum TokenCommand {
     /// explain every claim.
     Inspect {
         /// The access token (JWT or reference token).
+        #[arg(allow_hyphen_values = true)]
         token: String,
         #[command(flatten)]
         json: Json,
@@ -213,7 +292,7 @@ pub enum UserCommand {
     /// Delete a user with their sessions, consents, codes and refresh tokens.
     Delete {
         /// The username or email.
-        #[arg(value_name = "NAME")]
+        #[arg(value_name = "NAME", allow_hyphen_values = true)]
         login: String,
         #[command(flatten)]
         json: Json,
@@ -221,7 +300,7 @@ pub enum UserCommand {
     /// Replace a user's password; their login sessions end at once.
     SetPassword {
         /// The username or email.
-        #[arg(value_name = "NAME")]
+        #[arg(value_name = "NAME", allow_hyphen_values = true)]
         login: String,
         /// Read the new password from the first line of stdin.
         #[arg(long)]
@@ -236,10 +315,10 @@ pub enum ConsentCommand {
     /// List the scopes a user approved, per client.
     List {
         /// The user's username or email.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
         user: String,
         /// Only this client.
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", allow_hyphen_values = true)]
         client: Option<String>,
         #[command(flatten)]
         json: Json,
@@ -248,10 +327,10 @@ pub enum ConsentCommand {
     /// refresh tokens the user gave it; the next authorization asks again.
     Revoke {
         /// The user's username or email.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
         user: String,
         /// Only this client; all clients if omitted.
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", allow_hyphen_values = true)]
         client: Option<String>,
         #[command(flatten)]
         json: Json,

@@ -173,6 +173,7 @@ impl Config {
         let database_url = file
             .database_url
             .unwrap_or_else(|| "sqlite://tessera.db".to_owned());
+        validate_database_url(&database_url)?;
         let kek = match (file.key_encryption_key, file.key_encryption_key_file) {
             (Some(value), _) => KekSource::Value(value),
             (None, Some(path)) => KekSource::File(path.into()),
@@ -320,29 +321,71 @@ impl Config {
         })
     }
 
-    /// Loads the key-encryption key, generating the default file on first use.
-    pub fn key_encryption_key(&self) -> Result<KeyEncryptionKey, ConfigError> {
+    /// Loads the key-encryption key. `None` when it is to come from the default
+    /// file and that file does not exist yet: only `serve` may then create it
+    /// (see [`Config::create_default_key_encryption_key`]), and only for a
+    /// database that has no signing keys yet.
+    pub fn key_encryption_key(&self) -> Result<Option<KeyEncryptionKey>, ConfigError> {
         let parse = |text: &str, from: &str| {
             KeyEncryptionKey::parse(text).map_err(|e| ConfigError(format!("{from}: {e}")))
         };
         match &self.kek {
-            KekSource::Value(value) => parse(value, "key_encryption_key"),
+            KekSource::Value(value) => parse(value, "key_encryption_key").map(Some),
             KekSource::File(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-                parse(&text, &path.display().to_string())
+                parse(&text, &path.display().to_string()).map(Some)
             }
             KekSource::DefaultFile(path) => match std::fs::read_to_string(path) {
-                Ok(text) => parse(&text, &path.display().to_string()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    let (kek, text) = KeyEncryptionKey::generate();
-                    write_secret_file(path, &text)?;
-                    tracing::info!(path = %path.display(), "generated a key-encryption key; back it up with the database");
-                    Ok(kek)
-                }
+                Ok(text) => parse(&text, &path.display().to_string()).map(Some),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(ConfigError(format!("cannot read {}: {e}", path.display()))),
             },
         }
+    }
+
+    /// Where the default key file is, when the key comes from it.
+    pub fn default_key_file(&self) -> Option<&Path> {
+        match &self.kek {
+            KekSource::DefaultFile(path) => Some(path),
+            _ => None,
+        }
+    }
+
+    /// Generates the key-encryption key into the default file (mode 0600), which
+    /// must not exist yet.
+    pub fn create_default_key_encryption_key(&self) -> Result<KeyEncryptionKey, ConfigError> {
+        let path = self.default_key_file().ok_or_else(|| {
+            ConfigError("the key-encryption key is configured explicitly; nothing to create".into())
+        })?;
+        let (kek, text) = KeyEncryptionKey::generate();
+        write_secret_file(path, &text)?;
+        tracing::info!(path = %path.display(), "generated a key-encryption key; back it up with the database");
+        Ok(kek)
+    }
+}
+
+/// `sqlite://PATH` or `postgres://…`; an empty SQLite path would create a
+/// hidden `.kek` and a database nobody can find again.
+fn validate_database_url(url: &str) -> Result<(), ConfigError> {
+    if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() && !rest.contains("mode=memory") {
+            return Err(ConfigError(format!(
+                "database_url {url:?} names no file: use sqlite://PATH (for example sqlite://tessera.db) or postgres://…"
+            )));
+        }
+        Ok(())
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "database_url {:?}: use sqlite://PATH or postgres://…",
+            tessera_store::redact(url)
+        )))
     }
 }
 
@@ -445,6 +488,31 @@ mod tests {
         assert!(err.0.contains("TESSERA_APP_ACCESS_TOKEN_TTL"));
         assert!(from_env(&[("TESSERA_SIGNING_ALG", "none")]).is_err());
         assert!(from_env(&[("TESSERA_SIGNING_ALG", "HS256")]).is_err());
+    }
+
+    #[test]
+    fn database_urls_name_a_file_or_a_server() {
+        for bad in [
+            "sqlite://",
+            "sqlite:",
+            "sqlite://?mode=rwc",
+            "mysql://db/x",
+            "tessera.db",
+        ] {
+            let err = from_env(&[("TESSERA_DATABASE_URL", bad)]).expect_err(bad);
+            assert!(err.0.contains("sqlite://PATH"), "{bad}: {}", err.0);
+        }
+        for good in [
+            "sqlite://tessera.db",
+            "sqlite:///var/lib/tessera/tessera.db",
+            "sqlite::memory:",
+            "postgres://tessera@127.0.0.1/tessera",
+        ] {
+            assert!(
+                from_env(&[("TESSERA_DATABASE_URL", good)]).is_ok(),
+                "{good}"
+            );
+        }
     }
 
     #[test]

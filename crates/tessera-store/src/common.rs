@@ -199,10 +199,7 @@ macro_rules! impl_store {
                     .bind(to_json(&client.audiences))
                     .bind(client.token_format.map(|f| f.as_str()))
                     .bind(client.access_token_ttl)
-                    .bind(match client.introspection {
-                        tessera_core::model::IntrospectionPolicy::Any => "any",
-                        tessera_core::model::IntrospectionPolicy::Own => "own",
-                    })
+                    .bind(client.introspection.as_str())
                     .bind(client.created_at)
                     .bind(client.require_pkce)
                     .bind(client.id_token_alg.map(|a| a.as_str()))
@@ -254,6 +251,33 @@ macro_rules! impl_store {
                     .rows_affected();
                 tx.commit().await.map_err(map_err)?;
                 Ok(deleted > 0)
+            }
+
+            async fn update_client(&self, client: &Client) -> StoreResult<bool> {
+                let updated = sqlx::query(
+                    "UPDATE clients SET name = $1, auth_method = $2, grants = $3, redirect_uris = $4, \
+                     scopes = $5, audiences = $6, token_format = $7, access_token_ttl = $8, \
+                     introspection = $9, require_pkce = $10, id_token_alg = $11, \
+                     post_logout_redirect_uris = $12 WHERE id = $13",
+                )
+                .bind(&client.name)
+                .bind(client.auth_method.map(|m| m.as_str()))
+                .bind(to_json(&client.grants))
+                .bind(to_json(&client.redirect_uris))
+                .bind(client.scopes.to_string())
+                .bind(to_json(&client.audiences))
+                .bind(client.token_format.map(|f| f.as_str()))
+                .bind(client.access_token_ttl)
+                .bind(client.introspection.as_str())
+                .bind(client.require_pkce)
+                .bind(client.id_token_alg.map(|a| a.as_str()))
+                .bind(to_json(&client.post_logout_redirect_uris))
+                .bind(&client.id)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+                Ok(updated > 0)
             }
 
             async fn set_client_secret(&self, id: &str, digest: &SecretDigest) -> StoreResult<bool> {
@@ -1040,13 +1064,15 @@ macro_rules! impl_store {
                 // reuse, also past its own sliding expiry: the family is still
                 // there to revoke (RFC 9700 §4.14.2). Once the family has ended, or
                 // for a token merely expired, there is nothing to defend.
-                Ok(
-                    if (token.rotated_at.is_some() || token.revoked) && token.family_expires_at > now {
-                        RefreshUse::Reused(token)
-                    } else {
-                        RefreshUse::Invalid
-                    },
-                )
+                Ok(if token.family_expires_at <= now {
+                    RefreshUse::Invalid
+                } else if token.revoked {
+                    RefreshUse::Revoked(token)
+                } else if token.rotated_at.is_some() {
+                    RefreshUse::Reused(token)
+                } else {
+                    RefreshUse::Invalid
+                })
             }
 
             async fn revoke_refresh_family(&self, family_id: &str, now: i64) -> StoreResult<u64> {

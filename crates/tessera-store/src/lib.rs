@@ -19,13 +19,30 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-/// Opens the store named by `url` (`sqlite://path` or `postgres://…`) and runs its
-/// migrations.
+/// What to do when the database does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Create it (a SQLite file) and its tables: `serve` and `migrate`.
+    Create,
+    /// Refuse with [`StoreError::Missing`], writing nothing: every other
+    /// command, so that one run from the wrong directory cannot start a new,
+    /// empty database beside the real one.
+    Refuse,
+}
+
+/// Opens the store named by `url` (`sqlite://path` or `postgres://…`), creating
+/// it if needed, and runs its migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    connect_with(url, IfMissing::Create).await
+}
+
+/// Opens the store named by `url` and runs its migrations; `if_missing` says
+/// whether a database that does not exist yet may be created.
+pub async fn connect_with(url: &str, if_missing: IfMissing) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        Ok(Arc::new(SqliteStore::connect_with(url, if_missing).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url).await?))
+        Ok(Arc::new(PgStore::connect_with(url, if_missing).await?))
     } else {
         Err(StoreError::Other(format!(
             "unsupported database URL {:?}: use sqlite://PATH or postgres://…",

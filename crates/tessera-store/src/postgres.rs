@@ -1,8 +1,14 @@
 //! PostgreSQL, for several Tessera instances sharing one database.
 
-use std::time::Duration;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::IfMissing;
+
+/// How long connecting waits for a connection before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -10,13 +16,38 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// Connects and runs the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, IfMissing::Create).await
+    }
+
+    /// Connects; with [`IfMissing::Refuse`] a database without Tessera's tables
+    /// is refused rather than set up. (The database itself is never created:
+    /// that is the administrator's `CREATE DATABASE`.)
+    pub async fn connect_with(url: &str, if_missing: IfMissing) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("bad PostgreSQL URL: {e}")))?;
+        let (host, port) = (options.get_host().to_owned(), options.get_port());
+        let started = Instant::now();
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| unreachable(e, &host, port, started.elapsed()))?;
+        if if_missing == IfMissing::Refuse {
+            let present: bool =
+                sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(map_err)?;
+            if !present {
+                pool.close().await;
+                return Err(StoreError::Missing(format!(
+                    "the PostgreSQL database at {host}:{port} has no Tessera tables"
+                )));
+            }
+        }
         // Migrations take an advisory lock, so instances starting together on one
         // database run them once.
         sqlx::migrate!("./migrations/postgres")
@@ -24,6 +55,27 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
         Ok(PgStore { pool })
+    }
+}
+
+/// "pool timed out" says neither where nor how long: name the server and the
+/// wait, and keep the driver's own reason where it has one.
+fn unreachable(err: sqlx::Error, host: &str, port: u16, waited: Duration) -> StoreError {
+    let waited = format!("{:.1} s", waited.as_secs_f64());
+    match err {
+        sqlx::Error::PoolTimedOut => StoreError::Unavailable(format!(
+            "cannot reach PostgreSQL at {host}:{port}: no connection within {waited} \
+             (is the server running, and does it accept TCP connections there?)"
+        )),
+        sqlx::Error::Io(io) => StoreError::Unavailable(format!(
+            "cannot reach PostgreSQL at {host}:{port} (gave up after {waited}): {io}"
+        )),
+        other => match map_err(other) {
+            StoreError::Unavailable(m) | StoreError::Other(m) => StoreError::Unavailable(format!(
+                "cannot connect to PostgreSQL at {host}:{port} (after {waited}): {m}"
+            )),
+            e => e,
+        },
     }
 }
 

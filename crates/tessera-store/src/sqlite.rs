@@ -1,9 +1,12 @@
 //! The embedded default: SQLite in WAL mode behind a connection pool.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::IfMissing;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -11,10 +14,30 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Opens (creating if needed) the database and runs its migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, IfMissing::Create).await
+    }
+
+    pub async fn connect_with(url: &str, if_missing: IfMissing) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Other(format!("bad SQLite URL: {e}")))?
-            .create_if_missing(true)
+            .map_err(|e| StoreError::Other(format!("bad SQLite URL: {e}")))?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let path = options.get_filename().to_owned();
+        if !in_memory && path.as_os_str().is_empty() {
+            return Err(StoreError::Other(
+                "the SQLite URL names no file: use sqlite://PATH, e.g. sqlite://tessera.db".into(),
+            ));
+        }
+        let must_exist = if_missing == IfMissing::Refuse && !in_memory;
+        if must_exist && !path.exists() {
+            return Err(StoreError::Missing(format!(
+                "there is no database at {}",
+                absolute(&path).display()
+            )));
+        }
+        let options = options
+            .create_if_missing(!must_exist)
             // WAL lets readers proceed while one writer commits; NORMAL sync is
             // durable across application crashes and the usual choice with WAL.
             .journal_mode(SqliteJournalMode::Wal)
@@ -26,13 +49,73 @@ impl SqliteStore {
             .min_connections(1)
             .connect_with(options)
             .await
+            .map_err(|e| explain_open_failure(e, &path))?;
+        if must_exist {
+            let tables: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            )
+            .fetch_one(&pool)
+            .await
             .map_err(map_err)?;
+            if tables == 0 {
+                pool.close().await;
+                return Err(StoreError::Missing(format!(
+                    "{} is not a Tessera database (it has no Tessera tables)",
+                    absolute(&path).display()
+                )));
+            }
+        }
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
         Ok(SqliteStore { pool })
     }
+}
+
+fn absolute(path: &Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// SQLite says only "unable to open database file"; say which file and why.
+fn explain_open_failure(err: sqlx::Error, path: &Path) -> StoreError {
+    let shown = absolute(path);
+    let parent = shown
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let reason = if !parent.exists() {
+        format!("the directory {} does not exist", parent.display())
+    } else if !parent.is_dir() {
+        format!("{} is not a directory", parent.display())
+    } else if shown.is_dir() {
+        format!("{} is a directory", shown.display())
+    } else {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&shown)
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                format!("no permission to read and write {}", shown.display())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+                format!("{} is on a read-only file system", shown.display())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // The file would be created: the directory refuses it.
+                format!(
+                    "cannot create a file in {} (read-only or no permission)",
+                    parent.display()
+                )
+            }
+            _ => err.to_string(),
+        }
+    };
+    StoreError::Unavailable(format!(
+        "cannot open the SQLite database {}: {reason}",
+        shown.display()
+    ))
 }
 
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");

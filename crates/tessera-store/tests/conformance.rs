@@ -339,6 +339,44 @@ async fn check_clients(store: &dyn Store) {
     assert_eq!(store.client(&full.id).await.expect("client"), Some(full));
 }
 
+async fn check_client_updates(store: &dyn Store) {
+    let base = 1_700_000_000;
+    let bare = bare_client(&unique("upd"), base);
+    let other = bare_client(&unique("upd-other"), base);
+    for client in [&bare, &other] {
+        store.insert_client(client).await.expect("insert_client");
+    }
+    // Every setting changes; the ID, the secret and the creation time cannot.
+    let full = full_client(&bare.id, base + 50);
+    let changed = Client {
+        secret_digest: Some(SecretDigest::of("not stored by an update")),
+        ..full.clone()
+    };
+    assert!(store.update_client(&changed).await.expect("update_client"));
+    assert_eq!(
+        store.client(&bare.id).await.expect("client"),
+        Some(Client {
+            secret_digest: bare.secret_digest,
+            created_at: bare.created_at,
+            ..full.clone()
+        })
+    );
+    // And back again: cleared options are stored as cleared.
+    assert!(store.update_client(&bare).await.expect("update_client"));
+    assert_eq!(store.client(&bare.id).await.expect("client"), Some(bare));
+    assert_eq!(
+        store.client(&other.id).await.expect("client"),
+        Some(other),
+        "other clients are untouched"
+    );
+    assert!(
+        !store
+            .update_client(&bare_client(&unique("missing"), base))
+            .await
+            .expect("update_client")
+    );
+}
+
 async fn check_client_secrets(store: &dyn Store) {
     let confidential = full_client(&unique("conf"), 1_700_000_000);
     let public = public_client(&unique("pub"), 1_700_000_000);
@@ -1398,13 +1436,13 @@ async fn check_consents(store: &dyn Store) {
         assert!(read.revoked, "the withdrawn client's family is revoked");
         assert!(access_revoked(store, token).await);
     }
-    // The revoked family's live token now shows up as reuse.
+    // The revoked family's live token now shows up as revoked, not reused.
     assert!(matches!(
         store
             .rotate_refresh_token(&current.jti, T0)
             .await
             .expect("rotate_refresh_token"),
-        RefreshUse::Reused(_)
+        RefreshUse::Revoked(_)
     ));
     for token in [&for_c2, &bystander] {
         assert_eq!(
@@ -1641,15 +1679,25 @@ async fn check_refresh_tokens(store: &dyn Store) {
         })
     );
 
-    // A revoked token is reuse too.
+    // A revoked token is told apart from a reused one: revocation is no sign
+    // of theft. Revoked after a rotation, it still reads as revoked.
     let revoked = RefreshToken {
         revoked: true,
         ..refresh(&user_id, &client_id, &unique("family"))
     };
-    insert_refresh(store, &[&revoked]).await;
+    let rotated_then_revoked = RefreshToken {
+        revoked: true,
+        rotated_at: Some(T0 - 5),
+        ..refresh(&user_id, &client_id, &unique("family"))
+    };
+    insert_refresh(store, &[&revoked, &rotated_then_revoked]).await;
     assert_eq!(
         rotate(revoked.jti.clone(), T0).await,
-        RefreshUse::Reused(revoked.clone())
+        RefreshUse::Revoked(revoked.clone())
+    );
+    assert_eq!(
+        rotate(rotated_then_revoked.jti.clone(), T0).await,
+        RefreshUse::Revoked(rotated_then_revoked.clone())
     );
 
     // Expired (`expires_at <= now`) is invalid, and a refused rotation marks
@@ -1745,7 +1793,7 @@ async fn check_revoke_family(store: &dyn Store) {
             .rotate_refresh_token(&live.jti, T0)
             .await
             .expect("rotate_refresh_token"),
-        RefreshUse::Reused(_)
+        RefreshUse::Revoked(_)
     ));
     // Revoking again revokes nothing new and is not an error.
     assert_eq!(
@@ -2471,6 +2519,7 @@ async fn check_device_race(store: &Arc<dyn Store>) {
 async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRace) {
     check_ping(&*store, backend).await;
     check_clients(&*store).await;
+    check_client_updates(&*store).await;
     check_client_secrets(&*store).await;
     check_delete_client(&*store).await;
     check_resources(&*store).await;

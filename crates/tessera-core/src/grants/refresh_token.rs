@@ -65,6 +65,12 @@ impl Grant for RefreshTokenGrant {
                     .await?;
                 return Err(invalid());
             }
+            RefreshUse::Revoked(record) => {
+                // Revoked on purpose, with its family: nothing more to revoke,
+                // and no theft to report.
+                tracing::info!(client_id = %record.client_id, "a revoked refresh token was presented");
+                return Err(invalid());
+            }
             RefreshUse::Invalid => return Err(invalid()),
         };
         let scope = match requested {

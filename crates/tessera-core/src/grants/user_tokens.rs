@@ -7,7 +7,7 @@ use tessera_jose::UnverifiedJws;
 
 use crate::authorize::IdTokenFor;
 use crate::clock::UnixTime;
-use crate::crypto::random_bytes;
+use crate::crypto::random_id;
 use crate::error::Error;
 use crate::model::{Client, GrantType};
 use crate::provider::Provider;
@@ -95,11 +95,7 @@ impl Provider {
                     } else {
                         settings.refresh_token_absolute_ttl
                     };
-                    (
-                        tessera_jose::b64(random_bytes::<16>()),
-                        now + lifetime,
-                        offline,
-                    )
+                    (random_id(), now + lifetime, offline)
                 }
                 Family::Continue {
                     family_id,
@@ -119,7 +115,7 @@ impl Provider {
                 aud: grant.client.id.clone(),
                 iat: now,
                 exp: expires_at,
-                jti: tessera_jose::b64(random_bytes::<16>()),
+                jti: random_id(),
             };
             let ring = self.keys().ring();
             let key = ring

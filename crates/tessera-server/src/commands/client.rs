@@ -1,76 +1,39 @@
 //! `tessera client …`
 
 use serde_json::{Value, json};
-use tessera_core::crypto::{SecretDigest, random_bytes, random_token};
-use tessera_core::model::{
-    Client, ClientAuthMethod, GrantType, IntrospectionPolicy, TokenFormat, validate_client_id,
-};
+use tessera_core::crypto::{SecretDigest, random_id, random_token};
+use tessera_core::model::{Client, ClientAuthMethod, GrantType, IntrospectionPolicy, TokenFormat};
+use tessera_core::registration::check_client;
 use tessera_core::scope::Scope;
 use tessera_core::store::{Store, StoreError};
 use tessera_core::{Clock, SystemClock};
 
 use super::{CommandError, CommandResult, format_time, print_json};
-use crate::cli::ClientCreate;
+use crate::cli::{ClientCreate, ClientUpdate};
 
 pub async fn create(store: &dyn Store, args: ClientCreate) -> CommandResult {
-    let id = match args.id {
-        Some(id) => {
-            validate_client_id(&id).map_err(CommandError)?;
-            id
-        }
-        None => tessera_jose::b64(random_bytes::<16>()),
-    };
-    let mut grants = Vec::new();
-    for grant in &args.grants {
-        let grant: GrantType = grant.parse()?;
-        if !grants.contains(&grant) {
-            grants.push(grant);
-        }
-    }
+    let id = args.id.unwrap_or_else(random_id);
     let auth_method = args
         .auth_method
         .as_deref()
         .map(str::parse::<ClientAuthMethod>)
         .transpose()?;
     let public = args.public || auth_method == Some(ClientAuthMethod::None);
-    if public && auth_method.is_some_and(|m| m != ClientAuthMethod::None) {
-        return Err(CommandError(
-            "a public client has no secret: its auth method is none".into(),
-        ));
-    }
-    if public && grants.contains(&GrantType::ClientCredentials) {
-        return Err(CommandError(
-            "the client_credentials grant needs a confidential client (RFC 6749 §4.4)".into(),
-        ));
-    }
-    for uri in args
-        .redirect_uris
-        .iter()
-        .chain(&args.post_logout_redirect_uris)
-    {
-        check_redirect_uri(uri)?;
-    }
-    if public && args.no_pkce {
-        return Err(CommandError(
-            "public clients always use PKCE (RFC 9700 §2.1.1)".into(),
-        ));
-    }
-    for audience in &args.audiences {
-        check_audience(audience)?;
-    }
-    if args.access_token_ttl.is_some_and(|t| t <= 0) {
-        return Err(CommandError("--access-token-ttl must be positive".into()));
-    }
     let secret = (!public).then(random_token);
     let client = Client {
         id,
         name: args.name,
         secret_digest: secret.as_deref().map(SecretDigest::of),
-        auth_method: if public { None } else { auth_method },
-        grants,
-        redirect_uris: args.redirect_uris,
-        scopes: Scope::parse(&args.scope).map_err(|e| CommandError(e.description.into()))?,
-        audiences: args.audiences,
+        auth_method: if public {
+            // Kept only when it contradicts, so that the rules can say so.
+            auth_method.filter(|m| *m != ClientAuthMethod::None)
+        } else {
+            auth_method
+        },
+        grants: parse_grants(&args.grants)?,
+        redirect_uris: dedup(args.redirect_uris),
+        scopes: parse_scope(&args.scope)?,
+        audiences: dedup(args.audiences),
         token_format: args
             .token_format
             .as_deref()
@@ -79,26 +42,11 @@ pub async fn create(store: &dyn Store, args: ClientCreate) -> CommandResult {
         access_token_ttl: args.access_token_ttl,
         introspection: args.introspection.parse::<IntrospectionPolicy>()?,
         require_pkce: !args.no_pkce,
-        id_token_alg: args
-            .id_token_alg
-            .as_deref()
-            .map(|a| {
-                a.parse::<tessera_jose::Algorithm>()
-                    .map_err(|e| CommandError(e.to_string()))
-                    .and_then(|alg| {
-                        if alg.is_symmetric() {
-                            Err(CommandError(
-                                "ID tokens are signed with asymmetric keys".into(),
-                            ))
-                        } else {
-                            Ok(alg)
-                        }
-                    })
-            })
-            .transpose()?,
-        post_logout_redirect_uris: args.post_logout_redirect_uris,
+        id_token_alg: args.id_token_alg.as_deref().map(parse_alg).transpose()?,
+        post_logout_redirect_uris: dedup(args.post_logout_redirect_uris),
         created_at: SystemClock.now(),
     };
+    check_client(&client).map_err(|e| CommandError(e.message))?;
     store.insert_client(&client).await.map_err(|e| match e {
         StoreError::Conflict(_) => CommandError(format!("client {:?} already exists", client.id)),
         other => other.into(),
@@ -115,6 +63,190 @@ pub async fn create(store: &dyn Store, args: ClientCreate) -> CommandResult {
             println!("client_secret: {secret}");
             println!("(the secret is shown only now; tessera stores only its digest)");
         }
+    }
+    Ok(())
+}
+
+/// Changes a client's settings. Every change is checked by the same rules as a
+/// new client, on the client as it would be stored, before anything is written.
+pub async fn update(store: &dyn Store, args: ClientUpdate) -> CommandResult {
+    let mut client = store
+        .client(&args.id)
+        .await?
+        .ok_or_else(|| CommandError(format!("no client {:?}", args.id)))?;
+    let before = client.clone();
+    if let Some(name) = args.name {
+        client.name = name;
+    }
+    for grant in parse_grants(&args.add_grants)? {
+        if !client.grants.contains(&grant) {
+            client.grants.push(grant);
+        }
+    }
+    for grant in parse_grants(&args.remove_grants)? {
+        remove(&mut client.grants, &grant, "grant")?;
+    }
+    edit_list(
+        &mut client.redirect_uris,
+        args.add_redirect_uris,
+        &args.remove_redirect_uris,
+        "redirect URI",
+    )?;
+    edit_list(
+        &mut client.post_logout_redirect_uris,
+        args.add_post_logout_redirect_uris,
+        &args.remove_post_logout_redirect_uris,
+        "post-logout redirect URI",
+    )?;
+    edit_list(
+        &mut client.audiences,
+        args.add_audiences,
+        &args.remove_audiences,
+        "audience",
+    )?;
+    if let Some(scope) = &args.scope {
+        client.scopes = parse_scope(scope)?;
+    }
+    if !args.add_scopes.is_empty() || !args.remove_scopes.is_empty() {
+        let mut tokens: Vec<String> = client.scopes.iter().map(str::to_owned).collect();
+        let added = parse_scope(&args.add_scopes.join(" "))?;
+        edit_list(
+            &mut tokens,
+            added.iter().map(str::to_owned).collect(),
+            &parse_scope(&args.remove_scopes.join(" "))?
+                .iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+            "scope",
+        )?;
+        client.scopes = parse_scope(&tokens.join(" "))?;
+    }
+    if let Some(format) = args.token_format.as_deref() {
+        client.token_format = match format {
+            "default" => None,
+            other => Some(other.parse::<TokenFormat>()?),
+        };
+    }
+    if let Some(ttl) = args.access_token_ttl.as_deref() {
+        client.access_token_ttl = match ttl {
+            "default" => None,
+            other => Some(other.parse::<i64>().map_err(|_| {
+                CommandError(format!(
+                    "--access-token-ttl {other:?}: give seconds or `default`"
+                ))
+            })?),
+        };
+    }
+    if let Some(method) = args.auth_method.as_deref() {
+        let method = match method {
+            "any" => None,
+            other => Some(other.parse::<ClientAuthMethod>()?),
+        };
+        if client.is_public() && method.is_some_and(|m| m != ClientAuthMethod::None) {
+            return Err(CommandError(
+                "a public client has no secret to authenticate with; register a confidential client instead".into(),
+            ));
+        }
+        if !client.is_public() {
+            if method == Some(ClientAuthMethod::None) {
+                return Err(CommandError(
+                    "a confidential client cannot become public; register a public client instead"
+                        .into(),
+                ));
+            }
+            client.auth_method = method;
+        }
+    }
+    if let Some(policy) = args.introspection.as_deref() {
+        client.introspection = policy.parse::<IntrospectionPolicy>()?;
+    }
+    if args.no_pkce {
+        client.require_pkce = false;
+    }
+    if args.require_pkce {
+        client.require_pkce = true;
+    }
+    if let Some(alg) = args.id_token_alg.as_deref() {
+        client.id_token_alg = match alg {
+            "default" => None,
+            other => Some(parse_alg(other)?),
+        };
+    }
+    check_client(&client).map_err(|e| CommandError(e.message))?;
+    if client != before && !store.update_client(&client).await? {
+        return Err(CommandError(format!("no client {:?}", client.id)));
+    }
+    if args.json.json {
+        print_json(&describe(&client));
+    } else if client == before {
+        println!("client {} unchanged", client.id);
+    } else {
+        println!("updated client {}", client.id);
+    }
+    Ok(())
+}
+
+fn parse_grants(names: &[String]) -> Result<Vec<GrantType>, CommandError> {
+    let mut grants = Vec::new();
+    for name in names {
+        let grant: GrantType = name.parse()?;
+        if !grants.contains(&grant) {
+            grants.push(grant);
+        }
+    }
+    Ok(grants)
+}
+
+fn parse_scope(text: &str) -> Result<Scope, CommandError> {
+    Scope::parse(text).map_err(|e| CommandError(e.description.into()))
+}
+
+fn parse_alg(text: &str) -> Result<tessera_jose::Algorithm, CommandError> {
+    text.parse::<tessera_jose::Algorithm>()
+        .map_err(|e| CommandError(e.to_string()))
+}
+
+fn dedup(values: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(values.len());
+    for value in values {
+        if !out.contains(&value) {
+            out.push(value);
+        }
+    }
+    out
+}
+
+/// Adds and removes values, refusing to remove one that is not there (most
+/// likely a typo, which would otherwise leave the old value in force).
+fn edit_list(
+    list: &mut Vec<String>,
+    add: Vec<String>,
+    remove_values: &[String],
+    what: &str,
+) -> Result<(), CommandError> {
+    for value in remove_values {
+        remove(list, value, what)?;
+    }
+    for value in add {
+        if !list.contains(&value) {
+            list.push(value);
+        }
+    }
+    Ok(())
+}
+
+fn remove<T: PartialEq + std::fmt::Display>(
+    list: &mut Vec<T>,
+    value: &T,
+    what: &str,
+) -> Result<(), CommandError> {
+    let before = list.len();
+    list.retain(|v| v != value);
+    if list.len() == before {
+        return Err(CommandError(format!(
+            "the client has no {what} {:?} to remove",
+            value.to_string()
+        )));
     }
     Ok(())
 }
@@ -221,35 +353,7 @@ fn describe(client: &Client) -> Value {
         "require_pkce": client.require_pkce || client.is_public(),
         "id_token_alg": client.id_token_alg.map(|a| a.as_str()),
         "post_logout_redirect_uris": client.post_logout_redirect_uris,
-        "introspection": match client.introspection {
-            IntrospectionPolicy::Any => "any",
-            IntrospectionPolicy::Own => "own",
-        },
+        "introspection": client.introspection.as_str(),
         "created_at": format_time(client.created_at),
     })
-}
-
-/// RFC 6749 §3.1.2: an absolute URI without a fragment, matched later as an exact
-/// string.
-fn check_redirect_uri(uri: &str) -> Result<(), CommandError> {
-    let url = url::Url::parse(uri)
-        .map_err(|e| CommandError(format!("redirect URI {uri:?} is not an absolute URI: {e}")))?;
-    if url.fragment().is_some() {
-        return Err(CommandError(format!(
-            "redirect URI {uri:?} must not have a fragment (RFC 6749 §3.1.2)"
-        )));
-    }
-    Ok(())
-}
-
-/// RFC 8707 §2: a resource indicator is an absolute URI without a fragment.
-pub fn check_audience(audience: &str) -> Result<(), CommandError> {
-    let url = url::Url::parse(audience)
-        .map_err(|e| CommandError(format!("audience {audience:?} is not an absolute URI: {e}")))?;
-    if url.fragment().is_some() {
-        return Err(CommandError(format!(
-            "audience {audience:?} must not have a fragment (RFC 8707 §2)"
-        )));
-    }
-    Ok(())
 }

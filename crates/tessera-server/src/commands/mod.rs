@@ -10,8 +10,9 @@ pub mod user;
 
 use std::sync::Arc;
 
-use tessera_core::store::Store;
+use tessera_core::store::{Store, StoreError};
 use tessera_core::{Provider, SystemClock};
+use tessera_store::IfMissing;
 
 use crate::cli::{
     Cli, ClientCommand, Command, ConsentCommand, KeysCommand, ResourceCommand, TokenCommand,
@@ -36,18 +37,19 @@ pub async fn run(cli: Cli) -> CommandResult {
     match cli.command {
         Command::Serve => serve::serve(config).await,
         Command::Migrate => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, IfMissing::Create).await?;
             println!("migrations applied ({})", store.backend());
             Ok(())
         }
         Command::Client(command) => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, IfMissing::Refuse).await?;
             match command {
                 ClientCommand::Create(args) => client::create(store.as_ref(), *args).await,
                 ClientCommand::List(json) => client::list(store.as_ref(), json.json).await,
                 ClientCommand::Show { id, json } => {
                     client::show(store.as_ref(), &id, json.json).await
                 }
+                ClientCommand::Update(args) => client::update(store.as_ref(), *args).await,
                 ClientCommand::Delete { id, json } => {
                     client::delete(store.as_ref(), &id, json.json).await
                 }
@@ -57,7 +59,7 @@ pub async fn run(cli: Cli) -> CommandResult {
             }
         }
         Command::Resource(command) => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, IfMissing::Refuse).await?;
             match command {
                 ResourceCommand::Create {
                     audience,
@@ -93,7 +95,7 @@ pub async fn run(cli: Cli) -> CommandResult {
             inspect::inspect(&provider, &token, json.json).await
         }
         Command::User(command) => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, IfMissing::Refuse).await?;
             match command {
                 UserCommand::Create {
                     username,
@@ -124,7 +126,7 @@ pub async fn run(cli: Cli) -> CommandResult {
             }
         }
         Command::Consent(command) => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, IfMissing::Refuse).await?;
             match command {
                 ConsentCommand::List { user, client, json } => {
                     consent::list(store.as_ref(), &user, client.as_deref(), json.json).await
@@ -137,22 +139,41 @@ pub async fn run(cli: Cli) -> CommandResult {
     }
 }
 
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CommandError> {
-    tessera_store::connect(&config.database_url)
+/// Opens the configured database; only `serve` and `migrate` pass
+/// [`IfMissing::Create`].
+pub async fn open_store(
+    config: &Config,
+    if_missing: IfMissing,
+) -> Result<Arc<dyn Store>, CommandError> {
+    let url = tessera_store::redact(&config.database_url);
+    tessera_store::connect_with(&config.database_url, if_missing)
         .await
-        .map_err(|e| {
-            CommandError(format!(
-                "cannot open the database {}: {e}",
-                tessera_store::redact(&config.database_url)
-            ))
+        .map_err(|e| match e {
+            StoreError::Missing(what) => CommandError(format!(
+                "{what} (database_url is {url}). Only `tessera serve` and `tessera migrate` create a database: \
+                 run this command where the server runs, or point it at the server's database \
+                 with --config FILE or TESSERA_DATABASE_URL"
+            )),
+            StoreError::Unavailable(why) => CommandError(why),
+            other => CommandError(format!("cannot open the database {url}: {other}")),
         })
 }
 
-/// The provider over the configured store, with its keys loaded (and the first
-/// key created if there is none yet).
+/// The provider over the configured store, with its keys loaded. For every
+/// command but `serve`: the database and its key-encryption key must exist.
 pub async fn open_provider(config: &Config) -> Result<Provider, CommandError> {
-    let store = open_store(config).await?;
-    let kek = config.key_encryption_key()?;
+    let store = open_store(config, IfMissing::Refuse).await?;
+    let kek = config.key_encryption_key()?.ok_or_else(|| {
+        CommandError(format!(
+            "the key-encryption key file {} does not exist; only `tessera serve` creates it, \
+             for a new database. Run this command where the server runs, or give the key with \
+             TESSERA_KEY_ENCRYPTION_KEY_FILE",
+            config
+                .default_key_file()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ))
+    })?;
     let provider = Provider::new(store, Arc::new(SystemClock), config.settings.clone(), kek);
     provider.start().await.map_err(|e| {
         CommandError(format!(

@@ -6,8 +6,8 @@ use tessera_core::scope::Scope;
 use tessera_core::store::{Store, StoreError};
 use tessera_core::{Clock, SystemClock};
 
-use super::client::check_audience;
 use super::{CommandError, CommandResult, print_json};
+use tessera_core::registration::check_audience;
 
 pub async fn create(
     store: &dyn Store,
@@ -17,7 +17,7 @@ pub async fn create(
     accepts: &str,
     json: bool,
 ) -> CommandResult {
-    check_audience(audience)?;
+    check_audience(audience).map_err(|e| CommandError(e.message))?;
     let resource = Resource {
         audience: audience.to_owned(),
         scopes: Scope::parse(scope).map_err(|e| CommandError(e.description.into()))?,

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tessera_core::{Provider, SystemClock};
 
+use tessera_store::IfMissing;
+
 use super::{CommandError, CommandResult, open_store};
 use crate::app::{AppState, app};
 use crate::config::Config;
@@ -17,8 +19,32 @@ const PURGE_EVERY: u32 = 600;
 const ROTATION_CHECK_EVERY: u32 = 60;
 
 pub async fn serve(config: Config) -> CommandResult {
-    let store = open_store(&config).await?;
-    let kek = config.key_encryption_key()?;
+    let store = open_store(&config, IfMissing::Create).await?;
+    let kek = match config.key_encryption_key()? {
+        Some(kek) => kek,
+        None => {
+            // The default key file does not exist. A new database gets a new key;
+            // one that already holds keys was sealed with another, and a new file
+            // here would only leave a stray, useless key behind.
+            let stored = store
+                .signing_keys()
+                .await
+                .map_err(|e| CommandError(format!("cannot read the signing keys: {e}")))?;
+            if !stored.is_empty() {
+                return Err(CommandError(format!(
+                    "the database holds {} signing key(s) but the key-encryption key file {} does not exist. \
+                     Restore the key file that belongs to this database (it was created beside it), \
+                     or give it with TESSERA_KEY_ENCRYPTION_KEY_FILE or TESSERA_KEY_ENCRYPTION_KEY",
+                    stored.len(),
+                    config
+                        .default_key_file()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                )));
+            }
+            config.create_default_key_encryption_key()?
+        }
+    };
     let provider = Arc::new(Provider::new(
         Arc::clone(&store),
         Arc::new(SystemClock),

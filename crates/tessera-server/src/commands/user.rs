@@ -3,7 +3,7 @@
 use std::io::BufRead;
 
 use serde_json::{Value, json};
-use tessera_core::crypto::random_bytes;
+use tessera_core::crypto::random_id;
 use tessera_core::password;
 use tessera_core::store::{Store, StoreError, User};
 use tessera_core::{Clock, SystemClock};
@@ -27,7 +27,7 @@ pub async fn create(
     }
     let password_hash = new_password_hash(password_stdin)?;
     let user = User {
-        id: tessera_jose::b64(random_bytes::<16>()),
+        id: random_id(),
         username: username.to_owned(),
         email: email.map(str::to_owned),
         name: name.map(str::to_owned),

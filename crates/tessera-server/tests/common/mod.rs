@@ -241,6 +241,25 @@ impl Drop for TestServer {
     }
 }
 
+/// A binary of this workspace's examples, built beside the test binaries by
+/// `cargo test --all-targets` (which `scripts/test` runs).
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let path = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: build the examples with `cargo test --workspace --all-targets`",
+        path.display()
+    );
+    path
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

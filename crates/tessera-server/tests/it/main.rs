@@ -8,6 +8,7 @@ mod common;
 
 mod browser;
 mod browser_flows;
+mod cli;
 mod device;
 mod guard;
 mod in_process;
@@ -16,5 +17,6 @@ mod outside_oidc;
 mod people;
 mod people_cli;
 mod postgres;
+mod readme;
 mod server;
 mod web;

@@ -965,6 +965,44 @@ async fn redirect_uris_match_exactly_and_mismatches_get_an_error_page() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
+async fn a_stored_redirect_uri_that_breaks_the_rules_is_never_followed() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    // A row written before the registration rules existed, or by hand.
+    {
+        use sqlx::Connection as _;
+        let mut db = sqlx::SqliteConnection::connect(&server.database_url)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE clients SET redirect_uris = $1 WHERE id = $2")
+            .bind(r#"["javascript:alert(1)"]"#)
+            .bind(&client.0)
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+    let mut browser = Browser::new(&server);
+    let pkce = Pkce::new();
+    for request in [
+        Authz::code(&client.0, &pkce).set("redirect_uri", "javascript:alert(1)"),
+        // The single registered URI is not followed when left out either.
+        Authz::code(&client.0, &pkce).without("redirect_uri"),
+        Authz::code(&client.0, &pkce)
+            .set("redirect_uri", "javascript:alert(1)")
+            .set("response_mode", "form_post"),
+    ] {
+        let page = browser.authorize(&request).await;
+        assert_error_page(&page, StatusCode::BAD_REQUEST);
+        assert!(!page.body.contains("javascript:"), "{}", page.describe());
+    }
+    let log = server.log();
+    assert!(
+        log.contains("breaks the registration rules") && log.contains(&client.0),
+        "{log}"
+    );
+}
+
+#[tokio::test]
 async fn refresh_tokens_rotate_and_reuse_revokes_the_whole_family() {
     let (server, _) = start_with_alice().await;
     let client = web_app(&server);
@@ -998,6 +1036,19 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_whole_family() {
             .introspect(&client.0, &client.1, s(&second["access_token"]))
             .await["active"],
         false
+    );
+    // The reuse is logged as the theft alarm it is; the revoked token that
+    // follows is only a revoked token.
+    let log = server.log();
+    assert_eq!(
+        log.matches("refresh token reused; revoking its family")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains("a revoked refresh token was presented"),
+        "{log}"
     );
 }
 
@@ -1145,6 +1196,13 @@ async fn a_revoked_refresh_token_no_longer_works() {
     assert_eq!(status, StatusCode::OK, "{revoked}");
     let (status, err) = refresh(&server, &client, rt, None).await;
     assert_oauth_error(status, &err, StatusCode::BAD_REQUEST, "invalid_grant");
+    // A token revoked on purpose is no theft alarm.
+    let log = server.log();
+    assert!(!log.contains("reused"), "{log}");
+    assert!(
+        log.contains("a revoked refresh token was presented"),
+        "{log}"
+    );
     assert_eq!(
         server.introspect(&client.0, &client.1, rt).await["active"],
         false

@@ -328,7 +328,7 @@ async fn consent_is_listed_and_withdrawn_with_its_refresh_tokens() {
         .await
         .unwrap()
     {
-        RefreshUse::Reused(token) => assert!(token.revoked, "{token:?}"),
+        RefreshUse::Revoked(token) => assert!(token.revoked, "{token:?}"),
         other => panic!("the refresh token still works after the withdrawal: {other:?}"),
     }
 }

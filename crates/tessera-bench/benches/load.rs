@@ -1,5 +1,5 @@
 //! Requests per second on loopback, with the optimised build (`cargo bench -p
-//! tessera-server --bench load`): the client credentials grant, the
+//! tessera-bench --bench load`): the client credentials grant, the
 //! authorization code exchange and the refresh token rotation, each driven over
 //! HTTP by concurrent clients against a server on the embedded SQLite store. The
 //! login's argon2id cost is measured separately: it is not on the token path.

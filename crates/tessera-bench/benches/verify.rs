@@ -17,7 +17,7 @@
 //! `raw` and `guard` and prints the median ratio: on a shared machine that
 //! cancels most of the noise other processes add to separate runs.
 //!
-//! Run with `cargo bench -p tessera-guard --bench verify`.
+//! Run with `cargo bench -p tessera-bench --bench verify`.
 
 use std::future::Future;
 use std::hint::black_box;

@@ -67,6 +67,9 @@ impl ClientStore for MemoryClients {
     async fn set_client_secret(&self, _: &str, _: &SecretDigest) -> StoreResult<bool> {
         Ok(false)
     }
+    async fn update_client(&self, _: &Client) -> StoreResult<bool> {
+        Ok(false)
+    }
 }
 
 fn client_authentication(c: &mut Criterion) {

@@ -1,0 +1,8 @@
+//! Tessera's benchmarks live in `benches/`; this library is empty.
+//!
+//! ```text
+//! cargo bench -p tessera-bench --bench token            # minting per algorithm, client authentication
+//! cargo bench -p tessera-bench --bench token_endpoint   # a whole client-credentials request through the provider
+//! cargo bench -p tessera-bench --bench load             # req/s over loopback
+//! cargo bench -p tessera-bench --bench verify           # the guard's cached verification next to raw checks
+//! ```
