@@ -8,6 +8,7 @@ mod common;
 
 mod browser;
 mod browser_flows;
+mod code_login;
 mod device;
 mod guard;
 mod in_process;
