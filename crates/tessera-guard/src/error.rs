@@ -120,22 +120,19 @@ impl Error {
 
     /// The `error_description` sent to the client. It must stay within the
     /// characters RFC 6750 §3 allows (no `"` or `\`).
+    ///
+    /// One text covers every invalid token, so the answer does not tell an
+    /// attacker which check to work on next; the precise reason is this
+    /// error's `Display` text, which the layer and the extractor log. Expiry
+    /// alone is told apart: clients refresh on it, and it reveals nothing the
+    /// token's own `exp` does not.
     pub fn description(&self) -> Option<&'static str> {
         Some(match self {
             Error::MultipleCredentials => "the request carries more than one Authorization header",
-            Error::Malformed(_) => "the access token is malformed",
             Error::Expired(_) => "the access token expired",
-            Error::NotYetValid(_) => "the access token is not valid yet",
-            Error::WrongAudience => "the access token is not intended for this resource",
-            Error::Inactive => "the access token is not active",
             Error::InsufficientScope(_) => "the access token lacks a required scope",
-            other => {
-                if other.code() == Some(ErrorCode::InvalidToken) {
-                    "the access token is invalid"
-                } else {
-                    return None;
-                }
-            }
+            other if other.code() == Some(ErrorCode::InvalidToken) => "the access token is invalid",
+            _ => return None,
         })
     }
 
@@ -313,6 +310,34 @@ mod tests {
         for e in [Error::BadSignature, Error::WrongAudience, Error::Inactive] {
             assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
         }
+    }
+
+    #[test]
+    fn every_invalid_token_but_an_expired_one_gets_the_same_description() {
+        let reasons = [
+            Error::Malformed("x"),
+            Error::AlgorithmNotAllowed("HS256".into()),
+            Error::WrongType(Some("JWT".into())),
+            Error::ReferenceTokensDisabled,
+            Error::UnknownKey(Some("k".into())),
+            Error::KeyAlgorithmMismatch,
+            Error::BadSignature,
+            Error::MissingClaim("sub"),
+            Error::InvalidClaim("scope"),
+            Error::WrongIssuer("https://evil.example".into()),
+            Error::WrongAudience,
+            Error::NotYetValid(0),
+            Error::IssuedInFuture(0),
+            Error::Inactive,
+        ];
+        for e in reasons {
+            assert_eq!(e.code(), Some(ErrorCode::InvalidToken), "{e}");
+            assert_eq!(e.description(), Some("the access token is invalid"), "{e}");
+        }
+        assert_eq!(
+            Error::Expired(0).description(),
+            Some("the access token expired")
+        );
     }
 
     #[test]

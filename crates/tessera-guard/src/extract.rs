@@ -42,9 +42,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
             return Ok(Authenticated(token.clone()));
         }
         let Some(verifier) = parts.extensions.get::<Verifier>().cloned() else {
-            tracing::error!(
-                "Authenticated used on a route with neither GuardLayer nor Extension(Verifier)"
-            );
+            // Logged as an error when the rejection is answered.
             return Err(Rejection::from(Error::NotConfigured));
         };
         match verifier.verify_request(&parts.headers).await {
@@ -85,13 +83,7 @@ impl From<Error> for Rejection {
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        match self.realm.as_deref() {
-            Some(realm) => crate::layer::reject(&self.error, realm),
-            None => {
-                tracing::debug!(error = %self.error, "request refused");
-                self.error.to_response(None)
-            }
-        }
+        crate::layer::reject(&self.error, self.realm.as_deref())
     }
 }
 

@@ -109,18 +109,35 @@ where
                     request.extensions_mut().insert(verifier);
                     inner.call(request).await
                 }
-                Err(error) => Ok(reject(&error, verifier.realm())),
+                Err(error) => Ok(reject(&error, Some(verifier.realm()))),
             }
         })
     }
 }
 
 /// Logs a refusal at a level fitting whose fault it is, then answers it.
-pub(crate) fn reject<B: From<String>>(error: &Error, realm: &str) -> Response<B> {
-    if error.status().is_server_error() {
-        tracing::warn!(%error, "bearer token could not be checked");
-    } else {
-        tracing::debug!(%error, "bearer token refused");
+pub(crate) fn reject<B: From<String>>(error: &Error, realm: Option<&str>) -> Response<B> {
+    log_refusal(error);
+    error.to_response(realm)
+}
+
+/// The precise reason goes to the service's log, never on the wire (see
+/// [`Error::description`]). Refused tokens are the client's business and
+/// can come in floods, so they stay at `debug`; a guard that cannot check
+/// tokens at all needs the operator.
+fn log_refusal(error: &Error) {
+    let status = error.status().as_u16();
+    match error {
+        Error::NotConfigured => {
+            tracing::error!(
+                reason = %error,
+                status,
+                "Authenticated used on a route with neither GuardLayer nor Extension(Verifier)"
+            );
+        }
+        _ if error.status().is_server_error() => {
+            tracing::warn!(reason = %error, status, "bearer token could not be checked");
+        }
+        _ => tracing::debug!(reason = %error, status, "bearer token refused"),
     }
-    error.to_response(Some(realm))
 }

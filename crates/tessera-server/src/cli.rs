@@ -280,8 +280,10 @@ pub enum UserCommand {
         /// The full name (the `name` claim).
         #[arg(long)]
         name: Option<String>,
-        /// Read the password from the first line of stdin (the only way to give
-        /// one: the command line is visible to other processes).
+        /// Read the password from stdin (the only way to give one: the command
+        /// line is visible to other processes). On a terminal it is asked for
+        /// twice, without echo; from a pipe or a file, the first line is the
+        /// password.
         #[arg(long)]
         password_stdin: bool,
         #[command(flatten)]
@@ -302,7 +304,9 @@ pub enum UserCommand {
         /// The username or email.
         #[arg(value_name = "NAME", allow_hyphen_values = true)]
         login: String,
-        /// Read the new password from the first line of stdin.
+        /// Read the new password from stdin: on a terminal it is asked for
+        /// twice, without echo; from a pipe or a file, the first line is the
+        /// password.
         #[arg(long)]
         password_stdin: bool,
         #[command(flatten)]

@@ -30,8 +30,11 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr: `info` for the server, warnings only for other commands so
-/// that their output stays clean. `RUST_LOG` overrides.
+/// that their output stays clean. `RUST_LOG` overrides. Colours only on a
+/// terminal, so that log files and collectors get plain text, and never with
+/// `NO_COLOR` set (no-color.org).
 fn init_logging(cli: &Cli) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let default = if matches!(cli.command, Command::Serve) {
         "info"
@@ -42,8 +45,11 @@ fn init_logging(cli: &Cli) {
     let json = Config::load(cli.config.as_deref())
         .map(|c| c.log_format == LogFormat::Json)
         .unwrap_or(false);
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

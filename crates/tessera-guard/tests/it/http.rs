@@ -1,5 +1,9 @@
 //! The tower layer and the axum extractor: status codes and the exact
-//! `WWW-Authenticate` challenges of RFC 6750 §3.
+//! `WWW-Authenticate` challenges of RFC 6750 §3, and the precise reasons that
+//! go to the log instead of the wire.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
@@ -8,14 +12,13 @@ use axum::{Extension, Router};
 use serde_json::json;
 use tessera_guard::{Authenticated, GuardLayer, Rejection, Verifier};
 use tower::ServiceExt as _;
+use tracing::Level;
 
 use crate::fixture::{Fixture, generate, sign};
 
 const BARE: &str = r#"Bearer realm="https://orders""#;
-const MALFORMED: &str = r#"Bearer realm="https://orders", error="invalid_token", error_description="the access token is malformed""#;
 const EXPIRED: &str = r#"Bearer realm="https://orders", error="invalid_token", error_description="the access token expired""#;
 const INVALID: &str = r#"Bearer realm="https://orders", error="invalid_token", error_description="the access token is invalid""#;
-const WRONG_AUDIENCE: &str = r#"Bearer realm="https://orders", error="invalid_token", error_description="the access token is not intended for this resource""#;
 const NO_SCOPE: &str = r#"Bearer realm="https://orders", error="insufficient_scope", error_description="the access token lacks a required scope", scope="orders.read""#;
 
 async fn orders(Authenticated(token): Authenticated) -> String {
@@ -101,15 +104,12 @@ async fn invalid_tokens_get_401_invalid_token() {
     other_audience["aud"] = json!("https://billing");
     let impostor = generate(tessera_jose::Algorithm::ES256, "es-1");
     let cases = [
-        ("Bearer not a token".to_owned(), MALFORMED),
-        (bearer("a.b"), MALFORMED),
+        ("Bearer not a token".to_owned(), INVALID),
+        (bearer("a.b"), INVALID),
         (bearer(&sign(&fx.key, "at+jwt", &expired)), EXPIRED),
         (bearer(&sign(&impostor, "at+jwt", &fx.claims())), INVALID),
         (bearer(&sign(&fx.key, "JWT", &fx.claims())), INVALID),
-        (
-            bearer(&sign(&fx.key, "at+jwt", &other_audience)),
-            WRONG_AUDIENCE,
-        ),
+        (bearer(&sign(&fx.key, "at+jwt", &other_audience)), INVALID),
         (bearer("b3BhcXVl"), INVALID),
     ];
     for (authorization, challenge) in cases {
@@ -164,9 +164,17 @@ async fn no_keys_and_no_server_is_503_without_challenge() {
         .build()
         .expect("build");
     fx.stop().await;
+    let logs = Logs::capture();
     let answer = call(&layered(verifier), &[&bearer(&fx.token())]).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.challenge, None);
+    // The operator has to act on this one: a warning, with the reason.
+    let warned = logs.reasons(Level::WARN);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].starts_with("no signing keys could be loaded"),
+        "{warned:?}"
+    );
 }
 
 #[tokio::test]
@@ -217,4 +225,134 @@ async fn the_extractor_without_any_verifier_is_a_500() {
     let answer = call(&app, &[]).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(answer.challenge, None);
+}
+
+#[tokio::test]
+async fn the_answer_does_not_reveal_the_audience_but_the_log_does() {
+    let fx = Fixture::start().await;
+    let app = layered(fx.verifier().await);
+    let mut other_audience = fx.claims();
+    other_audience["aud"] = json!("https://billing");
+    let token = bearer(&sign(&fx.key, "at+jwt", &other_audience));
+
+    let logs = Logs::capture();
+    let answer = call(&app, &[&token]).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.challenge.as_deref(), Some(INVALID));
+    assert_eq!(
+        answer.body,
+        r#"{"error":"invalid_token","error_description":"the access token is invalid"}"#
+    );
+    let wire = format!("{} {}", answer.challenge.unwrap_or_default(), answer.body);
+    for hint in ["audience", "intended", "resource", "billing", "aud"] {
+        assert!(!wire.contains(hint), "{hint} in {wire}");
+    }
+    assert_eq!(
+        logs.reasons(Level::DEBUG),
+        ["the token's audience does not include this resource"]
+    );
+}
+
+#[tokio::test]
+async fn the_extractor_logs_the_reason_too() {
+    let fx = Fixture::start().await;
+    let app = Router::new()
+        .route("/orders", get(orders))
+        .layer(Extension(fx.verifier().await));
+    let mut other_issuer = fx.claims();
+    other_issuer["iss"] = json!("https://impostor.example");
+
+    let logs = Logs::capture();
+    let answer = call(&app, &[&bearer(&sign(&fx.key, "at+jwt", &other_issuer))]).await;
+    assert_eq!(answer.challenge.as_deref(), Some(INVALID));
+    assert_eq!(
+        logs.reasons(Level::DEBUG),
+        [r#"the issuer "https://impostor.example" is not the configured issuer"#]
+    );
+
+    let unguarded = Router::new().route("/orders", get(orders));
+    let answer = call(&unguarded, &[]).await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        logs.reasons(Level::ERROR),
+        ["no Verifier is installed for this route"]
+    );
+}
+
+/// The events a test's own thread logs, as a minimal `tracing` subscriber.
+/// `#[tokio::test]` runs everything on that thread, the layer included.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<Logged>>>);
+
+/// One event: its level and its fields, values as text.
+type Logged = (Level, BTreeMap<String, String>);
+
+/// Keeps the capture installed for as long as it lives.
+struct Capture {
+    logs: Logs,
+    _default: tracing::subscriber::DefaultGuard,
+}
+
+impl Logs {
+    fn capture() -> Capture {
+        let logs = Logs::default();
+        Capture {
+            _default: tracing::subscriber::set_default(logs.clone()),
+            logs,
+        }
+    }
+}
+
+impl Capture {
+    /// The `reason` field of every event at `level` so far.
+    fn reasons(&self, level: Level) -> Vec<String> {
+        self.logs
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(l, _)| *l == level)
+            .filter_map(|(_, fields)| fields.get("reason").cloned())
+            .collect()
+    }
+}
+
+impl tracing::Subscriber for Logs {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        self.0
+            .lock()
+            .unwrap()
+            .push((*event.metadata().level(), fields.0));
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[derive(Default)]
+struct Fields(BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
 }

@@ -1,6 +1,6 @@
 //! `tessera user …`
 
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal as _};
 
 use serde_json::{Value, json};
 use tessera_core::crypto::random_id;
@@ -129,7 +129,9 @@ fn describe(user: &User) -> Value {
 }
 
 /// Reads, checks and hashes a new password. It only ever comes from stdin: on the
-/// command line it would show in the process list and the shell history.
+/// command line it would show in the process list and the shell history. A
+/// person at a terminal is asked for it twice without echo; a pipe or a file
+/// gives its first line.
 fn new_password_hash(password_stdin: bool) -> Result<String, CommandError> {
     if !password_stdin {
         return Err(CommandError(
@@ -137,9 +139,41 @@ fn new_password_hash(password_stdin: bool) -> Result<String, CommandError> {
                 .into(),
         ));
     }
-    let password = read_password(std::io::stdin().lock())?;
+    let password = if std::io::stdin().is_terminal() {
+        ask_twice(|prompt| {
+            // The prompt goes to stderr, like every message, so that stdout
+            // keeps only the result (`--json`).
+            let config = rpassword::ConfigBuilder::new()
+                .output_writer(std::io::stderr())
+                .build();
+            rpassword::prompt_password_with_config(prompt, config)
+        })?
+    } else {
+        read_password(std::io::stdin().lock())?
+    };
     password::check_strength(&password).map_err(CommandError)?;
     password::hash(&password).map_err(CommandError)
+}
+
+/// Asks for a new password, then for the same again: what was typed cannot be
+/// seen, so a typo would otherwise lock the user out. A weak password is
+/// refused before the second prompt.
+fn ask_twice(mut ask: impl FnMut(&str) -> std::io::Result<String>) -> Result<String, CommandError> {
+    let mut read = |prompt: &str| {
+        ask(prompt)
+            .map_err(|e| CommandError(format!("cannot read the password from the terminal: {e}")))
+    };
+    let first = read("Password: ")?;
+    if first.is_empty() {
+        return Err(CommandError("no password given".into()));
+    }
+    password::check_strength(&first).map_err(CommandError)?;
+    if read("Password again: ")? != first {
+        return Err(CommandError(
+            "the two passwords differ; nothing was saved".into(),
+        ));
+    }
+    Ok(first)
 }
 
 /// The first line of `input` without its line ending; nothing else is trimmed,
@@ -216,7 +250,7 @@ fn check_name(name: &str) -> Result<(), CommandError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_email, check_username, read_password};
+    use super::{ask_twice, check_email, check_username, read_password};
 
     #[test]
     fn passwords_are_the_first_line_without_its_ending() {
@@ -227,6 +261,48 @@ mod tests {
         assert!(read("").is_err());
         assert!(read("\n").is_err());
         assert!(read("\r\nlater").is_err());
+    }
+
+    /// `ask_twice` over scripted answers; returns its result and the prompts shown.
+    fn ask(answers: &[std::io::Result<&str>]) -> (Result<String, String>, Vec<String>) {
+        let mut prompts = Vec::new();
+        let mut answers = answers.iter();
+        let result = ask_twice(|prompt| {
+            prompts.push(prompt.to_owned());
+            match answers.next() {
+                Some(Ok(answer)) => Ok((*answer).to_owned()),
+                Some(Err(e)) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                None => panic!("asked more often than scripted"),
+            }
+        });
+        (result.map_err(|e| e.0), prompts)
+    }
+
+    #[test]
+    fn a_terminal_password_is_asked_twice_and_must_agree() {
+        let good = "correct horse battery";
+        let (result, prompts) = ask(&[Ok(good), Ok(good)]);
+        assert_eq!(result.as_deref(), Ok(good));
+        assert_eq!(prompts, ["Password: ", "Password again: "]);
+
+        let (result, _) = ask(&[Ok(good), Ok("correct horse battery ")]);
+        assert!(result.expect_err("refused").contains("differ"));
+
+        // Empty or weak: refused at once, without a second prompt.
+        let (result, prompts) = ask(&[Ok("")]);
+        assert!(result.expect_err("refused").contains("no password"));
+        assert_eq!(prompts.len(), 1);
+        let (result, prompts) = ask(&[Ok("short")]);
+        assert!(result.expect_err("refused").contains("at least 8"));
+        assert_eq!(prompts.len(), 1);
+
+        let interrupted = std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted");
+        let (result, _) = ask(&[Ok(good), Err(interrupted)]);
+        assert!(
+            result
+                .expect_err("refused")
+                .contains("cannot read the password")
+        );
     }
 
     #[test]

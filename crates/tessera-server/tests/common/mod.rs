@@ -101,6 +101,37 @@ impl TestServer {
         cmd
     }
 
+    /// `tessera ARGS` inside a pseudo-terminal made by util-linux `script`, with
+    /// this server's environment: the command's stdin, stdout and stderr are
+    /// that terminal, so all it shows comes out on `script`'s stdout (with
+    /// `\r\n` line ends) and what is written to `script`'s stdin is typed.
+    /// `None` off Linux (BSD `script` takes other arguments) or where `script`
+    /// is not installed.
+    pub fn in_terminal(&self, args: &[&str]) -> Option<Command> {
+        if !cfg!(target_os = "linux") {
+            return None;
+        }
+        let script = ["/usr/bin/script", "/bin/script"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())?;
+        // `script -c` hands the command line to a shell: quote every word.
+        let line = std::iter::once(BIN)
+            .chain(args.iter().copied())
+            .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut cmd = Command::new(script);
+        // -q: no start and end notes; -e: exit with the command's status.
+        cmd.args(["-qec", &line, "/dev/null"])
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .env_remove("TESSERA_CONFIG");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        Some(cmd)
+    }
+
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

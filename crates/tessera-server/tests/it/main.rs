@@ -9,6 +9,7 @@ mod common;
 mod browser;
 mod browser_flows;
 mod cli;
+mod code_login;
 mod device;
 mod guard;
 mod in_process;

@@ -1,7 +1,9 @@
 //! `tessera user …` and `tessera consent …` against a running server's database.
 
-use std::io::Write as _;
-use std::process::{Output, Stdio};
+use std::io::{Read as _, Write as _};
+use std::process::{Child, ChildStdin, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tessera_core::scope::Scope;
@@ -330,5 +332,155 @@ async fn consent_is_listed_and_withdrawn_with_its_refresh_tokens() {
     {
         RefreshUse::Revoked(token) => assert!(token.revoked, "{token:?}"),
         other => panic!("the refresh token still works after the withdrawal: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn on_a_terminal_the_password_is_asked_twice_without_echo() {
+    const TYPED: &str = "typed on a terminal";
+    let server = TestServer::start().await;
+    let create = |name: &str| -> [String; 6] {
+        [
+            "user",
+            "create",
+            "--username",
+            name,
+            "--password-stdin",
+            "--json",
+        ]
+        .map(str::to_owned)
+    };
+    let Some(mut terminal) = Terminal::run(&server, &create("carol")) else {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    };
+    terminal.answer("Password: ", TYPED).await;
+    terminal.answer("Password again: ", TYPED).await;
+    let (status, screen) = terminal.finish().await;
+    assert!(status.success(), "{screen}");
+    assert!(!screen.contains(TYPED), "the password was echoed: {screen}");
+    // The prompts went to stderr: stdout, here mixed in, still ends with the JSON.
+    let json = &screen[screen.find('{').expect("JSON on the screen")..];
+    let created: Value = serde_json::from_str(&json.replace("\r\n", "\n")).unwrap();
+    let sub = created["sub"].as_str().unwrap();
+    let stored = store(&server).await.user(sub).await.unwrap().unwrap();
+    assert!(tessera_core::password::verify(TYPED, &stored.password_hash));
+
+    // Two different answers: refused, nothing stored.
+    let mut terminal = Terminal::run(&server, &create("dave")).unwrap();
+    terminal.answer("Password: ", TYPED).await;
+    terminal
+        .answer("Password again: ", "typed on a terminal!")
+        .await;
+    let (status, screen) = terminal.finish().await;
+    assert_eq!(status.code(), Some(1), "{screen}");
+    assert!(screen.contains("the two passwords differ"), "{screen}");
+    let users = server.cli(&["user", "list", "--json"]);
+    assert_eq!(users.as_array().unwrap().len(), 1, "{users}");
+
+    // set-password asks the same way.
+    let set = ["user", "set-password", "carol", "--password-stdin"].map(str::to_owned);
+    let mut terminal = Terminal::run(&server, &set).unwrap();
+    terminal.answer("Password: ", "another good password").await;
+    terminal
+        .answer("Password again: ", "another good password")
+        .await;
+    let (status, screen) = terminal.finish().await;
+    assert!(status.success(), "{screen}");
+    let stored = store(&server).await.user(sub).await.unwrap().unwrap();
+    assert!(tessera_core::password::verify(
+        "another good password",
+        &stored.password_hash
+    ));
+}
+
+/// A `tessera` command on a pseudo-terminal (see `TestServer::in_terminal`):
+/// the test reads its screen and types into it. Killed if the test ends early.
+struct Terminal {
+    child: Option<Child>,
+    keyboard: Option<ChildStdin>,
+    screen: Arc<Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Terminal {
+    fn run(server: &TestServer, args: &[String]) -> Option<Terminal> {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = server
+            .in_terminal(&args)?
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run script");
+        let screen = Arc::new(Mutex::new(Vec::new()));
+        let mut output = child.stdout.take().unwrap();
+        let shown = Arc::clone(&screen);
+        let reader = std::thread::spawn(move || {
+            let mut buffer = [0u8; 1024];
+            while let Ok(n @ 1..) = output.read(&mut buffer) {
+                shown.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        });
+        Some(Terminal {
+            keyboard: child.stdin.take(),
+            child: Some(child),
+            screen,
+            reader: Some(reader),
+        })
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.screen.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until `prompt` shows, then types `line` and Enter.
+    async fn answer(&mut self, prompt: &str, line: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.screen().contains(prompt) {
+            assert!(
+                Instant::now() < deadline,
+                "no {prompt:?} on the screen: {}",
+                self.screen()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The prompt is written just before echo is switched off; a moment's
+        // wait keeps the typing out of that gap.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let keyboard = self.keyboard.as_mut().unwrap();
+        keyboard.write_all(format!("{line}\r").as_bytes()).unwrap();
+        keyboard.flush().unwrap();
+    }
+
+    /// Closes the keyboard and waits for the command to end.
+    async fn finish(mut self) -> (ExitStatus, String) {
+        self.keyboard = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let child = self.child.as_mut().unwrap();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running: {}",
+                self.screen()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        self.child = None;
+        // The pipe closed with `script`, so the reader has copied all there is.
+        self.reader.take().unwrap().join().unwrap();
+        (status, self.screen())
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The server core over HTTP and the CLI: client credentials, token formats,
 //! introspection, revocation, discovery, keys, errors.
 
+use std::process::Stdio;
+
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -1322,4 +1324,60 @@ async fn a_plain_http_issuer_off_loopback_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("https"));
+}
+
+#[tokio::test]
+async fn logs_are_coloured_only_on_a_terminal() {
+    let server = TestServer::start().await;
+    // The server's stderr goes to a file.
+    let log = server.log();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(
+        !log.contains("\x1b["),
+        "colour codes in a log file: {log:?}"
+    );
+
+    // A command on a fresh database logs the key-encryption key it makes; its
+    // stderr is a pipe here.
+    let fresh = |name: &str| format!("sqlite://{}/{name}.db", server.dir.path().display());
+    let out = server
+        .command()
+        .env("RUST_LOG", "info")
+        .env("TESSERA_DATABASE_URL", fresh("piped"))
+        .args(["keys", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("generated a key-encryption key"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("\x1b["),
+        "colour codes in a pipe: {stderr:?}"
+    );
+
+    // On a terminal the same line is coloured, unless NO_COLOR says otherwise.
+    let Some(mut terminal) = server.in_terminal(&["keys", "list", "--json"]) else {
+        eprintln!("skipped the terminal half: util-linux `script` is not installed");
+        return;
+    };
+    for (db, no_colour, coloured) in [("tty", None, true), ("tty-no-colour", Some("1"), false)] {
+        terminal
+            .env("RUST_LOG", "info")
+            .env("TESSERA_DATABASE_URL", fresh(db))
+            .env_remove("NO_COLOR");
+        if let Some(value) = no_colour {
+            terminal.env("NO_COLOR", value);
+        }
+        let out = terminal.stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success());
+        let screen = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            screen.contains("generated a key-encryption key"),
+            "{screen}"
+        );
+        assert_eq!(screen.contains("\x1b["), coloured, "{screen:?}");
+    }
 }
