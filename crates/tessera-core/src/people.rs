@@ -36,18 +36,33 @@ pub struct Logout {
 impl Provider {
     /// Checks a username (or email) and password. Throttled attempts are refused
     /// before the password is looked at; failures never say which part was wrong.
+    ///
+    /// The attempt is reserved under the account's and the address's counters
+    /// before the slow hash, atomically, and given back only on success: parallel
+    /// guesses cannot all pass on one old count. Checks for one account or one
+    /// address also run one at a time on this instance.
     pub async fn authenticate_user(
         &self,
         login: &str,
         password: &str,
         client_address: Option<&str>,
     ) -> Result<User, Error> {
+        let user = self.store().user_by_login(login.trim()).await?;
+        let account = match &user {
+            Some(user) => throttle::AccountKey::User(&user.id),
+            None => throttle::AccountKey::Unknown(login),
+        };
+        let keys = throttle::keys(account, client_address);
+        // Always account first, then address: no two checks wait on each other
+        // in opposite orders.
+        let mut held = Vec::with_capacity(keys.len());
+        for key in &keys {
+            held.push(self.login_locks().lock(key).await);
+        }
         let now = self.clock().now();
-        let keys = throttle::keys(login, client_address);
-        if let Some(wait) = throttle::retry_after(self.store(), &keys, now).await? {
+        if let Err(wait) = throttle::reserve(self.store(), &keys, now).await? {
             return Err(Error::throttled(wait));
         }
-        let user = self.store().user_by_login(login.trim()).await?;
         let verified = match &user {
             Some(user) => password::verify(password, &user.password_hash),
             None => {
@@ -57,16 +72,10 @@ impl Provider {
         };
         match user {
             Some(user) if verified => {
-                throttle::record_success(self.store(), &keys).await?;
+                throttle::release(self.store(), &keys).await?;
                 Ok(user)
             }
-            _ => {
-                // Timed after the slow hash, so that the delay that follows
-                // starts when the caller learns of the failure.
-                let failed_at = self.clock().now();
-                throttle::record_failure(self.store(), &keys, failed_at).await?;
-                Err(Error::invalid_grant("the username or password is wrong"))
-            }
+            _ => Err(Error::invalid_grant("the username or password is wrong")),
         }
     }
 

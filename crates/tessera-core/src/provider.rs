@@ -25,6 +25,7 @@ pub struct Provider {
     settings: Settings,
     keys: KeyManager,
     grants: HashMap<GrantType, Box<dyn Grant>>,
+    login_locks: crate::throttle::KeyedLocks,
 }
 
 /// What a grant asks to be minted.
@@ -65,7 +66,13 @@ impl Provider {
             settings,
             keys: KeyManager::new(kek),
             grants,
+            login_locks: crate::throttle::KeyedLocks::default(),
         }
+    }
+
+    /// One password check at a time per account and per address.
+    pub(crate) fn login_locks(&self) -> &crate::throttle::KeyedLocks {
+        &self.login_locks
     }
 
     pub fn store(&self) -> &dyn Store {

@@ -336,6 +336,17 @@ pub trait ThrottleStore: Send + Sync {
         window_start: UnixTime,
     ) -> StoreResult<LoginFailures>;
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
+    /// Compare and swap: writes `new` only if the key's counter is still
+    /// `expected` (`None`: no counter yet), in one statement; returns whether it
+    /// did. Of concurrent swaps from the same `expected`, exactly one wins.
+    async fn swap_login_failures(
+        &self,
+        key: &str,
+        expected: Option<&LoginFailures>,
+        new: &LoginFailures,
+    ) -> StoreResult<bool>;
+    /// Takes one attempt back from the key's counter (never below zero).
+    async fn release_login_attempt(&self, key: &str) -> StoreResult<()>;
 }
 
 /// Where a device authorization (RFC 8628) stands.

@@ -42,7 +42,7 @@ struct Args {
     issuer: String,
     /// The public client registered with `--grant authorization_code` and the
     /// redirect URI `http://127.0.0.1/callback`.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     client_id: String,
     /// Scopes to ask for; without `openid` there is no ID token and no userinfo.
     #[arg(long, default_value = "openid profile")]

@@ -1151,6 +1151,52 @@ macro_rules! impl_store {
                     .map_err(map_err)?;
                 Ok(())
             }
+
+            async fn swap_login_failures(
+                &self,
+                key: &str,
+                expected: Option<&LoginFailures>,
+                new: &LoginFailures,
+            ) -> StoreResult<bool> {
+                let written = match expected {
+                    // The primary key makes one of several first inserts win.
+                    None => sqlx::query(
+                        "INSERT INTO login_failures (key, count, first_at, last_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (key) DO NOTHING",
+                    )
+                    .bind(key)
+                    .bind(i64::from(new.count))
+                    .bind(new.first_at)
+                    .bind(new.last_at)
+                    .execute(&self.pool)
+                    .await,
+                    Some(old) => sqlx::query(
+                        "UPDATE login_failures SET count = $1, first_at = $2, last_at = $3 \
+                         WHERE key = $4 AND count = $5 AND first_at = $6 AND last_at = $7",
+                    )
+                    .bind(i64::from(new.count))
+                    .bind(new.first_at)
+                    .bind(new.last_at)
+                    .bind(key)
+                    .bind(i64::from(old.count))
+                    .bind(old.first_at)
+                    .bind(old.last_at)
+                    .execute(&self.pool)
+                    .await,
+                }
+                .map_err(map_err)?
+                .rows_affected();
+                Ok(written == 1)
+            }
+
+            async fn release_login_attempt(&self, key: &str) -> StoreResult<()> {
+                sqlx::query("UPDATE login_failures SET count = count - 1 WHERE key = $1 AND count > 0")
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
         }
 
         fn device_from_row(row: &Row) -> StoreResult<DeviceAuthorization> {

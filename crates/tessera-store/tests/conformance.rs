@@ -2264,6 +2264,94 @@ async fn check_refresh_race(store: &Arc<dyn Store>) {
     assert_eq!(reused, RACERS - 1, "the losers see reuse");
 }
 
+async fn check_login_failure_swaps(store: &Arc<dyn Store>) {
+    let key = format!("user:{}", unique("swap"));
+    let first = LoginFailures {
+        count: 1,
+        first_at: T0,
+        last_at: T0,
+    };
+    // Racing first reservations: one insert wins.
+    let won = race(store, |store, i| {
+        let key = key.clone();
+        async move {
+            let new = LoginFailures {
+                last_at: T0 + i as i64,
+                ..first
+            };
+            store
+                .swap_login_failures(&key, None, &new)
+                .await
+                .expect("racing swap_login_failures")
+        }
+    })
+    .await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    let current = store
+        .login_failures(&key)
+        .await
+        .expect("login_failures")
+        .expect("a counter");
+    assert_eq!(current.count, 1);
+
+    // Racing swaps from the same read: one wins, and the count is its count.
+    let won = race(store, |store, i| {
+        let key = key.clone();
+        async move {
+            let next = LoginFailures {
+                count: 2,
+                first_at: current.first_at,
+                last_at: T0 + 100 + i as i64,
+            };
+            store
+                .swap_login_failures(&key, Some(&current), &next)
+                .await
+                .expect("racing swap_login_failures")
+        }
+    })
+    .await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    let after = store
+        .login_failures(&key)
+        .await
+        .expect("login_failures")
+        .expect("a counter");
+    assert_eq!(after.count, 2);
+    // A stale expectation writes nothing.
+    assert!(
+        !store
+            .swap_login_failures(&key, Some(&current), &first)
+            .await
+            .expect("swap_login_failures")
+    );
+    assert!(
+        !store
+            .swap_login_failures(&key, None, &first)
+            .await
+            .expect("swap_login_failures")
+    );
+
+    // Released attempts never take the count below zero.
+    for _ in 0..3 {
+        store
+            .release_login_attempt(&key)
+            .await
+            .expect("release_login_attempt");
+    }
+    assert_eq!(
+        store
+            .login_failures(&key)
+            .await
+            .expect("login_failures")
+            .map(|f| f.count),
+        Some(0)
+    );
+    store
+        .release_login_attempt(&unique("no-such-key"))
+        .await
+        .expect("release of an unknown key is no error");
+}
+
 async fn check_login_failure_race(store: &Arc<dyn Store>) {
     // Every failure counts, and each caller sees its own total.
     let key = format!("addr:{}", unique("ip"));
@@ -2546,6 +2634,7 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_code_race(&store).await;
     check_refresh_race(&store).await;
     check_login_failure_race(&store).await;
+    check_login_failure_swaps(&store).await;
     check_ping(&*store, backend).await;
 }
 

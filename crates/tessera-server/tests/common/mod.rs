@@ -272,20 +272,46 @@ impl Drop for TestServer {
     }
 }
 
-/// A binary of this workspace's examples, built beside the test binaries by
-/// `cargo test --all-targets` (which `scripts/test` runs).
+/// A binary of this workspace's examples (`tessera-server`'s or
+/// `tessera-guard`'s), in target/<profile>/examples beside the test binary's
+/// target/<profile>/deps. `cargo test --all-targets` builds examples only as
+/// test harnesses without their `main`, so `scripts/test` builds them first;
+/// a binary older than its source is refused rather than silently tested.
 pub fn example(name: &str) -> PathBuf {
+    let build =
+        "build the examples first with `cargo build --workspace --examples` (scripts/test does)";
     let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
+    let path = exe
         .parent()
         .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let path = profile_dir
+        .expect("target/<profile>/deps")
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "the {name} example is missing at {}: {build}",
+                path.display()
+            )
+        });
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let source = ["tessera-server", "tessera-guard"]
+        .iter()
+        .map(|krate| {
+            workspace
+                .join(krate)
+                .join("examples")
+                .join(format!("{name}.rs"))
+        })
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no source for the {name} example"));
+    let edited = std::fs::metadata(&source)
+        .and_then(|m| m.modified())
+        .unwrap();
     assert!(
-        path.exists(),
-        "{} is missing: build the examples with `cargo test --workspace --all-targets`",
+        built >= edited,
+        "{} is older than its source: {build}",
         path.display()
     );
     path

@@ -5,7 +5,6 @@
 //! example's listener on 127.0.0.1.
 
 use std::io::{BufRead as _, BufReader, Read as _};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-use crate::common::TestServer;
+use crate::common::{TestServer, example};
 use crate::web::{Browser, PASSWORD, Page, create_user};
 
 /// The redirect URI exactly as the example's documentation registers it: no
@@ -191,42 +190,6 @@ fn query_of(url: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-/// The example's real binary, in target/debug/examples beside the test
-/// binary's target/debug/deps. `cargo test --all-targets` builds examples only
-/// as test harnesses without their main, so it is built on its own first.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| {
-            profile
-                .join("examples")
-                .join(format!("code_login{}", std::env::consts::EXE_SUFFIX))
-        })
-        .unwrap();
-    let build = "build it first with `cargo build -p tessera-server --example code_login` \
-                 (scripts/test does)";
-    let built = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-                "the code_login example is missing at {}: {build}",
-                path.display()
-            )
-        });
-    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/code_login.rs");
-    let edited = std::fs::metadata(source)
-        .and_then(|m| m.modified())
-        .unwrap();
-    assert!(
-        built >= edited,
-        "{} is older than its source: {build}",
-        path.display()
-    );
-    path
-}
-
 /// The example running as a child process; killed if the test ends early.
 struct Example {
     child: Option<Child>,
@@ -243,7 +206,7 @@ struct Finished {
 
 impl Example {
     fn start(server: &TestServer, client_id: &str) -> Example {
-        let mut child = Command::new(example_binary())
+        let mut child = Command::new(example("code_login"))
             .args([
                 "--issuer",
                 &server.issuer,

@@ -1532,6 +1532,91 @@ async fn the_password_grant_is_throttled_after_five_failures() {
     assert!(body.get("access_token").is_none());
 }
 
+/// A password-grant request for `username`; returns the status and body.
+async fn password_grant(
+    server: &TestServer,
+    client: &(String, String),
+    username: &str,
+    password: &str,
+) -> (StatusCode, Value) {
+    server
+        .token_response(
+            &client.0,
+            &client.1,
+            &[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+}
+
+#[tokio::test]
+async fn parallel_guesses_cannot_outrun_the_throttle() {
+    let (server, _) = start_with_alice().await;
+    let client = create_client(&server, "Legacy", &["--grant", "password"]);
+    // 50 wrong guesses at once, for one account from one address: only the
+    // policy's free attempts may reach the password check (the rest are
+    // refused before it, with 429), however they interleave.
+    let mut guesses = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let request = server
+            .http
+            .post(server.url("/oauth2/token"))
+            .basic_auth(&client.0, Some(&client.1))
+            .form(&[
+                ("grant_type", "password".to_owned()),
+                ("username", "alice".to_owned()),
+                ("password", format!("guess {i}")),
+            ]);
+        guesses.spawn(async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            (status, body)
+        });
+    }
+    let answers = guesses.join_all().await;
+    let checked = answers
+        .iter()
+        .filter(|(status, body)| {
+            *status == StatusCode::BAD_REQUEST && body["error"] == "invalid_grant"
+        })
+        .count();
+    let throttled = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(checked <= 5, "{checked} guesses were checked: {answers:?}");
+    assert_eq!(checked + throttled, 50, "{answers:?}");
+    // And the right password is refused too while the account is throttled.
+    let (status, _) = password_grant(&server, &client, "alice", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn the_username_and_the_email_share_one_budget() {
+    let (server, _) = start_with_alice().await;
+    let client = create_client(&server, "Legacy", &["--grant", "password"]);
+    for login in [
+        "alice",
+        "alice@example.com",
+        "ALICE",
+        "Alice@Example.com",
+        "alice",
+    ] {
+        let (status, body) = password_grant(&server, &client, login, "wrong").await;
+        assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+    let (status, _) = password_grant(&server, &client, "alice@example.com", "wrong").await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "five failures by any of the account's names throttle it"
+    );
+}
+
 #[tokio::test]
 async fn the_login_page_never_says_which_part_was_wrong_and_throttles() {
     let (server, _) = start_with_alice().await;
