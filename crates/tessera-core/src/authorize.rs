@@ -337,22 +337,30 @@ impl Provider {
     /// Decides what the person must do next, given their session (OIDC Core
     /// §3.1.2.3: prompt, max_age) and stored consent. `fresh_login` is true right
     /// after the login form, so that `prompt=login` does not loop.
+    ///
+    /// A `login_hint` that names someone other than the signed-in user asks for
+    /// a login too (and `login_required` with `prompt=none`, OIDC Core
+    /// §3.1.2.6): the client wants another account than the browser's.
     pub async fn next_step(
         &self,
         request: &AuthorizationRequest,
-        session: Option<&Session>,
+        session: Option<(&Session, &User)>,
         fresh_login: bool,
     ) -> Result<Step, AuthorizeError> {
         let now = self.clock().now();
         let needs_login = match session {
             None => true,
-            Some(session) => {
+            Some((session, user)) => {
                 // OIDC Core §3.1.2.1 (errata set 2): max_age=0 is prompt=login.
                 // The age test alone would let it pass within the second of the
                 // last sign-in, as times are whole seconds.
                 let forced =
                     request.prompt.iter().any(|p| p == "login") || request.max_age == Some(0);
-                (forced && !fresh_login)
+                let someone_else = request
+                    .login_hint
+                    .as_deref()
+                    .is_some_and(|hint| !hint_names(hint, user));
+                ((forced || someone_else) && !fresh_login)
                     || request
                         .max_age
                         .is_some_and(|max| now - session.auth_time > max)
@@ -369,7 +377,7 @@ impl Provider {
                 Ok(Step::Login)
             };
         }
-        let Some(session) = session else {
+        let Some((session, _)) = session else {
             return Ok(Step::Login);
         };
         let wants_consent = request.prompt.iter().any(|p| p == "consent");
@@ -577,6 +585,18 @@ impl Provider {
             .await?;
         Ok((issued, ttl))
     }
+}
+
+/// Whether a `login_hint` names this user: their username or email (as typed
+/// at sign-in, case-insensitively) or their subject identifier.
+fn hint_names(hint: &str, user: &User) -> bool {
+    let hint = hint.trim();
+    hint == user.id
+        || hint.eq_ignore_ascii_case(&user.username)
+        || user
+            .email
+            .as_deref()
+            .is_some_and(|email| hint.eq_ignore_ascii_case(email))
 }
 
 /// Exact string comparison (RFC 6749 §3.1.2.3, RFC 9700 §4.1.3), except that a

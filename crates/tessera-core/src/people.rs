@@ -110,9 +110,11 @@ impl Provider {
         Ok(user.map(|user| (session, user)))
     }
 
+    /// Ends the session behind a cookie, with the online refresh tokens (and
+    /// their access tokens) it granted.
     pub async fn end_session(&self, cookie: &str) -> Result<(), Error> {
         self.store()
-            .delete_session(&SecretDigest::of(cookie))
+            .delete_session(&SecretDigest::of(cookie), self.clock().now())
             .await?;
         Ok(())
     }

@@ -160,8 +160,17 @@ pub trait UserStore: Send + Sync {
     /// Deletes the user with everything that belongs to them (sessions, consents,
     /// codes, refresh tokens). Returns whether the user existed.
     async fn delete_user(&self, id: &str) -> StoreResult<bool>;
-    /// Replaces the password hash and ends the user's login sessions.
-    async fn set_password(&self, id: &str, password_hash: &str) -> StoreResult<bool>;
+    /// Replaces the password hash and ends the user's login sessions; with
+    /// `revoke_grants`, also revokes all the user's refresh tokens and records
+    /// the access tokens issued with them (or with codes) as revoked, in the
+    /// same transaction. `None` if there is no such user, else how many
+    /// refresh tokens were revoked.
+    async fn set_password(
+        &self,
+        id: &str,
+        password_hash: &str,
+        revoke_grants: bool,
+    ) -> StoreResult<Option<u64>>;
 }
 
 /// A login session; the cookie carries a random value, the store its digest.
@@ -188,9 +197,25 @@ pub trait SessionStore: Send + Sync {
         now: UnixTime,
         idle_since: UnixTime,
     ) -> StoreResult<Option<Session>>;
-    /// Deletes one session; returns it if it existed (for its `sid`).
-    async fn delete_session(&self, digest: &SecretDigest) -> StoreResult<Option<Session>>;
-    async fn delete_session_by_sid(&self, sid: &str) -> StoreResult<bool>;
+    /// Like [`SessionStore::touch_session`], by the public session ID: a
+    /// refresh of a token bound to the session keeps it alive.
+    async fn touch_session_by_sid(
+        &self,
+        sid: &str,
+        now: UnixTime,
+        idle_since: UnixTime,
+    ) -> StoreResult<Option<Session>>;
+    /// Ends one session; returns it if it existed. In the same transaction the
+    /// refresh tokens bound to it that are not `offline_access` are revoked, and
+    /// the access tokens issued with them or with its codes are recorded as
+    /// revoked: what a session granted ends with it.
+    async fn delete_session(
+        &self,
+        digest: &SecretDigest,
+        now: UnixTime,
+    ) -> StoreResult<Option<Session>>;
+    /// [`SessionStore::delete_session`] by the public session ID.
+    async fn delete_session_by_sid(&self, sid: &str, now: UnixTime) -> StoreResult<bool>;
 }
 
 /// Scopes a user approved for a client.

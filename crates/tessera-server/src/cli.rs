@@ -299,7 +299,8 @@ pub enum UserCommand {
         #[command(flatten)]
         json: Json,
     },
-    /// Replace a user's password; their login sessions end at once.
+    /// Replace a user's password; their login sessions end at once, and their
+    /// tokens are revoked unless --keep-tokens is given.
     SetPassword {
         /// The username or email.
         #[arg(value_name = "NAME", allow_hyphen_values = true)]
@@ -309,6 +310,10 @@ pub enum UserCommand {
         /// password.
         #[arg(long)]
         password_stdin: bool,
+        /// Keep the user's refresh and access tokens. By default they are
+        /// revoked with the old password: whoever knew it may hold some.
+        #[arg(long)]
+        keep_tokens: bool,
         #[command(flatten)]
         json: Json,
     },

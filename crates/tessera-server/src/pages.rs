@@ -235,8 +235,12 @@ pub fn csrf_valid(provider: &Provider, jar: &CookieJar, token: Option<&str>) -> 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Interaction {
-    /// An authorization request (code or implicit flow).
-    Authorize { request: Box<AuthorizationRequest> },
+    /// An authorization request (code or implicit flow), at one step: each
+    /// form accepts only the step it was issued for.
+    Authorize {
+        request: Box<AuthorizationRequest>,
+        step: PageStep,
+    },
     /// A device code entered on `/device` (RFC 8628 §3.3).
     Device { user_code: String },
 }
@@ -253,11 +257,32 @@ pub fn seal(provider: &Provider, interaction: &Interaction) -> String {
         .seal("interaction", payload.as_bytes()))
 }
 
-pub fn seal_interaction(provider: &Provider, request: &AuthorizationRequest) -> String {
+/// The page an authorization interaction was issued for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "page", rename_all = "snake_case")]
+pub enum PageStep {
+    /// The login form.
+    Login,
+    /// The consent form, shown to one login session. `fresh_login`: it came
+    /// straight from the login form, which satisfied `prompt=login` or
+    /// `max_age` for this session (and only for it).
+    Consent {
+        sid: String,
+        auth_time: i64,
+        fresh_login: bool,
+    },
+}
+
+pub fn seal_interaction(
+    provider: &Provider,
+    request: &AuthorizationRequest,
+    step: PageStep,
+) -> String {
     seal(
         provider,
         &Interaction::Authorize {
             request: Box::new(request.clone()),
+            step,
         },
     )
 }

@@ -740,9 +740,14 @@ macro_rules! impl_store {
                 Ok(deleted > 0)
             }
 
-            async fn set_password(&self, id: &str, password_hash: &str) -> StoreResult<bool> {
+            async fn set_password(
+                &self,
+                id: &str,
+                password_hash: &str,
+                revoke_grants: bool,
+            ) -> StoreResult<Option<u64>> {
                 // A new password signs the user out everywhere: whoever knew the old
-                // one may hold a session.
+                // one may hold a session, or tokens obtained with it.
                 let mut tx = self.pool.begin().await.map_err(map_err)?;
                 let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                     .bind(password_hash)
@@ -751,13 +756,28 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?
                     .rows_affected();
+                if updated == 0 {
+                    return Ok(None);
+                }
                 sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
+                let mut revoked = 0;
+                if revoke_grants {
+                    revoke_user_access_jtis(&mut tx, id, None).await?;
+                    revoked = sqlx::query(
+                        "UPDATE refresh_tokens SET revoked = TRUE WHERE user_id = $1 AND NOT revoked",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                }
                 tx.commit().await.map_err(map_err)?;
-                Ok(updated > 0)
+                Ok(Some(revoked))
             }
         }
 
@@ -805,13 +825,21 @@ macro_rules! impl_store {
                     .transpose()
             }
 
-            async fn delete_session(&self, digest: &SecretDigest) -> StoreResult<Option<Session>> {
+            async fn touch_session_by_sid(
+                &self,
+                sid: &str,
+                now: i64,
+                idle_since: i64,
+            ) -> StoreResult<Option<Session>> {
                 let sql = const_format::concatcp!(
-                    "DELETE FROM sessions WHERE digest = $1 RETURNING ",
+                    "UPDATE sessions SET last_seen = $1 \
+                     WHERE sid = $2 AND expires_at > $1 AND last_seen > $3 RETURNING ",
                     SESSION_COLUMNS
                 );
                 sqlx::query(sql)
-                    .bind(digest.0.to_vec())
+                    .bind(now)
+                    .bind(sid)
+                    .bind(idle_since)
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(map_err)?
@@ -820,15 +848,79 @@ macro_rules! impl_store {
                     .transpose()
             }
 
-            async fn delete_session_by_sid(&self, sid: &str) -> StoreResult<bool> {
+            async fn delete_session(&self, digest: &SecretDigest, now: i64) -> StoreResult<Option<Session>> {
+                let sql = const_format::concatcp!(
+                    "DELETE FROM sessions WHERE digest = $1 RETURNING ",
+                    SESSION_COLUMNS
+                );
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let session = sqlx::query(sql)
+                    .bind(digest.0.to_vec())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(session_from_row)
+                    .transpose()?;
+                if let Some(session) = &session {
+                    revoke_session_grants(&mut tx, &session.sid, now).await?;
+                }
+                tx.commit().await.map_err(map_err)?;
+                Ok(session)
+            }
+
+            async fn delete_session_by_sid(&self, sid: &str, now: i64) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
                 let deleted = sqlx::query("DELETE FROM sessions WHERE sid = $1")
                     .bind(sid)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
+                revoke_session_grants(&mut tx, sid, now).await?;
+                tx.commit().await.map_err(map_err)?;
                 Ok(deleted > 0)
             }
+        }
+
+        /// Revokes the online (not `offline_access`) refresh tokens bound to a
+        /// session, and records as revoked the live access tokens issued with
+        /// them or with the session's codes.
+        async fn revoke_session_grants(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            sid: &str,
+            now: i64,
+        ) -> StoreResult<()> {
+            // The WHERE before ON CONFLICT is required: SQLite cannot otherwise
+            // tell the upsert's ON from a join's.
+            for sql in [
+                "INSERT INTO revoked_jtis (jti, expires_at) \
+                 SELECT access_jti, access_expires_at FROM refresh_tokens \
+                 WHERE sid = $1 AND NOT offline AND access_jti IS NOT NULL \
+                 AND access_expires_at > $2 \
+                 ON CONFLICT (jti) DO NOTHING",
+                "INSERT INTO revoked_jtis (jti, expires_at) \
+                 SELECT access_jti, access_expires_at FROM authorization_codes \
+                 WHERE sid = $1 AND access_jti IS NOT NULL AND access_expires_at > $2 \
+                 AND NOT EXISTS (SELECT 1 FROM refresh_tokens r \
+                     WHERE r.family_id = authorization_codes.family_id AND r.offline) \
+                 ON CONFLICT (jti) DO NOTHING",
+            ] {
+                sqlx::query(sql)
+                    .bind(sid)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked = TRUE WHERE sid = $1 AND NOT offline AND NOT revoked",
+            )
+            .bind(sid)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+            Ok(())
         }
 
         #[async_trait]

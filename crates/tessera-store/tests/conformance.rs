@@ -1076,11 +1076,12 @@ async fn check_users(store: &dyn Store) {
         store.insert_session(s).await.expect("insert_session");
     }
     let new_hash = "$argon2id$v=19$m=19456,t=2,p=1$bmV3$bmV3aGFzaA";
-    assert!(
+    assert_eq!(
         store
-            .set_password(&alice.id, new_hash)
+            .set_password(&alice.id, new_hash, false)
             .await
-            .expect("set_password")
+            .expect("set_password"),
+        Some(0)
     );
     assert_eq!(
         store
@@ -1103,13 +1104,32 @@ async fn check_users(store: &dyn Store) {
             ..alice.clone()
         })
     );
-    assert_eq!(store.user(&bob.id).await.expect("user"), Some(bob));
-    assert!(
-        !store
-            .set_password(&unique("missing"), new_hash)
+    assert_eq!(store.user(&bob.id).await.expect("user"), Some(bob.clone()));
+    assert_eq!(
+        store
+            .set_password(&unique("missing"), new_hash, true)
             .await
-            .expect("set_password")
+            .expect("set_password"),
+        None
     );
+
+    // With revoke_grants, the user's refresh tokens and their access tokens
+    // go too, and only theirs.
+    let client_id = unique("client");
+    let alices = refresh(&alice.id, &client_id, &unique("family"));
+    let bobs = refresh(&bob.id, &client_id, &unique("family"));
+    insert_refresh(store, &[&alices, &bobs]).await;
+    assert_eq!(
+        store
+            .set_password(&alice.id, new_hash, true)
+            .await
+            .expect("set_password"),
+        Some(1)
+    );
+    assert!(stored_refresh(store, &alices.jti).await.expect("kept").revoked);
+    assert!(access_revoked(store, &alices).await);
+    assert_eq!(stored_refresh(store, &bobs.jti).await.as_ref(), Some(&bobs));
+    assert!(!access_revoked(store, &bobs).await);
 }
 
 async fn check_delete_user(store: &dyn Store) {
@@ -1168,7 +1188,7 @@ async fn check_delete_user(store: &dyn Store) {
     );
     assert_eq!(
         store
-            .delete_session(&sessions[0].digest)
+            .delete_session(&sessions[0].digest, T0)
             .await
             .expect("delete_session"),
         None
@@ -1261,6 +1281,80 @@ async fn check_delete_user(store: &dyn Store) {
     );
 }
 
+
+async fn check_session_end_revokes_online_grants(store: &dyn Store) {
+    let user_id = unique("user");
+    let client_id = unique("client");
+    let ended = session(&user_id, T0 + 3_600);
+    let other = session(&user_id, T0 + 3_600);
+    for x in [&ended, &other] {
+        store.insert_session(x).await.expect("insert_session");
+    }
+    let online = RefreshToken {
+        sid: Some(ended.sid.clone()),
+        offline: false,
+        ..refresh(&user_id, &client_id, &unique("family"))
+    };
+    let offline = RefreshToken {
+        sid: Some(ended.sid.clone()),
+        offline: true,
+        ..refresh(&user_id, &client_id, &unique("family"))
+    };
+    let elsewhere = RefreshToken {
+        sid: Some(other.sid.clone()),
+        offline: false,
+        ..refresh(&user_id, &client_id, &unique("family"))
+    };
+    insert_refresh(store, &[&online, &offline, &elsewhere]).await;
+
+    // Touching by sid keeps a live session alive and finds no ended one.
+    assert_eq!(
+        store
+            .touch_session_by_sid(&ended.sid, T0 + 5, T0 - 1_000)
+            .await
+            .expect("touch_session_by_sid")
+            .map(|s| s.last_seen),
+        Some(T0 + 5)
+    );
+    assert_eq!(
+        store
+            .touch_session_by_sid(&ended.sid, T0 + 5, T0 + 10)
+            .await
+            .expect("touch_session_by_sid"),
+        None,
+        "idle since before idle_since"
+    );
+
+    assert!(
+        store
+            .delete_session(&ended.digest, T0)
+            .await
+            .expect("delete_session")
+            .is_some()
+    );
+    assert!(stored_refresh(store, &online.jti).await.expect("kept").revoked);
+    assert!(access_revoked(store, &online).await);
+    assert_eq!(stored_refresh(store, &offline.jti).await.as_ref(), Some(&offline));
+    assert!(!access_revoked(store, &offline).await);
+    assert_eq!(
+        store
+            .touch_session_by_sid(&ended.sid, T0 + 6, i64::MIN)
+            .await
+            .expect("touch_session_by_sid"),
+        None
+    );
+
+    // By sid, the same.
+    assert!(
+        store
+            .delete_session_by_sid(&other.sid, T0)
+            .await
+            .expect("delete_session_by_sid")
+    );
+    assert!(stored_refresh(store, &elsewhere.jti).await.expect("kept").revoked);
+    assert!(access_revoked(store, &elsewhere).await);
+}
+
 async fn check_sessions(store: &dyn Store) {
     let user_id = unique("user");
     let s = session(&user_id, T0 + 1_000);
@@ -1316,14 +1410,14 @@ async fn check_sessions(store: &dyn Store) {
     // Deleting returns the session as it was last touched (for its `sid`).
     assert_eq!(
         store
-            .delete_session(&s.digest)
+            .delete_session(&s.digest, T0)
             .await
             .expect("delete_session"),
         Some(seen_at(T0 + 999))
     );
     assert_eq!(
         store
-            .delete_session(&s.digest)
+            .delete_session(&s.digest, T0)
             .await
             .expect("delete_session"),
         None
@@ -1337,19 +1431,19 @@ async fn check_sessions(store: &dyn Store) {
     }
     assert!(
         store
-            .delete_session_by_sid(&other.sid)
+            .delete_session_by_sid(&other.sid, T0)
             .await
             .expect("delete_session_by_sid")
     );
     assert!(
         !store
-            .delete_session_by_sid(&other.sid)
+            .delete_session_by_sid(&other.sid, T0)
             .await
             .expect("delete_session_by_sid")
     );
     assert!(
         !store
-            .delete_session_by_sid(&unique("sid"))
+            .delete_session_by_sid(&unique("sid"), T0)
             .await
             .expect("delete_session_by_sid")
     );
@@ -1955,7 +2049,7 @@ async fn check_people_purge(store: &dyn Store) {
         let digest = s.digest;
         async move {
             store
-                .delete_session(&digest)
+                .delete_session(&digest, T0)
                 .await
                 .expect("delete_session")
                 .is_some()
@@ -2619,6 +2713,7 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_users(&*store).await;
     check_delete_user(&*store).await;
     check_sessions(&*store).await;
+    check_session_end_revokes_online_grants(&*store).await;
     check_consents(&*store).await;
     check_codes(&*store).await;
     check_refresh_tokens(&*store).await;

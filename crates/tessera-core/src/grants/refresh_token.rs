@@ -73,6 +73,25 @@ impl Grant for RefreshTokenGrant {
             }
             RefreshUse::Invalid => return Err(invalid()),
         };
+        // An online grant (without offline_access) lives only as long as the
+        // login session it came from (OIDC Core §11): once the person signed
+        // out, changed their password or went idle, it ends too. A refresh
+        // counts as activity in the session.
+        if !record.offline
+            && let Some(sid) = &record.sid
+            && provider
+                .store()
+                .touch_session_by_sid(sid, now, now - provider.settings().session_idle_ttl)
+                .await?
+                .is_none()
+        {
+            provider
+                .store()
+                .revoke_refresh_family(&record.family_id, now)
+                .await?;
+            tracing::info!(client_id = %record.client_id, "refresh refused: the login session of this online grant has ended");
+            return Err(invalid());
+        }
         let scope = match requested {
             None => record.scope.clone(),
             Some(requested) if requested.is_subset(&record.scope) => requested,

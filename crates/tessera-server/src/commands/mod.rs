@@ -121,8 +121,18 @@ pub async fn run(cli: Cli) -> CommandResult {
                 UserCommand::SetPassword {
                     login,
                     password_stdin,
+                    keep_tokens,
                     json,
-                } => user::set_password(store.as_ref(), &login, password_stdin, json.json).await,
+                } => {
+                    user::set_password(
+                        store.as_ref(),
+                        &login,
+                        password_stdin,
+                        keep_tokens,
+                        json.json,
+                    )
+                    .await
+                }
             }
         }
         Command::Consent(command) => {

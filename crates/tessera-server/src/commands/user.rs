@@ -94,17 +94,38 @@ pub async fn set_password(
     store: &dyn Store,
     login: &str,
     password_stdin: bool,
+    keep_tokens: bool,
     json: bool,
 ) -> CommandResult {
     let user = find(store, login).await?;
     let password_hash = new_password_hash(password_stdin)?;
-    if !store.set_password(&user.id, &password_hash).await? {
+    let Some(revoked) = store
+        .set_password(&user.id, &password_hash, !keep_tokens)
+        .await?
+    else {
         return Err(CommandError(format!("no user {login:?}")));
-    }
+    };
     if json {
-        print_json(&json!({"sub": user.id, "username": user.username, "password_set": true}));
+        print_json(&json!({
+            "sub": user.id,
+            "username": user.username,
+            "password_set": true,
+            "sessions_ended": true,
+            "tokens_revoked": !keep_tokens,
+            "refresh_tokens_revoked": revoked,
+        }));
     } else {
-        println!("password of {} replaced", user.username);
+        println!(
+            "password of {} replaced; their login sessions have ended",
+            user.username
+        );
+        if keep_tokens {
+            println!(
+                "their refresh and access tokens were kept (--keep-tokens): whoever holds them keeps access"
+            );
+        } else {
+            println!("{revoked} refresh token(s) revoked, with the access tokens issued with them");
+        }
     }
     Ok(())
 }

@@ -16,8 +16,8 @@ use tessera_core::{Error, ErrorCode, Provider};
 use super::{ClientAddress, Form, PageForm, authorization};
 use crate::app::AppState;
 use crate::pages::{
-    ConsentPage, Interaction, LoginPage, LogoutPage, MessagePage, csrf_token, deliver, error_page,
-    open, page, removal_cookie, seal_interaction, session_cookie, session_cookie_name,
+    ConsentPage, Interaction, LoginPage, LogoutPage, MessagePage, PageStep, csrf_token, deliver,
+    error_page, open, page, removal_cookie, seal_interaction, session_cookie, session_cookie_name,
 };
 
 /// `GET /oauth2/authorize` (RFC 6749 §3.1).
@@ -56,12 +56,17 @@ async fn authorize(
     };
     let session = current_session(provider, &jar).await;
     let step = provider
-        .next_step(&request, session.as_ref().map(|(s, _)| s), false)
+        .next_step(&request, session.as_ref().map(|(s, u)| (s, u)), false)
         .await;
-    continue_with(provider, jar, &client, &request, session, step, after_post).await
+    continue_with(
+        provider, jar, &client, &request, session, step, false, after_post,
+    )
+    .await
 }
 
-/// Acts on the next step: show a page, or answer the client.
+/// Acts on the next step: show a page, or answer the client. `fresh_login`:
+/// the session was started by the login form just now.
+#[allow(clippy::too_many_arguments)]
 async fn continue_with(
     provider: &Provider,
     jar: CookieJar,
@@ -69,12 +74,13 @@ async fn continue_with(
     request: &AuthorizationRequest,
     session: Option<(Session, User)>,
     step: Result<Step, AuthorizeError>,
+    fresh_login: bool,
     after_post: bool,
 ) -> Response {
-    let interaction = seal_interaction(provider, request);
     match (step, session) {
         (Err(e), _) => authorize_error(e, after_post),
         (Ok(Step::Login), _) | (Ok(_), None) => {
+            let interaction = seal_interaction(provider, request, PageStep::Login);
             let (jar, csrf) = csrf_token(provider, jar);
             let hint = request.login_hint.clone().unwrap_or_default();
             (
@@ -92,7 +98,16 @@ async fn continue_with(
             )
                 .into_response()
         }
-        (Ok(Step::Consent), Some((_, user))) => {
+        (Ok(Step::Consent), Some((session, user))) => {
+            let interaction = seal_interaction(
+                provider,
+                request,
+                PageStep::Consent {
+                    sid: session.sid.clone(),
+                    auth_time: session.auth_time,
+                    fresh_login,
+                },
+            );
             let (jar, csrf) = csrf_token(provider, jar);
             (
                 jar,
@@ -140,16 +155,18 @@ pub async fn current_session(provider: &Provider, jar: &CookieJar) -> Option<(Se
     }
 }
 
-/// Reopens the interaction a form carried; `None` means it expired or was altered.
+/// Reopens the authorization interaction a form carried; `None` means it
+/// expired, was altered, or is not an authorization interaction.
 async fn interaction_of(
     provider: &Provider,
     params: &Params,
-) -> Option<(Client, AuthorizationRequest)> {
-    let Interaction::Authorize { request } = open(provider, params.get("interaction")?)? else {
+) -> Option<(Client, AuthorizationRequest, PageStep)> {
+    let Interaction::Authorize { request, step } = open(provider, params.get("interaction")?)?
+    else {
         return None;
     };
     let client = provider.store().client(&request.client_id).await.ok()??;
-    Some((client, *request))
+    Some((client, *request, step))
 }
 
 pub const STALE: &str =
@@ -180,6 +197,7 @@ pub async fn login(
         {
             Ok(user) => match provider.start_session(&user).await {
                 Ok(new) => {
+                    let jar = replace_session(provider, jar).await;
                     let jar = jar.add(session_cookie(provider, new.cookie));
                     super::device::confirmation(provider, jar, user_code, &user).await
                 }
@@ -191,7 +209,13 @@ pub async fn login(
             }
         };
     }
-    let Interaction::Authorize { request } = interaction else {
+    // The login form takes only an interaction issued for the login form: a
+    // consent page's cannot be replayed here, nor the other way round.
+    let Interaction::Authorize {
+        request,
+        step: PageStep::Login,
+    } = interaction
+    else {
         return error_page(StatusCode::BAD_REQUEST, STALE);
     };
     let Some(client) = provider
@@ -210,16 +234,19 @@ pub async fn login(
     {
         Ok(user) => user,
         Err(e) => {
-            let interaction = seal_interaction(provider, &request);
+            let interaction = seal_interaction(provider, &request, PageStep::Login);
             return login_failed(provider, jar, &client.name, &interaction, username, &e);
         }
     };
+    let jar = replace_session(provider, jar).await;
     let new = match provider.start_session(&user).await {
         Ok(new) => new,
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.description),
     };
     let jar = jar.add(session_cookie(provider, new.cookie));
-    let step = provider.next_step(&request, Some(&new.session), true).await;
+    let step = provider
+        .next_step(&request, Some((&new.session, &user)), true)
+        .await;
     continue_with(
         provider,
         jar,
@@ -228,8 +255,20 @@ pub async fn login(
         Some((new.session, user)),
         step,
         true,
+        true,
     )
     .await
+}
+
+/// A new login replaces the browser's session: the old one ends, with what it
+/// granted (its online refresh tokens), whoever it belonged to.
+pub async fn replace_session(provider: &Provider, jar: CookieJar) -> CookieJar {
+    if let Some(cookie) = jar.get(session_cookie_name(provider))
+        && let Err(e) = provider.end_session(cookie.value()).await
+    {
+        tracing::warn!(error = %e, "could not end the session replaced by a new login");
+    }
+    jar
 }
 
 /// The login page again after a failed attempt: the same words whichever part
@@ -282,13 +321,29 @@ pub async fn consent(
     PageForm(params): PageForm,
 ) -> Response {
     let provider = &state.provider;
-    let Some((client, request)) = interaction_of(provider, &params).await else {
+    // The consent form takes only an interaction issued for the consent form,
+    // to the session it was shown to.
+    let Some((
+        client,
+        request,
+        PageStep::Consent {
+            sid,
+            auth_time,
+            fresh_login,
+        },
+    )) = interaction_of(provider, &params).await
+    else {
         return error_page(StatusCode::BAD_REQUEST, STALE);
     };
     let Some((session, user)) = current_session(provider, &jar).await else {
         let step = Ok(Step::Login);
-        return continue_with(provider, jar, &client, &request, None, step, true).await;
+        return continue_with(provider, jar, &client, &request, None, step, false, true).await;
     };
+    if session.sid != sid || session.auth_time != auth_time {
+        // Another login happened in this browser meanwhile: the decision was
+        // not made by the person now signed in.
+        return error_page(StatusCode::BAD_REQUEST, STALE);
+    }
     if params.get("decision") != Some("approve") {
         let denied = provider.error_redirect(
             &request,
@@ -296,6 +351,29 @@ pub async fn consent(
             "the user denied the request",
         );
         return authorize_error(denied, true);
+    }
+    // The login requirements again, as they stand now (prompt=login and
+    // max_age are met only by the login that led to this page): a consent
+    // form never skips a step-up.
+    match provider
+        .next_step(&request, Some((&session, &user)), fresh_login)
+        .await
+    {
+        Ok(Step::Login) => {
+            return continue_with(
+                provider,
+                jar,
+                &client,
+                &request,
+                Some((session, user)),
+                Ok(Step::Login),
+                false,
+                true,
+            )
+            .await;
+        }
+        Err(e) => return authorize_error(e, true),
+        Ok(Step::Consent | Step::Respond) => {}
     }
     // Consent is remembered per user, client and scope: the union of what the
     // user approved before and now.
@@ -334,6 +412,7 @@ pub async fn consent(
         &request,
         Some((session, user)),
         Ok(Step::Respond),
+        fresh_login,
         true,
     )
     .await

@@ -2052,3 +2052,232 @@ async fn session_cookies_are_secure_host_cookies_on_an_https_issuer() {
     assert!(!attributes.iter().any(|a| a.starts_with("domain")), "{raw}");
     assert!(consent.set_cookie("tessera_session").is_none());
 }
+
+// ---------------------------------------------------------------------------
+// Cross-step misuse: forms replayed on the wrong page, sessions that end
+// ---------------------------------------------------------------------------
+
+/// A signed-in browser (alice, consent given for `SCOPES`) and the web app.
+async fn signed_in() -> (TestServer, (String, String)) {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    (server, client)
+}
+
+#[tokio::test]
+async fn a_step_up_login_page_cannot_be_posted_to_consent() {
+    let (server, client) = signed_in().await;
+    let mut browser = Browser::new(&server);
+    tokens_for(&server, &mut browser, &client, SCOPES).await;
+    for (name, value) in [("prompt", "login"), ("max_age", "0")] {
+        let pkce = Pkce::new();
+        let request = Authz::code(&client.0, &pkce).set(name, value);
+        let login = browser.authorize(&request).await;
+        assert!(login.is_login(), "{name}={value}: {}", login.describe());
+        // The login page's fields, posted to the consent form instead.
+        let page = browser
+            .post(
+                "/consent",
+                &[
+                    ("csrf", login.input("csrf").unwrap().as_str()),
+                    ("interaction", login.input("interaction").unwrap().as_str()),
+                    ("decision", "approve"),
+                ],
+            )
+            .await;
+        assert_error_page(&page, StatusCode::BAD_REQUEST);
+        // The honest way still works, with a new auth_time.
+        let page = browser.login(&login, "alice", PASSWORD).await;
+        let code = code_of(&server, &page, &request);
+        let (status, body) = exchange(&server, &client, &code, Some(&pkce.verifier)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_consent_page_cannot_be_posted_to_login_nor_used_by_another_session() {
+    let (server, client) = signed_in().await;
+    create_user(&server, "bob", None, None);
+    let mut browser = Browser::new(&server);
+    let pkce = Pkce::new();
+    let request = Authz::code(&client.0, &pkce);
+    let login = browser.authorize(&request).await;
+    let consent = browser.login(&login, "alice", PASSWORD).await;
+    assert!(consent.is_consent(), "{}", consent.describe());
+    let fields = |page: &Page| {
+        (
+            page.input("csrf").unwrap(),
+            page.input("interaction").unwrap(),
+        )
+    };
+    let (csrf, interaction) = fields(&consent);
+    // The consent page's interaction at the login form: refused before any
+    // password is checked.
+    let page = browser
+        .post(
+            "/login",
+            &[
+                ("csrf", csrf.as_str()),
+                ("interaction", interaction.as_str()),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_error_page(&page, StatusCode::BAD_REQUEST);
+
+    // Bob signs in on the same browser; alice's consent page no longer counts.
+    let other = browser
+        .authorize(&Authz::code(&client.0, &Pkce::new()).set("prompt", "login"))
+        .await;
+    let bobs = browser.login(&other, "bob", PASSWORD).await;
+    assert!(bobs.is_consent(), "{}", bobs.describe());
+    let (csrf, _) = fields(&bobs);
+    let page = browser
+        .post(
+            "/consent",
+            &[
+                ("csrf", csrf.as_str()),
+                ("interaction", interaction.as_str()),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert_error_page(&page, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn prompt_none_with_a_hint_for_someone_else_needs_a_login() {
+    let (server, client) = signed_in().await;
+    let mut browser = Browser::new(&server);
+    tokens_for(&server, &mut browser, &client, SCOPES).await;
+    for hint in ["bob", "bob@example.com"] {
+        let request = Authz::code(&client.0, &Pkce::new())
+            .set("prompt", "none")
+            .set("login_hint", hint);
+        let page = browser.authorize(&request).await;
+        assert_error_redirect(&server, &page, &request, "login_required");
+    }
+    for hint in ["alice", "ALICE@example.com"] {
+        let request = Authz::code(&client.0, &Pkce::new())
+            .set("prompt", "none")
+            .set("login_hint", hint);
+        let page = browser.authorize(&request).await;
+        code_of(&server, &page, &request);
+    }
+    // Without prompt=none the login form is shown, the hint filled in.
+    let page = browser
+        .authorize(&Authz::code(&client.0, &Pkce::new()).set("login_hint", "bob"))
+        .await;
+    assert!(page.is_login(), "{}", page.describe());
+    assert_eq!(page.input("username").as_deref(), Some("bob"));
+}
+
+#[tokio::test]
+async fn logout_ends_the_online_grants_of_its_session_but_not_offline_ones() {
+    let (server, client) = signed_in().await;
+    let mut browser = Browser::new(&server);
+    let offline = tokens_for(&server, &mut browser, &client, SCOPES).await;
+    let online = tokens_for(&server, &mut browser, &client, "openid profile").await;
+    let page = browser.get("/oauth2/logout").await;
+    let csrf = page.input("csrf").expect("csrf");
+    let page = browser
+        .post("/oauth2/logout", &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.describe());
+
+    let (status, body) = refresh(&server, &client, s(&online["refresh_token"]), None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let (status, _, _) = userinfo(&server, Some(s(&online["access_token"]))).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the session's access token ends too"
+    );
+    let (status, body) = refresh(&server, &client, s(&offline["refresh_token"]), None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "offline access outlives the session: {body}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_login_ends_the_browsers_previous_session() {
+    let (server, client) = signed_in().await;
+    create_user(&server, "bob", None, None);
+    let mut browser = Browser::new(&server);
+    let alices = tokens_for(&server, &mut browser, &client, "openid profile").await;
+    let alice_cookie = browser.cookies["tessera_session"].clone();
+
+    let request = Authz::code(&client.0, &Pkce::new()).set("prompt", "login");
+    let login = browser.authorize(&request).await;
+    let page = browser.login(&login, "bob", PASSWORD).await;
+    assert!(page.is_consent(), "{}", page.describe());
+    assert_ne!(browser.cookies["tessera_session"], alice_cookie);
+
+    // Alice's old cookie gets nothing any more, not even with prompt=none.
+    let mut old = Browser::new(&server);
+    old.cookies
+        .insert("tessera_session".into(), alice_cookie.clone());
+    let silent = Authz::code(&client.0, &Pkce::new()).set("prompt", "none");
+    let page = old.authorize(&silent).await;
+    assert_error_redirect(&server, &page, &silent, "login_required");
+    // And her session's online refresh token ended with it.
+    let (status, body) = refresh(&server, &client, s(&alices["refresh_token"]), None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_new_password_revokes_the_accounts_tokens_unless_kept() {
+    let (server, client) = signed_in().await;
+    let mut browser = Browser::new(&server);
+    let before = tokens_for(&server, &mut browser, &client, SCOPES).await;
+    let set_password = |extra: &[&str]| {
+        let mut args = vec![
+            "user",
+            "set-password",
+            "alice",
+            "--password-stdin",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = server
+            .command()
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+
+    // --keep-tokens: the sessions end, the tokens stay, and the output says so.
+    let kept = set_password(&["--keep-tokens"]);
+    assert_eq!(kept["tokens_revoked"], false, "{kept}");
+    let (status, rotated) = refresh(&server, &client, s(&before["refresh_token"]), None).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+
+    // By default everything obtained with the old password goes.
+    let changed = set_password(&[]);
+    assert_eq!(changed["tokens_revoked"], true, "{changed}");
+    assert!(
+        changed["refresh_tokens_revoked"].as_u64().unwrap() >= 1,
+        "{changed}"
+    );
+    let (status, body) = refresh(&server, &client, s(&rotated["refresh_token"]), None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let (status, _, _) = userinfo(&server, Some(s(&rotated["access_token"]))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The log says revoked, not reused.
+    assert!(!server.log().contains("reused"), "{}", server.log());
+}
