@@ -312,8 +312,11 @@ impl Provider {
                     },
                 )?),
             };
-        client
-            .check_resources(params.resources())
+        // The resource policy now, so that nobody is asked to approve what the
+        // token endpoint would refuse.
+        crate::grants::Targets::resolve(self, &client, params.resources())
+            .await
+            .and_then(|targets| targets.check_policy(crate::grants::SubjectKind::User, &scope))
             .map_err(|e| fail(e.code, &e.description))?;
         Ok((
             client,
@@ -566,6 +569,7 @@ impl Provider {
         auth_time: UnixTime,
     ) -> Result<(crate::provider::IssuedAccessToken, i64), Error> {
         let targets = crate::grants::Targets::resolve(self, client, resources).await?;
+        targets.check_policy(crate::grants::SubjectKind::User, scope)?;
         let ttl = client
             .access_token_ttl
             .unwrap_or(self.settings().user_access_token_ttl);

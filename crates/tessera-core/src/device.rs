@@ -80,7 +80,9 @@ impl Provider {
             ));
         }
         let scope = client.requested_scope(params.get("scope"))?;
-        client.check_resources(params.resources())?;
+        crate::grants::Targets::resolve(self, &client, params.resources())
+            .await?
+            .check_policy(crate::grants::SubjectKind::User, &scope)?;
         let now = self.clock().now();
         let device_code = random_token();
         let settings = self.settings();

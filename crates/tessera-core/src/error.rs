@@ -154,6 +154,33 @@ impl Error {
     }
 }
 
+/// The most of a caller's input an error description repeats: enough to
+/// recognise it, never enough to make the answer grow with the request.
+const ECHO_LIMIT: usize = 64;
+/// The most items of a list an error description repeats.
+const ECHO_ITEMS: usize = 5;
+
+/// `text`, cut to [`ECHO_LIMIT`] characters (with `…` when cut).
+pub fn bounded(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(ECHO_LIMIT) {
+        None => Cow::Borrowed(text),
+        Some((at, _)) => Cow::Owned(format!("{}…", &text[..at])),
+    }
+}
+
+/// Space-separated items for an error description: at most [`ECHO_ITEMS`],
+/// each [`bounded`], then how many more there were.
+pub fn bounded_list(items: &[&str]) -> String {
+    let mut out: Vec<Cow<'_, str>> = items.iter().take(ECHO_ITEMS).map(|i| bounded(i)).collect();
+    if items.len() > ECHO_ITEMS {
+        out.push(Cow::Owned(format!(
+            "(and {} more)",
+            items.len() - ECHO_ITEMS
+        )));
+    }
+    out.join(" ")
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code, self.description)
@@ -174,5 +201,25 @@ impl From<crate::store::StoreError> for Error {
             }
             other => Error::server_error(&other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_input_is_bounded() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(1_000);
+        let cut = bounded(&long);
+        assert_eq!(cut.chars().count(), ECHO_LIMIT + 1);
+        assert!(cut.ends_with('…'));
+        let many: Vec<String> = (0..8_000).map(|i| format!("scope{i}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let list = bounded_list(&refs);
+        assert!(list.len() < 200, "{list}");
+        assert!(list.ends_with("(and 7995 more)"), "{list}");
+        assert_eq!(bounded_list(&["a", "b"]), "a b");
     }
 }

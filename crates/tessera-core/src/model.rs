@@ -266,7 +266,7 @@ impl Client {
         } else {
             Err(Error::invalid_scope(format!(
                 "scope not allowed for this client: {}",
-                excess.join(" ")
+                crate::error::bounded_list(&excess)
             )))
         }
     }
@@ -279,7 +279,8 @@ impl Client {
             .find(|r| !self.audiences.iter().any(|a| a == *r))
         {
             Some(resource) => Err(Error::invalid_target(format!(
-                "the client may not request tokens for {resource:?}"
+                "the client may not request tokens for {:?}",
+                crate::error::bounded(resource)
             ))),
             None => Ok(()),
         }
@@ -306,8 +307,14 @@ impl AcceptedTokens {
         }
     }
 
-    pub fn accepts_app_tokens(self) -> bool {
-        matches!(self, AcceptedTokens::App | AcceptedTokens::Both)
+    pub fn accepts(self, kind: crate::grants::SubjectKind) -> bool {
+        use crate::grants::SubjectKind;
+        matches!(
+            (self, kind),
+            (AcceptedTokens::Both, _)
+                | (AcceptedTokens::App, SubjectKind::App)
+                | (AcceptedTokens::User, SubjectKind::User)
+        )
     }
 }
 

@@ -1126,7 +1126,12 @@ async fn check_users(store: &dyn Store) {
             .expect("set_password"),
         Some(1)
     );
-    assert!(stored_refresh(store, &alices.jti).await.expect("kept").revoked);
+    assert!(
+        stored_refresh(store, &alices.jti)
+            .await
+            .expect("kept")
+            .revoked
+    );
     assert!(access_revoked(store, &alices).await);
     assert_eq!(stored_refresh(store, &bobs.jti).await.as_ref(), Some(&bobs));
     assert!(!access_revoked(store, &bobs).await);
@@ -1281,7 +1286,6 @@ async fn check_delete_user(store: &dyn Store) {
     );
 }
 
-
 async fn check_session_end_revokes_online_grants(store: &dyn Store) {
     let user_id = unique("user");
     let client_id = unique("client");
@@ -1332,9 +1336,17 @@ async fn check_session_end_revokes_online_grants(store: &dyn Store) {
             .expect("delete_session")
             .is_some()
     );
-    assert!(stored_refresh(store, &online.jti).await.expect("kept").revoked);
+    assert!(
+        stored_refresh(store, &online.jti)
+            .await
+            .expect("kept")
+            .revoked
+    );
     assert!(access_revoked(store, &online).await);
-    assert_eq!(stored_refresh(store, &offline.jti).await.as_ref(), Some(&offline));
+    assert_eq!(
+        stored_refresh(store, &offline.jti).await.as_ref(),
+        Some(&offline)
+    );
     assert!(!access_revoked(store, &offline).await);
     assert_eq!(
         store
@@ -1351,7 +1363,12 @@ async fn check_session_end_revokes_online_grants(store: &dyn Store) {
             .await
             .expect("delete_session_by_sid")
     );
-    assert!(stored_refresh(store, &elsewhere.jti).await.expect("kept").revoked);
+    assert!(
+        stored_refresh(store, &elsewhere.jti)
+            .await
+            .expect("kept")
+            .revoked
+    );
     assert!(access_revoked(store, &elsewhere).await);
 }
 

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use crate::error::Error;
-use crate::grants::{Grant, Targets, TokenRequest, grant_scope};
+use crate::grants::{Grant, SubjectKind, Targets, TokenRequest, grant_scope};
 use crate::model::{Client, GrantType};
 use crate::provider::{NewAccessToken, Provider};
 use crate::tokens::TokenResponse;
@@ -33,17 +33,8 @@ impl Grant for ClientCredentials {
             ));
         }
         let targets = Targets::resolve(provider, client, params.resources()).await?;
-        if let Some(resource) = targets
-            .resources
-            .iter()
-            .find(|r| !r.accepts.accepts_app_tokens())
-        {
-            return Err(Error::invalid_target(format!(
-                "{} accepts only tokens issued to people",
-                resource.audience
-            )));
-        }
         let scope = grant_scope(client, &targets, params.get("scope"))?;
+        targets.check_policy(SubjectKind::App, &scope)?;
         let ttl = client
             .access_token_ttl
             .unwrap_or(provider.settings().app_access_token_ttl);

@@ -54,6 +54,26 @@ pub fn all() -> Vec<Box<dyn Grant>> {
     ]
 }
 
+/// Who a token speaks for: resources choose which kinds they accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectKind {
+    /// A person who signed in (code, implicit, password, device, refresh).
+    User,
+    /// An application acting for itself (client credentials).
+    App,
+}
+
+/// The scopes of OpenID Connect (Core §5.4, §11): they ask for claims about the
+/// person, so no API defines them.
+pub const USER_SCOPES: [&str; 6] = [
+    "openid",
+    "profile",
+    "email",
+    "address",
+    "phone",
+    "offline_access",
+];
+
 /// The audiences and registered resources an access token will be for.
 #[derive(Debug)]
 pub struct Targets {
@@ -77,7 +97,8 @@ impl Targets {
                 // RFC 8707 §2: an absolute URI without a fragment.
                 if !resource.contains(':') || resource.contains('#') {
                     return Err(Error::invalid_target(format!(
-                        "resource {resource:?} is not an absolute URI without a fragment"
+                        "resource {:?} is not an absolute URI without a fragment",
+                        crate::error::bounded(resource)
                     )));
                 }
                 if !list.contains(resource) {
@@ -100,6 +121,38 @@ impl Targets {
             audiences,
             resources,
         })
+    }
+
+    /// The resource policy, one rule for every grant: each registered target
+    /// accepts tokens of this kind (`invalid_target` otherwise, RFC 8707 §2),
+    /// and the scope stays within the scopes the targets define
+    /// (`invalid_scope`, RFC 6749 §5.2). OpenID Connect's own scopes are about
+    /// the person, not an API, so a user token may carry them beside.
+    pub fn check_policy(&self, kind: SubjectKind, scope: &Scope) -> Result<(), Error> {
+        if let Some(resource) = self.resources.iter().find(|r| !r.accepts.accepts(kind)) {
+            return Err(Error::invalid_target(format!(
+                "{} accepts only tokens {}",
+                resource.audience,
+                match kind {
+                    SubjectKind::User => "of applications acting for themselves",
+                    SubjectKind::App => "issued to people",
+                }
+            )));
+        }
+        if let Some(defined) = self.defined_scopes() {
+            let excess: Vec<&str> = scope
+                .iter()
+                .filter(|s| !defined.contains(s))
+                .filter(|s| kind == SubjectKind::App || !USER_SCOPES.contains(s))
+                .collect();
+            if !excess.is_empty() {
+                return Err(Error::invalid_scope(format!(
+                    "scope not defined by the requested resource: {}",
+                    crate::error::bounded_list(&excess)
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The scopes the targets define, if any of them restricts scopes.
@@ -157,7 +210,7 @@ pub fn grant_scope(
             } else {
                 Err(Error::invalid_scope(format!(
                     "scope not allowed for this client or resource: {}",
-                    excess.join(" ")
+                    crate::error::bounded_list(&excess)
                 )))
             }
         }

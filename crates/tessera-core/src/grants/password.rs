@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::error::Error;
 use crate::grants::user_tokens::{Family, UserGrant};
-use crate::grants::{Grant, TokenRequest};
+use crate::grants::{Grant, SubjectKind, Targets, TokenRequest};
 use crate::model::{Client, GrantType};
 use crate::provider::Provider;
 use crate::tokens::TokenResponse;
@@ -29,7 +29,11 @@ impl Grant for PasswordGrant {
         let username = params.require("username")?;
         let password = params.require("password")?;
         let scope = client.requested_scope(params.get("scope"))?;
-        client.check_resources(params.resources())?;
+        // The resource policy before the password is looked at: a refused
+        // request must not cost a throttled attempt.
+        Targets::resolve(provider, client, params.resources())
+            .await?
+            .check_policy(SubjectKind::User, &scope)?;
         let user = provider
             .authenticate_user(username, password, request.client_address)
             .await?;

@@ -2281,3 +2281,193 @@ async fn a_new_password_revokes_the_accounts_tokens_unless_kept() {
     // The log says revoked, not reused.
     assert!(!server.log().contains("reused"), "{}", server.log());
 }
+
+// ---------------------------------------------------------------------------
+// The resource policy, the same for every grant
+// ---------------------------------------------------------------------------
+
+const APP_API: &str = "https://app-api.example";
+const USER_API: &str = "https://user-api.example";
+
+#[tokio::test]
+async fn every_grant_honours_a_resources_scopes_and_accepted_tokens() {
+    let (server, _) = start_with_alice().await;
+    server.cli(&[
+        "resource",
+        "create",
+        "--audience",
+        APP_API,
+        "--scope",
+        "app.read",
+        "--accepts",
+        "app",
+        "--json",
+    ]);
+    server.cli(&[
+        "resource",
+        "create",
+        "--audience",
+        USER_API,
+        "--scope",
+        "api.read",
+        "--accepts",
+        "user",
+        "--json",
+    ]);
+    let client = create_client(
+        &server,
+        "Everything",
+        &[
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--grant",
+            "password",
+            "--grant",
+            "implicit",
+            "--grant",
+            "client_credentials",
+            "--grant",
+            "device_code",
+            "--redirect-uri",
+            REDIRECT,
+            "--scope",
+            "openid profile app.read app.admin api.read api.admin",
+            "--audience",
+            APP_API,
+            "--audience",
+            USER_API,
+        ],
+    );
+    let (id, secret) = (&client.0, &client.1);
+    let token = |form: Vec<(&'static str, String)>| {
+        let server = &server;
+        async move {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            server.token_response(id, secret, &form).await
+        }
+    };
+
+    // Client credentials: only the app API, only its scope.
+    let (status, body) = token(vec![
+        ("grant_type", "client_credentials".into()),
+        ("resource", APP_API.into()),
+        ("scope", "app.admin".into()),
+    ])
+    .await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_scope");
+    let (status, body) = token(vec![
+        ("grant_type", "client_credentials".into()),
+        ("resource", USER_API.into()),
+    ])
+    .await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_target");
+
+    // Password: the user API only, its scopes and OpenID Connect's.
+    let password = |resource: &str, scope: &str| {
+        vec![
+            ("grant_type", "password".to_owned()),
+            ("username", "alice".to_owned()),
+            ("password", PASSWORD.to_owned()),
+            ("resource", resource.to_owned()),
+            ("scope", scope.to_owned()),
+        ]
+    };
+    let (status, body) = token(password(APP_API, "openid app.read")).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_target");
+    let (status, body) = token(password(USER_API, "openid api.admin")).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_scope");
+    let (status, body) = token(password(USER_API, "openid profile api.read")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, claims) = decode_jwt(s(&body["access_token"]));
+    assert_eq!(claims["aud"], USER_API);
+
+    // Code flow: refused at the authorization endpoint, before any consent.
+    let mut browser = Browser::new(&server);
+    for (resource, scope, error) in [
+        (APP_API, "openid app.read", "invalid_target"),
+        (USER_API, "openid api.admin", "invalid_scope"),
+    ] {
+        let request = Authz::code(id, &Pkce::new())
+            .set("resource", resource)
+            .set("scope", scope);
+        let page = browser.authorize(&request).await;
+        assert_error_redirect(&server, &page, &request, error);
+    }
+    let pkce = Pkce::new();
+    let request = Authz::code(id, &pkce)
+        .set("resource", USER_API)
+        .set("scope", "openid api.read");
+    let page = browser.sign_in_and_approve(&request, "alice").await;
+    let code = code_of(&server, &page, &request);
+    let (status, body) = exchange(&server, &client, &code, Some(&pkce.verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, claims) = decode_jwt(s(&body["access_token"]));
+    assert_eq!(
+        (claims["aud"].as_str(), claims["scope"].as_str()),
+        (Some(USER_API), Some("api.read openid"))
+    );
+    // Refresh goes through the same rule and keeps to it.
+    let (status, body) = refresh(&server, &client, s(&body["refresh_token"]), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Implicit: the same refusal, in the fragment.
+    let request = Authz::code(id, &Pkce::new())
+        .without("code_challenge")
+        .without("code_challenge_method")
+        .set("response_type", "token")
+        .set("resource", APP_API)
+        .set("scope", "app.read");
+    let page = browser.authorize(&request).await;
+    assert_eq!(
+        redirect_fragment(&page, REDIRECT)["error"],
+        "invalid_target"
+    );
+
+    // Device authorization: refused when the code is asked for.
+    let (status, body) = server
+        .post_form(
+            "/oauth2/device/code",
+            id,
+            secret,
+            &[("scope", "openid app.read"), ("resource", APP_API)],
+        )
+        .await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_target");
+}
+
+#[tokio::test]
+async fn error_descriptions_do_not_grow_with_the_request() {
+    let (server, _) = start_with_alice().await;
+    let (id, secret) = server.client(&["--grant", "client_credentials", "--scope", "a"]);
+    let scope: Vec<String> = (0..4_000).map(|i| format!("s{i}")).collect();
+    let r = server
+        .http
+        .post(server.url("/oauth2/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", &scope.join(" ")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let text = r.text().await.unwrap();
+    assert!(text.len() < 400, "{} bytes: {text}", text.len());
+    assert!(
+        text.contains("invalid_scope") && text.contains("more)"),
+        "{text}"
+    );
+    let long = format!("https://x.example/{}", "a".repeat(10_000));
+    let (status, body) = server
+        .token_response(
+            &id,
+            &secret,
+            &[("grant_type", "client_credentials"), ("resource", &long)],
+        )
+        .await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_target");
+    assert!(body.to_string().len() < 400, "{body}");
+}
