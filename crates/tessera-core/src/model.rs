@@ -188,9 +188,11 @@ impl FromStr for TokenFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IntrospectionPolicy {
-    /// Any token, as Keycloak does: the usual setup for trusted resource servers.
+    /// Any token: an opt-in for a trusted gateway in front of many APIs.
     Any,
-    /// Only tokens issued to this client or naming one of its audiences.
+    /// Only tokens issued to this client or naming one of its audiences: the
+    /// default, as RFC 7662 §4 asks (a resource server learns nothing about
+    /// tokens that are not for it).
     Own,
 }
 

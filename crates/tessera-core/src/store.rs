@@ -276,6 +276,11 @@ pub enum CodeUse {
 #[async_trait]
 pub trait CodeStore: Send + Sync {
     async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
+    /// The code as stored, consumed or not (until it is purged).
+    async fn authorization_code(
+        &self,
+        digest: &SecretDigest,
+    ) -> StoreResult<Option<AuthorizationCode>>;
     /// Marks the code consumed in one statement, so that of two concurrent
     /// exchanges exactly one gets [`CodeUse::Fresh`].
     async fn consume_code(&self, digest: &SecretDigest, now: UnixTime) -> StoreResult<CodeUse>;

@@ -137,9 +137,10 @@ pub struct ClientCreate {
     /// Lifetime of this client's access tokens in seconds (server default otherwise).
     #[arg(long, value_name = "SECONDS")]
     pub access_token_ttl: Option<i64>,
-    /// Which tokens the client may introspect: any (default) or own (issued to it
-    /// or for its audiences).
-    #[arg(long, default_value = "any", value_name = "POLICY")]
+    /// Which tokens the client may introspect: own (the default, RFC 7662 §4:
+    /// tokens issued to it or for one of its audiences) or any (for a trusted
+    /// gateway).
+    #[arg(long, default_value = "own", value_name = "POLICY")]
     pub introspection: String,
     #[command(flatten)]
     pub json: Json,

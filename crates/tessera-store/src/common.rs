@@ -1029,6 +1029,20 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn authorization_code(&self, digest: &SecretDigest) -> StoreResult<Option<AuthorizationCode>> {
+                let sql = const_format::concatcp!(
+                    "SELECT ", CODE_COLUMNS, " FROM authorization_codes WHERE digest = $1"
+                );
+                sqlx::query(sql)
+                    .bind(digest.0.to_vec())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(code_from_row)
+                    .transpose()
+            }
+
             async fn consume_code(&self, digest: &SecretDigest, now: i64) -> StoreResult<CodeUse> {
                 // The guarded UPDATE is the single-use check: on PostgreSQL a
                 // concurrent updater waits for the row and re-checks
@@ -1049,18 +1063,7 @@ macro_rules! impl_store {
                 }
                 // A consumed code is a replay even after it has expired, for as
                 // long as it is kept (RFC 6749 §4.1.2).
-                let sql = const_format::concatcp!(
-                    "SELECT ", CODE_COLUMNS, " FROM authorization_codes WHERE digest = $1"
-                );
-                let code = sqlx::query(sql)
-                    .bind(digest.0.to_vec())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(map_err)?
-                    .as_ref()
-                    .map(code_from_row)
-                    .transpose()?;
-                Ok(match code {
+                Ok(match self.authorization_code(digest).await? {
                     Some(code) if code.consumed_at.is_some() => CodeUse::Replayed(code),
                     _ => CodeUse::Invalid,
                 })

@@ -1626,6 +1626,21 @@ async fn check_codes(store: &dyn Store) {
         "duplicate code digest",
     );
 
+    assert_eq!(
+        store
+            .authorization_code(&c.digest)
+            .await
+            .expect("authorization_code"),
+        Some(c.clone()),
+        "a plain read uses nothing up"
+    );
+    assert_eq!(
+        store
+            .authorization_code(&SecretDigest::of(&random_token()))
+            .await
+            .expect("authorization_code"),
+        None
+    );
     let consumed = AuthorizationCode {
         consumed_at: Some(T0),
         ..c.clone()

@@ -31,6 +31,32 @@ impl Grant for AuthorizationCodeGrant {
         let code_value = params.require("code")?;
         let digest = SecretDigest::of(code_value);
         let now = provider.clock().now();
+        // The code's binding first (RFC 6749 §4.1.3: the client, and the
+        // redirect_uri of the authorization request), on a plain read: a code
+        // presented by another client or with another redirect_uri is refused
+        // without being used up, so nobody else can burn it before its client
+        // redeems it. The binding never changes, so the read cannot go stale.
+        let Some(stored) = provider.store().authorization_code(&digest).await? else {
+            return Err(Error::invalid_grant(
+                "the authorization code is invalid or expired",
+            ));
+        };
+        if stored.client_id != client.id {
+            return Err(Error::invalid_grant(
+                "the authorization code was issued to another client",
+            ));
+        }
+        // A client with a single registered URI may leave redirect_uri out of
+        // both requests (§3.1.2.3); then it cannot differ.
+        let redirect_ok = match params.get("redirect_uri") {
+            Some(uri) => uri == stored.redirect_uri,
+            None => client.redirect_uris == [stored.redirect_uri.clone()],
+        };
+        if !redirect_ok && stored.consumed_at.is_none() {
+            return Err(Error::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
         let code = match provider.store().consume_code(&digest, now).await? {
             CodeUse::Fresh(code) => code,
             CodeUse::Replayed(code) => {
@@ -53,23 +79,8 @@ impl Grant for AuthorizationCodeGrant {
                 ));
             }
         };
-        if code.client_id != client.id {
-            return Err(Error::invalid_grant(
-                "the authorization code was issued to another client",
-            ));
-        }
-        // RFC 6749 §4.1.3: the redirect_uri must be identical to the one of the
-        // authorization request. A client with a single registered URI may leave
-        // it out of both (§3.1.2.3); then it cannot differ.
-        let redirect_ok = match params.get("redirect_uri") {
-            Some(uri) => uri == code.redirect_uri,
-            None => client.redirect_uris == [code.redirect_uri.clone()],
-        };
-        if !redirect_ok {
-            return Err(Error::invalid_grant(
-                "redirect_uri does not match the authorization request",
-            ));
-        }
+        // A wrong verifier from the right client still uses the code up: a
+        // failed PKCE check suggests the code was intercepted (RFC 7636 §1).
         match (&code.code_challenge, params.get("code_verifier")) {
             (Some(challenge), Some(verifier)) if pkce::verify(verifier, challenge) => {}
             (Some(_), Some(_)) => {

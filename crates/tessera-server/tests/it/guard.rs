@@ -137,8 +137,17 @@ async fn reference_tokens_are_accepted_through_introspection() {
     let token = access_token(&server, &id, &secret).await;
     assert!(!token.contains('.'), "a reference token: {token}");
 
-    // The orders service authenticates with credentials of its own.
-    let service = server.cli(&["client", "create", "--name", "orders-api", "--json"]);
+    // The orders service authenticates with credentials of its own, and may
+    // introspect the tokens for its audience (RFC 7662 §4).
+    let service = server.cli(&[
+        "client",
+        "create",
+        "--name",
+        "orders-api",
+        "--audience",
+        AUDIENCE,
+        "--json",
+    ]);
     let verifier = Verifier::builder(server.issuer.clone(), AUDIENCE)
         .require_scopes(["orders.read"])
         .client_credentials(

@@ -774,7 +774,7 @@ async fn a_replayed_code_fails_and_revokes_what_it_issued() {
 }
 
 #[tokio::test]
-async fn a_code_is_bound_to_its_client_and_redirect_uri() {
+async fn a_code_is_bound_to_its_client_and_redirect_uri_and_checked_before_use() {
     let (server, _) = start_with_alice().await;
     let other_uri = "https://app.example/other";
     let registration = |name| {
@@ -807,6 +807,9 @@ async fn a_code_is_bound_to_its_client_and_redirect_uri() {
     );
     let (status, body) = exchange(&server, &intruder, &code, Some(&pkce.verifier)).await;
     assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    // ...and the intruder's attempt did not use the code up for its client.
+    let (status, body) = exchange(&server, &app, &code, Some(&pkce.verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 
     // Another registered redirect URI than the authorization request's.
     let pkce = Pkce::new();
@@ -824,6 +827,19 @@ async fn a_code_is_bound_to_its_client_and_redirect_uri() {
             ],
         )
         .await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    // Refused without using the code up either.
+    let (status, body) = exchange(&server, &app, &code, Some(&pkce.verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A wrong verifier from the right client does use it up: the code may
+    // have been intercepted (RFC 7636 §1).
+    let pkce = Pkce::new();
+    let request = Authz::code(&app.0, &pkce);
+    let code = code_of(&server, &browser.authorize(&request).await, &request);
+    let (status, body) = exchange(&server, &app, &code, Some(&Pkce::new().verifier)).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let (status, body) = exchange(&server, &app, &code, Some(&pkce.verifier)).await;
     assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
 
     // No redirect URI although the authorization request had one.

@@ -503,13 +503,25 @@ async fn introspection_reports_only_active_tokens_and_needs_client_authenticatio
         );
     }
 
-    // Any authenticated client may introspect by default...
+    // By default (RFC 7662 §4) another client learns nothing of a token that
+    // is neither its own nor for one of its audiences...
     let (other, other_secret) = server.client(&[]);
     assert_eq!(
-        server.introspect(&other, &other_secret, &token).await["active"],
+        server.introspect(&other, &other_secret, &token).await,
+        serde_json::json!({"active": false})
+    );
+    // ...nor one with an audience of its own, unless it is the token's...
+    let (api, api_secret) = server.client(&["--audience", "https://mine.example"]);
+    assert_eq!(
+        server.introspect(&api, &api_secret, &token).await["active"],
+        false
+    );
+    // ...while a trusted gateway may opt in to see every token.
+    let (gateway, gateway_secret) = server.client(&["--introspection", "any"]);
+    assert_eq!(
+        server.introspect(&gateway, &gateway_secret, &token).await["active"],
         true
     );
-    // ...but one restricted to its own tokens and audiences sees nothing else.
     let (own, own_secret) = server.client(&[
         "--introspection",
         "own",
