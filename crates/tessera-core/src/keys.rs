@@ -23,7 +23,28 @@ pub enum KeyError {
     Store(#[from] StoreError),
     #[error("key generation failed: {0}")]
     Generate(tessera_jose::Error),
+    #[error("no signing key has the kid {0:?}")]
+    NotFound(String),
+    #[error("the key {0} is already revoked")]
+    AlreadyRevoked(String),
+    #[error(
+        "{kid} is the only key that signs {alg}: without it no {alg} token can be issued until the next rotation. \
+         Rotate first (`tessera keys rotate --alg {alg} --now`, then revoke), or revoke anyway with --force"
+    )]
+    OnlySigningKey { kid: String, alg: Algorithm },
+    #[error(
+        "{kid} still signs: {successor} takes over in {seconds} s. Revoke it then, or now with --force"
+    )]
+    SuccessorPending {
+        kid: String,
+        successor: String,
+        seconds: i64,
+    },
 }
+
+/// How soon a successor must sign for `revoke` to say "wait" rather than
+/// "rotate first".
+const SUCCESSOR_GRACE: i64 = 5;
 
 /// Where a key is in its life cycle at some instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +57,9 @@ pub enum KeyStatus {
     Retired,
     /// No longer published: every token it signed has expired.
     Expired,
+    /// Withdrawn at once (`tessera keys revoke`): never signs, is not published,
+    /// and nothing it signed verifies any more.
+    Revoked,
 }
 
 impl KeyStatus {
@@ -45,11 +69,12 @@ impl KeyStatus {
             KeyStatus::Active => "active",
             KeyStatus::Retired => "retired",
             KeyStatus::Expired => "expired",
+            KeyStatus::Revoked => "revoked",
         }
     }
 
     pub fn is_published(self) -> bool {
-        self != KeyStatus::Expired
+        !matches!(self, KeyStatus::Expired | KeyStatus::Revoked)
     }
 }
 
@@ -63,6 +88,8 @@ pub struct RingKey {
     pub activates_at: UnixTime,
     /// When a newer key of the same algorithm takes over, if one exists.
     pub superseded_at: Option<UnixTime>,
+    /// When the key was withdrawn, if it was.
+    pub revoked_at: Option<UnixTime>,
 }
 
 impl RingKey {
@@ -76,6 +103,7 @@ impl RingKey {
 
     pub fn status(&self, now: UnixTime, max_token_ttl: i64) -> KeyStatus {
         match self.superseded_at {
+            _ if self.revoked_at.is_some() => KeyStatus::Revoked,
             _ if now < self.activates_at => KeyStatus::Next,
             Some(t) if now >= t + max_token_ttl => KeyStatus::Expired,
             Some(t) if now >= t => KeyStatus::Retired,
@@ -118,16 +146,22 @@ impl KeyRing {
                 created_at: row.created_at,
                 activates_at: row.activates_at,
                 superseded_at: None,
+                revoked_at: row.revoked_at,
             });
         }
         // The kid breaks ties so that every instance picks the same signing key.
         keys.sort_by(|a, b| {
             (a.activates_at, a.created_at, a.kid()).cmp(&(b.activates_at, b.created_at, b.kid()))
         });
+        // A key revoked before it activated never took over; one revoked after
+        // did, so the key it replaced does not come back to sign.
         for i in 0..keys.len() {
             keys[i].superseded_at = keys[i + 1..]
                 .iter()
-                .find(|later| later.alg() == keys[i].alg())
+                .find(|later| {
+                    later.alg() == keys[i].alg()
+                        && later.revoked_at.is_none_or(|t| t >= later.activates_at)
+                })
                 .map(|later| later.activates_at);
         }
         Ok(KeyRing { keys })
@@ -137,13 +171,20 @@ impl KeyRing {
         &self.keys
     }
 
-    /// The key that signs tokens of `alg` now: the newest one already active.
+    /// The key that signs tokens of `alg` now: the newest one already active,
+    /// unless it was revoked (then none does until the next rotation: a
+    /// retired key never comes back).
     pub fn signing_key(&self, alg: Algorithm, now: UnixTime) -> Option<&SigningKey> {
-        self.keys
-            .iter()
-            .rev()
-            .find(|k| k.alg() == alg && k.activates_at <= now)
-            .map(|k| &k.signing)
+        self.signing_ring_key(alg, now).map(|k| &k.signing)
+    }
+
+    fn signing_ring_key(&self, alg: Algorithm, now: UnixTime) -> Option<&RingKey> {
+        self.keys.iter().rev().find(|k| {
+            k.alg() == alg
+                && k.activates_at <= now
+                && k.revoked_at.is_none()
+                && k.superseded_at.is_none_or(|t| t > now)
+        })
     }
 
     /// The published key with this `kid`.
@@ -172,10 +213,10 @@ impl KeyRing {
         }
     }
 
-    fn fingerprint(&self) -> Vec<(&str, UnixTime)> {
+    fn fingerprint(&self) -> Vec<(&str, UnixTime, Option<UnixTime>)> {
         self.keys
             .iter()
-            .map(|k| (k.kid(), k.activates_at))
+            .map(|k| (k.kid(), k.activates_at, k.revoked_at))
             .collect()
     }
 }
@@ -185,6 +226,17 @@ impl KeyRing {
 pub struct KeyManager {
     ring: RwLock<Arc<KeyRing>>,
     kek: KeyEncryptionKey,
+}
+
+/// What a revocation did, for the CLI.
+#[derive(Debug, Clone)]
+pub struct RevokedKey {
+    pub kid: String,
+    pub alg: Algorithm,
+    /// Whether the key was signing new tokens of its algorithm.
+    pub was_signing: bool,
+    /// The key that signs its algorithm now, if any.
+    pub signing_now: Option<String>,
 }
 
 /// What a rotation created, for the CLI.
@@ -221,13 +273,13 @@ impl KeyManager {
     pub async fn refresh(&self, store: &dyn KeyStore) -> Result<(), KeyError> {
         let stored = store.signing_keys().await?;
         let current = self.ring();
-        let mut wanted: Vec<(&str, UnixTime)> = stored
+        let mut wanted: Vec<(&str, UnixTime, Option<UnixTime>)> = stored
             .iter()
-            .map(|k| (k.kid.as_str(), k.activates_at))
+            .map(|k| (k.kid.as_str(), k.activates_at, k.revoked_at))
             .collect();
-        wanted.sort_by_key(|(_, t)| *t);
+        wanted.sort();
         let mut have = current.fingerprint();
-        have.sort_by_key(|(_, t)| *t);
+        have.sort();
         if wanted == have {
             return Ok(());
         }
@@ -251,7 +303,13 @@ impl KeyManager {
         // Open every stored key first: with the wrong key-encryption key this fails
         // here, before anything sealed with that wrong key reaches a shared store.
         self.refresh(store).await?;
-        let made = if self.ring().keys().iter().any(|k| k.alg() == alg) {
+        // A ring whose keys of `alg` were all revoked gets a new one too.
+        let made = if self
+            .ring()
+            .keys()
+            .iter()
+            .any(|k| k.alg() == alg && k.revoked_at.is_none())
+        {
             None
         } else {
             let key = self.new_key(alg, now, now)?;
@@ -329,7 +387,7 @@ impl KeyManager {
             .ring()
             .keys()
             .iter()
-            .filter(|k| k.alg() == alg)
+            .filter(|k| k.alg() == alg && k.revoked_at.is_none())
             .map(|k| k.activates_at)
             .max();
         if newest.is_some_and(|t| t > due_after) {
@@ -347,6 +405,72 @@ impl KeyManager {
         }))
     }
 
+    /// Withdraws a key at once: it leaves the JWKS and nothing it signed
+    /// verifies, here and, within a second, on every instance sharing the
+    /// store. Withdrawing the key that signs its algorithm now needs `force`:
+    /// tokens of that algorithm cannot be issued until the next rotation (the
+    /// usual order is `rotate --now`, then revoke the retired key).
+    pub async fn revoke(
+        &self,
+        store: &dyn KeyStore,
+        kid: &str,
+        force: bool,
+        clock: &dyn Clock,
+    ) -> Result<RevokedKey, KeyError> {
+        let now = clock.now();
+        self.refresh(store).await?;
+        let ring = self.ring();
+        let key = ring
+            .keys()
+            .iter()
+            .find(|k| k.kid() == kid)
+            .ok_or_else(|| KeyError::NotFound(kid.to_owned()))?;
+        if key.revoked_at.is_some() {
+            return Err(KeyError::AlreadyRevoked(kid.to_owned()));
+        }
+        let alg = key.alg();
+        let was_signing = ring
+            .signing_ring_key(alg, now)
+            .is_some_and(|k| k.kid() == kid);
+        // The signing key is the newest active one: withdrawing it leaves
+        // nothing to sign until a successor activates.
+        if was_signing && !force {
+            // A successor published by `rotate --now` may start in the next
+            // second (activations are whole seconds and never tie).
+            let successor = ring.keys().iter().find(|k| {
+                k.alg() == alg
+                    && k.revoked_at.is_none()
+                    && k.activates_at > now
+                    && k.activates_at <= now + SUCCESSOR_GRACE
+            });
+            return Err(match successor {
+                Some(next) => KeyError::SuccessorPending {
+                    kid: kid.to_owned(),
+                    successor: next.kid().to_owned(),
+                    seconds: next.activates_at - now,
+                },
+                None => KeyError::OnlySigningKey {
+                    kid: kid.to_owned(),
+                    alg,
+                },
+            });
+        }
+        if !store.revoke_signing_key(kid, now).await? {
+            return Err(KeyError::AlreadyRevoked(kid.to_owned()));
+        }
+        self.refresh(store).await?;
+        let signing_now = self
+            .ring()
+            .signing_ring_key(alg, now)
+            .map(|k| k.kid().to_owned());
+        Ok(RevokedKey {
+            kid: kid.to_owned(),
+            alg,
+            was_signing,
+            signing_now,
+        })
+    }
+
     fn new_key(
         &self,
         alg: Algorithm,
@@ -362,6 +486,7 @@ impl KeyManager {
             alg: alg.as_str().to_owned(),
             created_at: now,
             activates_at,
+            revoked_at: None,
         })
     }
 }
@@ -826,6 +951,7 @@ mod tests {
                 alg: Algorithm::ES256.as_str().to_owned(),
                 created_at: T0,
                 activates_at,
+                revoked_at: None,
             })
             .await
             .expect("insert_signing_key");
@@ -869,6 +995,7 @@ mod tests {
                 alg: Algorithm::ES256.as_str().to_owned(),
                 created_at: T0,
                 activates_at: T0,
+                revoked_at: None,
             })
             .await
             .expect("insert_signing_key");

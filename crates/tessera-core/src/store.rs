@@ -62,6 +62,8 @@ pub struct StoredKey {
     pub created_at: UnixTime,
     /// When the key starts signing; it is published from `created_at` on.
     pub activates_at: UnixTime,
+    /// When the key was withdrawn (`tessera keys revoke`), if it was.
+    pub revoked_at: Option<UnixTime>,
 }
 
 #[async_trait]
@@ -69,14 +71,17 @@ pub trait KeyStore: Send + Sync {
     /// Every key, oldest activation first.
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
     async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
-    /// Inserts `key` only if no key of the same algorithm activates after
-    /// `newer_than`: one statement, so that several instances starting or rotating
+    /// Inserts `key` only if no key of the same algorithm that is not revoked
+    /// activates after `newer_than`: one statement, so that several instances starting or rotating
     /// at once add one key between them. Returns whether it was inserted.
     async fn insert_signing_key_unless_newer(
         &self,
         key: &StoredKey,
         newer_than: UnixTime,
     ) -> StoreResult<bool>;
+    /// Withdraws a key at `now`; returns whether a key that was not yet
+    /// revoked has this `kid`.
+    async fn revoke_signing_key(&self, kid: &str, now: UnixTime) -> StoreResult<bool>;
 }
 
 /// An opaque access token, stored under the digest of its value.

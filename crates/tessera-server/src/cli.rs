@@ -246,9 +246,25 @@ pub enum KeysCommand {
         /// ES256, RS256, PS256 or EdDSA. Default: the configured signing_alg.
         #[arg(long)]
         alg: Option<String>,
-        /// Sign with the new key at once (emergency rotation after a compromise).
+        /// Sign with the new key at once (emergency rotation after a compromise;
+        /// then withdraw the old key with `keys revoke`).
         #[arg(long)]
         now: bool,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Withdraw a key at once (after a compromise): it leaves the JWKS, and
+    /// tokens it signed stop being accepted by introspection, /userinfo and
+    /// refresh, on every instance. Rotate with --now first, so that a new key
+    /// already signs.
+    Revoke {
+        /// The key's ID (`kid`), as `keys list` shows it.
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+        /// Withdraw the key that signs its algorithm now, although no other key
+        /// then signs it until the next rotation.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         json: Json,
     },

@@ -166,6 +166,7 @@ macro_rules! impl_store {
                 sealed_private_key: row.try_get("sealed_private_key").map_err(get_err)?,
                 created_at: row.try_get("created_at").map_err(get_err)?,
                 activates_at: row.try_get("activates_at").map_err(get_err)?,
+                revoked_at: row.try_get("revoked_at").map_err(get_err)?,
             })
         }
 
@@ -346,7 +347,7 @@ macro_rules! impl_store {
         impl KeyStore for $store {
             async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
                 sqlx::query(
-                    "SELECT kid, alg, sealed_private_key, created_at, activates_at FROM signing_keys ORDER BY activates_at, created_at, kid",
+                    "SELECT kid, alg, sealed_private_key, created_at, activates_at, revoked_at FROM signing_keys ORDER BY activates_at, created_at, kid",
                 )
                 .fetch_all(&self.pool)
                 .await
@@ -358,13 +359,14 @@ macro_rules! impl_store {
 
             async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO signing_keys (kid, alg, sealed_private_key, created_at, activates_at) VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO signing_keys (kid, alg, sealed_private_key, created_at, activates_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&key.kid)
                 .bind(&key.alg)
                 .bind(&key.sealed_private_key)
                 .bind(key.created_at)
                 .bind(key.activates_at)
+                .bind(key.revoked_at)
                 .execute(&self.pool)
                 .await
                 .map_err(map_err)?;
@@ -382,7 +384,7 @@ macro_rules! impl_store {
                 let inserted = sqlx::query(
                     "INSERT INTO signing_keys (kid, alg, sealed_private_key, created_at, activates_at) \
                      SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS \
-                     (SELECT 1 FROM signing_keys WHERE alg = $6 AND activates_at > $7)",
+                     (SELECT 1 FROM signing_keys WHERE alg = $6 AND activates_at > $7 AND revoked_at IS NULL)",
                 )
                 .bind(&key.kid)
                 .bind(&key.alg)
@@ -396,6 +398,19 @@ macro_rules! impl_store {
                 .map_err(map_err)?
                 .rows_affected();
                 Ok(inserted > 0)
+            }
+
+            async fn revoke_signing_key(&self, kid: &str, now: i64) -> StoreResult<bool> {
+                let revoked = sqlx::query(
+                    "UPDATE signing_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(kid)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+                Ok(revoked > 0)
             }
         }
 

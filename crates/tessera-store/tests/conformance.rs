@@ -132,6 +132,7 @@ fn stored_key(alg: &str, created_at: i64, activates_at: i64) -> StoredKey {
         sealed_private_key: sealed,
         created_at,
         activates_at,
+        revoked_at: None,
     }
 }
 

@@ -69,12 +69,14 @@ pub async fn rotate(
             provider.clock(),
         )
         .await?;
+    let signs = what_signs(provider, key.alg).await?;
     if json {
         print_json(&json!({
             "kid": key.kid,
             "alg": key.alg.as_str(),
             "activates_at": key.activates_at,
             "status": if now { "active" } else { "next" },
+            "signs": signs,
         }));
     } else {
         println!(
@@ -82,6 +84,80 @@ pub async fn rotate(
             key.alg,
             key.kid,
             format_time(key.activates_at)
+        );
+        println!("it signs {}", signs.join("; "));
+    }
+    Ok(())
+}
+
+/// Which tokens keys of `alg` sign, so that rotating (or revoking) another
+/// algorithm's key is not mistaken for the emergency rotation of the one in use.
+async fn what_signs(provider: &Provider, alg: Algorithm) -> Result<Vec<String>, CommandError> {
+    let mut signs = Vec::new();
+    if alg == provider.settings().signing_alg {
+        signs.push(format!(
+            "access tokens, refresh tokens, and ID tokens of clients without --id-token-alg (signing_alg is {alg})"
+        ));
+    }
+    let clients: Vec<String> = provider
+        .store()
+        .clients()
+        .await?
+        .into_iter()
+        .filter(|c| c.id_token_alg == Some(alg))
+        .map(|c| c.id)
+        .collect();
+    if !clients.is_empty() {
+        signs.push(format!(
+            "ID tokens of {} client(s) with --id-token-alg {alg}: {}",
+            clients.len(),
+            clients.join(", ")
+        ));
+    }
+    if signs.is_empty() {
+        signs.push(format!(
+            "nothing yet: signing_alg is {} and no client has --id-token-alg {alg}",
+            provider.settings().signing_alg
+        ));
+    }
+    Ok(signs)
+}
+
+/// `tessera keys revoke KID`: withdraws a key at once, after a compromise.
+pub async fn revoke(provider: &Provider, kid: &str, force: bool, json: bool) -> CommandResult {
+    let revoked = provider
+        .keys()
+        .revoke(provider.store(), kid, force, provider.clock())
+        .await?;
+    let signs = what_signs(provider, revoked.alg).await?;
+    let max_age = provider.settings().jwks_max_age;
+    if json {
+        print_json(&json!({
+            "kid": revoked.kid,
+            "alg": revoked.alg.as_str(),
+            "status": "revoked",
+            "was_signing": revoked.was_signing,
+            "signing_now": revoked.signing_now,
+            "signs": signs,
+            "jwks_max_age": max_age,
+        }));
+    } else {
+        println!(
+            "key {} ({}) revoked: it left the JWKS, and tokens it signed are no longer accepted here",
+            revoked.kid, revoked.alg
+        );
+        match &revoked.signing_now {
+            Some(kid) => println!("{} tokens are signed by {kid}", revoked.alg),
+            None => println!(
+                "WARNING: no key signs {} now, so no {} token can be issued ({}); run `tessera keys rotate --alg {} --now`",
+                revoked.alg,
+                revoked.alg,
+                signs.join("; "),
+                revoked.alg
+            ),
+        }
+        println!(
+            "services that cached the JWKS may accept its tokens for up to {max_age} s more (jwks_max_age)"
         );
     }
     Ok(())

@@ -88,6 +88,9 @@ pub async fn run(cli: Cli) -> CommandResult {
                 KeysCommand::Rotate { alg, now, json } => {
                     keys::rotate(&provider, alg.as_deref(), now, json.json).await
                 }
+                KeysCommand::Revoke { kid, force, json } => {
+                    keys::revoke(&provider, &kid, force, json.json).await
+                }
             }
         }
         Command::Token(TokenCommand::Inspect { token, json }) => {

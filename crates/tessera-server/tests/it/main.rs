@@ -13,6 +13,7 @@ mod code_login;
 mod device;
 mod guard;
 mod in_process;
+mod keys;
 mod outside;
 mod outside_oidc;
 mod people;
