@@ -1,7 +1,7 @@
 //! Token introspection (RFC 7662) and the validation of Tessera's own access tokens.
 
 use serde_json::{Map, Value};
-use tessera_jose::UnverifiedJws;
+use tessera_jose::{UnverifiedJws, typ_matches};
 
 use crate::crypto::SecretDigest;
 use crate::error::Error;
@@ -120,10 +120,9 @@ impl Provider {
             _ => Inactive::BadSignature,
         })?;
         // RFC 9068 §4: the typ header tells access tokens from ID tokens and
-        // other JWTs signed with the same keys.
-        if jws.header().typ.as_deref() != Some(ACCESS_TOKEN_TYP)
-            && jws.header().typ.as_deref() != Some("application/at+jwt")
-        {
+        // other JWTs signed with the same keys. Compared as a media type, as
+        // the guard does (RFC 7515 §4.1.9).
+        if !typ_matches(jws.header().typ.as_deref(), ACCESS_TOKEN_TYP) {
             return Err(Inactive::NotAnAccessToken);
         }
         if claims.iss != self.settings().issuer {

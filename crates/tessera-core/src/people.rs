@@ -2,7 +2,7 @@
 //! `/userinfo` (OIDC Core §5.3) and RP-initiated logout.
 
 use serde_json::{Map, Value};
-use tessera_jose::UnverifiedJws;
+use tessera_jose::{UnverifiedJws, typ_matches};
 
 use crate::crypto::{SecretDigest, random_id, random_token};
 use crate::error::{Error, ErrorCode};
@@ -223,7 +223,7 @@ impl Provider {
     /// An ID token of this server, signature checked, expiry not (a hint may be old).
     fn verify_id_token_hint(&self, token: &str) -> Option<IdTokenClaims> {
         let jws = UnverifiedJws::parse(token).ok()?;
-        if jws.header().typ.as_deref() != Some(ID_TOKEN_TYP) {
+        if !typ_matches(jws.header().typ.as_deref(), ID_TOKEN_TYP) {
             return None;
         }
         let ring = self.keys().ring();

@@ -1,23 +1,43 @@
 //! A resource server protected by tessera-guard.
 //!
 //! ```text
-//! orders --issuer URL --listen ADDR --audience AUD [--client-id ID --client-secret SECRET]
+//! orders --issuer URL --listen ADDR --audience AUD
+//!        [--client-id ID --client-secret SECRET [--introspection-cache-ttl SECONDS]]
 //! ```
 //!
 //! Serves `GET /orders`, which needs a Tessera access token for `AUD` with
 //! scope `orders.read`. JWT access tokens are verified locally against the
 //! issuer's cached JWKS; with client credentials, opaque reference tokens are
-//! also accepted, checked at the introspection endpoint.
+//! also accepted, checked at the introspection endpoint. An active answer is
+//! reused for `--introspection-cache-ttl` seconds (default 60, never past the
+//! token's `exp`): a revoked reference token stays accepted up to that long.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tessera_guard::{Authenticated, ClientSecret, GuardLayer, Verifier};
 
-const USAGE: &str = "usage: orders --issuer URL --listen ADDR --audience AUD [--client-id ID --client-secret SECRET]";
+const USAGE: &str = "usage: orders --issuer URL --listen ADDR --audience AUD
+              [--client-id ID --client-secret SECRET [--introspection-cache-ttl SECONDS]]";
+
+const HELP: &str = "Serves GET /orders, requiring scope orders.read.
+
+  --issuer URL        Tessera's issuer, exactly as its `issuer` setting spells it
+  --listen ADDR       address to serve on, e.g. 127.0.0.1:9000
+  --audience AUD      this API's audience; tokens must name it in `aud`
+  --client-id ID, --client-secret SECRET
+                      credentials for the introspection endpoint; with them,
+                      opaque reference tokens are accepted too
+  --introspection-cache-ttl SECONDS
+                      how long an active introspection answer is reused
+                      (default 60, never past the token's exp). A revoked
+                      reference token stays accepted up to this long; 0 asks
+                      the server on every request. Inactive answers are
+                      remembered for 5 s.";
 
 #[derive(Debug)]
 struct Options {
@@ -25,12 +45,18 @@ struct Options {
     listen: SocketAddr,
     audience: String,
     client: Option<(String, ClientSecret)>,
+    /// `None`: the guard's default.
+    introspection_cache_ttl: Option<Duration>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let options = match parse(std::env::args().skip(1)) {
-        Ok(options) => options,
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}\n\n{HELP}");
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
             eprintln!("{message}\n{USAGE}");
             return ExitCode::from(2);
@@ -49,6 +75,9 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = Verifier::builder(&options.issuer, &options.audience);
     if let Some((id, secret)) = options.client {
         builder = builder.client_credentials(id, secret);
+    }
+    if let Some(ttl) = options.introspection_cache_ttl {
+        builder = builder.introspection_cache_ttl(ttl);
     }
     let verifier = builder.discover().await?;
     let app = app(verifier)?;
@@ -81,12 +110,14 @@ async fn list_orders(Authenticated(token): Authenticated) -> Json<Value> {
     }))
 }
 
-fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
+/// The options, or `None` when help was asked for.
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let (mut issuer, mut listen, mut audience, mut id, mut secret) = (None, None, None, None, None);
+    let mut cache_ttl = None;
     let mut args = args;
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
-            return Err("Serves GET /orders, requiring scope orders.read.".into());
+            return Ok(None);
         }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let slot = match flag.as_str() {
@@ -95,6 +126,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--audience" => &mut audience,
             "--client-id" => &mut id,
             "--client-secret" => &mut secret,
+            "--introspection-cache-ttl" => &mut cache_ttl,
             other => return Err(format!("unknown option {other}")),
         };
         if slot.replace(value).is_some() {
@@ -107,12 +139,70 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
         (None, None) => None,
         _ => return Err("--client-id and --client-secret go together".into()),
     };
-    Ok(Options {
+    let introspection_cache_ttl = match cache_ttl {
+        Some(_) if client.is_none() => {
+            return Err(
+                "--introspection-cache-ttl needs --client-id and --client-secret (introspection)"
+                    .into(),
+            );
+        }
+        Some(seconds) => Some(Duration::from_secs(seconds.parse().map_err(|_| {
+            format!("--introspection-cache-ttl {seconds}: not a whole number of seconds")
+        })?)),
+        None => None,
+    };
+    Ok(Some(Options {
         issuer: issuer.ok_or("--issuer is required")?,
         listen: listen
             .parse()
             .map_err(|e| format!("--listen {listen}: {e}"))?,
         audience: audience.ok_or("--audience is required")?,
         client,
-    })
+        introspection_cache_ttl,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str]) -> Result<Option<Options>, String> {
+        parse(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    const BASE: [&str; 6] = [
+        "--issuer",
+        "http://127.0.0.1:8080",
+        "--listen",
+        "127.0.0.1:9000",
+        "--audience",
+        "https://orders",
+    ];
+
+    #[test]
+    fn the_introspection_cache_ttl_is_a_flag() {
+        let mut args = BASE.to_vec();
+        args.extend(["--client-id", "c", "--client-secret", "s"]);
+        let default = parse_args(&args).expect("parse").expect("options");
+        assert_eq!(default.introspection_cache_ttl, None);
+        args.extend(["--introspection-cache-ttl", "15"]);
+        let set = parse_args(&args).expect("parse").expect("options");
+        assert_eq!(set.introspection_cache_ttl, Some(Duration::from_secs(15)));
+
+        let mut bad = BASE.to_vec();
+        bad.extend(["--client-id", "c", "--client-secret", "s"]);
+        bad.extend(["--introspection-cache-ttl", "1.5"]);
+        assert!(parse_args(&bad).is_err());
+        let mut without_client = BASE.to_vec();
+        without_client.extend(["--introspection-cache-ttl", "15"]);
+        assert!(parse_args(&without_client).is_err());
+    }
+
+    #[test]
+    fn help_names_the_flag_and_its_default() {
+        assert!(parse_args(&["--help"]).expect("help").is_none());
+        assert!(USAGE.contains("--introspection-cache-ttl"));
+        assert!(HELP.contains("--introspection-cache-ttl"));
+        assert!(HELP.contains("default 60"));
+    }
 }

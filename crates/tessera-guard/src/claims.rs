@@ -48,14 +48,26 @@ pub(crate) struct Claims {
     scope: Option<String>,
     #[serde(default)]
     act: Option<Actor>,
+    /// Introspection answers only (RFC 7662 §2.2).
+    #[serde(default)]
+    token_type: Option<String>,
 }
 
 impl Claims {
     /// Parses an introspection answer (a JWT payload is parsed by
-    /// `UnverifiedJws::verify`, after its signature has been checked).
+    /// `UnverifiedJws::verify`, after its signature has been checked, with
+    /// the same rules): a UTF-8 JSON object (RFC 7662 §2.2), checked whole,
+    /// since serde_json skips unread members without checking their UTF-8.
     pub(crate) fn parse(json: &[u8]) -> Result<Self, Error> {
-        serde_json::from_slice(json)
-            .map_err(|_| Error::Malformed("the claims do not have the types RFC 9068 requires"))
+        let malformed = || Error::Malformed("the claims do not have the types RFC 9068 requires");
+        let text = std::str::from_utf8(json).map_err(|_| malformed())?;
+        if !text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('{')
+        {
+            return Err(malformed());
+        }
+        serde_json::from_str(text).map_err(|_| malformed())
     }
 
     /// RFC 9068 §4: `iss` exactly the issuer, `aud` naming this resource,
@@ -67,7 +79,7 @@ impl Claims {
         let exp = self.exp.ok_or(Error::MissingClaim("exp"))?;
         check_times(Some(exp), self.nbf, expect)?;
         let iat = self.iat.ok_or(Error::MissingClaim("iat"))?;
-        if iat.0 > expect.now + expect.leeway {
+        if iat.0 > expect.now.saturating_add(expect.leeway) {
             return Err(Error::IssuedInFuture(iat.0));
         }
         for (name, present) in [
@@ -88,6 +100,16 @@ impl Claims {
     pub(crate) fn check_introspected(&self, expect: &Expectations<'_>) -> Result<(), Error> {
         if self.active != Some(true) {
             return Err(Error::Inactive);
+        }
+        // An active refresh token (Tessera answers `refresh_token` for one)
+        // is not an access token. `token_type` is an RFC 6749 §5.1 access
+        // token type, case-insensitive; the guard checks bearer tokens only,
+        // so a DPoP-bound token (RFC 9449) is refused rather than accepted
+        // without its proof. Tessera's access tokens say `Bearer`.
+        if let Some(token_type) = self.token_type.as_deref()
+            && !token_type.eq_ignore_ascii_case("Bearer")
+        {
+            return Err(Error::NotAnAccessToken(token_type.to_owned()));
         }
         if let Some(iss) = self.iss.as_deref() {
             check_issuer(iss, expect)?;
@@ -205,10 +227,17 @@ impl<'de> Deserialize<'de> for Audiences {
     }
 }
 
-/// A JWT NumericDate (RFC 7519 §2): seconds, possibly fractional; kept as
-/// whole seconds, rounded down.
+/// A NumericDate (RFC 7519 §2) as Tessera writes it: whole seconds from
+/// 1970 up to the end of year 9999. RFC 7662 §2.2 wants integers in
+/// introspection answers, and JWTs are held to the same rule so that both
+/// kinds of token read their dates alike. The upper bound keeps absurd
+/// values (`exp` of 2^63 − 1, a token that never expires) out, and keeps
+/// every date convertible to a `SystemTime` and safe to add a leeway to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct NumericDate(i64);
+
+/// 9999-12-31T23:59:59Z.
+const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
 
 impl<'de> Deserialize<'de> for NumericDate {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -218,27 +247,27 @@ impl<'de> Deserialize<'de> for NumericDate {
             type Value = NumericDate;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a NumericDate")
+                f.write_str("whole seconds between 1970 and 9999")
             }
 
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v))
+                if (0..=MAX_NUMERIC_DATE).contains(&v) {
+                    Ok(NumericDate(v))
+                } else {
+                    Err(E::custom("NumericDate out of range"))
+                }
             }
 
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
                 i64::try_from(v)
-                    .map(NumericDate)
                     .map_err(|_| E::custom("NumericDate out of range"))
+                    .and_then(|v| self.visit_i64(v))
             }
 
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
-                if v.is_finite() && v.abs() < 1e15 {
-                    // In range by the check above, so the cast cannot saturate.
-                    #[allow(clippy::cast_possible_truncation)]
-                    Ok(NumericDate(v.floor() as i64))
-                } else {
-                    Err(E::custom("NumericDate out of range"))
-                }
+            // serde_json hands over any number with a fraction or an
+            // exponent (`1.7e9`, `1700000000.0`) as a float.
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<NumericDate, E> {
+                Err(E::custom("NumericDate is not a whole number of seconds"))
             }
         }
 
@@ -351,8 +380,6 @@ mod tests {
             check(with("iat", (NOW + 31).into())),
             Err(Error::IssuedInFuture(_))
         ));
-        // Fractional NumericDates are allowed (RFC 7519 §2).
-        assert!(check(with("exp", serde_json::json!((NOW + 10) as f64 + 0.5))).is_ok());
     }
 
     #[test]
@@ -382,6 +409,53 @@ mod tests {
     }
 
     #[test]
+    fn dates_are_whole_seconds_up_to_year_9999() {
+        for claim in ["exp", "nbf", "iat"] {
+            for absurd in [
+                serde_json::json!(i64::MAX),
+                serde_json::json!(u64::MAX),
+                serde_json::json!(MAX_NUMERIC_DATE + 1),
+                serde_json::json!(-1),
+                serde_json::json!(i64::MIN),
+                serde_json::json!(1e300),
+                serde_json::json!((NOW + 10) as f64 + 0.5),
+                serde_json::json!((NOW + 10) as f64),
+                serde_json::from_str::<serde_json::Value>("1.7e9").expect("json"),
+            ] {
+                assert!(
+                    matches!(check(with(claim, absurd.clone())), Err(Error::Malformed(_))),
+                    "{claim}: {absurd}"
+                );
+            }
+        }
+        // The bound itself is a date: a far exp is accepted, a far nbf
+        // refused for what it is.
+        assert!(check(with("exp", MAX_NUMERIC_DATE.into())).is_ok());
+        assert!(matches!(
+            check(with("nbf", MAX_NUMERIC_DATE.into())),
+            Err(Error::NotYetValid(MAX_NUMERIC_DATE))
+        ));
+    }
+
+    #[test]
+    fn claims_must_be_a_utf8_json_object() {
+        assert!(Claims::parse(br#"  {"sub":"a"}"#).is_ok());
+        let bad: [&[u8]; 5] = [b"[]", br#"["a"]"#, b"5", b"null", b""];
+        for bad in bad {
+            assert!(
+                matches!(Claims::parse(bad), Err(Error::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Invalid UTF-8 in a member the guard does not read.
+        let mut bytes = br#"{"sub":"a","x":""#.to_vec();
+        bytes.extend_from_slice(&[0xC3, 0x28]);
+        bytes.extend_from_slice(br#""}"#);
+        assert!(matches!(Claims::parse(&bytes), Err(Error::Malformed(_))));
+    }
+
+    #[test]
     fn escaped_strings_are_decoded() {
         let t = check(with("sub", "al\"ice".into())).expect("ok");
         assert_eq!(t.subject(), "al\"ice");
@@ -406,5 +480,42 @@ mod tests {
         assert!(matches!(check(good()), Err(Error::Inactive)));
         active["aud"] = "https://other".into();
         assert!(matches!(check(active), Err(Error::WrongAudience)));
+    }
+
+    #[test]
+    fn introspection_answers_must_be_for_an_access_token() {
+        let check = |token_type: serde_json::Value| {
+            let mut answer = good();
+            answer["active"] = true.into();
+            answer["token_type"] = token_type;
+            Claims::parse(&raw(answer))?.check_introspected(&expect())
+        };
+        // RFC 6749 §5.1: token types are case-insensitive.
+        for bearer in ["Bearer", "bearer", "BEARER"] {
+            assert!(check(bearer.into()).is_ok(), "{bearer}");
+        }
+        for other in [
+            "refresh_token",
+            "access_token",
+            "DPoP",
+            "N_A",
+            "",
+            "Bearer ",
+        ] {
+            assert!(
+                matches!(check(other.into()), Err(Error::NotAnAccessToken(t)) if t == other),
+                "{other}"
+            );
+        }
+        assert!(matches!(check(5.into()), Err(Error::Malformed(_))));
+        // Absent is fine: token_type is OPTIONAL in RFC 7662 §2.2.
+        let mut answer = good();
+        answer["active"] = true.into();
+        assert!(
+            Claims::parse(&raw(answer))
+                .expect("parse")
+                .check_introspected(&expect())
+                .is_ok()
+        );
     }
 }

@@ -55,6 +55,14 @@ impl Clock for ManualClock {
     }
 }
 
+/// `time + by`, saturating instead of panicking: every duration here comes
+/// from configuration, and `Duration::MAX` should mean "forever", not a crash.
+pub(crate) fn later(time: SystemTime, by: Duration) -> SystemTime {
+    time.checked_add(by)
+        .or_else(|| time.checked_add(Duration::from_secs(1 << 40)))
+        .unwrap_or(time)
+}
+
 /// Seconds since the Unix epoch, the unit of JWT NumericDate (RFC 7519 §2).
 /// Times before 1970 read as 0: no token we accept was issued then.
 pub(crate) fn unix_seconds(time: SystemTime) -> i64 {

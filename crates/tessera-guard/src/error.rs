@@ -4,6 +4,8 @@
 //! caller learns that the token is invalid, not which check an attacker
 //! should work on next.
 
+use std::time::Duration;
+
 use http::{HeaderValue, StatusCode, header};
 
 /// Why a request or a token was refused.
@@ -53,6 +55,10 @@ pub enum Error {
     IssuedInFuture(i64),
     #[error("the introspection endpoint reports the token inactive")]
     Inactive,
+    /// The introspection answer's `token_type` is not `Bearer`: a refresh
+    /// token, or an access token bound to a proof the guard does not check.
+    #[error("the introspected token's token_type is {0:?}, not Bearer (RFC 7662 §2.2)")]
+    NotAnAccessToken(String),
 
     // Authorization.
     /// The token is valid but lacks scopes; holds the scopes the resource
@@ -63,6 +69,17 @@ pub enum Error {
     // The guard itself.
     #[error("no signing keys could be loaded: {0}")]
     KeysUnavailable(#[source] FetchError),
+    /// No cached key has the token's `kid`, and the JWKS was fetched too
+    /// often lately to look again now. The key may be new, so the token is
+    /// not called invalid: the answer is `503` with `Retry-After`, and a
+    /// client that retries then gets a definite answer.
+    #[error(
+        "no cached key has kid {kid:?}, and the JWKS may not be fetched again for {retry_after:?}"
+    )]
+    KeyRefetchDeferred {
+        kid: Option<String>,
+        retry_after: Duration,
+    },
     #[error("the introspection request failed: {0}")]
     IntrospectionFailed(#[source] FetchError),
     /// The extractor found neither a verified token nor a `Verifier` in the
@@ -96,6 +113,7 @@ impl Error {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Error::MissingToken | Error::KeysUnavailable(_) => None,
+            Error::KeyRefetchDeferred { .. } => None,
             Error::IntrospectionFailed(_) | Error::NotConfigured => None,
             Error::MultipleCredentials => Some(ErrorCode::InvalidRequest),
             Error::InsufficientScope(_) => Some(ErrorCode::InsufficientScope),
@@ -110,9 +128,9 @@ impl Error {
             // Without keys or an answer from introspection we cannot tell a
             // good token from a bad one; a 401 would make well-behaved
             // clients throw away valid tokens.
-            Error::KeysUnavailable(_) | Error::IntrospectionFailed(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::KeysUnavailable(_)
+            | Error::IntrospectionFailed(_)
+            | Error::KeyRefetchDeferred { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNAUTHORIZED,
         }
@@ -134,6 +152,15 @@ impl Error {
             other if other.code() == Some(ErrorCode::InvalidToken) => "the access token is invalid",
             _ => return None,
         })
+    }
+
+    /// When the request may succeed if sent again: the `Retry-After` of the
+    /// answer (RFC 9110 §10.2.3).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::KeyRefetchDeferred { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
     }
 
     /// The `WWW-Authenticate` challenge for this error (RFC 6750 §3), or
@@ -174,6 +201,7 @@ impl Error {
     }
 
     /// A complete HTTP response for this error: status, `WWW-Authenticate`,
+    /// `Retry-After` where [`retry_after`](Self::retry_after) says when,
     /// `Cache-Control: no-store` and, where there is an error code, a small
     /// JSON body with `error` and `error_description`. Generic over the body
     /// type so that any `http`-based framework can send it.
@@ -196,6 +224,12 @@ impl Error {
             headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
+            );
+        }
+        if let Some(after) = self.retry_after() {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_seconds(after)),
             );
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -256,6 +290,13 @@ pub enum SetupError {
     NoKeySource,
     #[error("building the HTTP client failed: {0}")]
     HttpClient(#[source] reqwest::Error),
+}
+
+/// Whole seconds, rounded up so that a retry never comes early, and at least
+/// one: `Retry-After: 0` invites an immediate retry loop.
+fn retry_after_seconds(after: Duration) -> u64 {
+    let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    seconds.max(1)
 }
 
 /// A scope token per RFC 6749 §3.3: `1*( %x21 / %x23-5B / %x5D-7E )`. The
@@ -329,6 +370,7 @@ mod tests {
             Error::NotYetValid(0),
             Error::IssuedInFuture(0),
             Error::Inactive,
+            Error::NotAnAccessToken("refresh_token".into()),
         ];
         for e in reasons {
             assert_eq!(e.code(), Some(ErrorCode::InvalidToken), "{e}");
@@ -358,6 +400,26 @@ mod tests {
         let response: http::Response<String> = e.to_response(Some("x"));
         assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
         assert_eq!(response.body(), "");
+    }
+
+    #[test]
+    fn a_deferred_key_lookup_is_503_with_retry_after() {
+        let e = Error::KeyRefetchDeferred {
+            kid: Some("k".into()),
+            retry_after: Duration::from_millis(4_200),
+        };
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code(), None);
+        assert!(e.challenge(Some("x")).is_none());
+        let response: http::Response<String> = e.to_response(Some("x"));
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(response.body(), "");
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+        assert_eq!(retry_after_seconds(Duration::from_secs(5)), 5);
+        // Only this error says when to come back.
+        let other: http::Response<String> =
+            Error::KeysUnavailable(FetchError::Status(502)).to_response(None);
+        assert!(other.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[test]

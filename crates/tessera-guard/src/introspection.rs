@@ -3,9 +3,12 @@
 //!
 //! Caching trades revocation latency for load (RFC 7662 §4): a revoked token
 //! stays accepted until its cache entry ends, so positive answers are kept
-//! for a short, configurable time and never past the token's `exp`.
+//! for a short, configurable time and never past the token's `exp`. Refused
+//! tokens are remembered more briefly still, so a token retried in a loop
+//! costs one request per interval. A full cache makes room by dropping the
+//! entry that would end first, never by dropping everything.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +19,7 @@ use http::header::{ACCEPT, AUTHORIZATION};
 use url::Url;
 
 use crate::claims::{Claims, Expectations};
-use crate::clock::Clock;
+use crate::clock::{Clock, later};
 use crate::error::FetchError;
 use crate::secret::ClientSecret;
 use crate::token::{AccessToken, RawClaims, TokenKind};
@@ -29,8 +32,7 @@ pub(crate) struct IntrospectionPolicy {
     /// How long an inactive or refused token is remembered, so a client
     /// retrying a dead token does not turn into a request per retry.
     pub inactive_ttl: Duration,
-    /// Entries kept at most; the cache is cleared of expired entries, then
-    /// emptied, when full.
+    /// Entries kept at most; when full, the entry closest to its end goes.
     pub capacity: usize,
 }
 
@@ -51,9 +53,17 @@ pub(crate) struct Introspector {
     authorization: HeaderValue,
     clock: Arc<dyn Clock>,
     policy: IntrospectionPolicy,
-    /// Keyed by the SHA-256 of the token: the cache never holds a usable
-    /// bearer token.
-    cache: Mutex<HashMap<[u8; 32], Entry>>,
+    cache: Mutex<Cache>,
+}
+
+/// Keyed by the SHA-256 of the token: the cache never holds a usable bearer
+/// token. `by_end` orders the same keys by when their entries end, so
+/// expired entries and, when full, the one ending soonest are found without
+/// a scan.
+#[derive(Debug, Default)]
+struct Cache {
+    entries: HashMap<[u8; 32], Entry>,
+    by_end: BTreeSet<(SystemTime, [u8; 32])>,
 }
 
 #[derive(Debug)]
@@ -78,6 +88,7 @@ enum Refusal {
     Expired(i64),
     NotYetValid(i64),
     MissingClaim(&'static str),
+    NotAnAccessToken(String),
 }
 
 impl Refusal {
@@ -89,6 +100,7 @@ impl Refusal {
             Error::Expired(t) => Refusal::Expired(*t),
             Error::NotYetValid(t) => Refusal::NotYetValid(*t),
             Error::MissingClaim(c) => Refusal::MissingClaim(c),
+            Error::NotAnAccessToken(t) => Refusal::NotAnAccessToken(t.clone()),
             _ => return None,
         })
     }
@@ -101,6 +113,7 @@ impl Refusal {
             Refusal::Expired(t) => Error::Expired(*t),
             Refusal::NotYetValid(t) => Error::NotYetValid(*t),
             Refusal::MissingClaim(c) => Error::MissingClaim(c),
+            Refusal::NotAnAccessToken(t) => Error::NotAnAccessToken(t.clone()),
         }
     }
 }
@@ -120,7 +133,7 @@ impl Introspector {
             authorization: basic_authorization(client_id, secret),
             clock,
             policy,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
         }
     }
 
@@ -151,10 +164,10 @@ impl Introspector {
         match claims.check_introspected(&expect) {
             Ok(()) => {
                 let exp = claims.expires_at();
-                // Parsed as JSON above, so it is UTF-8.
+                // Claims::parse checked that the whole body is UTF-8.
                 let json = String::from_utf8(body).unwrap_or_default();
                 let token = claims.into_token(TokenKind::Reference, RawClaims::Json(json.into()));
-                let mut until = now + self.policy.active_ttl;
+                let mut until = later(now, self.policy.active_ttl);
                 if let Some(exp) = exp {
                     until = until
                         .min(UNIX_EPOCH + Duration::from_secs(u64::try_from(exp).unwrap_or(0)));
@@ -171,7 +184,7 @@ impl Introspector {
                 if let Some(refusal) = Refusal::from_error(&error) {
                     self.store(
                         key,
-                        now + self.policy.inactive_ttl,
+                        later(now, self.policy.inactive_ttl),
                         Answer::Refused(refusal),
                     );
                 }
@@ -183,7 +196,7 @@ impl Introspector {
     fn cached(&self, key: &[u8; 32]) -> Option<Result<AccessToken, Error>> {
         let now = self.clock.now();
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = cache.get(key).filter(|e| now < e.until)?;
+        let entry = cache.entries.get(key).filter(|e| now < e.until)?;
         Some(match &entry.answer {
             Answer::Active(token) => Ok(AccessToken::clone(token)),
             Answer::Refused(refusal) => Err(refusal.to_error()),
@@ -191,18 +204,12 @@ impl Introspector {
     }
 
     fn store(&self, key: [u8; 32], until: SystemTime, answer: Answer) {
-        if until <= self.clock.now() || self.policy.capacity == 0 {
+        let now = self.clock.now();
+        if until <= now || self.policy.capacity == 0 {
             return;
         }
-        let now = self.clock.now();
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= self.policy.capacity {
-            cache.retain(|_, e| now < e.until);
-            if cache.len() >= self.policy.capacity {
-                cache.clear();
-            }
-        }
-        cache.insert(key, Entry { until, answer });
+        cache.insert(key, Entry { until, answer }, now, self.policy.capacity);
     }
 
     /// POSTs the token (RFC 7662 §2.1) and returns the answer's body.
@@ -225,6 +232,25 @@ impl Introspector {
             Error::IntrospectionFailed(error)
         })?;
         Ok(fetched.body)
+    }
+}
+
+impl Cache {
+    /// Adds or replaces an entry; first drops the entries that have ended,
+    /// then, if still full, those that end soonest.
+    fn insert(&mut self, key: [u8; 32], entry: Entry, now: SystemTime, capacity: usize) {
+        if let Some(old) = self.entries.remove(&key) {
+            self.by_end.remove(&(old.until, key));
+        }
+        while let Some(&(until, oldest)) = self.by_end.first() {
+            if until > now && self.entries.len() < capacity {
+                break;
+            }
+            self.by_end.pop_first();
+            self.entries.remove(&oldest);
+        }
+        self.by_end.insert((entry.until, key));
+        self.entries.insert(key, entry);
     }
 }
 
@@ -267,6 +293,38 @@ mod tests {
             .expect("b64");
         assert_eq!(decoded, b"my+client:p%40ss%3Aw%2Frd");
         assert!(header.is_sensitive());
+    }
+
+    fn refused(seconds: u64) -> Entry {
+        Entry {
+            until: UNIX_EPOCH + Duration::from_secs(seconds),
+            answer: Answer::Refused(Refusal::Inactive),
+        }
+    }
+
+    #[test]
+    fn a_full_cache_drops_the_entry_ending_first_not_everything() {
+        let now = UNIX_EPOCH + Duration::from_secs(100);
+        let mut cache = Cache::default();
+        cache.insert(cache_key("long"), refused(160), now, 3);
+        cache.insert(cache_key("a"), refused(105), now, 3);
+        cache.insert(cache_key("b"), refused(106), now, 3);
+        assert_eq!(cache.entries.len(), 3);
+        cache.insert(cache_key("c"), refused(107), now, 3);
+        assert_eq!(cache.entries.len(), 3);
+        assert!(!cache.entries.contains_key(&cache_key("a")), "ends first");
+        for kept in ["long", "b", "c"] {
+            assert!(cache.entries.contains_key(&cache_key(kept)), "{kept}");
+        }
+        // Ended entries go first, whatever the room.
+        let later = UNIX_EPOCH + Duration::from_secs(106);
+        cache.insert(cache_key("d"), refused(111), later, 10);
+        assert_eq!(cache.entries.len(), 3);
+        assert!(!cache.entries.contains_key(&cache_key("b")));
+        // Replacing an entry leaves no stale index behind.
+        cache.insert(cache_key("long"), refused(120), later, 10);
+        assert_eq!(cache.entries.len(), 3);
+        assert_eq!(cache.by_end.len(), 3);
     }
 
     #[test]

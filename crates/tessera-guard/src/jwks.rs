@@ -5,7 +5,19 @@
 //! so at most one request to the JWKS is in flight at any time, and a
 //! snapshot's `generation` tells a waiting task whether someone else already
 //! refreshed while it waited.
+//!
+//! A `kid` the cache does not know may be a new key (the server rotated) or
+//! an invented one. Refetches for unknown `kid`s are limited twice: each
+//! `kid` a fetch did not find is remembered as unknown for a while, so
+//! repeating it costs nothing; and all such refetches together draw from a
+//! small bucket, so a flood of distinct invented `kid`s cannot hammer the
+//! server. When only the bucket stops a refetch, the token is not called
+//! invalid (a `401` makes clients discard it): the answer is a `503` with
+//! `Retry-After`. And since any refetch brings in every published key, an
+//! invented `kid` never delays a real new key by more than the bucket's
+//! refill interval.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +26,7 @@ use tessera_jose::{Algorithm, Jwk, VerifyingKey};
 use url::Url;
 
 use crate::Error;
-use crate::clock::Clock;
+use crate::clock::{Clock, later};
 use crate::error::FetchError;
 use crate::fetch;
 
@@ -28,9 +40,13 @@ pub(crate) struct JwksPolicy {
     /// keep a withdrawn key alive.
     pub min_ttl: Duration,
     pub max_ttl: Duration,
-    /// At most one fetch caused by an unknown `kid` per this window, so a
-    /// flood of tokens with invented `kid`s cannot hammer the server.
+    /// Fetches caused by unknown `kid`s: up to `miss_refetch_burst` back to
+    /// back, then one more per `miss_refetch_interval`.
+    pub miss_refetch_burst: u32,
     pub miss_refetch_interval: Duration,
+    /// How long a `kid` that a fetch did not find is answered "unknown"
+    /// without fetching again.
+    pub unknown_kid_ttl: Duration,
     /// After a failed fetch, wait this long before trying again.
     pub retry_interval: Duration,
     /// How long past their freshness the keys are still used while the
@@ -44,7 +60,12 @@ impl Default for JwksPolicy {
             default_ttl: Duration::from_secs(300),
             min_ttl: Duration::from_secs(60),
             max_ttl: Duration::from_secs(24 * 3600),
-            miss_refetch_interval: Duration::from_secs(30),
+            // One invented kid leaves a slot for a real new one; a sustained
+            // flood gets the server asked at most 12 times a minute per
+            // guard, and a real new key waits at most 5 s.
+            miss_refetch_burst: 2,
+            miss_refetch_interval: Duration::from_secs(5),
+            unknown_kid_ttl: Duration::from_secs(30),
             retry_interval: Duration::from_secs(10),
             // Tessera's longest default access-token lifetime (app tokens,
             // 60 min): by then nearly every token signed before an outage
@@ -97,10 +118,78 @@ impl KeySnapshot {
     }
 }
 
+/// `kid`s remembered as unknown at most; past this, new ones are simply not
+/// remembered (they still draw from the refetch bucket).
+const MAX_UNKNOWN_KIDS: usize = 1024;
+
+/// Longer `kid`s are not remembered, so the memory stays small whatever
+/// tokens arrive. Tessera's (RFC 7638 thumbprints) are 43 characters.
+const MAX_REMEMBERED_KID_BYTES: usize = 128;
+
 #[derive(Debug, Default)]
 struct RefetchState {
-    last_miss_refetch: Option<SystemTime>,
+    /// The bucket of refetches for unknown `kid`s, as a GCRA: the
+    /// theoretical time the bucket is full again.
+    miss_refetch_tat: Option<SystemTime>,
+    /// What recent fetches did not find, and when they looked.
+    unknown: HashMap<Miss, SystemTime>,
     retry_not_before: Option<SystemTime>,
+}
+
+/// What a token asked for that no key matched: its `kid`, or, for a token
+/// without one, any key of its algorithm.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Miss {
+    Kid(String),
+    Alg(Algorithm),
+}
+
+impl Miss {
+    fn new(kid: Option<&str>, alg: Algorithm) -> Self {
+        match kid {
+            Some(kid) => Miss::Kid(kid.to_owned()),
+            None => Miss::Alg(alg),
+        }
+    }
+}
+
+impl RefetchState {
+    /// Takes a slot from the refetch bucket, or says how long until one is
+    /// free.
+    fn claim_refetch(&mut self, now: SystemTime, policy: &JwksPolicy) -> Result<(), Duration> {
+        let interval = policy.miss_refetch_interval;
+        let tat = self.miss_refetch_tat.map_or(now, |tat| tat.max(now));
+        // Each claim moves the schedule one interval on; the bucket holds
+        // `burst` slots, so a claim is allowed while the schedule is at most
+        // `burst - 1` intervals ahead of now.
+        let slack = interval.saturating_mul(policy.miss_refetch_burst.saturating_sub(1));
+        let allowed = now.checked_add(slack).is_none_or(|limit| tat <= limit);
+        if !allowed {
+            let limit = later(now, slack);
+            return Err(tat.duration_since(limit).unwrap_or(interval));
+        }
+        self.miss_refetch_tat = Some(later(tat, interval));
+        Ok(())
+    }
+
+    fn known_unknown(&self, miss: &Miss, now: SystemTime, ttl: Duration) -> bool {
+        self.unknown
+            .get(miss)
+            .is_some_and(|&seen| now < later(seen, ttl))
+    }
+
+    fn remember_unknown(&mut self, miss: Miss, now: SystemTime, ttl: Duration) {
+        if matches!(&miss, Miss::Kid(kid) if kid.len() > MAX_REMEMBERED_KID_BYTES) {
+            return;
+        }
+        if self.unknown.len() >= MAX_UNKNOWN_KIDS && !self.unknown.contains_key(&miss) {
+            self.unknown.retain(|_, seen| now < later(*seen, ttl));
+            if self.unknown.len() >= MAX_UNKNOWN_KIDS {
+                return;
+            }
+        }
+        self.unknown.insert(miss, now);
+    }
 }
 
 #[derive(Debug)]
@@ -178,6 +267,7 @@ impl KeyCache {
         }
         if snapshot.generation != seen_generation {
             // Keys fetched during this very call: asking again cannot help.
+            self.remember_unknown(kid, alg);
             return Err(Error::UnknownKey(kid.map(str::to_owned)));
         }
         self.refetch_on_miss(kid, alg, snapshot.generation).await
@@ -227,7 +317,7 @@ impl KeyCache {
     }
 
     /// A `kid` we do not know: the server may have rotated keys, so fetch
-    /// once — unless a miss already caused a fetch within the window.
+    /// again, within the limits described in the module documentation.
     async fn refetch_on_miss(
         &self,
         kid: Option<&str>,
@@ -235,42 +325,68 @@ impl KeyCache {
         seen_generation: u64,
     ) -> Result<Arc<KeySnapshot>, Error> {
         let unknown = || Error::UnknownKey(kid.map(str::to_owned));
-        let now = self.clock.now();
-        let claimed = {
-            let mut state = self.state();
-            let open = state
-                .last_miss_refetch
-                .is_none_or(|last| now >= last + self.policy.miss_refetch_interval);
-            if open {
-                state.last_miss_refetch = Some(now);
-            }
-            open
-        };
+        let miss = Miss::new(kid, alg);
+        if self
+            .state()
+            .known_unknown(&miss, self.clock.now(), self.policy.unknown_kid_ttl)
+        {
+            return Err(unknown());
+        }
         // Waits only while a fetch is in flight: a token signed with a key
         // that fetch is about to bring in should not be refused.
         let _fetching = self.fetch_lock.lock().await;
         let current = self.current();
         if current.generation != seen_generation {
-            // Fetched after we looked: if the key is not there now, it does
-            // not exist, and another fetch would not find it either.
+            // Fetched after we looked: if the key is not there now, it was
+            // not published when we asked, and another fetch would not find
+            // it either.
             return if current.has_candidate(kid, alg) {
                 Ok(current)
             } else {
+                self.remember_unknown(kid, alg);
                 Err(unknown())
             };
         }
-        if !claimed {
-            tracing::debug!(?kid, "unknown kid; JWKS refetch rate limit reached");
-            return Err(unknown());
+        let now = self.clock.now();
+        {
+            let mut state = self.state();
+            if let Some(retry) = state.retry_not_before.filter(|&t| now < t) {
+                // The server just failed to answer; asking again now would
+                // only queue more requests behind a timeout.
+                drop(state);
+                tracing::debug!(?kid, ?retry, "unknown kid; the last JWKS fetch failed");
+                return Err(Error::KeysUnavailable(FetchError::RecentlyFailed));
+            }
+            if let Err(retry_after) = state.claim_refetch(now, &self.policy) {
+                drop(state);
+                tracing::debug!(
+                    ?kid,
+                    ?retry_after,
+                    "unknown kid; JWKS refetch rate limit reached"
+                );
+                return Err(Error::KeyRefetchDeferred {
+                    kid: kid.map(str::to_owned),
+                    retry_after,
+                });
+            }
         }
         match self.fetch_and_store().await {
             Ok(fresh) if fresh.has_candidate(kid, alg) => Ok(fresh),
-            Ok(_) => Err(unknown()),
+            Ok(_) => {
+                self.remember_unknown(kid, alg);
+                Err(unknown())
+            }
             Err(error) => {
                 tracing::warn!(%error, jwks_uri = %self.uri, "JWKS refetch for an unknown kid failed");
                 Err(Error::KeysUnavailable(error))
             }
         }
+    }
+
+    fn remember_unknown(&self, kid: Option<&str>, alg: Algorithm) {
+        let now = self.clock.now();
+        self.state()
+            .remember_unknown(Miss::new(kid, alg), now, self.policy.unknown_kid_ttl);
     }
 
     /// Call with `fetch_lock` held.
@@ -281,7 +397,7 @@ impl KeyCache {
         let (keys, max_age) = match fetched {
             Ok(fetched) => fetched,
             Err(error) => {
-                let retry = self.clock.now() + self.policy.retry_interval;
+                let retry = later(self.clock.now(), self.policy.retry_interval);
                 self.state().retry_not_before = Some(retry);
                 return Err(error);
             }
@@ -293,8 +409,8 @@ impl KeyCache {
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         let snapshot = Arc::new(KeySnapshot {
             keys,
-            fresh_until: now + ttl,
-            usable_until: now + ttl + self.policy.max_stale,
+            fresh_until: later(now, ttl),
+            usable_until: later(later(now, ttl), self.policy.max_stale),
             generation: current.generation + 1,
         });
         *current = Arc::clone(&snapshot);
@@ -444,6 +560,78 @@ mod tests {
         assert_eq!(snapshot.candidates(Some("c"), Algorithm::ES256).count(), 0);
         assert_eq!(snapshot.candidates(None, Algorithm::ES256).count(), 2);
         assert_eq!(snapshot.candidates(None, Algorithm::EdDSA).count(), 0);
+    }
+
+    fn policy(burst: u32, interval: u64) -> JwksPolicy {
+        JwksPolicy {
+            miss_refetch_burst: burst,
+            miss_refetch_interval: Duration::from_secs(interval),
+            ..JwksPolicy::default()
+        }
+    }
+
+    #[test]
+    fn the_refetch_bucket_allows_a_burst_then_one_per_interval() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let at = |s: u64| start + Duration::from_secs(s);
+        let p = policy(2, 5);
+        let mut state = RefetchState::default();
+        assert_eq!(state.claim_refetch(at(0), &p), Ok(()));
+        assert_eq!(state.claim_refetch(at(0), &p), Ok(()));
+        assert_eq!(state.claim_refetch(at(0), &p), Err(Duration::from_secs(5)));
+        assert_eq!(state.claim_refetch(at(3), &p), Err(Duration::from_secs(2)));
+        assert_eq!(state.claim_refetch(at(5), &p), Ok(()));
+        assert!(state.claim_refetch(at(5), &p).is_err());
+        // A quiet spell fills the bucket again, but never beyond the burst.
+        assert_eq!(state.claim_refetch(at(100), &p), Ok(()));
+        assert_eq!(state.claim_refetch(at(100), &p), Ok(()));
+        assert!(state.claim_refetch(at(100), &p).is_err());
+
+        let mut single = RefetchState::default();
+        let p = policy(1, 30);
+        assert_eq!(single.claim_refetch(at(0), &p), Ok(()));
+        assert_eq!(
+            single.claim_refetch(at(10), &p),
+            Err(Duration::from_secs(20))
+        );
+        let mut free = RefetchState::default();
+        for _ in 0..10 {
+            assert_eq!(free.claim_refetch(at(0), &policy(1, 0)), Ok(()));
+        }
+    }
+
+    #[test]
+    fn unknown_kids_are_remembered_for_a_while_and_in_bounded_number() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let ttl = Duration::from_secs(30);
+        let mut state = RefetchState::default();
+        let bogus = Miss::new(Some("bogus"), Algorithm::ES256);
+        state.remember_unknown(bogus.clone(), start, ttl);
+        assert!(state.known_unknown(&bogus, start + Duration::from_secs(29), ttl));
+        assert!(!state.known_unknown(&bogus, start + ttl, ttl));
+        assert!(!state.known_unknown(&Miss::new(Some("other"), Algorithm::ES256), start, ttl));
+        let long = Miss::Kid("k".repeat(MAX_REMEMBERED_KID_BYTES + 1));
+        state.remember_unknown(long.clone(), start, ttl);
+        assert!(!state.known_unknown(&long, start, ttl), "too long to keep");
+        // Without a kid, the miss is the algorithm's.
+        assert_eq!(
+            Miss::new(None, Algorithm::EdDSA),
+            Miss::Alg(Algorithm::EdDSA)
+        );
+
+        for i in 1..MAX_UNKNOWN_KIDS {
+            state.remember_unknown(Miss::Kid(format!("k{i}")), start, ttl);
+        }
+        assert_eq!(state.unknown.len(), MAX_UNKNOWN_KIDS);
+        // Full of live entries: a new one is not remembered, none is lost.
+        state.remember_unknown(Miss::Kid("late".into()), start, ttl);
+        assert_eq!(state.unknown.len(), MAX_UNKNOWN_KIDS);
+        assert!(state.known_unknown(&bogus, start, ttl));
+        // Once they have ended, they make room.
+        let later = start + ttl;
+        state.remember_unknown(Miss::Kid("late".into()), later, ttl);
+        assert_eq!(state.unknown.len(), 1);
+        assert!(state.known_unknown(&Miss::Kid("late".into()), later, ttl));
     }
 
     #[test]

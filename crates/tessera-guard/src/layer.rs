@@ -123,11 +123,15 @@ pub(crate) fn reject<B: From<String>>(error: &Error, realm: Option<&str>) -> Res
 
 /// The precise reason goes to the service's log, never on the wire (see
 /// [`Error::description`]). Refused tokens are the client's business and
-/// can come in floods, so they stay at `debug`; a guard that cannot check
-/// tokens at all needs the operator.
+/// can come in floods, so they stay at `debug`; so does a deferred key
+/// lookup, which a flood of invented `kid`s causes. A guard that cannot
+/// check tokens at all needs the operator.
 fn log_refusal(error: &Error) {
     let status = error.status().as_u16();
     match error {
+        Error::KeyRefetchDeferred { .. } => {
+            tracing::debug!(reason = %error, status, "bearer token not checked yet");
+        }
         Error::NotConfigured => {
             tracing::error!(
                 reason = %error,

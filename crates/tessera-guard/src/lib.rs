@@ -8,21 +8,28 @@
 //!
 //! What a token must pass, strict by default:
 //!
-//! - header `typ` `at+jwt` (RFC 9068 §4): ID tokens and other JWTs from the
-//!   same issuer are refused;
+//! - a header that is a UTF-8 JSON object without `crit` or `b64`, with
+//!   `typ` `at+jwt` (RFC 9068 §4, compared as a media type): ID tokens and
+//!   other JWTs from the same issuer are refused;
 //! - an algorithm from the allow-list, verified with a key published for
 //!   exactly that algorithm: no `none`, no RS256/HS256 confusion (HS256 only
 //!   with a configured [`SharedSecret`], never with a JWKS key);
 //! - `iss` equal to the configured issuer, as a string; `aud` naming the
-//!   configured audience; `exp`, `nbf` and `iat` within a small leeway
-//!   (30 s); `sub`, `client_id`, `jti` present;
+//!   configured audience; `exp`, `nbf` and `iat` whole seconds before the
+//!   year 10000 and within a small leeway (30 s); `sub`, `client_id`, `jti`
+//!   present;
+//! - for a reference token, an active answer whose `token_type`, if any, is
+//!   `Bearer`;
 //! - the required scopes.
 //!
 //! Keys are cached as long as the JWKS response's `Cache-Control: max-age`
-//! allows (clamped to sane bounds). A token with an unknown `kid` triggers
-//! one JWKS fetch, at most once per rate-limit window, so a rotation is
-//! picked up at once while a flood of invented `kid`s costs the server
-//! nothing. While Tessera is unreachable, cached keys keep verifying.
+//! allows (clamped to sane bounds). A token with an unknown `kid` triggers a
+//! JWKS fetch, so a rotation is picked up at once; a `kid` found missing is
+//! remembered, and such fetches are rate-limited, so a flood of invented
+//! `kid`s costs the server little. When only the rate limit stands between a
+//! `kid` and a fetch, the answer is `503` with `Retry-After`, never a `401`
+//! that would make a client discard a token of a brand-new key. While
+//! Tessera is unreachable, cached keys keep verifying.
 //!
 //! Refusals follow RFC 6750 §3: `401` with `WWW-Authenticate: Bearer
 //! realm="…", error="invalid_token", error_description="…"` for a

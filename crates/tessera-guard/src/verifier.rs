@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
-use tessera_jose::{Algorithm, UnverifiedJws, VerifyingKey};
+use tessera_jose::{Algorithm, UnverifiedJws, VerifyingKey, typ_matches};
 
 use crate::claims::{Claims, Expectations};
 use crate::clock::{Clock, SystemClock, unix_seconds};
@@ -144,13 +144,11 @@ impl Verifier {
         let jws = UnverifiedJws::parse(token).map_err(jose_error)?;
         // RFC 9068 §4: `typ` must be `at+jwt` (or its long form); this is
         // what keeps ID tokens and other JWTs from the same issuer, signed
-        // with the same keys, from being accepted as access tokens. Media
-        // type names are case-insensitive (RFC 7515 §4.1.9).
-        match jws.header().typ.as_deref() {
-            Some(t)
-                if t.eq_ignore_ascii_case("at+jwt")
-                    || t.eq_ignore_ascii_case("application/at+jwt") => {}
-            other => return Err(Error::WrongType(other.map(str::to_owned))),
+        // with the same keys, from being accepted as access tokens. The rule
+        // is tessera-jose's, the one Tessera's introspection applies too.
+        let typ = jws.header().typ.as_deref();
+        if !typ_matches(typ, "at+jwt") {
+            return Err(Error::WrongType(typ.map(str::to_owned)));
         }
         let alg = jws.alg();
         if !inner.allowed.contains(alg) {
@@ -222,6 +220,9 @@ fn jose_error(error: tessera_jose::Error) -> Error {
     match error {
         J::Malformed => Error::Malformed("not a compact JWS"),
         J::MalformedHeader => Error::Malformed("the JOSE header is not valid"),
+        J::UnsupportedHeader(_) => {
+            Error::Malformed("the JOSE header asks for an extension (crit, b64) the guard lacks")
+        }
         J::MalformedPayload(_) => {
             Error::Malformed("the payload is not JSON claims of the RFC 9068 types")
         }
@@ -360,10 +361,24 @@ impl VerifierBuilder {
         self
     }
 
-    /// At most one JWKS fetch caused by an unknown `kid` per `interval`
-    /// (default 30 s).
-    pub fn jwks_refetch_interval(mut self, interval: Duration) -> Self {
+    /// Bounds the JWKS fetches caused by tokens with an unknown `kid` (a key
+    /// rotation, or invented `kid`s): up to `burst` back to back, then one
+    /// per `interval`. Default 2, then one per 5 s. A token whose `kid`
+    /// could not be looked up because of this bound gets `503` with
+    /// `Retry-After` ([`Error::KeyRefetchDeferred`]), not `401`. A `burst`
+    /// of 0 counts as 1.
+    pub fn jwks_refetch_limit(mut self, burst: u32, interval: Duration) -> Self {
+        self.jwks_policy.miss_refetch_burst = burst.max(1);
         self.jwks_policy.miss_refetch_interval = interval;
+        self
+    }
+
+    /// How long a `kid` that a fresh JWKS did not contain is refused as
+    /// unknown without fetching again (default 30 s). Tessera's key IDs
+    /// are thumbprints, which nobody can name before the key is published,
+    /// so remembering a missing one cannot hide a real key.
+    pub fn jwks_unknown_kid_ttl(mut self, ttl: Duration) -> Self {
+        self.jwks_policy.unknown_kid_ttl = ttl;
         self
     }
 
@@ -380,17 +395,28 @@ impl VerifierBuilder {
         self
     }
 
-    /// Cache bound for active introspection answers (default 60 s; never
-    /// past the token's `exp`). A revoked reference token stays accepted up
-    /// to this long: `Duration::ZERO` turns the cache off.
+    /// How long an active introspection answer is reused (default 60 s, and
+    /// never past the token's `exp`). This is how long a revoked reference
+    /// token can stay accepted; `Duration::ZERO` asks the server every time.
     pub fn introspection_cache_ttl(mut self, ttl: Duration) -> Self {
         self.introspection_policy.active_ttl = ttl;
         self
     }
 
-    /// How long an inactive answer is remembered (default 5 s).
+    /// How long an inactive (or otherwise refused) introspection answer is
+    /// remembered (default 5 s), so that a token sent again and again costs
+    /// one request to the server per this interval. `Duration::ZERO` turns
+    /// this off.
     pub fn introspection_inactive_ttl(mut self, ttl: Duration) -> Self {
         self.introspection_policy.inactive_ttl = ttl;
+        self
+    }
+
+    /// How many introspection answers are cached at most (default 10,000).
+    /// When full, the entry closest to its end makes room, so a flood of
+    /// briefly remembered junk tokens evicts junk first.
+    pub fn introspection_cache_capacity(mut self, entries: usize) -> Self {
+        self.introspection_policy.capacity = entries;
         self
     }
 

@@ -1,5 +1,5 @@
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{Algorithm, Error, SigningKey, VerifyingKey, b64, b64_decode};
 
@@ -11,9 +11,58 @@ pub struct Header {
     pub typ: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
-    /// Critical extensions we do not understand make a token invalid (RFC 7515 §4.1.11).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crit: Option<serde_json::Value>,
+}
+
+/// The header as received. `typ` and `kid` must be strings when present (a
+/// `null` is not "absent"), and `crit` and `b64` are recorded whatever their
+/// value, so that `"crit": null` cannot pass for a header without `crit`.
+#[derive(Deserialize)]
+struct ReceivedHeader {
+    alg: String,
+    #[serde(default, deserialize_with = "present")]
+    typ: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    kid: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    crit: Option<IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    b64: Option<IgnoredAny>,
+}
+
+/// `Some` for any member that is there, `null` included; `#[serde(default)]`
+/// supplies the `None` for a member that is not.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// Whether a JSON text is an object, judged by its first byte after JSON
+/// whitespace (RFC 8259 §2); the parse that follows checks the rest.
+fn is_json_object(text: &str) -> bool {
+    text.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+}
+
+/// Whether a `typ` header names the media type `expected`. RFC 7515 §4.1.9:
+/// a value without a `/` stands for `application/` + value; media type names
+/// are case-insensitive (RFC 2045 §5.1, RFC 8725 §3.11). So `at+jwt`,
+/// `AT+JWT` and `application/at+jwt` all match `at+jwt`; parameters, spaces
+/// and other top-level types do not. An absent `typ` matches nothing.
+pub fn typ_matches(typ: Option<&str>, expected: &str) -> bool {
+    fn split(media_type: &str) -> (&str, &str) {
+        media_type
+            .split_once('/')
+            .unwrap_or(("application", media_type))
+    }
+    let Some(typ) = typ else { return false };
+    let (top, sub) = split(typ);
+    let (expected_top, expected_sub) = split(expected);
+    !sub.is_empty()
+        && top.eq_ignore_ascii_case(expected_top)
+        && sub.eq_ignore_ascii_case(expected_sub)
 }
 
 /// Signs `claims` as a compact JWS with header `{alg, typ, kid}`.
@@ -26,7 +75,6 @@ pub fn encode<T: Serialize + ?Sized>(
         alg: key.alg().as_str().to_owned(),
         typ: Some(typ.to_owned()),
         kid: Some(key.kid().to_owned()),
-        crit: None,
     };
     let header = serde_json::to_vec(&header).map_err(|_| Error::Crypto)?;
     let payload = serde_json::to_vec(claims).map_err(|e| Error::MalformedPayload(e.to_string()))?;
@@ -51,8 +99,10 @@ pub struct UnverifiedJws<'a> {
 }
 
 impl<'a> UnverifiedJws<'a> {
-    /// Splits and decodes a compact JWS. Anything but exactly three parts, an
-    /// unknown `alg` (including `none`) or a `crit` header is rejected here.
+    /// Splits and decodes a compact JWS. Refused here: anything but exactly
+    /// three parts, a header that is not a UTF-8 JSON object of the expected
+    /// member types, an unknown `alg` (including `none`), and any `crit` or
+    /// `b64` member.
     pub fn parse(token: &'a str) -> Result<Self, Error> {
         let mut parts = token.splitn(4, '.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
@@ -60,11 +110,7 @@ impl<'a> UnverifiedJws<'a> {
         else {
             return Err(Error::Malformed);
         };
-        let header: Header =
-            serde_json::from_slice(&b64_decode(header_b64)?).map_err(|_| Error::MalformedHeader)?;
-        if header.crit.is_some() {
-            return Err(Error::MalformedHeader);
-        }
+        let header = parse_header(&b64_decode(header_b64)?)?;
         let alg = header.alg.parse()?;
         let signature = b64_decode(signature_b64)?;
         Ok(UnverifiedJws {
@@ -89,7 +135,8 @@ impl<'a> UnverifiedJws<'a> {
     }
 
     /// Verifies the signature with `key`, whose algorithm must be the one the
-    /// header names, then returns the decoded payload.
+    /// header names, then returns the decoded payload, which must be a UTF-8
+    /// JSON object (a JWT claims set).
     pub fn verify<T: DeserializeOwned>(&self, key: &VerifyingKey) -> Result<T, Error> {
         if key.alg() != self.alg {
             return Err(Error::AlgorithmMismatch);
@@ -101,9 +148,48 @@ impl<'a> UnverifiedJws<'a> {
     /// The payload without any signature check: for display and for routing
     /// (finding the issuer of an assertion), never for trust decisions.
     pub fn payload_unverified<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_slice(&b64_decode(self.payload_b64)?)
-            .map_err(|e| Error::MalformedPayload(e.to_string()))
+        let bytes = b64_decode(self.payload_b64)?;
+        // serde_json does not check the UTF-8 of strings it skips; RFC 7519
+        // §7.2 wants the whole payload to be UTF-8 JSON.
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| Error::MalformedPayload("the payload is not UTF-8".to_owned()))?;
+        // A claims set is a JSON object (RFC 7519 §7.2 step 10); serde would
+        // also fill a struct from an array, positionally.
+        if !is_json_object(text) {
+            return Err(Error::MalformedPayload(
+                "the payload is not a JSON object".to_owned(),
+            ));
+        }
+        serde_json::from_str(text).map_err(|e| Error::MalformedPayload(e.to_string()))
     }
+}
+
+fn parse_header(bytes: &[u8]) -> Result<Header, Error> {
+    // RFC 7515 §5.2 step 3: the header must be a completely valid UTF-8 JSON
+    // object, including members we do not read, which serde_json would skip
+    // without checking their UTF-8.
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::MalformedHeader)?;
+    if !is_json_object(text) {
+        return Err(Error::MalformedHeader);
+    }
+    let received: ReceivedHeader =
+        serde_json::from_str(text).map_err(|_| Error::MalformedHeader)?;
+    // RFC 7515 §4.1.11: a recipient must refuse a `crit` naming extensions
+    // it does not understand, and must refuse one that is not a non-empty
+    // array. Tessera implements no extension, so every `crit` is refused.
+    if received.crit.is_some() {
+        return Err(Error::UnsupportedHeader("crit"));
+    }
+    // RFC 7797 §6: `b64` is only meaningful when listed in `crit`, which we
+    // refuse; a lone `b64: false` must not change how the payload is read.
+    if received.b64.is_some() {
+        return Err(Error::UnsupportedHeader("b64"));
+    }
+    Ok(Header {
+        alg: received.alg,
+        typ: received.typ,
+        kid: received.kid,
+    })
 }
 
 #[cfg(test)]
@@ -165,6 +251,152 @@ mod tests {
         for bad in ["", "a", "a.b", "a.b.c.d", "!!.!!.!!"] {
             assert!(UnverifiedJws::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A compact JWS with this raw header and payload and a dummy signature:
+    /// enough for `parse`, which never looks at the signature's value.
+    fn raw_token(header: &[u8], payload: &[u8]) -> String {
+        format!("{}.{}.c2ln", b64(header), b64(payload))
+    }
+
+    #[test]
+    fn crit_is_refused_in_every_form() {
+        // RFC 7515 §4.1.11: absent, or a non-empty array of understood names.
+        // We understand none, so there is no acceptable crit at all.
+        for crit in [
+            "null",
+            "[]",
+            r#"["exp"]"#,
+            r#"["b64"]"#,
+            r#""b64""#,
+            "{}",
+            "false",
+        ] {
+            let header = format!(r#"{{"alg":"ES256","kid":"k1","crit":{crit}}}"#);
+            assert_eq!(
+                UnverifiedJws::parse(&raw_token(header.as_bytes(), b"{}")).map(|_| ()),
+                Err(Error::UnsupportedHeader("crit")),
+                "{crit}"
+            );
+        }
+    }
+
+    #[test]
+    fn b64_is_refused_with_or_without_crit() {
+        // RFC 7797: b64 only counts when listed in crit; either way it is
+        // an extension we do not implement.
+        for header in [
+            r#"{"alg":"ES256","b64":false}"#,
+            r#"{"alg":"ES256","b64":true}"#,
+            r#"{"alg":"ES256","b64":null}"#,
+        ] {
+            assert_eq!(
+                UnverifiedJws::parse(&raw_token(header.as_bytes(), b"{}")).map(|_| ()),
+                Err(Error::UnsupportedHeader("b64")),
+                "{header}"
+            );
+        }
+        let with_crit = br#"{"alg":"ES256","b64":false,"crit":["b64"]}"#;
+        assert!(UnverifiedJws::parse(&raw_token(with_crit, b"{}")).is_err());
+    }
+
+    #[test]
+    fn a_header_with_invalid_utf8_is_refused_even_in_a_skipped_member() {
+        // 0xC3 0x28: a two-byte lead followed by a byte that cannot continue
+        // it. serde_json checks UTF-8 only in strings it decodes.
+        let mut header = br#"{"alg":"ES256","kid":"k1","x":""#.to_vec();
+        header.extend_from_slice(&[0xC3, 0x28]);
+        header.extend_from_slice(br#""}"#);
+        assert_eq!(
+            UnverifiedJws::parse(&raw_token(&header, b"{}")).map(|_| ()),
+            Err(Error::MalformedHeader)
+        );
+        // The same bytes in a member we read are refused too.
+        let mut in_kid = br#"{"alg":"ES256","kid":""#.to_vec();
+        in_kid.extend_from_slice(&[0xC3, 0x28]);
+        in_kid.extend_from_slice(br#""}"#);
+        assert_eq!(
+            UnverifiedJws::parse(&raw_token(&in_kid, b"{}")).map(|_| ()),
+            Err(Error::MalformedHeader)
+        );
+        // And the payload, even where the target type skips the member.
+        let mut payload = br#"{"sub":"s","x":""#.to_vec();
+        payload.extend_from_slice(&[0xC3, 0x28]);
+        payload.extend_from_slice(br#""}"#);
+        let token = raw_token(br#"{"alg":"ES256"}"#, &payload);
+        let jws = UnverifiedJws::parse(&token).expect("parse");
+        assert!(matches!(
+            jws.payload_unverified::<serde::de::IgnoredAny>(),
+            Err(Error::MalformedPayload(_))
+        ));
+        for not_an_object in ["[]", r#"["s"]"#, "5", r#""s""#] {
+            let token = raw_token(br#"{"alg":"ES256"}"#, not_an_object.as_bytes());
+            let jws = UnverifiedJws::parse(&token).expect("parse");
+            assert!(
+                matches!(
+                    jws.payload_unverified::<serde::de::IgnoredAny>(),
+                    Err(Error::MalformedPayload(_))
+                ),
+                "{not_an_object}"
+            );
+        }
+        let text = r#" {"x":"\u00e9 é"}"#;
+        let token = raw_token(br#"{"alg":"ES256"}"#, text.as_bytes());
+        let valid = UnverifiedJws::parse(&token).expect("parse");
+        assert!(valid.payload_unverified::<Value>().is_ok());
+    }
+
+    #[test]
+    fn header_members_of_the_wrong_type_are_refused() {
+        for header in [
+            r#"{"alg":"ES256","typ":null}"#,
+            r#"{"alg":"ES256","kid":null}"#,
+            r#"{"alg":"ES256","kid":5}"#,
+            r#"{"alg":null}"#,
+            r#"{"alg":"ES256","alg":"ES256"}"#,
+            r#"["ES256"]"#,
+            r#" ["ES256", "k"]"#,
+        ] {
+            assert_eq!(
+                UnverifiedJws::parse(&raw_token(header.as_bytes(), b"{}")).map(|_| ()),
+                Err(Error::MalformedHeader),
+                "{header}"
+            );
+        }
+        // Members we do not know are ignored (RFC 7515 §4).
+        let token = raw_token(br#"{"alg":"ES256","x5u":"https://x","kid":"k"}"#, b"{}");
+        let jws = UnverifiedJws::parse(&token).expect("parse");
+        assert_eq!(jws.kid(), Some("k"));
+    }
+
+    #[test]
+    fn typ_is_a_case_insensitive_media_type_with_an_implied_application() {
+        for typ in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/At+Jwt",
+        ] {
+            assert!(typ_matches(Some(typ), "at+jwt"), "{typ}");
+            assert!(typ_matches(Some(typ), "application/at+jwt"), "{typ}");
+        }
+        for typ in [
+            "JWT",
+            "text/at+jwt",
+            "application/application/at+jwt",
+            "at+jwt; charset=utf-8",
+            " at+jwt",
+            "at+jwt ",
+            "application/",
+            "",
+            "/at+jwt",
+        ] {
+            assert!(!typ_matches(Some(typ), "at+jwt"), "{typ:?}");
+        }
+        assert!(!typ_matches(None, "at+jwt"));
+        assert!(typ_matches(Some("jwt"), "JWT"));
+        assert!(typ_matches(Some("application/JWT"), "JWT"));
+        assert!(!typ_matches(Some("at+jwt"), "JWT"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod keys;
 
 pub use algorithm::Algorithm;
 pub use jwk::{Jwk, JwkSet};
-pub use jws::{Header, UnverifiedJws, encode};
+pub use jws::{Header, UnverifiedJws, encode, typ_matches};
 pub use keys::{SigningKey, VerifyingKey};
 
 /// Why a JOSE operation failed. Callers map these to their own error codes; the
@@ -23,8 +23,12 @@ pub use keys::{SigningKey, VerifyingKey};
 pub enum Error {
     #[error("the token is not a compact JWS")]
     Malformed,
-    #[error("the JOSE header is not valid JSON")]
+    #[error("the JOSE header is not a UTF-8 JSON object of the expected member types")]
     MalformedHeader,
+    /// A header member that changes how the token is processed and that
+    /// Tessera does not implement (`crit`, `b64`).
+    #[error("the JOSE header uses {0}, which is not supported")]
+    UnsupportedHeader(&'static str),
     #[error("algorithm {0:?} is not supported")]
     UnsupportedAlgorithm(String),
     #[error("the token's algorithm does not match the key's")]

@@ -3,7 +3,7 @@
 //! authorization code, refresh token and password grants.
 
 use serde::{Deserialize, Serialize};
-use tessera_jose::UnverifiedJws;
+use tessera_jose::{UnverifiedJws, typ_matches};
 
 use crate::authorize::IdTokenFor;
 use crate::clock::UnixTime;
@@ -173,7 +173,7 @@ impl Provider {
     /// checked separately against the store.
     pub fn verify_refresh_token(&self, token: &str) -> Option<RefreshTokenClaims> {
         let jws = UnverifiedJws::parse(token).ok()?;
-        if jws.header().typ.as_deref() != Some(REFRESH_TOKEN_TYP) {
+        if !typ_matches(jws.header().typ.as_deref(), REFRESH_TOKEN_TYP) {
             return None;
         }
         let ring = self.keys().ring();

@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode, header};
 use axum::routing::get;
 use axum::{Extension, Router};
 use serde_json::json;
-use tessera_guard::{Authenticated, GuardLayer, Rejection, Verifier};
+use tessera_guard::{Algorithm, Authenticated, GuardLayer, Rejection, Verifier};
 use tower::ServiceExt as _;
 use tracing::Level;
 
@@ -41,6 +41,7 @@ fn layered(verifier: Verifier) -> Router {
 struct Answer {
     status: StatusCode,
     challenge: Option<String>,
+    retry_after: Option<String>,
     body: String,
 }
 
@@ -59,10 +60,15 @@ async fn call_request(app: &Router, request: Request<Body>) -> Answer {
         .headers()
         .get(header::WWW_AUTHENTICATE)
         .map(|v| v.to_str().expect("ascii").to_owned());
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().expect("ascii").to_owned());
     let body = to_bytes(response.into_body(), 1 << 16).await.expect("body");
     Answer {
         status,
         challenge,
+        retry_after,
         body: String::from_utf8(body.to_vec()).expect("utf-8"),
     }
 }
@@ -175,6 +181,44 @@ async fn no_keys_and_no_server_is_503_without_challenge() {
         warned[0].starts_with("no signing keys could be loaded"),
         "{warned:?}"
     );
+}
+
+#[tokio::test]
+async fn a_deferred_key_lookup_is_503_with_retry_after() {
+    let fx = Fixture::start().await;
+    let app = layered(fx.verifier().await); // 2 refetches, then one per 5 s
+    let forged = |kid: &str| {
+        bearer(&sign(
+            &generate(Algorithm::ES256, kid),
+            "at+jwt",
+            &fx.claims(),
+        ))
+    };
+    for kid in ["forged-1", "forged-2"] {
+        let answer = call(&app, &[&forged(kid)]).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{kid}");
+        assert_eq!(answer.challenge.as_deref(), Some(INVALID));
+        assert_eq!(answer.retry_after, None);
+    }
+    fx.advance(1);
+    let logs = Logs::capture();
+    // A kid no fetch has looked for, with the bucket empty: maybe a new
+    // key, so the client is asked to come back rather than told to drop it.
+    let answer = call(&app, &[&forged("es-2")]).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.retry_after.as_deref(), Some("4"));
+    assert_eq!(answer.challenge, None);
+    assert_eq!(answer.body, "");
+    // A flood of invented kids causes these: debug, not a warning.
+    assert!(logs.reasons(Level::WARN).is_empty());
+    let debug = logs.reasons(Level::DEBUG);
+    assert!(
+        debug
+            .iter()
+            .any(|r| r.starts_with("no cached key has kid Some(\"es-2\")")),
+        "{debug:?}"
+    );
+    assert_eq!(fx.jwks_hits(), 3);
 }
 
 #[tokio::test]

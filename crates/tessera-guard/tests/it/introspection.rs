@@ -94,6 +94,142 @@ async fn inactive_answers_are_cached_briefly() {
     assert_eq!(fx.introspection_hits(), 2);
 }
 
+fn configured(fx: &Fixture) -> tessera_guard::VerifierBuilder {
+    fx.builder()
+        .client_credentials(CLIENT_ID, ClientSecret::new(crate::fixture::CLIENT_SECRET))
+}
+
+#[tokio::test]
+async fn the_cache_lifetime_bounds_how_long_a_revoked_token_is_accepted() {
+    let fx = Fixture::start().await;
+    fx.reference(TOKEN, fx.active());
+    let verifier = configured(&fx)
+        .introspection_cache_ttl(Duration::from_secs(5))
+        .discover()
+        .await
+        .expect("discover");
+    assert!(verifier.verify(TOKEN).await.is_ok());
+    fx.reference(TOKEN, json!({"active": false})); // revoked
+    fx.advance(4);
+    assert!(verifier.verify(TOKEN).await.is_ok(), "cached");
+    assert_eq!(fx.introspection_hits(), 1);
+    fx.advance(1);
+    assert!(matches!(verifier.verify(TOKEN).await, Err(Error::Inactive)));
+    assert_eq!(fx.introspection_hits(), 2);
+
+    // Zero: every request asks, so revocation is seen at once.
+    let uncached = configured(&fx)
+        .introspection_cache_ttl(Duration::ZERO)
+        .discover()
+        .await
+        .expect("discover");
+    fx.reference(TOKEN, fx.active());
+    assert!(uncached.verify(TOKEN).await.is_ok());
+    assert!(uncached.verify(TOKEN).await.is_ok());
+    assert_eq!(fx.introspection_hits(), 4);
+    fx.reference(TOKEN, json!({"active": false}));
+    assert!(matches!(uncached.verify(TOKEN).await, Err(Error::Inactive)));
+}
+
+#[tokio::test]
+async fn a_junk_token_sent_again_costs_one_call_per_inactive_ttl() {
+    let fx = Fixture::start().await;
+    let verifier = configured(&fx)
+        .introspection_inactive_ttl(Duration::from_secs(2))
+        .discover()
+        .await
+        .expect("discover");
+    let junk = "anVuaw";
+    for _ in 0..100 {
+        assert!(matches!(verifier.verify(junk).await, Err(Error::Inactive)));
+    }
+    assert_eq!(fx.introspection_hits(), 1);
+    fx.advance(2);
+    assert!(matches!(verifier.verify(junk).await, Err(Error::Inactive)));
+    assert_eq!(fx.introspection_hits(), 2);
+
+    let unremembered = configured(&fx)
+        .introspection_inactive_ttl(Duration::ZERO)
+        .discover()
+        .await
+        .expect("discover");
+    for _ in 0..3 {
+        assert!(matches!(
+            unremembered.verify(junk).await,
+            Err(Error::Inactive)
+        ));
+    }
+    assert_eq!(fx.introspection_hits(), 5);
+}
+
+#[tokio::test]
+async fn a_flood_of_junk_tokens_does_not_evict_a_valid_one() {
+    let fx = Fixture::start().await;
+    fx.reference(TOKEN, fx.active());
+    let verifier = configured(&fx)
+        .introspection_cache_capacity(3)
+        .discover()
+        .await
+        .expect("discover");
+    assert!(verifier.verify(TOKEN).await.is_ok());
+    for i in 0..20 {
+        let junk = format!("junk{i}");
+        assert!(matches!(verifier.verify(&junk).await, Err(Error::Inactive)));
+    }
+    assert_eq!(fx.introspection_hits(), 21);
+    // Junk answers end sooner (5 s) than the valid one (60 s), so they made
+    // room for each other; a cache emptied when full would ask again here.
+    assert!(verifier.verify(TOKEN).await.is_ok());
+    assert_eq!(fx.introspection_hits(), 21);
+    // The most recent junk is still remembered too.
+    assert!(matches!(
+        verifier.verify("junk19").await,
+        Err(Error::Inactive)
+    ));
+    assert_eq!(fx.introspection_hits(), 21);
+}
+
+#[tokio::test]
+async fn an_answer_for_a_refresh_token_is_refused() {
+    let fx = Fixture::start().await;
+    // What Tessera answers for an active refresh token.
+    let mut refresh = fx.active();
+    refresh["token_type"] = json!("refresh_token");
+    fx.reference(TOKEN, refresh);
+    let mut lower = fx.active();
+    lower["token_type"] = json!("bearer");
+    fx.reference("bG93ZXI", lower);
+    let verifier = fx.introspecting_verifier().await;
+    match verifier.verify(TOKEN).await {
+        Err(e @ Error::NotAnAccessToken(_)) => {
+            assert_eq!(e.status(), http::StatusCode::UNAUTHORIZED);
+            assert!(e.to_string().contains("refresh_token"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Remembered like any refusal.
+    assert!(matches!(
+        verifier.verify(TOKEN).await,
+        Err(Error::NotAnAccessToken(_))
+    ));
+    assert_eq!(fx.introspection_hits(), 1);
+    // Token types are case-insensitive (RFC 6749 §5.1).
+    assert!(verifier.verify("bG93ZXI").await.is_ok());
+}
+
+#[tokio::test]
+async fn an_answer_with_an_absurd_exp_is_not_trusted() {
+    let fx = Fixture::start().await;
+    let mut forever = fx.active();
+    forever["exp"] = json!(i64::MAX);
+    fx.reference(TOKEN, forever);
+    let verifier = fx.introspecting_verifier().await;
+    assert!(matches!(
+        verifier.verify(TOKEN).await,
+        Err(Error::IntrospectionFailed(_))
+    ));
+}
+
 #[tokio::test]
 async fn answers_for_another_audience_or_issuer_are_refused() {
     let fx = Fixture::start().await;

@@ -264,6 +264,133 @@ async fn issuer_audience_and_typ_must_match() {
     ));
 }
 
+/// A token with this exact header and payload, validly signed by `key`.
+fn signed_raw(key: &SigningKey, header: &[u8], payload: &[u8]) -> String {
+    let input = format!("{}.{}", b64(header), b64(payload));
+    let sig = key.sign(input.as_bytes()).expect("sign");
+    format!("{input}.{}", b64(sig))
+}
+
+#[tokio::test]
+async fn crit_and_b64_headers_are_refused_even_when_signed() {
+    let fx = Fixture::start().await;
+    let verifier = fx.verifier().await;
+    let payload = fx.claims().to_string();
+    for header in [
+        r#"{"alg":"ES256","typ":"at+jwt","kid":"es-1","crit":null}"#,
+        r#"{"alg":"ES256","typ":"at+jwt","kid":"es-1","crit":[]}"#,
+        r#"{"alg":"ES256","typ":"at+jwt","kid":"es-1","crit":["b64"],"b64":true}"#,
+        r#"{"alg":"ES256","typ":"at+jwt","kid":"es-1","b64":false}"#,
+        r#"{"alg":"ES256","typ":"at+jwt","kid":null}"#,
+    ] {
+        let token = signed_raw(&fx.key, header.as_bytes(), payload.as_bytes());
+        assert!(
+            matches!(refused(&verifier, &token).await, Error::Malformed(_)),
+            "{header}"
+        );
+    }
+    // The control: the same header without them verifies.
+    let plain = br#"{"alg":"ES256","typ":"at+jwt","kid":"es-1"}"#;
+    assert!(
+        verifier
+            .verify(&signed_raw(&fx.key, plain, payload.as_bytes()))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_refused_in_a_signed_header_or_payload() {
+    let fx = Fixture::start().await;
+    let verifier = fx.verifier().await;
+    let payload = fx.claims().to_string();
+    // 0xC3 0x28 inside a header member nobody reads.
+    let mut header = br#"{"alg":"ES256","typ":"at+jwt","kid":"es-1","x":""#.to_vec();
+    header.extend_from_slice(&[0xC3, 0x28]);
+    header.extend_from_slice(br#""}"#);
+    let token = signed_raw(&fx.key, &header, payload.as_bytes());
+    assert!(matches!(
+        refused(&verifier, &token).await,
+        Error::Malformed(_)
+    ));
+    // And inside an unknown claim.
+    let plain = br#"{"alg":"ES256","typ":"at+jwt","kid":"es-1"}"#;
+    let mut claims = payload.trim_end_matches('}').as_bytes().to_vec();
+    claims.extend_from_slice(br#","x":""#);
+    claims.extend_from_slice(&[0xC3, 0x28]);
+    claims.extend_from_slice(br#""}"#);
+    let token = signed_raw(&fx.key, plain, &claims);
+    assert!(matches!(
+        refused(&verifier, &token).await,
+        Error::Malformed(_)
+    ));
+}
+
+#[tokio::test]
+async fn typ_is_compared_as_a_media_type() {
+    let fx = Fixture::start().await;
+    let verifier = fx.verifier().await;
+    for typ in [
+        "at+jwt",
+        "AT+JWT",
+        "application/at+jwt",
+        "Application/AT+JWT",
+    ] {
+        assert!(
+            verifier
+                .verify(&sign(&fx.key, typ, &fx.claims()))
+                .await
+                .is_ok(),
+            "{typ}"
+        );
+    }
+    for typ in [
+        "jwt",
+        "application/jwt",
+        "text/at+jwt",
+        "at+jwt; v=1",
+        "rt+jwt",
+    ] {
+        assert!(
+            matches!(refused(&verifier, &sign(&fx.key, typ, &fx.claims())).await, Error::WrongType(Some(t)) if t == typ),
+            "{typ}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn absurd_or_fractional_dates_are_refused() {
+    let fx = Fixture::start().await;
+    let verifier = fx.verifier().await;
+    let now = fx.now();
+    for (claim, value) in [
+        ("exp", json!(i64::MAX)),
+        ("exp", json!(253_402_300_800_i64)), // year 10000
+        ("exp", json!(now as f64 + 600.5)),
+        ("exp", json!(now as f64 + 600.0)),
+        ("iat", json!(-1)),
+        ("nbf", json!(u64::MAX)),
+    ] {
+        let mut claims = fx.claims();
+        claims[claim] = value.clone();
+        assert!(
+            matches!(
+                refused(&verifier, &sign(&fx.key, "at+jwt", &claims)).await,
+                Error::Malformed(_)
+            ),
+            "{claim}: {value}"
+        );
+    }
+    let mut far = fx.claims();
+    far["exp"] = json!(253_402_300_799_i64); // the last second of 9999
+    assert!(
+        verifier
+            .verify(&sign(&fx.key, "at+jwt", &far))
+            .await
+            .is_ok()
+    );
+}
+
 #[tokio::test]
 async fn required_scopes_are_enforced() {
     let fx = Fixture::start().await;

@@ -1,4 +1,4 @@
-//! The JWKS cache: discovery, kid-miss refetch and its rate limit,
+//! The JWKS cache: discovery, kid-miss refetch and its limits,
 //! Cache-Control, and serving from cache while the server is down. Time moves
 //! only through the fixture's ManualClock.
 
@@ -49,24 +49,29 @@ async fn an_unknown_kid_refetches_once_and_finds_the_new_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_unknown_kids_fetches_at_most_once_per_window() {
+async fn a_flood_of_unknown_kids_fetches_within_the_bucket() {
     let fx = Fixture::start().await;
     let verifier = fx
         .builder()
-        .jwks_refetch_interval(Duration::from_secs(30))
+        .jwks_refetch_limit(2, Duration::from_secs(5))
         .discover()
         .await
         .expect("discover");
-    let forged: Vec<String> = (0..50)
-        .map(|i| {
-            sign(
-                &generate(Algorithm::ES256, &format!("forged-{i}")),
-                "at+jwt",
-                &fx.claims(),
-            )
-        })
-        .collect();
+    let batch = |name: &str| -> Vec<String> {
+        (0..50)
+            .map(|i| {
+                sign(
+                    &generate(Algorithm::ES256, &format!("{name}-{i}")),
+                    "at+jwt",
+                    &fx.claims(),
+                )
+            })
+            .collect()
+    };
 
+    // Every forged token is refused: 401 once a fetch has shown its kid
+    // unknown, 503 while the bucket is empty. None is accepted. Returns how
+    // many were deferred.
     let flood = |tokens: Vec<String>| {
         let verifier = verifier.clone();
         async move {
@@ -77,27 +82,146 @@ async fn a_flood_of_unknown_kids_fetches_at_most_once_per_window() {
                     tokio::spawn(async move { v.verify(&t).await })
                 })
                 .collect();
+            let mut deferred = 0;
             for task in tasks {
-                let outcome = task.await.expect("task");
-                assert!(
-                    matches!(outcome, Err(Error::UnknownKey(Some(_)))),
-                    "{outcome:?}"
-                );
+                match task.await.expect("task") {
+                    Err(Error::UnknownKey(Some(_))) => {}
+                    Err(Error::KeyRefetchDeferred { .. }) => deferred += 1,
+                    other => panic!("{other:?}"),
+                }
             }
+            deferred
         }
     };
-    flood(forged.clone()).await;
-    assert_eq!(fx.jwks_hits(), 2, "one refetch for the whole flood");
-    fx.advance(29);
-    flood(forged.clone()).await;
-    assert_eq!(fx.jwks_hits(), 2, "none within the window");
-    fx.advance(1);
-    flood(forged).await;
-    assert_eq!(fx.jwks_hits(), 3, "one more once the window has passed");
+    flood(batch("a")).await;
+    // Tasks that waited for the first fetch learn from it, so one or both
+    // slots were used.
+    assert!((2..=3).contains(&fx.jwks_hits()), "{}", fx.jwks_hits());
+    flood(batch("b")).await;
+    assert_eq!(fx.jwks_hits(), 3, "two refetches for two floods: the burst");
+    // The clock has not moved, so the bucket stays empty: 50 kids no fetch
+    // has looked for are all deferred, and the server is not asked.
+    assert_eq!(flood(batch("c")).await, 50);
+    assert_eq!(fx.jwks_hits(), 3);
+    fx.advance(5);
+    flood(batch("d")).await;
+    assert_eq!(fx.jwks_hits(), 4, "one slot per interval");
 
     // Genuine tokens are not affected by the flood.
     assert!(verifier.verify(&fx.token()).await.is_ok());
+    assert_eq!(fx.jwks_hits(), 4);
+}
+
+#[tokio::test]
+async fn one_invented_kid_does_not_delay_a_real_new_key() {
+    // The reported attack: one token with an invented kid, then a rotation
+    // (`tessera keys rotate --now`). The new key's tokens used to get 401
+    // for the rest of a 30 s window.
+    let fx = Fixture::start().await;
+    let verifier = fx.verifier().await;
+    let forged = sign(
+        &generate(Algorithm::ES256, "attacker"),
+        "at+jwt",
+        &fx.claims(),
+    );
+    assert!(matches!(
+        verifier.verify(&forged).await,
+        Err(Error::UnknownKey(Some(k))) if k == "attacker"
+    ));
+    assert_eq!(fx.jwks_hits(), 2);
+
+    let next = generate(Algorithm::ES256, "es-2");
+    fx.publish(&next);
+    let token = sign(&next, "at+jwt", &fx.claims());
+    let verified = verifier.verify(&token).await.expect("accepted at once");
+    assert_eq!(verified.subject(), "alice");
     assert_eq!(fx.jwks_hits(), 3);
+}
+
+#[tokio::test]
+async fn a_new_key_behind_an_empty_bucket_gets_503_then_is_accepted() {
+    let fx = Fixture::start().await;
+    let verifier = fx.verifier().await; // 2 refetches, then one per 5 s
+    for i in 0..2 {
+        let forged = sign(
+            &generate(Algorithm::ES256, &format!("forged-{i}")),
+            "at+jwt",
+            &fx.claims(),
+        );
+        assert!(matches!(
+            verifier.verify(&forged).await,
+            Err(Error::UnknownKey(_))
+        ));
+    }
+    assert_eq!(fx.jwks_hits(), 3);
+
+    let next = generate(Algorithm::ES256, "es-2");
+    fx.publish(&next);
+    let token = sign(&next, "at+jwt", &fx.claims());
+    fx.advance(2);
+    // Not a 401: the key may well exist, the client is told when to retry.
+    match verifier.verify(&token).await {
+        Err(e @ Error::KeyRefetchDeferred { .. }) => {
+            assert_eq!(e.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+            assert!(e.challenge(Some("x")).is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fx.jwks_hits(), 3);
+    fx.advance(3);
+    assert!(verifier.verify(&token).await.is_ok(), "the retry succeeds");
+    assert_eq!(fx.jwks_hits(), 4);
+}
+
+#[tokio::test]
+async fn an_unknown_kid_is_remembered_without_spending_the_bucket() {
+    let fx = Fixture::start().await;
+    let verifier = fx
+        .builder()
+        .jwks_refetch_limit(1, Duration::from_secs(5))
+        .jwks_unknown_kid_ttl(Duration::from_secs(30))
+        .discover()
+        .await
+        .expect("discover");
+    let forged = sign(
+        &generate(Algorithm::ES256, "attacker"),
+        "at+jwt",
+        &fx.claims(),
+    );
+    assert!(matches!(
+        verifier.verify(&forged).await,
+        Err(Error::UnknownKey(_))
+    ));
+    assert_eq!(fx.jwks_hits(), 2);
+    // The same kid again and again: a definite 401 from memory, even with
+    // the bucket empty, and no fetch.
+    fx.advance(1);
+    for _ in 0..20 {
+        assert!(matches!(
+            verifier.verify(&forged).await,
+            Err(Error::UnknownKey(_))
+        ));
+    }
+    assert_eq!(fx.jwks_hits(), 2);
+    // Once the bucket has a slot, a real new key is fetched at once.
+    fx.advance(4);
+    let next = generate(Algorithm::ES256, "es-2");
+    fx.publish(&next);
+    assert!(
+        verifier
+            .verify(&sign(&next, "at+jwt", &fx.claims()))
+            .await
+            .is_ok()
+    );
+    assert_eq!(fx.jwks_hits(), 3);
+    // After the memory ends, the kid is looked for again.
+    fx.advance(30);
+    assert!(matches!(
+        verifier.verify(&forged).await,
+        Err(Error::UnknownKey(_))
+    ));
+    assert_eq!(fx.jwks_hits(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,33 +243,6 @@ async fn concurrent_tokens_from_a_new_key_share_one_refetch() {
         assert!(task.await.expect("task").is_ok());
     }
     assert_eq!(fx.jwks_hits(), 2);
-}
-
-#[tokio::test]
-async fn a_new_key_seen_inside_the_window_waits_for_the_next_one() {
-    let fx = Fixture::start().await;
-    let verifier = fx.verifier().await;
-    let forged = sign(
-        &generate(Algorithm::ES256, "forged"),
-        "at+jwt",
-        &fx.claims(),
-    );
-    assert!(matches!(
-        verifier.verify(&forged).await,
-        Err(Error::UnknownKey(_))
-    ));
-    assert_eq!(fx.jwks_hits(), 2);
-    // A real rotation right after the forged kid used up the window.
-    let next = generate(Algorithm::ES256, "es-2");
-    fx.publish(&next);
-    let token = sign(&next, "at+jwt", &fx.claims());
-    assert!(matches!(
-        verifier.verify(&token).await,
-        Err(Error::UnknownKey(_))
-    ));
-    fx.advance(30);
-    assert!(verifier.verify(&token).await.is_ok());
-    assert_eq!(fx.jwks_hits(), 3);
 }
 
 #[tokio::test]

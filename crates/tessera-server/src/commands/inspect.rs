@@ -59,11 +59,11 @@ pub async fn inspect(provider: &Provider, token: &str, json: bool) -> CommandRes
                 }
             }
         };
-        match jws.header().typ.as_deref() {
-            Some("at+jwt") | Some("application/at+jwt") => {}
-            other => problems.push(format!(
-                "typ is {other:?}, not at+jwt: not an access token (RFC 9068 §4)"
-            )),
+        let typ = jws.header().typ.as_deref();
+        if !tessera_jose::typ_matches(typ, tessera_core::tokens::ACCESS_TOKEN_TYP) {
+            problems.push(format!(
+                "typ is {typ:?}, not at+jwt: not an access token (RFC 9068 §4)"
+            ));
         }
         claims
     } else {

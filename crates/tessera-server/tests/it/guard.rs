@@ -257,29 +257,108 @@ async fn a_key_rotation_is_picked_up_by_a_kid_miss_refetch() {
     let before = access_token(&server, &id, &secret).await;
     assert!(verifier.verify(&before).await.is_ok());
 
-    let rotated = server.cli(&["keys", "rotate", "--now", "--json"]);
-    let new_kid = s(&rotated["kid"]).to_owned();
-    assert_ne!(decode_jwt(&before).0["kid"], new_kid.as_str());
-    // The running server picks the new key up within about a second; this
-    // waits on that process, so there is no clock to move instead.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let after = loop {
-        let token = access_token(&server, &id, &secret).await;
-        if decode_jwt(&token).0["kid"] == new_kid.as_str() {
-            break token;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the rotated key never signed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let after = rotate_now(&server, &id, &secret).await;
+    assert_ne!(decode_jwt(&before).0["kid"], decode_jwt(&after).0["kid"]);
 
     // The new kid is not in the cached JWKS (fresh for max-age): one refetch.
     let verified = verifier.verify(&after).await.expect("new key picked up");
     assert_eq!(verified.client_id(), id);
     // The old key stays published until its tokens expire.
     assert!(verifier.verify(&before).await.is_ok());
+}
+
+/// `tessera keys rotate --now`, then the first access token the running
+/// server signs with the new key.
+async fn rotate_now(server: &TestServer, id: &str, secret: &str) -> String {
+    let rotated = server.cli(&["keys", "rotate", "--now", "--json"]);
+    let new_kid = s(&rotated["kid"]).to_owned();
+    // The running server picks the new key up within about a second; this
+    // waits on that process, so there is no clock to move instead.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let token = access_token(server, id, secret).await;
+        if decode_jwt(&token).0["kid"] == new_kid.as_str() {
+            return token;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotated key never signed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A token for this server's issuer and the orders API, signed by a key of
+/// our own under an invented kid.
+fn invented_kid_token(server: &TestServer, kid: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let claims = json!({
+        "iss": server.issuer, "sub": "mallory", "aud": AUDIENCE, "exp": now + 600,
+        "iat": now, "jti": kid, "client_id": "mallory", "scope": "orders.read",
+    });
+    let (key, _) = SigningKey::generate(Algorithm::ES256, kid).expect("generate");
+    encode(&key, "at+jwt", &claims).expect("sign")
+}
+
+#[tokio::test]
+async fn an_invented_kid_does_not_hold_up_a_rotated_key() {
+    // The reported attack, against the real server: one token with kid
+    // "attacker", then `keys rotate --now`. Tokens of the new key used to be
+    // refused (401, so clients dropped them) for the rest of a 30 s window.
+    let server = TestServer::start().await;
+    let (id, secret) = orders_client(&server);
+    let verifier = verifier(&server).await;
+    assert!(matches!(
+        refused(&verifier, &invented_kid_token(&server, "attacker")).await,
+        Error::UnknownKey(Some(k)) if k == "attacker"
+    ));
+    let after = rotate_now(&server, &id, &secret).await;
+    let verified = verifier
+        .verify(&after)
+        .await
+        .expect("the new key's token is accepted at once");
+    assert_eq!(verified.client_id(), id);
+    // The invented kid stays refused.
+    assert!(matches!(
+        refused(&verifier, &invented_kid_token(&server, "attacker")).await,
+        Error::UnknownKey(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_rotated_key_behind_a_flood_gets_503_and_retry_after_not_401() {
+    let server = TestServer::start().await;
+    let (id, secret) = orders_client(&server);
+    // The guard's clock is held still, so the refetch bucket (2, then one
+    // per 5 s) does not refill while the server rotates.
+    let clock = Arc::new(ManualClock::starting_now());
+    let verifier = Verifier::builder(server.issuer.clone(), AUDIENCE)
+        .clock(clock.clone())
+        .discover()
+        .await
+        .expect("discover");
+    for kid in ["flood-1", "flood-2"] {
+        assert!(matches!(
+            refused(&verifier, &invented_kid_token(&server, kid)).await,
+            Error::UnknownKey(_)
+        ));
+    }
+    let after = rotate_now(&server, &id, &secret).await;
+    let retry_after = match refused(&verifier, &after).await {
+        e @ Error::KeyRefetchDeferred { .. } => {
+            assert_eq!(e.status(), 503);
+            e.retry_after().expect("retry after")
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(retry_after <= Duration::from_secs(5), "{retry_after:?}");
+    // The client comes back when told to: accepted.
+    clock.advance(retry_after);
+    let verified = verifier.verify(&after).await.expect("accepted on retry");
+    assert_eq!(verified.client_id(), id);
 }
 
 #[tokio::test]

@@ -283,6 +283,16 @@ async fn only_access_tokens_of_this_issuer_introspect_as_active() {
     assert!(!h.active(&id_token).await);
     assert!(!h.active(&foreign).await);
     assert!(h.active(&genuine).await);
+    // typ is a media type: case-insensitive, `application/` implied (RFC
+    // 7515 §4.1.9), the same rule tessera-guard applies.
+    for typ in ["AT+JWT", "application/at+jwt", "Application/At+Jwt"] {
+        let token = tessera_jose::encode(key, typ, &claims(&h.base)).unwrap();
+        assert!(h.active(&token).await, "{typ}");
+    }
+    for typ in ["application/jwt", "text/at+jwt", "at+jwt; v=1"] {
+        let token = tessera_jose::encode(key, typ, &claims(&h.base)).unwrap();
+        assert!(!h.active(&token).await, "{typ}");
+    }
     // Issued in the future beyond the leeway: not active.
     let mut future = claims(&h.base);
     future["iat"] = json!(now + 3600);
