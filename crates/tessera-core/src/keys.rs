@@ -154,13 +154,18 @@ impl KeyRing {
             (a.activates_at, a.created_at, a.kid()).cmp(&(b.activates_at, b.created_at, b.kid()))
         });
         // A key revoked before it activated never took over; one revoked after
-        // did, so the key it replaced does not come back to sign.
+        // did, so the key it replaced does not come back to sign. (A key made
+        // in the same second as a revoked one, to replace it, is not replaced
+        // by it.)
         for i in 0..keys.len() {
+            let (alg, activates_at) = (keys[i].alg(), keys[i].activates_at);
             keys[i].superseded_at = keys[i + 1..]
                 .iter()
                 .find(|later| {
-                    later.alg() == keys[i].alg()
-                        && later.revoked_at.is_none_or(|t| t >= later.activates_at)
+                    later.alg() == alg
+                        && later.revoked_at.is_none_or(|t| {
+                            t >= later.activates_at && later.activates_at > activates_at
+                        })
                 })
                 .map(|later| later.activates_at);
         }
@@ -548,7 +553,7 @@ mod tests {
             let mut keys = self.keys();
             if keys
                 .iter()
-                .any(|k| k.alg == key.alg && k.activates_at > newer_than)
+                .any(|k| k.alg == key.alg && k.activates_at > newer_than && k.revoked_at.is_none())
             {
                 return Ok(false);
             }
@@ -557,6 +562,20 @@ mod tests {
             }
             keys.push(key.clone());
             Ok(true)
+        }
+
+        async fn revoke_signing_key(&self, kid: &str, now: UnixTime) -> StoreResult<bool> {
+            let mut keys = self.keys();
+            match keys
+                .iter_mut()
+                .find(|k| k.kid == kid && k.revoked_at.is_none())
+            {
+                Some(key) => {
+                    key.revoked_at = Some(now);
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
         }
     }
 
@@ -773,6 +792,80 @@ mod tests {
         );
         let later = now + settings.max_token_ttl;
         assert_eq!(published(&manager, later, &settings), [new.kid.as_str()]);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_key_neither_signs_nor_verifies_nor_comes_back() {
+        let store = MemoryKeyStore::default();
+        let clock = FixedClock::new(T0);
+        let settings = settings();
+        let manager = KeyManager::new(kek_pair().0);
+        let first = manager
+            .ensure_key(&store, Algorithm::ES256, &clock)
+            .await
+            .expect("ensure_key")
+            .expect("first key")
+            .kid;
+        // The signing key goes only with force.
+        assert!(matches!(
+            manager.revoke(&store, &first, false, &clock).await,
+            Err(KeyError::OnlySigningKey { .. })
+        ));
+        clock.advance(10);
+        let second = manager
+            .rotate(&store, Algorithm::ES256, true, &settings, &clock)
+            .await
+            .expect("rotate")
+            .kid;
+        // A scheduled successor that never activated, revoked: it superseded
+        // nothing, so `second` keeps signing after its activation time.
+        let pending = manager
+            .rotate(&store, Algorithm::ES256, false, &settings, &clock)
+            .await
+            .expect("rotate");
+        let revoked = manager
+            .revoke(&store, &pending.kid, false, &clock)
+            .await
+            .expect("revoke the pending key");
+        assert!(!revoked.was_signing);
+        let after = pending.activates_at + 1;
+        assert_eq!(signing_kid(&manager, Algorithm::ES256, after), Some(second.clone()));
+
+        // The retired first key, revoked: gone at once, and `second` signs.
+        let now = clock.now();
+        let revoked = manager
+            .revoke(&store, &first, false, &clock)
+            .await
+            .expect("revoke the retired key");
+        assert_eq!(revoked.signing_now, Some(second.clone()));
+        assert_eq!(status(&manager, &first, now, &settings), KeyStatus::Revoked);
+        assert!(manager.ring().verifying_key(&first, now, settings.max_token_ttl).is_none());
+        assert_eq!(published(&manager, now, &settings), [second.as_str()]);
+        assert!(matches!(
+            manager.revoke(&store, &first, true, &clock).await,
+            Err(KeyError::AlreadyRevoked(_))
+        ));
+
+        // Forced out, the signing key leaves nothing to sign, and the key it
+        // replaced does not come back.
+        let forced = manager
+            .revoke(&store, &second, true, &clock)
+            .await
+            .expect("forced");
+        assert!(forced.was_signing);
+        assert_eq!(forced.signing_now, None);
+        assert_eq!(signing_kid(&manager, Algorithm::ES256, now), None);
+        // A start makes a new key for an algorithm with only revoked keys.
+        let made = manager
+            .ensure_key(&store, Algorithm::ES256, &clock)
+            .await
+            .expect("ensure_key")
+            .expect("a new key");
+        assert_eq!(signing_kid(&manager, Algorithm::ES256, now), Some(made.kid));
+        assert!(matches!(
+            manager.revoke(&store, "nope", true, &clock).await,
+            Err(KeyError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
