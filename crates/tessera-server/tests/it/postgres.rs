@@ -196,14 +196,15 @@ async fn postgres_client_credentials_flow() {
 
     // Keys, clients and revocations live in PostgreSQL, so a restart keeps them.
     server.restart().await;
-    for (token, active) in [
-        (&jwt, false),
-        (&kept_jwt, true),
-        (&reference, false),
-        (&kept_reference, true),
+    // Each client introspects its own tokens (RFC 7662 §4).
+    for (client, token, active) in [
+        (&jwt_client, &jwt, false),
+        (&jwt_client, &kept_jwt, true),
+        (&ref_client, &reference, false),
+        (&ref_client, &kept_reference, true),
     ] {
         assert_eq!(
-            server.introspect(&jwt_client.0, &jwt_client.1, token).await["active"],
+            server.introspect(&client.0, &client.1, token).await["active"],
             active,
             "after the restart: {token}"
         );
