@@ -120,6 +120,16 @@ impl Provider {
         &self,
         params: &Params,
     ) -> Result<(Client, AuthorizationRequest), AuthorizeError> {
+        // Without a readable client_id or redirect_uri there is nowhere safe to
+        // send the error (RFC 6749 §4.1.2.1); any other unreadable parameter is
+        // reported to the client below.
+        for name in ["client_id", "redirect_uri"] {
+            if params.is_not_utf8(name) {
+                return Err(AuthorizeError::Page(format!(
+                    "the request's {name} is not valid UTF-8"
+                )));
+            }
+        }
         let client_id = params
             .get("client_id")
             .ok_or_else(|| AuthorizeError::Page("the request has no client_id".into()))?;
@@ -184,6 +194,9 @@ impl Provider {
                 params,
             })
         };
+        if let Some(e) = params.utf8_error() {
+            return Err(fail(e.code, &e.description));
+        }
         if params.get("request").is_some() {
             return Err(fail(
                 ErrorCode::RequestNotSupported,

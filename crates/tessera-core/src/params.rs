@@ -1,36 +1,79 @@
-//! Request parameters of the token, introspection and revocation endpoints.
+//! Request parameters of the token, introspection, revocation and authorization
+//! endpoints.
+
+use std::borrow::Cow;
 
 use crate::Error;
 
-/// Parameters from an `application/x-www-form-urlencoded` body.
+/// Parameters from an `application/x-www-form-urlencoded` body or query.
 #[derive(Debug, Default, Clone)]
 pub struct Params {
     // A handful of parameters per request: a vector scans faster than a map hashes.
     single: Vec<(String, String)>,
     resources: Vec<String>,
+    /// The first parameter whose name or value is not UTF-8 (its name decoded
+    /// lossily), set aside by [`Params::from_form_deferring_utf8_errors`].
+    not_utf8: Option<String>,
 }
 
 impl Params {
     /// Parses a form body. Parameters must not be repeated (RFC 6749 §3.1 and
     /// §3.2), except `resource`, which RFC 8707 §2 allows several times. A
     /// parameter sent without a value is treated as omitted (RFC 6749 §3.1).
+    /// Names and values must be UTF-8 once decoded (RFC 6749 Appendix B): a
+    /// replacement character in place of a byte would make a different value
+    /// from the one the client sent, so such a request is refused.
     pub fn from_form(body: &[u8]) -> Result<Self, Error> {
+        let params = Self::from_form_deferring_utf8_errors(body)?;
+        match params.not_utf8 {
+            Some(name) => Err(not_utf8_error(&name)),
+            None => Ok(params),
+        }
+    }
+
+    /// Like [`Params::from_form`], except that a parameter whose name or value
+    /// is not UTF-8 is left out and remembered ([`Params::utf8_error`]) instead
+    /// of failing the whole request. For the authorization endpoint, which
+    /// must first learn whether the client and its redirect URI can be trusted
+    /// before it knows how to report an error (RFC 6749 §4.1.2.1).
+    pub fn from_form_deferring_utf8_errors(body: &[u8]) -> Result<Self, Error> {
         let mut params = Params::default();
-        for (name, value) in form_urlencoded::parse(body) {
+        for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &b""[..]),
+            };
+            let (Some(name), Some(value)) = (decode(name), decode(value)) else {
+                params
+                    .not_utf8
+                    .get_or_insert_with(|| String::from_utf8_lossy(&percent_decode(name)).into());
+                continue;
+            };
             if value.is_empty() {
                 continue;
             }
             if name == "resource" {
-                params.resources.push(value.into_owned());
+                params.resources.push(value);
             } else if params.get(&name).is_some() {
                 return Err(Error::invalid_request(format!(
                     "parameter {name:?} is repeated"
                 )));
             } else {
-                params.single.push((name.into_owned(), value.into_owned()));
+                params.single.push((name, value));
             }
         }
         Ok(params)
+    }
+
+    /// The error for a parameter that was not UTF-8, if one was set aside by
+    /// [`Params::from_form_deferring_utf8_errors`].
+    pub fn utf8_error(&self) -> Option<Error> {
+        self.not_utf8.as_deref().map(not_utf8_error)
+    }
+
+    /// Whether the parameter set aside as not UTF-8 is `name`.
+    pub fn is_not_utf8(&self, name: &str) -> bool {
+        self.not_utf8.as_deref() == Some(name)
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -51,6 +94,29 @@ impl Params {
     }
 }
 
+fn not_utf8_error(name: &str) -> Error {
+    Error::invalid_request(format!("parameter {name:?} is not valid UTF-8"))
+}
+
+/// One name or value of a form (URL Standard §5.1): `+` stands for a space,
+/// then percent-decoding; `None` when the bytes are not UTF-8.
+fn decode(raw: &[u8]) -> Option<String> {
+    String::from_utf8(percent_decode(raw)).ok()
+}
+
+fn percent_decode(raw: &[u8]) -> Vec<u8> {
+    let spaced: Cow<'_, [u8]> = if raw.contains(&b'+') {
+        Cow::Owned(
+            raw.iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(raw)
+    };
+    percent_encoding::percent_decode(&spaced).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +130,50 @@ mod tests {
         assert_eq!(ok.get("scope"), None);
         let err = Params::from_form(b"scope=a&scope=b").expect_err("repeated");
         assert_eq!(err.code, crate::ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn forms_decode_as_the_url_standard_says() {
+        let params = Params::from_form(b"&a=x+y%2Bz&b=%C3%A9t%C3%A9&c=1=2&d&e=%zz&&f=%E2%82%AC")
+            .expect("valid");
+        assert_eq!(params.get("a"), Some("x y+z"));
+        assert_eq!(params.get("b"), Some("\u{e9}t\u{e9}"));
+        assert_eq!(params.get("c"), Some("1=2"));
+        assert_eq!(params.get("d"), None);
+        // A `%` not followed by two hex digits stays as it is.
+        assert_eq!(params.get("e"), Some("%zz"));
+        assert_eq!(params.get("f"), Some("\u{20ac}"));
+        assert_eq!(params.utf8_error().map(|e| e.code), None);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_not_replaced() {
+        for body in [
+            &b"grant_type=client_credentials&state=%FF"[..],
+            b"state=%C3%28",
+            b"state=ok&%FF=x",
+            b"state=\xff",
+            // An overlong encoding of `/`.
+            b"state=%C0%AF",
+        ] {
+            let err = Params::from_form(body).expect_err("not UTF-8");
+            assert_eq!(err.code, crate::ErrorCode::InvalidRequest);
+            assert!(err.description.contains("UTF-8"), "{}", err.description);
+        }
+        // Deferred, the rest is kept and the error is named.
+        let params = Params::from_form_deferring_utf8_errors(
+            b"client_id=app&state=%FF&redirect_uri=https%3A%2F%2Fa",
+        )
+        .expect("deferred");
+        assert_eq!(params.get("client_id"), Some("app"));
+        assert_eq!(params.get("redirect_uri"), Some("https://a"));
+        assert_eq!(params.get("state"), None);
+        assert!(params.is_not_utf8("state"));
+        assert!(!params.is_not_utf8("client_id"));
+        let err = params.utf8_error().expect("remembered");
+        assert_eq!(err.code, crate::ErrorCode::InvalidRequest);
+        assert!(err.description.contains("\"state\""), "{}", err.description);
+        // Repeats are still refused at once.
+        assert!(Params::from_form_deferring_utf8_errors(b"a=1&a=2").is_err());
     }
 }

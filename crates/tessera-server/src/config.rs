@@ -13,6 +13,8 @@ use tessera_core::crypto::KeyEncryptionKey;
 use tessera_core::model::TokenFormat;
 use tessera_jose::Algorithm;
 
+use crate::connections::{ConnectionLimits, open_files_limit};
+
 /// The configuration file's keys. All are optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +75,17 @@ pub struct FileConfig {
     pub device_poll_interval: Option<i64>,
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
+    /// Seconds a client has to send a request's headers, from the connection's
+    /// start or (HTTP/1.1) the end of the previous response. Default 10.
+    pub header_read_timeout: Option<i64>,
+    /// Seconds a client has to send a request's body once its headers are in,
+    /// however steadily the bytes come. Default 30.
+    pub body_read_timeout: Option<i64>,
+    /// Seconds a connection may stay open with no request in progress. Default 60.
+    pub keep_alive_timeout: Option<i64>,
+    /// Connections served at once; further ones wait. Default: half the
+    /// open-files limit, at most 10000.
+    pub max_connections: Option<i64>,
 }
 
 /// Where the key-encryption key comes from.
@@ -98,6 +111,7 @@ pub struct Config {
     pub kek: KekSource,
     pub settings: Settings,
     pub log_format: LogFormat,
+    pub connections: ConnectionLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,9 +173,14 @@ impl Config {
             session_absolute_ttl,
             device_code_ttl,
             device_poll_interval,
-            log_format
+            log_format,
+            header_read_timeout,
+            body_read_timeout,
+            keep_alive_timeout,
+            max_connections
         );
 
+        let connections = connection_limits(&file)?;
         let listen: SocketAddr = file
             .listen
             .as_deref()
@@ -318,6 +337,7 @@ impl Config {
             kek,
             settings,
             log_format,
+            connections,
         })
     }
 
@@ -363,6 +383,51 @@ impl Config {
         tracing::info!(path = %path.display(), "generated a key-encryption key; back it up with the database");
         Ok(kek)
     }
+}
+
+/// The longest timeout accepted: an hour is already no protection, and far
+/// larger values would overflow the clock's arithmetic.
+const LONGEST_TIMEOUT: i64 = 3600;
+/// The most connections accepted for `max_connections`.
+const MOST_CONNECTIONS: i64 = 1_000_000;
+
+fn connection_limits(file: &FileConfig) -> Result<ConnectionLimits, ConfigError> {
+    let timeout = |name: &str, value: Option<i64>, default: std::time::Duration| match value {
+        None => Ok(default),
+        Some(seconds @ 1..=LONGEST_TIMEOUT) => {
+            Ok(std::time::Duration::from_secs(seconds.unsigned_abs()))
+        }
+        Some(_) => Err(ConfigError(format!(
+            "{name} must be between 1 and {LONGEST_TIMEOUT} seconds"
+        ))),
+    };
+    let max_connections = match file.max_connections {
+        None => ConnectionLimits::default_max_connections(open_files_limit()),
+        Some(n @ 1..=MOST_CONNECTIONS) => u32::try_from(n).unwrap_or(u32::MAX),
+        Some(_) => {
+            return Err(ConfigError(format!(
+                "max_connections must be between 1 and {MOST_CONNECTIONS}"
+            )));
+        }
+    };
+    Ok(ConnectionLimits {
+        header_read_timeout: timeout(
+            "header_read_timeout",
+            file.header_read_timeout,
+            ConnectionLimits::DEFAULT_HEADER_READ_TIMEOUT,
+        )?,
+        body_read_timeout: timeout(
+            "body_read_timeout",
+            file.body_read_timeout,
+            ConnectionLimits::DEFAULT_BODY_READ_TIMEOUT,
+        )?,
+        keep_alive_timeout: timeout(
+            "keep_alive_timeout",
+            file.keep_alive_timeout,
+            ConnectionLimits::DEFAULT_KEEP_ALIVE_TIMEOUT,
+        )?,
+        max_connections,
+    })
 }
 
 /// `sqlite://PATH` or `postgres://…`; an empty SQLite path would create a
@@ -447,6 +512,8 @@ fn write_secret_file(path: &Path, text: &str) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn from_env(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -512,6 +579,45 @@ mod tests {
                 from_env(&[("TESSERA_DATABASE_URL", good)]).is_ok(),
                 "{good}"
             );
+        }
+    }
+
+    #[test]
+    fn connection_limits_have_safe_defaults_and_are_bounded() {
+        let config = from_env(&[]).expect("valid");
+        let limits = config.connections;
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(limits.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(limits.keep_alive_timeout, Duration::from_secs(60));
+        assert!((1..=10_000).contains(&limits.max_connections));
+
+        let config = from_env(&[
+            ("TESSERA_HEADER_READ_TIMEOUT", "2"),
+            ("TESSERA_BODY_READ_TIMEOUT", "3"),
+            ("TESSERA_KEEP_ALIVE_TIMEOUT", "4"),
+            ("TESSERA_MAX_CONNECTIONS", "5"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.connections,
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(2),
+                body_read_timeout: Duration::from_secs(3),
+                keep_alive_timeout: Duration::from_secs(4),
+                max_connections: 5,
+            }
+        );
+        // No timeout can be switched off, nor the cap.
+        for (name, value) in [
+            ("TESSERA_HEADER_READ_TIMEOUT", "0"),
+            ("TESSERA_BODY_READ_TIMEOUT", "-1"),
+            ("TESSERA_KEEP_ALIVE_TIMEOUT", "3601"),
+            ("TESSERA_MAX_CONNECTIONS", "0"),
+            ("TESSERA_MAX_CONNECTIONS", "1000001"),
+        ] {
+            let err = from_env(&[(name, value)]).expect_err(value);
+            let key = name.trim_start_matches("TESSERA_").to_lowercase();
+            assert!(err.0.contains(&key), "{name}={value}: {}", err.0);
         }
     }
 

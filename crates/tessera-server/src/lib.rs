@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod connections;
 pub mod oauth_error;
 pub mod pages;
 pub mod routes;

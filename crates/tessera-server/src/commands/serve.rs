@@ -10,6 +10,7 @@ use tessera_store::IfMissing;
 use super::{CommandError, CommandResult, open_store};
 use crate::app::{AppState, app};
 use crate::config::Config;
+use crate::connections::{self, open_files_limit};
 
 /// How often keys rotated elsewhere (the CLI, another instance) are picked up.
 const KEY_REFRESH: Duration = Duration::from_secs(1);
@@ -70,22 +71,29 @@ pub async fn serve(config: Config) -> CommandResult {
         issuer = %issuer,
         discovery = %format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/')),
         database = store.backend(),
+        max_connections = config.connections.max_connections,
         "tessera is ready"
     );
     if store.clients().await.map(|c| c.is_empty()).unwrap_or(false) {
         print_first_steps(issuer);
     }
 
+    let limits = config.connections;
+    if let Some(open_files) = open_files_limit()
+        && u64::from(limits.max_connections) > open_files / 2
+    {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            open_files,
+            "max_connections leaves less than half the open-files limit for the database and logs; \
+             raise the limit (ulimit -n, LimitNOFILE=) or lower max_connections"
+        );
+    }
+
     let maintenance = tokio::spawn(maintain(Arc::clone(&provider)));
     let router = app(AppState { provider });
-    let result = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await;
+    connections::serve(listener, router, limits, shutdown_signal()).await;
     maintenance.abort();
-    result.map_err(|e| CommandError(format!("server error: {e}")))?;
     tracing::info!("stopped");
     Ok(())
 }

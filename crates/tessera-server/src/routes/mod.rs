@@ -20,8 +20,9 @@ use crate::oauth_error::OAuthError;
 pub const MAX_FORM_BODY: usize = 64 * 1024;
 
 /// An `application/x-www-form-urlencoded` body (RFC 6749 §3.2), bounded, with
-/// repeated parameters refused. Anything else is an OAuth `invalid_request`, in the
-/// OAuth error format, never the framework's own rejection.
+/// repeated parameters and bytes that are not UTF-8 refused. Anything else is an
+/// OAuth `invalid_request`, in the OAuth error format, never the framework's own
+/// rejection.
 #[derive(Debug)]
 pub struct Form(pub Params);
 
@@ -29,26 +30,64 @@ impl<S: Send + Sync> FromRequest<S> for Form {
     type Rejection = OAuthError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, OAuthError> {
-        let is_form = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|mime| {
-                mime.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if !is_form {
-            return Err(Error::invalid_request(
-                "the body must be application/x-www-form-urlencoded",
-            )
-            .into());
-        }
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(|_| Error::invalid_request("the request body is too large or unreadable"))?;
+        let body = form_body(req, state).await?;
         Ok(Form(Params::from_form(&body)?))
     }
+}
+
+/// The authorization endpoint's POSTed form: like [`Form`], except that a
+/// parameter that is not UTF-8 is left for the endpoint to report once it
+/// knows where errors may go ([`Params::from_form_deferring_utf8_errors`]).
+#[derive(Debug)]
+pub struct AuthorizationForm(pub Params);
+
+impl<S: Send + Sync> FromRequest<S> for AuthorizationForm {
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, OAuthError> {
+        let body = form_body(req, state).await?;
+        Ok(AuthorizationForm(Params::from_form_deferring_utf8_errors(
+            &body,
+        )?))
+    }
+}
+
+/// The body of a form request, bounded by [`MAX_FORM_BODY`] and by the body
+/// deadline that `connections` sets.
+async fn form_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(Error::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if timed_out(&e) {
+            Error::invalid_request("the request body did not arrive in time")
+        } else {
+            Error::invalid_request("the request body is too large or unreadable")
+        }
+    })
+}
+
+/// Whether reading a body failed on the body deadline.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// The `Authorization` header as text; a header that is not visible ASCII is

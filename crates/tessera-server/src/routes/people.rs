@@ -13,7 +13,7 @@ use tessera_core::scope::Scope;
 use tessera_core::store::{Consent, Session, User};
 use tessera_core::{Error, ErrorCode, Provider};
 
-use super::{ClientAddress, Form, PageForm, authorization};
+use super::{AuthorizationForm, ClientAddress, PageForm, authorization};
 use crate::app::AppState;
 use crate::pages::{
     ConsentPage, Interaction, LoginPage, LogoutPage, MessagePage, PageStep, csrf_token, deliver,
@@ -26,7 +26,7 @@ pub async fn authorize_get(
     jar: CookieJar,
     RawQuery(query): RawQuery,
 ) -> Response {
-    match Params::from_form(query.unwrap_or_default().as_bytes()) {
+    match Params::from_form_deferring_utf8_errors(query.unwrap_or_default().as_bytes()) {
         Ok(params) => authorize(&state.provider, jar, &params, false).await,
         Err(e) => error_page(StatusCode::BAD_REQUEST, &e.description),
     }
@@ -36,10 +36,10 @@ pub async fn authorize_get(
 pub async fn authorize_post(
     State(state): State<AppState>,
     jar: CookieJar,
-    form: Result<Form, crate::oauth_error::OAuthError>,
+    form: Result<AuthorizationForm, crate::oauth_error::OAuthError>,
 ) -> Response {
     match form {
-        Ok(Form(params)) => authorize(&state.provider, jar, &params, true).await,
+        Ok(AuthorizationForm(params)) => authorize(&state.provider, jar, &params, true).await,
         Err(e) => error_page(StatusCode::BAD_REQUEST, &e.0.description),
     }
 }

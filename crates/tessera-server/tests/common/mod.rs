@@ -251,6 +251,11 @@ impl TestServer {
         r.json().await.unwrap()
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops the server (SIGKILL-free: the process is killed and reaped).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

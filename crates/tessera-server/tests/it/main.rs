@@ -10,6 +10,7 @@ mod browser;
 mod browser_flows;
 mod cli;
 mod code_login;
+mod connections;
 mod device;
 mod guard;
 mod in_process;

@@ -981,6 +981,56 @@ async fn redirect_uris_match_exactly_and_mismatches_get_an_error_page() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
+async fn authorization_parameters_that_are_not_utf8_are_refused() {
+    let server = TestServer::start().await;
+    let (client_id, _) = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let request = Authz::code(&client_id, &Pkce::new());
+    let with_raw =
+        |name: &str, raw: &str| format!("{}&{name}={raw}", request.clone().without(name).query());
+
+    // The client and its redirect URI check out: the error goes back to the
+    // client as usual, with its state.
+    let page = browser
+        .get(&format!("/oauth2/authorize?{}", with_raw("nonce", "%FF")))
+        .await;
+    assert_error_redirect(&server, &page, &request, "invalid_request");
+    let post = server
+        .http
+        .post(server.url("/oauth2/authorize"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(with_raw("nonce", "%FF"));
+    let page = browser.send(post).await;
+    assert_error_redirect(&server, &page, &request, "invalid_request");
+    // An unreadable state is left out of the answer, never sent back mangled.
+    let page = browser
+        .get(&format!(
+            "/oauth2/authorize?{}",
+            with_raw("state", "%C3%28")
+        ))
+        .await;
+    let params = redirect_query(&page, REDIRECT);
+    assert_eq!(params["error"], "invalid_request", "{params:?}");
+    assert!(!params.contains_key("state"), "{params:?}");
+
+    // An unreadable client_id or redirect_uri leaves nowhere trustworthy to
+    // send the error: an error page, even though this client has a single
+    // registered URI that an omitted redirect_uri would default to.
+    for name in ["client_id", "redirect_uri"] {
+        let page = browser
+            .get(&format!("/oauth2/authorize?{}", with_raw(name, "%FF")))
+            .await;
+        assert_error_page(&page, StatusCode::BAD_REQUEST);
+        let message = page.error_message().unwrap_or_default();
+        assert!(message.contains("UTF-8"), "{name}: {message}");
+    }
+
+    // The same request, readable, goes on to the login page.
+    let page = browser.authorize(&request).await;
+    assert!(page.is_login(), "{}", page.describe());
+}
+
+#[tokio::test]
 async fn a_stored_redirect_uri_that_breaks_the_rules_is_never_followed() {
     let (server, _) = start_with_alice().await;
     let client = web_app(&server);

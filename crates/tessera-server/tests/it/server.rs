@@ -983,6 +983,50 @@ async fn the_token_endpoint_refuses_malformed_requests() {
 }
 
 #[tokio::test]
+async fn parameters_that_are_not_utf8_are_refused_not_replaced() {
+    let server = TestServer::start().await;
+    let (id, secret) = server.client(&["--grant", "client_credentials"]);
+    let post = |path: &str, body: &str| {
+        server
+            .http
+            .post(server.url(path))
+            .basic_auth(&id, Some(&secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+    };
+    for (path, body) in [
+        // An unknown parameter is ignored, but not when it is unreadable.
+        ("/oauth2/token", "grant_type=client_credentials&state=%FF"),
+        (
+            "/oauth2/token",
+            "grant_type=client_credentials&scope=%C3%28",
+        ),
+        ("/oauth2/token", "grant_type=client_credentials&%FF=x"),
+        ("/oauth2/introspect", "token=%FF"),
+        ("/oauth2/revoke", "token=abc%E2%82"),
+        ("/oauth2/device/code", "client_id=%C0%AF"),
+    ] {
+        let r = post(path, body).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path} {body}");
+        let error: Value = r.json().await.unwrap();
+        assert_eq!(error["error"], "invalid_request", "{path} {body}: {error}");
+        assert!(
+            s(&error["error_description"]).contains("UTF-8"),
+            "{path} {body}: {error}"
+        );
+    }
+    // Without the unreadable bytes the same request is served.
+    let r = post(
+        "/oauth2/token",
+        "grant_type=client_credentials&state=%C3%A9",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn cli_manages_clients_and_changes_apply_to_the_running_server() {
     let server = TestServer::start().await;
     let (id, secret) = server.client(&[
