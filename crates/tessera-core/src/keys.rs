@@ -829,7 +829,10 @@ mod tests {
             .expect("revoke the pending key");
         assert!(!revoked.was_signing);
         let after = pending.activates_at + 1;
-        assert_eq!(signing_kid(&manager, Algorithm::ES256, after), Some(second.clone()));
+        assert_eq!(
+            signing_kid(&manager, Algorithm::ES256, after),
+            Some(second.clone())
+        );
 
         // The retired first key, revoked: gone at once, and `second` signs.
         let now = clock.now();
@@ -839,7 +842,12 @@ mod tests {
             .expect("revoke the retired key");
         assert_eq!(revoked.signing_now, Some(second.clone()));
         assert_eq!(status(&manager, &first, now, &settings), KeyStatus::Revoked);
-        assert!(manager.ring().verifying_key(&first, now, settings.max_token_ttl).is_none());
+        assert!(
+            manager
+                .ring()
+                .verifying_key(&first, now, settings.max_token_ttl)
+                .is_none()
+        );
         assert_eq!(published(&manager, now, &settings), [second.as_str()]);
         assert!(matches!(
             manager.revoke(&store, &first, true, &clock).await,

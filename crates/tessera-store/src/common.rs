@@ -41,6 +41,12 @@ pub(crate) const CLIENT_COLUMNS: &str = "id, name, secret_digest, auth_method, g
      scopes, audiences, token_format, access_token_ttl, introspection, created_at, \
      require_pkce, id_token_alg, post_logout_redirect_uris";
 
+/// The columns a client's owner may change, in the order
+/// `bind_client_settings` binds them.
+pub(crate) const CLIENT_SETTINGS_COLUMNS: &str = "name, auth_method, grants, redirect_uris, scopes, \
+     audiences, token_format, access_token_ttl, introspection, require_pkce, id_token_alg, \
+     post_logout_redirect_uris";
+
 pub(crate) const USER_COLUMNS: &str = "id, username, email, name, password_hash, created_at";
 
 pub(crate) const SESSION_COLUMNS: &str = "digest, sid, user_id, auth_time, last_seen, expires_at";
@@ -88,7 +94,7 @@ macro_rules! impl_store {
             TokenStore, User, UserStore, DeviceAuthorization, DevicePoll, DeviceStatus, DeviceStore,
         };
         use $crate::common::{
-            CLIENT_COLUMNS, CODE_COLUMNS, DEVICE_COLUMNS, CODE_RETENTION, CONSENT_COLUMNS, LOGIN_FAILURE_RETENTION,
+            CLIENT_COLUMNS, CLIENT_SETTINGS_COLUMNS, CODE_COLUMNS, DEVICE_COLUMNS, CODE_RETENTION, CONSENT_COLUMNS, LOGIN_FAILURE_RETENTION,
             REFRESH_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, digest_column, from_json, map_err,
             parse_column, scope_column, to_json,
         };
@@ -141,6 +147,27 @@ macro_rules! impl_store {
             })
         }
 
+        /// Binds a client's settings, in the order of `CLIENT_SETTINGS_COLUMNS`:
+        /// one list for the insert and the update.
+        fn bind_client_settings<'q>(
+            query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+            client: &'q Client,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+            query
+                .bind(&client.name)
+                .bind(client.auth_method.map(|m| m.as_str()))
+                .bind(to_json(&client.grants))
+                .bind(to_json(&client.redirect_uris))
+                .bind(client.scopes.to_string())
+                .bind(to_json(&client.audiences))
+                .bind(client.token_format.map(|f| f.as_str()))
+                .bind(client.access_token_ttl)
+                .bind(client.introspection.as_str())
+                .bind(client.require_pkce)
+                .bind(client.id_token_alg.map(|a| a.as_str()))
+                .bind(to_json(&client.post_logout_redirect_uris))
+        }
+
         fn resource_from_row(row: &Row) -> StoreResult<Resource> {
             let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
             let scopes: String = row.try_get("scopes").map_err(get_err)?;
@@ -186,25 +213,13 @@ macro_rules! impl_store {
 
             async fn insert_client(&self, client: &Client) -> StoreResult<()> {
                 let sql = const_format::concatcp!(
-                    "INSERT INTO clients (", CLIENT_COLUMNS,
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                    "INSERT INTO clients (", CLIENT_SETTINGS_COLUMNS, ", id, secret_digest, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
                 );
-                sqlx::query(sql)
+                bind_client_settings(sqlx::query(sql), client)
                     .bind(&client.id)
-                    .bind(&client.name)
                     .bind(client.secret_digest.map(|d| d.0.to_vec()))
-                    .bind(client.auth_method.map(|m| m.as_str()))
-                    .bind(to_json(&client.grants))
-                    .bind(to_json(&client.redirect_uris))
-                    .bind(client.scopes.to_string())
-                    .bind(to_json(&client.audiences))
-                    .bind(client.token_format.map(|f| f.as_str()))
-                    .bind(client.access_token_ttl)
-                    .bind(client.introspection.as_str())
                     .bind(client.created_at)
-                    .bind(client.require_pkce)
-                    .bind(client.id_token_alg.map(|a| a.as_str()))
-                    .bind(to_json(&client.post_logout_redirect_uris))
                     .execute(&self.pool)
                     .await
                     .map_err(|e| match map_err(e) {
@@ -255,29 +270,16 @@ macro_rules! impl_store {
             }
 
             async fn update_client(&self, client: &Client) -> StoreResult<bool> {
-                let updated = sqlx::query(
-                    "UPDATE clients SET name = $1, auth_method = $2, grants = $3, redirect_uris = $4, \
-                     scopes = $5, audiences = $6, token_format = $7, access_token_ttl = $8, \
-                     introspection = $9, require_pkce = $10, id_token_alg = $11, \
-                     post_logout_redirect_uris = $12 WHERE id = $13",
-                )
-                .bind(&client.name)
-                .bind(client.auth_method.map(|m| m.as_str()))
-                .bind(to_json(&client.grants))
-                .bind(to_json(&client.redirect_uris))
-                .bind(client.scopes.to_string())
-                .bind(to_json(&client.audiences))
-                .bind(client.token_format.map(|f| f.as_str()))
-                .bind(client.access_token_ttl)
-                .bind(client.introspection.as_str())
-                .bind(client.require_pkce)
-                .bind(client.id_token_alg.map(|a| a.as_str()))
-                .bind(to_json(&client.post_logout_redirect_uris))
-                .bind(&client.id)
-                .execute(&self.pool)
-                .await
-                .map_err(map_err)?
-                .rows_affected();
+                let sql = const_format::concatcp!(
+                    "UPDATE clients SET (", CLIENT_SETTINGS_COLUMNS, ") = \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) WHERE id = $13"
+                );
+                let updated = bind_client_settings(sqlx::query(sql), client)
+                    .bind(&client.id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
                 Ok(updated > 0)
             }
 

@@ -12,7 +12,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use crate::common::{TestServer, decode_jwt};
-use crate::web::{Browser, PASSWORD, Page, create_user};
+use crate::web::{Browser, PASSWORD, Page, cli_with_password, create_user};
 
 const REDIRECT: &str = "https://app.example/cb";
 const SCOPES: &str = "openid profile email offline_access";
@@ -2308,23 +2308,7 @@ async fn a_new_password_revokes_the_accounts_tokens_unless_kept() {
             "--json",
         ];
         args.extend_from_slice(extra);
-        let mut child = server
-            .command()
-            .args(&args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{PASSWORD}\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        cli_with_password(&server, &args, PASSWORD)
     };
 
     // --keep-tokens: the sessions end, the tokens stay, and the output says so.

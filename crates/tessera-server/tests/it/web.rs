@@ -30,9 +30,18 @@ pub fn create_user(
         args.extend(["--name", name]);
     }
     args.extend(["--password-stdin", "--json"]);
+    cli_with_password(server, &args, PASSWORD)["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Runs a CLI command that reads a password from stdin (a pipe) and prints
+/// JSON; it must succeed.
+pub fn cli_with_password(server: &TestServer, args: &[&str], password: &str) -> Value {
     let mut child = server
         .command()
-        .args(&args)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -42,7 +51,7 @@ pub fn create_user(
         .stdin
         .take()
         .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .write_all(format!("{password}\n").as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -50,8 +59,7 @@ pub fn create_user(
         "tessera {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    json["sub"].as_str().unwrap().to_owned()
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// One HTTP response, body read.
