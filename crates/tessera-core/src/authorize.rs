@@ -4,16 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::UnixTime;
 use crate::crypto::{SecretDigest, random_token};
 use crate::error::{Error, ErrorCode};
 use crate::model::{Client, GrantType};
-use crate::oidc;
 use crate::params::Params;
 use crate::pkce;
 use crate::provider::Provider;
 use crate::scope::Scope;
 use crate::store::{AuthorizationCode, Session, User};
+use crate::tokens::issuer::IdTokenFor;
+use crate::tokens::{IdTokenIssue, Issue, RefreshIssue};
 
 /// What the client asked for, validated. It travels sealed through the login and
 /// consent pages, so nothing here needs to be stored server-side meanwhile.
@@ -485,34 +485,48 @@ impl Provider {
                 params.push(("code".into(), code));
             }
             implicit => {
-                let mut access_token = None;
+                // OAuth 2.0 Multiple Response Types §2: `token` and
+                // `id_token token` come from the issuer like any grant's
+                // tokens (no refresh token, §4.2.2); `id_token` alone has no
+                // access token to mint.
+                let targets = crate::grants::Targets::resolve(self, client, &request.resources)
+                    .await
+                    .map_err(internal)?;
+                let id_token = implicit.has_id_token().then(|| IdTokenIssue {
+                    nonce: request.nonce.clone(),
+                });
                 if implicit.has_access_token() {
-                    let issued = self
-                        .issue_user_access_token(
-                            client,
-                            &user.id,
-                            &scope,
-                            &request.resources,
-                            session.auth_time,
-                        )
-                        .await
-                        .map_err(internal)?;
-                    params.push(("access_token".into(), issued.0.value.clone()));
-                    params.push(("token_type".into(), "Bearer".into()));
-                    params.push(("expires_in".into(), issued.1.to_string()));
+                    let issue = Issue {
+                        sid: Some(session.sid.clone()),
+                        refresh: RefreshIssue::None,
+                        id_token,
+                        ..Issue::user(user.clone(), scope.clone(), targets, session.auth_time)
+                    };
+                    let issued = self.issuer().issue(client, issue).await.map_err(internal)?;
+                    let response = issued.response;
+                    params.push(("access_token".into(), response.access_token));
+                    params.push(("token_type".into(), response.token_type));
+                    params.push(("expires_in".into(), response.expires_in.to_string()));
                     params.push(("scope".into(), scope.to_string()));
-                    access_token = Some(issued.0.value);
-                }
-                if implicit.has_id_token() {
+                    if let Some(id_token) = response.id_token {
+                        params.push(("id_token".into(), id_token));
+                    }
+                } else {
+                    // The resource policy holds here too, though no access
+                    // token is minted.
+                    targets
+                        .check_policy(crate::grants::SubjectKind::User, &scope)
+                        .map_err(internal)?;
                     let id_token = self
-                        .issue_id_token(IdTokenFor {
+                        .issuer()
+                        .id_token(IdTokenFor {
                             client,
                             user,
                             scope: &scope,
                             nonce: request.nonce.clone(),
                             auth_time: session.auth_time,
                             sid: Some(session.sid.clone()),
-                            access_token: access_token.as_deref(),
+                            access_token: None,
                         })
                         .map_err(internal)?;
                     params.push(("id_token".into(), id_token));
@@ -528,79 +542,6 @@ impl Provider {
             mode: request.response_mode,
             params,
         })
-    }
-}
-
-/// What an ID token is minted from.
-#[derive(Debug)]
-pub struct IdTokenFor<'a> {
-    pub client: &'a Client,
-    pub user: &'a User,
-    pub scope: &'a Scope,
-    pub nonce: Option<String>,
-    pub auth_time: UnixTime,
-    pub sid: Option<String>,
-    pub access_token: Option<&'a str>,
-}
-
-impl Provider {
-    /// Mints an ID token (OIDC Core §2) with the client's algorithm (RS256 for
-    /// clients that ask for it) or the server's default.
-    pub fn issue_id_token(&self, target: IdTokenFor<'_>) -> Result<String, Error> {
-        let now = self.clock().now();
-        let alg = target
-            .client
-            .id_token_alg
-            .unwrap_or(self.settings().signing_alg);
-        let ring = self.keys().ring();
-        let key = ring
-            .signing_key(alg, now)
-            .ok_or_else(|| Error::server_error(&format!("no active {alg} signing key")))?;
-        let claims = oidc::IdTokenClaims {
-            iss: self.settings().issuer.clone(),
-            sub: target.user.id.clone(),
-            aud: target.client.id.clone(),
-            exp: now + self.settings().id_token_ttl,
-            iat: now,
-            auth_time: target.auth_time,
-            nonce: target.nonce,
-            at_hash: target.access_token.map(|t| oidc::half_hash(alg, t)),
-            azp: target.client.id.clone(),
-            sid: target.sid,
-            user_claims: oidc::user_claims(target.user, target.scope),
-        };
-        tessera_jose::encode(key, oidc::ID_TOKEN_TYP, &claims).map_err(|e| Error::server_error(&e))
-    }
-
-    /// Mints an access token for a person (user lifetime, `sub` = the user).
-    pub async fn issue_user_access_token(
-        &self,
-        client: &Client,
-        user_id: &str,
-        scope: &Scope,
-        resources: &[String],
-        auth_time: UnixTime,
-    ) -> Result<(crate::provider::IssuedAccessToken, i64), Error> {
-        let targets = crate::grants::Targets::resolve(self, client, resources).await?;
-        targets.check_policy(crate::grants::SubjectKind::User, scope)?;
-        let ttl = client
-            .access_token_ttl
-            .unwrap_or(self.settings().user_access_token_ttl);
-        let format = targets.token_format(client, self.settings().default_token_format);
-        // OIDC scopes are about the user, not the API; the token keeps them so
-        // that /userinfo can honour them.
-        let issued = self
-            .issue_access_token(crate::provider::NewAccessToken {
-                subject: user_id.to_owned(),
-                client_id: client.id.clone(),
-                audiences: targets.audiences,
-                scope: (!scope.is_empty()).then(|| scope.to_string()),
-                ttl,
-                format,
-                auth_time: Some(auth_time),
-            })
-            .await?;
-        Ok((issued, ttl))
     }
 }
 

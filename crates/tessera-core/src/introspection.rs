@@ -1,14 +1,14 @@
 //! Token introspection (RFC 7662) and the validation of Tessera's own access tokens.
 
 use serde_json::{Map, Value};
-use tessera_jose::{UnverifiedJws, typ_matches};
 
 use crate::crypto::SecretDigest;
 use crate::error::Error;
 use crate::model::{Client, IntrospectionPolicy};
 use crate::params::Params;
 use crate::provider::Provider;
-use crate::tokens::{ACCESS_TOKEN_TYP, AccessTokenClaims, is_jwt};
+use crate::tokens::issuer::RefreshTokenClaims;
+use crate::tokens::{AccessTokenClaims, Rejected, is_jwt};
 
 /// Why a token is not active; logged, never sent (RFC 7662 §2.2 answers only
 /// `active: false`, so that introspection is no oracle).
@@ -107,28 +107,14 @@ impl Provider {
 
     /// Signature, `typ` and issuer of a JWT access token, without store access.
     pub fn verify_jwt_access_token(&self, token: &str) -> Result<AccessTokenClaims, Inactive> {
-        let jws = UnverifiedJws::parse(token).map_err(|_| Inactive::Malformed)?;
-        let ring = self.keys().ring();
-        let key = jws
-            .kid()
-            .and_then(|kid| {
-                ring.verifying_key(kid, self.clock().now(), self.settings().max_token_ttl)
+        self.verify_own::<AccessTokenClaims>(token)
+            .map_err(|rejected| match rejected {
+                Rejected::Malformed => Inactive::Malformed,
+                Rejected::UnknownKey => Inactive::UnknownKey,
+                Rejected::BadSignature => Inactive::BadSignature,
+                Rejected::WrongKind => Inactive::NotAnAccessToken,
+                Rejected::ForeignIssuer => Inactive::ForeignIssuer,
             })
-            .ok_or(Inactive::UnknownKey)?;
-        let claims: AccessTokenClaims = jws.verify(key).map_err(|e| match e {
-            tessera_jose::Error::MalformedPayload(_) => Inactive::NotAnAccessToken,
-            _ => Inactive::BadSignature,
-        })?;
-        // RFC 9068 §4: the typ header tells access tokens from ID tokens and
-        // other JWTs signed with the same keys. Compared as a media type, as
-        // the guard does (RFC 7515 §4.1.9).
-        if !typ_matches(jws.header().typ.as_deref(), ACCESS_TOKEN_TYP) {
-            return Err(Inactive::NotAnAccessToken);
-        }
-        if claims.iss != self.settings().issuer {
-            return Err(Inactive::ForeignIssuer);
-        }
-        Ok(claims)
     }
 }
 
@@ -140,7 +126,7 @@ impl Provider {
         client: &Client,
         token: &str,
     ) -> Result<Option<Value>, Error> {
-        let Some(claims) = self.verify_refresh_token(token) else {
+        let Ok(claims) = self.verify_own::<RefreshTokenClaims>(token) else {
             return Ok(None);
         };
         let Some(record) = self.store().refresh_token(&claims.jti).await? else {

@@ -94,6 +94,38 @@ impl Params {
     }
 }
 
+/// The parameters a grant declared, over the request's: the others read as
+/// absent, so a grant cannot come to depend on one it did not declare.
+/// `scope` and `resource` are common to every grant (RFC 6749 §3.3, RFC 8707).
+#[derive(Debug, Clone, Copy)]
+pub struct Declared<'a> {
+    params: &'a Params,
+    names: &'static [&'static str],
+}
+
+impl<'a> Declared<'a> {
+    pub fn new(params: &'a Params, names: &'static [&'static str]) -> Self {
+        Declared { params, names }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        if name == "scope" || self.names.contains(&name) {
+            self.params.get(name)
+        } else {
+            None
+        }
+    }
+
+    pub fn require(&self, name: &'static str) -> Result<&'a str, Error> {
+        self.get(name)
+            .ok_or_else(|| Error::invalid_request(format!("parameter {name:?} is missing")))
+    }
+
+    pub fn resources(&self) -> &'a [String] {
+        self.params.resources()
+    }
+}
+
 fn not_utf8_error(name: &str) -> Error {
     Error::invalid_request(format!("parameter {name:?} is not valid UTF-8"))
 }

@@ -2,12 +2,11 @@
 //! `/userinfo` (OIDC Core §5.3) and RP-initiated logout.
 
 use serde_json::{Map, Value};
-use tessera_jose::{UnverifiedJws, typ_matches};
 
 use crate::crypto::{SecretDigest, random_id, random_token};
 use crate::error::{Error, ErrorCode};
 use crate::model::Client;
-use crate::oidc::{self, ID_TOKEN_TYP, IdTokenClaims};
+use crate::oidc::{self, IdTokenClaims};
 use crate::password;
 use crate::provider::Provider;
 use crate::scope::Scope;
@@ -222,17 +221,6 @@ impl Provider {
 
     /// An ID token of this server, signature checked, expiry not (a hint may be old).
     fn verify_id_token_hint(&self, token: &str) -> Option<IdTokenClaims> {
-        let jws = UnverifiedJws::parse(token).ok()?;
-        if !typ_matches(jws.header().typ.as_deref(), ID_TOKEN_TYP) {
-            return None;
-        }
-        let ring = self.keys().ring();
-        let key = ring.verifying_key(
-            jws.kid()?,
-            self.clock().now(),
-            self.settings().max_token_ttl,
-        )?;
-        let claims: IdTokenClaims = jws.verify(key).ok()?;
-        (claims.iss == self.settings().issuer).then_some(claims)
+        self.verify_own(token).ok()
     }
 }

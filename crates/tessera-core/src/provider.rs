@@ -8,15 +8,17 @@ use tessera_jose::JwkSet;
 
 use crate::client_auth::Presented;
 use crate::clock::Clock;
-use crate::crypto::{KeyEncryptionKey, SecretDigest, random_id, random_token};
+use crate::crypto::KeyEncryptionKey;
 use crate::error::{Error, ErrorCode};
+use crate::grants::ClientAuthentication;
 use crate::grants::{self, Grant};
 use crate::keys::{KeyError, KeyManager};
-use crate::model::{GrantType, TokenFormat};
+use crate::model::GrantType;
+use crate::params::Declared;
 use crate::params::Params;
 use crate::settings::Settings;
-use crate::store::{ReferenceToken, Store};
-use crate::tokens::{ACCESS_TOKEN_TYP, AccessTokenClaims, Audience, TokenResponse};
+use crate::store::Store;
+use crate::tokens::TokenResponse;
 
 #[derive(Debug)]
 pub struct Provider {
@@ -26,27 +28,6 @@ pub struct Provider {
     keys: KeyManager,
     grants: HashMap<GrantType, Box<dyn Grant>>,
     login_locks: crate::throttle::KeyedLocks,
-}
-
-/// What a grant asks to be minted.
-#[derive(Debug)]
-pub struct NewAccessToken {
-    pub subject: String,
-    pub client_id: String,
-    pub audiences: Vec<String>,
-    pub scope: Option<String>,
-    pub ttl: i64,
-    pub format: TokenFormat,
-    /// When the user signed in; `None` for app tokens.
-    pub auth_time: Option<crate::clock::UnixTime>,
-}
-
-/// A minted access token with what revocation needs to know about it.
-#[derive(Debug, Clone)]
-pub struct IssuedAccessToken {
-    pub value: String,
-    pub jti: String,
-    pub expires_at: crate::clock::UnixTime,
 }
 
 impl Provider {
@@ -138,8 +119,10 @@ impl Provider {
             .await
     }
 
-    /// The token endpoint (RFC 6749 §3.2) in fixed steps: authenticate the client,
-    /// find the grant, check the client may use it, run it.
+    /// The token endpoint (RFC 6749 §3.2) in fixed steps: find the grant,
+    /// authenticate the client as the grant asks, check the client may use it,
+    /// let the grant decide what to issue from the parameters it declared, and
+    /// mint that through the one issuer.
     pub async fn token(
         &self,
         authorization: Option<&str>,
@@ -147,26 +130,49 @@ impl Provider {
         client_address: Option<&str>,
     ) -> Result<TokenResponse, Error> {
         let grant_type = params.require("grant_type")?;
-        let client = self.authenticate_client(authorization, params).await?;
-        let grant = GrantType::from_wire(grant_type)
-            .and_then(|g| self.grants.get(&g))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorCode::UnsupportedGrantType,
-                    format!("grant type {grant_type:?} is not supported"),
-                )
-            })?;
-        if !client.allows(grant.grant_type()) {
-            return Err(Error::unauthorized_client(format!(
-                "the client is not allowed the {} grant",
-                grant.grant_type()
-            )));
+        let grant = GrantType::from_wire(grant_type).and_then(|g| self.grants.get(&g));
+        let requirement = grant.map_or(ClientAuthentication::Registered, |g| {
+            g.client_authentication()
+        });
+        // Credentials are checked before an unknown grant type is reported, so
+        // that the answer to an unauthenticated caller says nothing more.
+        let presented = Presented::from_request(authorization, params)?;
+        let client = match (&presented, requirement) {
+            (Presented::Nothing, ClientAuthentication::Optional) => None,
+            _ => Some(presented.authenticate(self.store.as_ref()).await?),
+        };
+        let grant = grant.ok_or_else(|| {
+            Error::new(
+                ErrorCode::UnsupportedGrantType,
+                format!(
+                    "grant type {:?} is not supported",
+                    crate::error::bounded(grant_type)
+                ),
+            )
+        })?;
+        if let Some(client) = &client {
+            if !client.allows(grant.grant_type()) {
+                return Err(Error::unauthorized_client(format!(
+                    "the client is not allowed the {} grant",
+                    grant.grant_type()
+                )));
+            }
+            if requirement == ClientAuthentication::Confidential && client.is_public() {
+                return Err(Error::unauthorized_client(format!(
+                    "public clients cannot use the {} grant",
+                    grant.grant_type()
+                )));
+            }
         }
-        let request = grants::TokenRequest {
-            params,
+        let request = grants::GrantRequest {
+            client: client.as_ref(),
+            params: Declared::new(params, grant.parameters()),
             client_address,
         };
-        grant.exchange(self, &client, &request).await
+        let issue = grant.exchange(self, &request).await?;
+        let client = client
+            .ok_or_else(|| Error::server_error(&"a grant without a client asked for tokens"))?;
+        Ok(self.issuer().issue(&client, issue).await?.response)
     }
 
     /// Authenticates the client of a request to the token, introspection,
@@ -179,58 +185,6 @@ impl Provider {
         Presented::from_request(authorization, params)?
             .authenticate(self.store.as_ref())
             .await
-    }
-
-    /// Mints an access token: a signed JWT (no database write at all), or a
-    /// reference token stored only as its digest.
-    pub async fn issue_access_token(
-        &self,
-        new: NewAccessToken,
-    ) -> Result<IssuedAccessToken, Error> {
-        let now = self.clock.now();
-        let claims = AccessTokenClaims {
-            iss: self.settings.issuer.clone(),
-            sub: new.subject,
-            aud: Audience::from_list(new.audiences),
-            exp: now + new.ttl,
-            iat: now,
-            jti: random_id(),
-            client_id: new.client_id,
-            scope: new.scope,
-            amr: new.auth_time.map(|_| vec!["pwd".to_owned()]),
-            auth_time: new.auth_time,
-            acr: None,
-            act: None,
-        };
-        let value = match new.format {
-            TokenFormat::Jwt => self.sign_access_token(&claims)?,
-            TokenFormat::Reference => {
-                let value = random_token();
-                let record = ReferenceToken {
-                    digest: SecretDigest::of(&value),
-                    client_id: claims.client_id.clone(),
-                    expires_at: claims.exp,
-                    claims: serde_json::to_value(&claims).map_err(|e| Error::server_error(&e))?,
-                    revoked: false,
-                };
-                self.store.insert_reference_token(&record).await?;
-                value
-            }
-        };
-        Ok(IssuedAccessToken {
-            value,
-            jti: claims.jti,
-            expires_at: claims.exp,
-        })
-    }
-
-    /// Signs access token claims with the current key of the configured algorithm.
-    pub fn sign_access_token(&self, claims: &AccessTokenClaims) -> Result<String, Error> {
-        let ring = self.keys.ring();
-        let key = ring
-            .signing_key(self.settings.signing_alg, self.clock.now())
-            .ok_or_else(|| Error::server_error(&"no active signing key"))?;
-        tessera_jose::encode(key, ACCESS_TOKEN_TYP, claims).map_err(|e| Error::server_error(&e))
     }
 
     /// The published keys.

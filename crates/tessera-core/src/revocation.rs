@@ -5,6 +5,7 @@ use crate::error::Error;
 use crate::params::Params;
 use crate::provider::Provider;
 use crate::tokens::is_jwt;
+use crate::tokens::issuer::RefreshTokenClaims;
 
 impl Provider {
     /// Revokes an access token of the authenticated client. Unknown, invalid and
@@ -21,7 +22,7 @@ impl Provider {
             Error::unauthorized_client("the token was not issued to this client")
         };
         if is_jwt(token)
-            && let Some(claims) = self.verify_refresh_token(token)
+            && let Ok(claims) = self.verify_own::<RefreshTokenClaims>(token)
         {
             if claims.aud != client.id {
                 return Err(not_yours());

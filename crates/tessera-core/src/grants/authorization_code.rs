@@ -4,13 +4,12 @@ use async_trait::async_trait;
 
 use crate::crypto::SecretDigest;
 use crate::error::Error;
-use crate::grants::user_tokens::{Family, UserGrant};
-use crate::grants::{Grant, TokenRequest};
-use crate::model::{Client, GrantType};
+use crate::grants::{Grant, GrantRequest, Targets};
+use crate::model::GrantType;
 use crate::pkce;
 use crate::provider::Provider;
 use crate::store::CodeUse;
-use crate::tokens::TokenResponse;
+use crate::tokens::{GrantRecord, IdTokenIssue, Issue};
 
 #[derive(Debug)]
 pub struct AuthorizationCodeGrant;
@@ -21,12 +20,16 @@ impl Grant for AuthorizationCodeGrant {
         GrantType::AuthorizationCode
     }
 
+    fn parameters(&self) -> &'static [&'static str] {
+        &["code", "redirect_uri", "code_verifier"]
+    }
+
     async fn exchange(
         &self,
         provider: &Provider,
-        client: &Client,
-        request: &TokenRequest<'_>,
-    ) -> Result<TokenResponse, Error> {
+        request: &GrantRequest<'_>,
+    ) -> Result<Issue, Error> {
+        let client = request.client()?;
         let params = request.params;
         let code_value = params.require("code")?;
         let digest = SecretDigest::of(code_value);
@@ -103,28 +106,15 @@ impl Grant for AuthorizationCodeGrant {
             .user(&code.user_id)
             .await?
             .ok_or_else(|| Error::invalid_grant("the user no longer exists"))?;
-        let issued = provider
-            .issue_user_tokens(UserGrant {
-                client,
-                user: &user,
-                scope: code.scope.clone(),
-                refresh_scope: None,
-                resources: code.audiences.clone(),
-                auth_time: code.auth_time,
-                sid: code.sid.clone(),
+        let targets = Targets::resolve(provider, client, &code.audiences).await?;
+        Ok(Issue {
+            sid: code.sid.clone(),
+            id_token: Some(IdTokenIssue {
                 nonce: code.nonce.clone(),
-                family: Family::New,
-            })
-            .await?;
-        provider
-            .store()
-            .record_code_tokens(
-                &digest,
-                &issued.access_jti,
-                issued.access_expires_at,
-                issued.family_id.as_deref(),
-            )
-            .await?;
-        Ok(issued.response)
+            }),
+            // A replay of the code revokes what this exchange issues.
+            record: GrantRecord::Code(digest),
+            ..Issue::user(user, code.scope.clone(), targets, code.auth_time)
+        })
     }
 }

@@ -5,10 +5,10 @@
 use async_trait::async_trait;
 
 use crate::error::Error;
-use crate::grants::{Grant, SubjectKind, Targets, TokenRequest, grant_scope};
-use crate::model::{Client, GrantType};
-use crate::provider::{NewAccessToken, Provider};
-use crate::tokens::TokenResponse;
+use crate::grants::{ClientAuthentication, Grant, GrantRequest, Targets, grant_scope};
+use crate::model::GrantType;
+use crate::provider::Provider;
+use crate::tokens::Issue;
 
 #[derive(Debug)]
 pub struct ClientCredentials;
@@ -19,38 +19,23 @@ impl Grant for ClientCredentials {
         GrantType::ClientCredentials
     }
 
+    /// RFC 6749 §4.4: "MUST only be used by confidential clients".
+    fn client_authentication(&self) -> ClientAuthentication {
+        ClientAuthentication::Confidential
+    }
+
+    fn parameters(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     async fn exchange(
         &self,
         provider: &Provider,
-        client: &Client,
-        request: &TokenRequest<'_>,
-    ) -> Result<TokenResponse, Error> {
-        let params = request.params;
-        // RFC 6749 §4.4: "MUST only be used by confidential clients".
-        if client.is_public() {
-            return Err(Error::unauthorized_client(
-                "public clients cannot use the client credentials grant",
-            ));
-        }
-        let targets = Targets::resolve(provider, client, params.resources()).await?;
-        let scope = grant_scope(client, &targets, params.get("scope"))?;
-        targets.check_policy(SubjectKind::App, &scope)?;
-        let ttl = client
-            .access_token_ttl
-            .unwrap_or(provider.settings().app_access_token_ttl);
-        let format = targets.token_format(client, provider.settings().default_token_format);
-        let scope = (!scope.is_empty()).then(|| scope.to_string());
-        let token = provider
-            .issue_access_token(NewAccessToken {
-                subject: client.id.clone(),
-                client_id: client.id.clone(),
-                audiences: targets.audiences,
-                scope: scope.clone(),
-                ttl,
-                format,
-                auth_time: None,
-            })
-            .await?;
-        Ok(TokenResponse::bearer(token.value, ttl, scope))
+        request: &GrantRequest<'_>,
+    ) -> Result<Issue, Error> {
+        let client = request.client()?;
+        let targets = Targets::resolve(provider, client, request.params.resources()).await?;
+        let scope = grant_scope(client, &targets, request.params.get("scope"))?;
+        Ok(Issue::app(scope, targets))
     }
 }

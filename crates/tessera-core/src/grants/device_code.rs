@@ -6,12 +6,11 @@ use async_trait::async_trait;
 use crate::crypto::SecretDigest;
 use crate::device::poll_error;
 use crate::error::{Error, ErrorCode};
-use crate::grants::user_tokens::{Family, UserGrant};
-use crate::grants::{Grant, TokenRequest};
-use crate::model::{Client, GrantType};
+use crate::grants::{Grant, GrantRequest, Targets};
+use crate::model::GrantType;
 use crate::provider::Provider;
 use crate::store::DevicePoll;
-use crate::tokens::TokenResponse;
+use crate::tokens::Issue;
 
 #[derive(Debug)]
 pub struct DeviceCodeGrant;
@@ -22,12 +21,16 @@ impl Grant for DeviceCodeGrant {
         GrantType::DeviceCode
     }
 
+    fn parameters(&self) -> &'static [&'static str] {
+        &["device_code"]
+    }
+
     async fn exchange(
         &self,
         provider: &Provider,
-        client: &Client,
-        request: &TokenRequest<'_>,
-    ) -> Result<TokenResponse, Error> {
+        request: &GrantRequest<'_>,
+    ) -> Result<Issue, Error> {
+        let client = request.client()?;
         let device_code = request.params.require("device_code")?;
         let now = provider.clock().now();
         let device = match provider
@@ -64,19 +67,7 @@ impl Grant for DeviceCodeGrant {
             .user(user_id)
             .await?
             .ok_or_else(|| Error::invalid_grant("the user no longer exists"))?;
-        let issued = provider
-            .issue_user_tokens(UserGrant {
-                client,
-                user: &user,
-                scope: device.scope.clone(),
-                refresh_scope: None,
-                resources: device.audiences.clone(),
-                auth_time,
-                sid: None,
-                nonce: None,
-                family: Family::New,
-            })
-            .await?;
-        Ok(issued.response)
+        let targets = Targets::resolve(provider, client, &device.audiences).await?;
+        Ok(Issue::user(user, device.scope.clone(), targets, auth_time))
     }
 }

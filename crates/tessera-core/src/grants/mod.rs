@@ -1,45 +1,83 @@
 //! The grants of the token endpoint, one module each behind one trait.
 //!
-//! A grant declares its `grant_type` and handles a request from an authenticated
-//! client that is allowed to use it; the token endpoint's fixed steps (parse,
-//! authenticate, look up the grant, check the client may use it) live in
-//! [`crate::provider::Provider::token`].
+//! A grant declares its contract (its `grant_type`, the client authentication
+//! it needs, the parameters it reads) and turns a request into an [`Issue`]:
+//! what to issue, never the tokens themselves. The token endpoint's fixed steps
+//! (authenticate the client as the grant asks, check it may use the grant, hand
+//! the grant only its declared parameters, mint through the one
+//! [`Issuer`](crate::tokens::Issuer)) live in [`crate::provider::Provider::token`].
+//! A new grant is one module here and one line in [`all`].
 
 use async_trait::async_trait;
 
 use crate::error::Error;
 use crate::model::{Client, GrantType, Resource, TokenFormat};
-use crate::params::Params;
+use crate::params::Declared;
 use crate::provider::Provider;
 use crate::scope::Scope;
-use crate::tokens::TokenResponse;
+use crate::tokens::Issue;
 
 pub mod authorization_code;
 pub mod client_credentials;
 pub mod device_code;
 pub mod password;
 pub mod refresh_token;
-pub mod user_tokens;
 
-/// A token request as the grants see it.
+/// How a grant needs the client to authenticate at the token endpoint
+/// (RFC 6749 §2.3, §3.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthentication {
+    /// A confidential client with its credentials; public clients are refused
+    /// with `unauthorized_client` (client credentials, RFC 6749 §4.4).
+    Confidential,
+    /// Any registered client: a confidential one with its credentials, a
+    /// public one by its `client_id` alone.
+    Registered,
+    /// Client authentication may be left out altogether: the grant's own
+    /// assertion is the credential (RFC 7521 §4.2). When credentials are
+    /// presented they are checked all the same.
+    Optional,
+}
+
+/// A token request as a grant sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct TokenRequest<'a> {
-    pub params: &'a Params,
+pub struct GrantRequest<'a> {
+    /// The authenticated client; `None` only for grants whose client
+    /// authentication is [`ClientAuthentication::Optional`].
+    pub client: Option<&'a Client>,
+    /// Only the parameters the grant declared (and `scope` and `resource`).
+    pub params: Declared<'a>,
     /// The caller's address, for brute-force protection.
     pub client_address: Option<&'a str>,
+}
+
+impl<'a> GrantRequest<'a> {
+    /// The client, for grants that always have one.
+    pub fn client(&self) -> Result<&'a Client, Error> {
+        self.client.ok_or_else(Error::invalid_client)
+    }
 }
 
 #[async_trait]
 pub trait Grant: Send + Sync + std::fmt::Debug {
     fn grant_type(&self) -> GrantType;
 
-    /// Handles a token request. `client` is authenticated and allowed this grant.
+    /// The client authentication the grant needs.
+    fn client_authentication(&self) -> ClientAuthentication {
+        ClientAuthentication::Registered
+    }
+
+    /// The parameters the grant reads, beside `grant_type`, the client's
+    /// credentials, `scope` and `resource`. Others are not passed on; a
+    /// repeated one is refused (RFC 6749 §3.2).
+    fn parameters(&self) -> &'static [&'static str];
+
+    /// Decides what to issue for a request from a client allowed this grant.
     async fn exchange(
         &self,
         provider: &Provider,
-        client: &Client,
-        request: &TokenRequest<'_>,
-    ) -> Result<TokenResponse, Error>;
+        request: &GrantRequest<'_>,
+    ) -> Result<Issue, Error>;
 }
 
 /// The grants this build serves, in a fixed table: lookup never depends on
@@ -75,8 +113,11 @@ pub const USER_SCOPES: [&str; 6] = [
 ];
 
 /// The audiences and registered resources an access token will be for.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Targets {
+    /// The `resource` values as requested (RFC 8707), which a refresh asks
+    /// for again; empty when the defaults applied.
+    pub requested: Vec<String>,
     pub audiences: Vec<String>,
     pub resources: Vec<Resource>,
 }
@@ -118,6 +159,7 @@ impl Targets {
             }
         }
         Ok(Targets {
+            requested: requested.to_vec(),
             audiences,
             resources,
         })

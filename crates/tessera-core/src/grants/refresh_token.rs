@@ -4,13 +4,13 @@
 use async_trait::async_trait;
 
 use crate::error::Error;
-use crate::grants::user_tokens::{Family, UserGrant};
-use crate::grants::{Grant, TokenRequest};
-use crate::model::{Client, GrantType};
+use crate::grants::{Grant, GrantRequest, Targets};
+use crate::model::GrantType;
 use crate::provider::Provider;
 use crate::scope::Scope;
 use crate::store::RefreshUse;
-use crate::tokens::TokenResponse;
+use crate::tokens::issuer::RefreshTokenClaims;
+use crate::tokens::{Issue, RefreshIssue};
 
 #[derive(Debug)]
 pub struct RefreshTokenGrant;
@@ -21,16 +21,20 @@ impl Grant for RefreshTokenGrant {
         GrantType::RefreshToken
     }
 
+    fn parameters(&self) -> &'static [&'static str] {
+        &["refresh_token"]
+    }
+
     async fn exchange(
         &self,
         provider: &Provider,
-        client: &Client,
-        request: &TokenRequest<'_>,
-    ) -> Result<TokenResponse, Error> {
+        request: &GrantRequest<'_>,
+    ) -> Result<Issue, Error> {
+        let client = request.client()?;
         let params = request.params;
         let token = params.require("refresh_token")?;
         let invalid = || Error::invalid_grant("the refresh token is invalid, expired or revoked");
-        let claims = provider.verify_refresh_token(token).ok_or_else(invalid)?;
+        let claims: RefreshTokenClaims = provider.verify_own(token).map_err(|_| invalid())?;
         // Bound to the client (RFC 6749 §10.4): checked before any state changes,
         // so another client presenting a stolen token cannot burn it.
         if claims.aud != client.id {
@@ -102,23 +106,16 @@ impl Grant for RefreshTokenGrant {
             .user(&record.user_id)
             .await?
             .ok_or_else(invalid)?;
-        let issued = provider
-            .issue_user_tokens(UserGrant {
-                client,
-                user: &user,
-                scope,
-                refresh_scope: Some(record.scope.clone()),
-                resources: record.audiences.clone(),
-                auth_time: record.auth_time,
-                sid: record.sid.clone(),
-                nonce: None,
-                family: Family::Continue {
-                    family_id: record.family_id.clone(),
-                    family_expires_at: record.family_expires_at,
-                    offline: record.offline,
-                },
-            })
-            .await?;
-        Ok(issued.response)
+        let targets = Targets::resolve(provider, client, &record.audiences).await?;
+        Ok(Issue {
+            sid: record.sid.clone(),
+            refresh: RefreshIssue::Continue {
+                family_id: record.family_id.clone(),
+                family_expires_at: record.family_expires_at,
+                offline: record.offline,
+                scope: record.scope.clone(),
+            },
+            ..Issue::user(user, scope, targets, record.auth_time)
+        })
     }
 }

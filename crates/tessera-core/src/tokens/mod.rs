@@ -1,8 +1,25 @@
-//! Access token claims (RFC 9068) and the token endpoint's response (RFC 6749 §5.1).
+//! Tokens: access token claims (RFC 9068), the token endpoint's response
+//! (RFC 6749 §5.1), the one [`Issuer`] that mints every token and the one
+//! [`verifier`] that checks the JWTs this server signed.
 
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
+
+pub mod issuer;
+pub mod verifier;
+
+pub use issuer::{GrantRecord, IdTokenIssue, Issue, IssueSubject, Issued, Issuer, RefreshIssue};
+pub use verifier::{OwnToken, Rejected};
+
+/// The acting party of a delegated token (RFC 8693 §4.1): the current actor,
+/// with earlier actors nested inside it, never flattened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
 
 /// `aud`: one string or an array of strings (RFC 7519 §4.1.3). A single audience is
 /// written as a string, as most verifiers expect.
@@ -60,7 +77,7 @@ pub struct AccessTokenClaims {
     pub amr: Option<Vec<String>>,
     /// The acting party chain of delegation (RFC 8693 §4.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub act: Option<serde_json::Value>,
+    pub act: Option<Actor>,
 }
 
 /// The `typ` header of JWT access tokens (RFC 9068 §2.1).

@@ -1,0 +1,395 @@
+//! The one issuer: every access, refresh and ID token is minted here, from an
+//! [`Issue`] that a grant (or the authorization endpoint's implicit response)
+//! describes. The grant decides *what* to issue; the issuer applies the rules
+//! every token shares (the resource policy, lifetimes, format, signing key) and
+//! records what revocation needs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+use crate::crypto::{SecretDigest, random_id, random_token};
+use crate::error::Error;
+use crate::grants::{SubjectKind, Targets};
+use crate::model::{Client, GrantType, TokenFormat};
+use crate::oidc;
+use crate::provider::Provider;
+use crate::scope::Scope;
+use crate::store::{ReferenceToken, RefreshToken, User};
+use crate::tokens::{ACCESS_TOKEN_TYP, AccessTokenClaims, Actor, Audience, TokenResponse};
+
+/// The `typ` of refresh tokens, so they are never mistaken for access or ID tokens.
+pub const REFRESH_TOKEN_TYP: &str = "rt+jwt";
+
+/// The claims of a refresh token: only what identifies it; everything else is
+/// in the server's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    /// The client the token is bound to.
+    pub aud: String,
+    pub iat: UnixTime,
+    pub exp: UnixTime,
+    pub jti: String,
+}
+
+/// Whom the tokens speak for.
+#[derive(Debug, Clone)]
+pub enum IssueSubject {
+    /// A person: `sub` is the user.
+    User(User),
+    /// The client acting for itself: `sub` is the client (RFC 9068 §2.2).
+    App,
+}
+
+impl IssueSubject {
+    pub fn kind(&self) -> SubjectKind {
+        match self {
+            IssueSubject::User(_) => SubjectKind::User,
+            IssueSubject::App => SubjectKind::App,
+        }
+    }
+}
+
+/// Whether a refresh token comes with the access token.
+#[derive(Debug, Clone)]
+pub enum RefreshIssue {
+    None,
+    /// A new grant: a new family starts, if the client may refresh.
+    New,
+    /// A rotation: the successor joins the family, keeps its absolute end and
+    /// the grant's scope, which may be wider than the narrowed access token's
+    /// (RFC 6749 §6).
+    Continue {
+        family_id: String,
+        family_expires_at: UnixTime,
+        offline: bool,
+        scope: Scope,
+    },
+}
+
+/// An ID token to issue beside the access token (when the scope has `openid`).
+#[derive(Debug, Clone, Default)]
+pub struct IdTokenIssue {
+    pub nonce: Option<String>,
+}
+
+/// What the issuer records once the tokens exist, for later revocation.
+#[derive(Debug, Clone)]
+pub enum GrantRecord {
+    None,
+    /// The authorization code the tokens were exchanged for: a replay of it
+    /// revokes them (RFC 6749 §4.1.2).
+    Code(SecretDigest),
+}
+
+/// What a grant asks to be issued. It mints nothing itself.
+#[derive(Debug, Clone)]
+pub struct Issue {
+    pub subject: IssueSubject,
+    pub scope: Scope,
+    /// The audiences and their registered resources (RFC 8707).
+    pub targets: Targets,
+    /// When the person signed in; `None` for app tokens.
+    pub auth_time: Option<UnixTime>,
+    /// How they signed in (RFC 8176), for the access token.
+    pub amr: Option<Vec<String>>,
+    pub acr: Option<String>,
+    /// The delegation chain (RFC 8693 §4.1).
+    pub act: Option<Actor>,
+    pub refresh: RefreshIssue,
+    pub id_token: Option<IdTokenIssue>,
+    /// The login session the grant came from (`sid`).
+    pub sid: Option<String>,
+    pub record: GrantRecord,
+}
+
+impl Issue {
+    /// Tokens for the client itself (no person, no refresh, no ID token).
+    pub fn app(scope: Scope, targets: Targets) -> Issue {
+        Issue {
+            subject: IssueSubject::App,
+            scope,
+            targets,
+            auth_time: None,
+            amr: None,
+            acr: None,
+            act: None,
+            refresh: RefreshIssue::None,
+            id_token: None,
+            sid: None,
+            record: GrantRecord::None,
+        }
+    }
+
+    /// Tokens for a person who signed in with a password at `auth_time`; a new
+    /// refresh family and an ID token where the client and scope allow.
+    pub fn user(user: User, scope: Scope, targets: Targets, auth_time: UnixTime) -> Issue {
+        Issue {
+            subject: IssueSubject::User(user),
+            scope,
+            targets,
+            auth_time: Some(auth_time),
+            amr: Some(vec!["pwd".to_owned()]),
+            acr: None,
+            act: None,
+            refresh: RefreshIssue::New,
+            id_token: Some(IdTokenIssue::default()),
+            sid: None,
+            record: GrantRecord::None,
+        }
+    }
+}
+
+/// What was issued: the response, and what revocation needs to know.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub response: TokenResponse,
+    pub access_jti: String,
+    pub access_expires_at: UnixTime,
+    pub family_id: Option<String>,
+}
+
+/// The issuer of every token, over the provider's store, keys and clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Issuer<'a> {
+    provider: &'a Provider,
+}
+
+impl Provider {
+    pub fn issuer(&self) -> Issuer<'_> {
+        Issuer { provider: self }
+    }
+}
+
+impl Issuer<'_> {
+    /// Mints what `issue` describes for `client`: the access token, then a
+    /// refresh token and an ID token where asked for and allowed.
+    pub async fn issue(&self, client: &Client, issue: Issue) -> Result<Issued, Error> {
+        let provider = self.provider;
+        let settings = provider.settings();
+        let now = provider.clock().now();
+        // The resource policy holds for every grant, whatever it checked
+        // before (RFC 8707 §2, RFC 6749 §3.3).
+        issue
+            .targets
+            .check_policy(issue.subject.kind(), &issue.scope)?;
+        let subject = match &issue.subject {
+            IssueSubject::User(user) => user.id.clone(),
+            IssueSubject::App => client.id.clone(),
+        };
+        let ttl = client.access_token_ttl.unwrap_or(match issue.subject {
+            IssueSubject::User(_) => settings.user_access_token_ttl,
+            IssueSubject::App => settings.app_access_token_ttl,
+        });
+        let format = issue
+            .targets
+            .token_format(client, settings.default_token_format);
+        let scope_text = (!issue.scope.is_empty()).then(|| issue.scope.to_string());
+        let claims = AccessTokenClaims {
+            iss: settings.issuer.clone(),
+            sub: subject,
+            aud: Audience::from_list(issue.targets.audiences.clone()),
+            exp: now + ttl,
+            iat: now,
+            jti: random_id(),
+            client_id: client.id.clone(),
+            scope: scope_text.clone(),
+            amr: issue.amr.clone(),
+            auth_time: issue.auth_time,
+            acr: issue.acr.clone(),
+            act: issue.act.clone(),
+        };
+        let access_token = self.access_token(&claims, format).await?;
+        let mut response = TokenResponse::bearer(access_token.clone(), ttl, scope_text);
+
+        let mut family_id = None;
+        if let IssueSubject::User(user) = &issue.subject {
+            if client.allows(GrantType::RefreshToken) {
+                let (token, family) = self.refresh_token(client, user, &issue, &claims).await?;
+                response.refresh_token = token;
+                family_id = family;
+            }
+            if let (Some(id_token), Some(auth_time)) = (&issue.id_token, issue.auth_time)
+                && issue.scope.contains("openid")
+            {
+                response.id_token = Some(self.id_token(IdTokenFor {
+                    client,
+                    user,
+                    scope: &issue.scope,
+                    nonce: id_token.nonce.clone(),
+                    auth_time,
+                    sid: issue.sid.clone(),
+                    access_token: Some(&access_token),
+                })?);
+            }
+        }
+        if let GrantRecord::Code(digest) = &issue.record {
+            provider
+                .store()
+                .record_code_tokens(digest, &claims.jti, claims.exp, family_id.as_deref())
+                .await?;
+        }
+        Ok(Issued {
+            response,
+            access_jti: claims.jti,
+            access_expires_at: claims.exp,
+            family_id,
+        })
+    }
+
+    /// A signed JWT (no database write at all), or a reference token stored
+    /// only as its digest.
+    async fn access_token(
+        &self,
+        claims: &AccessTokenClaims,
+        format: TokenFormat,
+    ) -> Result<String, Error> {
+        let provider = self.provider;
+        match format {
+            TokenFormat::Jwt => {
+                let ring = provider.keys().ring();
+                let key = ring
+                    .signing_key(provider.settings().signing_alg, claims.iat)
+                    .ok_or_else(|| Error::server_error(&"no active signing key"))?;
+                tessera_jose::encode(key, ACCESS_TOKEN_TYP, claims)
+                    .map_err(|e| Error::server_error(&e))
+            }
+            TokenFormat::Reference => {
+                let value = random_token();
+                let record = ReferenceToken {
+                    digest: SecretDigest::of(&value),
+                    client_id: claims.client_id.clone(),
+                    expires_at: claims.exp,
+                    claims: serde_json::to_value(claims).map_err(|e| Error::server_error(&e))?,
+                    revoked: false,
+                };
+                provider.store().insert_reference_token(&record).await?;
+                Ok(value)
+            }
+        }
+    }
+
+    /// The rotating refresh token: a signed JWT whose state the server keeps
+    /// by `jti`, with the access token it came with, so that revoking the
+    /// family revokes that too.
+    async fn refresh_token(
+        &self,
+        client: &Client,
+        user: &User,
+        issue: &Issue,
+        access: &AccessTokenClaims,
+    ) -> Result<(Option<String>, Option<String>), Error> {
+        let provider = self.provider;
+        let settings = provider.settings();
+        let now = access.iat;
+        let (family_id, family_expires_at, offline, scope) = match &issue.refresh {
+            RefreshIssue::None => return Ok((None, None)),
+            RefreshIssue::New => {
+                let offline = issue.scope.contains("offline_access");
+                let lifetime = if offline {
+                    settings.offline_token_ttl
+                } else {
+                    settings.refresh_token_absolute_ttl
+                };
+                (random_id(), now + lifetime, offline, issue.scope.clone())
+            }
+            RefreshIssue::Continue {
+                family_id,
+                family_expires_at,
+                offline,
+                scope,
+            } => (
+                family_id.clone(),
+                *family_expires_at,
+                *offline,
+                scope.clone(),
+            ),
+        };
+        // Offline tokens live to the family's end; online ones slide.
+        let expires_at = if offline {
+            family_expires_at
+        } else {
+            (now + settings.refresh_token_ttl).min(family_expires_at)
+        };
+        let claims = RefreshTokenClaims {
+            iss: settings.issuer.clone(),
+            sub: user.id.clone(),
+            aud: client.id.clone(),
+            iat: now,
+            exp: expires_at,
+            jti: random_id(),
+        };
+        let ring = provider.keys().ring();
+        let key = ring
+            .signing_key(settings.signing_alg, now)
+            .ok_or_else(|| Error::server_error(&"no active signing key"))?;
+        let token = tessera_jose::encode(key, REFRESH_TOKEN_TYP, &claims)
+            .map_err(|e| Error::server_error(&e))?;
+        provider
+            .store()
+            .insert_refresh_token(&RefreshToken {
+                jti: claims.jti,
+                family_id: family_id.clone(),
+                client_id: client.id.clone(),
+                user_id: user.id.clone(),
+                scope,
+                // As requested, not as resolved: the refresh resolves them again
+                // under the rules then in force.
+                audiences: issue.targets.requested.clone(),
+                auth_time: issue.auth_time.unwrap_or(now),
+                sid: issue.sid.clone(),
+                offline,
+                issued_at: now,
+                expires_at,
+                family_expires_at,
+                access_jti: Some(access.jti.clone()),
+                access_expires_at: Some(access.exp),
+                rotated_at: None,
+                revoked: false,
+            })
+            .await?;
+        Ok((Some(token), Some(family_id)))
+    }
+
+    /// An ID token (OIDC Core §2) with the client's algorithm (RS256 for
+    /// clients that ask for it) or the server's default.
+    pub fn id_token(&self, target: IdTokenFor<'_>) -> Result<String, Error> {
+        let provider = self.provider;
+        let now = provider.clock().now();
+        let alg = target
+            .client
+            .id_token_alg
+            .unwrap_or(provider.settings().signing_alg);
+        let ring = provider.keys().ring();
+        let key = ring
+            .signing_key(alg, now)
+            .ok_or_else(|| Error::server_error(&format!("no active {alg} signing key")))?;
+        let claims = oidc::IdTokenClaims {
+            iss: provider.settings().issuer.clone(),
+            sub: target.user.id.clone(),
+            aud: target.client.id.clone(),
+            exp: now + provider.settings().id_token_ttl,
+            iat: now,
+            auth_time: target.auth_time,
+            nonce: target.nonce,
+            at_hash: target.access_token.map(|t| oidc::half_hash(alg, t)),
+            azp: target.client.id.clone(),
+            sid: target.sid,
+            user_claims: oidc::user_claims(target.user, target.scope),
+        };
+        tessera_jose::encode(key, oidc::ID_TOKEN_TYP, &claims).map_err(|e| Error::server_error(&e))
+    }
+}
+
+/// What an ID token is minted from.
+#[derive(Debug)]
+pub struct IdTokenFor<'a> {
+    pub client: &'a Client,
+    pub user: &'a User,
+    pub scope: &'a Scope,
+    pub nonce: Option<String>,
+    pub auth_time: UnixTime,
+    pub sid: Option<String>,
+    pub access_token: Option<&'a str>,
+}
