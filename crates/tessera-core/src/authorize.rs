@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{SecretDigest, random_token};
-use crate::error::{Error, ErrorCode};
+use crate::error::{Error, Reason};
 use crate::model::{Client, GrantType};
 use crate::params::Params;
 use crate::pkce;
@@ -179,9 +179,10 @@ impl Provider {
             Some("form_post") => ResponseMode::FormPost,
             Some(_) => default_mode,
         };
-        let fail = |code: ErrorCode, description: &str| {
+        let fail = |reason: Reason, description: &str| {
+            tracing::debug!(?reason, client_id = %client.id, "authorization request refused");
             let mut params = vec![
-                ("error".to_owned(), code.as_str().to_owned()),
+                ("error".to_owned(), reason.code().as_str().to_owned()),
                 ("error_description".to_owned(), description.to_owned()),
             ];
             if let Some(state) = &state {
@@ -195,25 +196,25 @@ impl Provider {
             })
         };
         if let Some(e) = params.utf8_error() {
-            return Err(fail(e.code, &e.description));
+            return Err(fail(e.reason, &e.description));
         }
         if params.get("request").is_some() {
             return Err(fail(
-                ErrorCode::RequestNotSupported,
+                Reason::RequestObjectUnsupported,
                 "request objects are not supported",
             ));
         }
         if params.get("request_uri").is_some() {
             return Err(fail(
-                ErrorCode::RequestUriNotSupported,
+                Reason::RequestUriUnsupported,
                 "request_uri is not supported",
             ));
         }
         let Some(response_type) = response_type else {
             return Err(match params.get("response_type") {
-                None => fail(ErrorCode::InvalidRequest, "response_type is missing"),
+                None => fail(Reason::MissingParameter, "response_type is missing"),
                 Some(_) => fail(
-                    ErrorCode::UnsupportedResponseType,
+                    Reason::UnsupportedResponseType,
                     "this response_type is not supported",
                 ),
             });
@@ -222,12 +223,12 @@ impl Provider {
             .get("response_mode")
             .is_some_and(|m| !ResponseMode::SUPPORTED.contains(&m))
         {
-            return Err(fail(ErrorCode::InvalidRequest, "unsupported response_mode"));
+            return Err(fail(Reason::MalformedRequest, "unsupported response_mode"));
         }
         // Tokens never go in a query string (OAuth 2.0 Multiple Response Types §2.1).
         if response_type.is_implicit() && response_mode == ResponseMode::Query {
             return Err(fail(
-                ErrorCode::InvalidRequest,
+                Reason::MalformedRequest,
                 "tokens cannot be returned in the query",
             ));
         }
@@ -238,16 +239,16 @@ impl Provider {
         };
         if !client.allows(grant) {
             return Err(fail(
-                ErrorCode::UnauthorizedClient,
+                Reason::ClientNotAllowed,
                 &format!("the application may not use the {grant} grant"),
             ));
         }
         let scope = client
             .requested_scope(params.get("scope"))
-            .map_err(|e| fail(e.code, &e.description))?;
+            .map_err(|e| fail(e.reason, &e.description))?;
         if response_type.has_id_token() && !scope.contains("openid") {
             return Err(fail(
-                ErrorCode::InvalidScope,
+                Reason::ScopeNotAllowed,
                 "an ID token needs the openid scope",
             ));
         }
@@ -256,7 +257,7 @@ impl Provider {
         // authorization endpoint, against replay.
         if response_type.has_id_token() && nonce.is_none() {
             return Err(fail(
-                ErrorCode::InvalidRequest,
+                Reason::MalformedRequest,
                 "nonce is required for this response_type",
             ));
         }
@@ -270,19 +271,19 @@ impl Provider {
             }
             (Some(_), Some("S256")) => {
                 return Err(fail(
-                    ErrorCode::InvalidRequest,
+                    Reason::PkceRequired,
                     "code_challenge is not a base64url SHA-256 digest",
                 ));
             }
             // RFC 7636 §4.3 defaults to plain, which Tessera refuses (RFC 9700 §2.1.1).
             (Some(_), _) => {
                 return Err(fail(
-                    ErrorCode::InvalidRequest,
+                    Reason::PkceRequired,
                     "code_challenge_method must be S256",
                 ));
             }
             (None, Some(_)) => {
-                return Err(fail(ErrorCode::InvalidRequest, "code_challenge is missing"));
+                return Err(fail(Reason::PkceRequired, "code_challenge is missing"));
             }
         };
         if response_type == ResponseType::Code
@@ -290,7 +291,7 @@ impl Provider {
             && (client.is_public() || client.require_pkce)
         {
             return Err(fail(
-                ErrorCode::InvalidRequest,
+                Reason::PkceRequired,
                 "PKCE is required: send code_challenge with S256",
             ));
         }
@@ -305,11 +306,11 @@ impl Provider {
             .iter()
             .any(|p| !["none", "login", "consent", "select_account"].contains(&p.as_str()))
         {
-            return Err(fail(ErrorCode::InvalidRequest, "unknown prompt value"));
+            return Err(fail(Reason::MalformedRequest, "unknown prompt value"));
         }
         if prompt.len() > 1 && prompt.iter().any(|p| p == "none") {
             return Err(fail(
-                ErrorCode::InvalidRequest,
+                Reason::MalformedRequest,
                 "prompt=none cannot be combined",
             ));
         }
@@ -319,7 +320,7 @@ impl Provider {
                 Some(text) => Some(text.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(
                     || {
                         fail(
-                            ErrorCode::InvalidRequest,
+                            Reason::MalformedRequest,
                             "max_age must be a non-negative integer",
                         )
                     },
@@ -330,7 +331,7 @@ impl Provider {
         crate::grants::Targets::resolve(self, &client, params.resources())
             .await
             .and_then(|targets| targets.check_policy(crate::grants::SubjectKind::User, &scope))
-            .map_err(|e| fail(e.code, &e.description))?;
+            .map_err(|e| fail(e.reason, &e.description))?;
         Ok((
             client,
             AuthorizationRequest {
@@ -386,7 +387,7 @@ impl Provider {
             return if request.prompt.iter().any(|p| p == "none") {
                 Err(self.error_redirect(
                     request,
-                    ErrorCode::LoginRequired,
+                    Reason::LoginRequired,
                     "the user is not signed in",
                 ))
             } else {
@@ -405,7 +406,7 @@ impl Provider {
             .map_err(|e| {
                 self.error_redirect(
                     request,
-                    Error::from(e).code,
+                    Error::from(e).reason,
                     "the server could not complete the request",
                 )
             })?
@@ -414,7 +415,7 @@ impl Provider {
             if request.prompt.iter().any(|p| p == "none") {
                 return Err(self.error_redirect(
                     request,
-                    ErrorCode::ConsentRequired,
+                    Reason::ConsentRequired,
                     "the user has not approved this application",
                 ));
             }
@@ -427,11 +428,12 @@ impl Provider {
     pub fn error_redirect(
         &self,
         request: &AuthorizationRequest,
-        code: ErrorCode,
+        reason: Reason,
         description: &str,
     ) -> AuthorizeError {
+        tracing::debug!(?reason, client_id = %request.client_id, "authorization request refused");
         let mut params = vec![
-            ("error".to_owned(), code.as_str().to_owned()),
+            ("error".to_owned(), reason.code().as_str().to_owned()),
             ("error_description".to_owned(), description.to_owned()),
         ];
         if let Some(state) = &request.state {
@@ -455,7 +457,7 @@ impl Provider {
         session: &Session,
     ) -> Result<Redirect, AuthorizeError> {
         let now = self.clock().now();
-        let internal = |e: Error| self.error_redirect(request, e.code, &e.description);
+        let internal = |e: Error| self.error_redirect(request, e.reason, &e.description);
         let scope = Scope::parse(&request.scope).unwrap_or_default();
         let mut params: Vec<(String, String)> = Vec::new();
         match request.response_type {

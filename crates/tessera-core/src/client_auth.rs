@@ -172,6 +172,6 @@ mod tests {
     fn two_methods_at_once_are_refused() {
         let params = Params::from_form(b"client_id=a&client_secret=b").expect("form");
         let err = Presented::from_request(Some(&basic("a:b")), &params).expect_err("two methods");
-        assert_eq!(err.code, crate::ErrorCode::InvalidRequest);
+        assert_eq!(err.code(), crate::ErrorCode::InvalidRequest);
     }
 }

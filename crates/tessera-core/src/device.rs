@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::crypto::{SecretDigest, random_bytes, random_token};
-use crate::error::{Error, ErrorCode};
+use crate::error::{Error, Reason};
 use crate::model::{Client, GrantType};
 use crate::params::Params;
 use crate::provider::Provider;
@@ -194,20 +194,23 @@ pub fn throttle_keys(browser: Option<&str>, address: Option<&str>) -> Vec<String
 pub fn poll_error(device: &DeviceAuthorization, now: i64) -> Option<Error> {
     if device.expires_at <= now {
         return Some(Error::new(
-            ErrorCode::ExpiredToken,
+            Reason::DeviceCodeExpired,
             "the device code has expired",
         ));
     }
     match device.status {
         DeviceStatus::Pending => Some(Error::new(
-            ErrorCode::AuthorizationPending,
+            Reason::DeviceAuthorizationPending,
             "the user has not decided yet",
         )),
         DeviceStatus::Denied => Some(Error::new(
-            ErrorCode::AccessDenied,
+            Reason::DeviceAccessDenied,
             "the user denied the request",
         )),
-        DeviceStatus::Consumed => Some(Error::invalid_grant("the device code was already used")),
+        DeviceStatus::Consumed => Some(Error::new(
+            Reason::DeviceCodeUsed,
+            "the device code was already used",
+        )),
         DeviceStatus::Approved => None,
     }
 }

@@ -1,6 +1,7 @@
 //! Errors in three layers: [`ErrorCode`] is what goes on the wire (RFC 6749 §5.2 and
-//! the extensions' registries), [`Error`] carries the code with a public description,
-//! and the precise internal reason is logged where the error is made.
+//! the extensions' registries), [`Reason`] says precisely why (for the log and
+//! metrics; [`Reason::code`] is the one mapping onto wire codes), and [`Error`]
+//! carries the reason with a description safe to show the client.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -91,54 +92,195 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// A protocol error: the wire code and a description safe to show the client.
+/// Why a request was refused, precisely: for the log (and metrics), never sent
+/// as such. Each reason maps onto one wire [`ErrorCode`] in one place,
+/// [`Reason::code`], as rustls maps its precise `PeerMisbehaved` reasons onto a
+/// few alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    // The request.
+    /// A malformed or contradictory request not covered below.
+    MalformedRequest,
+    MissingParameter,
+    RepeatedParameter,
+    ParameterNotUtf8,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    RequestObjectUnsupported,
+    RequestUriUnsupported,
+    /// PKCE missing, `plain`, or a malformed challenge at the authorization
+    /// endpoint.
+    PkceRequired,
+    // The client.
+    ClientAuthenticationFailed,
+    /// The client is not registered for this grant or response type.
+    ClientNotAllowed,
+    /// A public client at a grant that needs a confidential one.
+    PublicClientRefused,
+    /// Revocation of a token issued to another client (RFC 7009 §2.1).
+    TokenOfAnotherClient,
+    // Scope and audience.
+    ScopeMalformed,
+    ScopeNotAllowed,
+    /// A scope the requested resource does not define.
+    ScopeNotDefinedByResource,
+    /// A refresh asking for more than the grant (RFC 6749 §6).
+    ScopeWidened,
+    TargetMalformed,
+    TargetNotAllowed,
+    /// A resource that accepts only the other kind of token.
+    TargetRefusesTokenKind,
+    // Grants.
+    CodeUnknownOrExpired,
+    CodeOfAnotherClient,
+    RedirectUriMismatch,
+    CodeReplayed,
+    PkceVerifierMismatch,
+    PkceVerifierMissing,
+    /// A `code_verifier` for a code issued without a challenge (RFC 9700 §2.1.1).
+    PkceDowngrade,
+    RefreshTokenInvalid,
+    RefreshTokenOfAnotherClient,
+    /// A rotated refresh token used again: its family is revoked.
+    RefreshTokenReused,
+    RefreshTokenRevoked,
+    /// An online refresh token whose login session has ended.
+    SessionEnded,
+    DeviceCodeUnknown,
+    DeviceCodeOfAnotherClient,
+    DeviceAuthorizationPending,
+    DeviceSlowDown,
+    DeviceAccessDenied,
+    DeviceCodeExpired,
+    DeviceCodeUsed,
+    WrongCredentials,
+    UserGone,
+    Throttled,
+    /// An `invalid_grant` not covered above.
+    GrantRefused,
+    // The authorization endpoint and logout.
+    AccessDenied,
+    LoginRequired,
+    ConsentRequired,
+    InvalidLogoutRequest,
+    // Tokens presented to the server's own resources (`/userinfo`).
+    TokenInactive,
+    InsufficientScope,
+    // The server.
+    StoreUnavailable,
+    Internal,
+}
+
+impl Reason {
+    /// The wire code of each reason: the one place where precise reasons
+    /// become OAuth `error` values.
+    pub fn code(self) -> ErrorCode {
+        use Reason::*;
+        match self {
+            MalformedRequest | MissingParameter | RepeatedParameter | ParameterNotUtf8
+            | PkceRequired | InvalidLogoutRequest => ErrorCode::InvalidRequest,
+            UnsupportedGrantType => ErrorCode::UnsupportedGrantType,
+            UnsupportedResponseType => ErrorCode::UnsupportedResponseType,
+            RequestObjectUnsupported => ErrorCode::RequestNotSupported,
+            RequestUriUnsupported => ErrorCode::RequestUriNotSupported,
+            ClientAuthenticationFailed => ErrorCode::InvalidClient,
+            ClientNotAllowed | PublicClientRefused | TokenOfAnotherClient => {
+                ErrorCode::UnauthorizedClient
+            }
+            ScopeMalformed | ScopeNotAllowed | ScopeNotDefinedByResource | ScopeWidened => {
+                ErrorCode::InvalidScope
+            }
+            TargetMalformed | TargetNotAllowed | TargetRefusesTokenKind => ErrorCode::InvalidTarget,
+            CodeUnknownOrExpired
+            | CodeOfAnotherClient
+            | RedirectUriMismatch
+            | CodeReplayed
+            | PkceVerifierMismatch
+            | PkceVerifierMissing
+            | PkceDowngrade
+            | RefreshTokenInvalid
+            | RefreshTokenOfAnotherClient
+            | RefreshTokenReused
+            | RefreshTokenRevoked
+            | SessionEnded
+            | DeviceCodeUnknown
+            | DeviceCodeOfAnotherClient
+            | DeviceCodeUsed
+            | WrongCredentials
+            | UserGone
+            | GrantRefused => ErrorCode::InvalidGrant,
+            DeviceAuthorizationPending => ErrorCode::AuthorizationPending,
+            DeviceSlowDown => ErrorCode::SlowDown,
+            DeviceAccessDenied | AccessDenied => ErrorCode::AccessDenied,
+            DeviceCodeExpired => ErrorCode::ExpiredToken,
+            LoginRequired => ErrorCode::LoginRequired,
+            ConsentRequired => ErrorCode::ConsentRequired,
+            TokenInactive => ErrorCode::InvalidToken,
+            InsufficientScope => ErrorCode::InsufficientScope,
+            Throttled | StoreUnavailable => ErrorCode::TemporarilyUnavailable,
+            Internal => ErrorCode::ServerError,
+        }
+    }
+}
+
+/// A protocol error: a precise reason (logged, never sent), the wire code it
+/// maps to, and a description safe to show the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
-    pub code: ErrorCode,
+    pub reason: Reason,
     pub description: Cow<'static, str>,
     /// Seconds to wait before retrying, for throttled requests (HTTP 429).
     pub retry_after: Option<i64>,
 }
 
 impl Error {
-    pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(reason: Reason, description: impl Into<Cow<'static, str>>) -> Self {
         Error {
-            code,
+            reason,
             description: description.into(),
             retry_after: None,
         }
     }
 
+    /// The OAuth `error` code.
+    pub fn code(&self) -> ErrorCode {
+        self.reason.code()
+    }
+
     pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorCode::InvalidRequest, description)
+        Self::new(Reason::MalformedRequest, description)
     }
 
     /// Every client authentication failure looks the same from outside, so that
     /// the answer does not tell which client IDs exist.
     pub fn invalid_client() -> Self {
-        Self::new(ErrorCode::InvalidClient, "client authentication failed")
+        Self::new(
+            Reason::ClientAuthenticationFailed,
+            "client authentication failed",
+        )
     }
 
     pub fn invalid_grant(description: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorCode::InvalidGrant, description)
+        Self::new(Reason::GrantRefused, description)
     }
 
     pub fn invalid_scope(description: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorCode::InvalidScope, description)
+        Self::new(Reason::ScopeNotAllowed, description)
     }
 
     pub fn invalid_target(description: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorCode::InvalidTarget, description)
+        Self::new(Reason::TargetNotAllowed, description)
     }
 
     pub fn unauthorized_client(description: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorCode::UnauthorizedClient, description)
+        Self::new(Reason::ClientNotAllowed, description)
     }
 
     /// Too many failed attempts: refused even if this one would succeed.
     pub fn throttled(retry_after: i64) -> Self {
         Error {
-            code: ErrorCode::TemporarilyUnavailable,
+            reason: Reason::Throttled,
             description: "too many failed attempts; wait before trying again".into(),
             retry_after: Some(retry_after),
         }
@@ -148,7 +290,7 @@ impl Error {
     pub fn server_error(cause: &dyn fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
         Self::new(
-            ErrorCode::ServerError,
+            Reason::Internal,
             "the server could not complete the request",
         )
     }
@@ -183,7 +325,7 @@ pub fn bounded_list(items: &[&str]) -> String {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.description)
+        write!(f, "{}: {}", self.code(), self.description)
     }
 }
 
@@ -195,7 +337,7 @@ impl From<crate::store::StoreError> for Error {
             crate::store::StoreError::Unavailable(cause) => {
                 tracing::error!(%cause, "store unavailable");
                 Error::new(
-                    ErrorCode::TemporarilyUnavailable,
+                    Reason::StoreUnavailable,
                     "the server's store is unavailable; retry shortly",
                 )
             }
@@ -207,6 +349,38 @@ impl From<crate::store::StoreError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn precise_reasons_map_onto_their_wire_codes() {
+        for (reason, code) in [
+            (Reason::CodeReplayed, ErrorCode::InvalidGrant),
+            (Reason::PkceVerifierMismatch, ErrorCode::InvalidGrant),
+            (Reason::RefreshTokenReused, ErrorCode::InvalidGrant),
+            (Reason::SessionEnded, ErrorCode::InvalidGrant),
+            (Reason::ScopeWidened, ErrorCode::InvalidScope),
+            (Reason::TargetRefusesTokenKind, ErrorCode::InvalidTarget),
+            (Reason::PublicClientRefused, ErrorCode::UnauthorizedClient),
+            (Reason::ClientAuthenticationFailed, ErrorCode::InvalidClient),
+            (Reason::DeviceSlowDown, ErrorCode::SlowDown),
+            (Reason::DeviceCodeExpired, ErrorCode::ExpiredToken),
+            (Reason::Throttled, ErrorCode::TemporarilyUnavailable),
+            (Reason::TokenInactive, ErrorCode::InvalidToken),
+            (
+                Reason::RequestObjectUnsupported,
+                ErrorCode::RequestNotSupported,
+            ),
+            (Reason::Internal, ErrorCode::ServerError),
+        ] {
+            assert_eq!(reason.code(), code, "{reason:?}");
+            assert_eq!(Error::new(reason, "x").code(), code);
+        }
+        // The reason never reaches the text a client sees.
+        let error = Error::new(Reason::RefreshTokenReused, "the refresh token is invalid");
+        assert_eq!(
+            error.to_string(),
+            "invalid_grant: the refresh token is invalid"
+        );
+    }
 
     #[test]
     fn echoed_input_is_bounded() {

@@ -33,6 +33,6 @@ pub mod throttle;
 pub mod tokens;
 
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use error::{Error, ErrorCode};
+pub use error::{Error, ErrorCode, Reason};
 pub use provider::Provider;
 pub use settings::Settings;

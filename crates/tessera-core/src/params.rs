@@ -55,9 +55,10 @@ impl Params {
             if name == "resource" {
                 params.resources.push(value);
             } else if params.get(&name).is_some() {
-                return Err(Error::invalid_request(format!(
-                    "parameter {name:?} is repeated"
-                )));
+                return Err(Error::new(
+                    crate::Reason::RepeatedParameter,
+                    format!("parameter {:?} is repeated", crate::error::bounded(&name)),
+                ));
             } else {
                 params.single.push((name, value));
             }
@@ -84,8 +85,7 @@ impl Params {
     }
 
     pub fn require(&self, name: &'static str) -> Result<&str, Error> {
-        self.get(name)
-            .ok_or_else(|| Error::invalid_request(format!("parameter {name:?} is missing")))
+        self.get(name).ok_or_else(|| missing(name))
     }
 
     /// RFC 8707 resource indicators, in request order.
@@ -117,8 +117,7 @@ impl<'a> Declared<'a> {
     }
 
     pub fn require(&self, name: &'static str) -> Result<&'a str, Error> {
-        self.get(name)
-            .ok_or_else(|| Error::invalid_request(format!("parameter {name:?} is missing")))
+        self.get(name).ok_or_else(|| missing(name))
     }
 
     pub fn resources(&self) -> &'a [String] {
@@ -127,7 +126,20 @@ impl<'a> Declared<'a> {
 }
 
 fn not_utf8_error(name: &str) -> Error {
-    Error::invalid_request(format!("parameter {name:?} is not valid UTF-8"))
+    Error::new(
+        crate::Reason::ParameterNotUtf8,
+        format!(
+            "parameter {:?} is not valid UTF-8",
+            crate::error::bounded(name)
+        ),
+    )
+}
+
+fn missing(name: &str) -> Error {
+    Error::new(
+        crate::Reason::MissingParameter,
+        format!("parameter {name:?} is missing"),
+    )
 }
 
 /// One name or value of a form (URL Standard §5.1): `+` stands for a space,
@@ -161,7 +173,7 @@ mod tests {
         assert_eq!(ok.resources(), ["a", "b"]);
         assert_eq!(ok.get("scope"), None);
         let err = Params::from_form(b"scope=a&scope=b").expect_err("repeated");
-        assert_eq!(err.code, crate::ErrorCode::InvalidRequest);
+        assert_eq!(err.code(), crate::ErrorCode::InvalidRequest);
     }
 
     #[test]
@@ -175,7 +187,7 @@ mod tests {
         // A `%` not followed by two hex digits stays as it is.
         assert_eq!(params.get("e"), Some("%zz"));
         assert_eq!(params.get("f"), Some("\u{20ac}"));
-        assert_eq!(params.utf8_error().map(|e| e.code), None);
+        assert_eq!(params.utf8_error().map(|e| e.code()), None);
     }
 
     #[test]
@@ -189,7 +201,7 @@ mod tests {
             b"state=%C0%AF",
         ] {
             let err = Params::from_form(body).expect_err("not UTF-8");
-            assert_eq!(err.code, crate::ErrorCode::InvalidRequest);
+            assert_eq!(err.code(), crate::ErrorCode::InvalidRequest);
             assert!(err.description.contains("UTF-8"), "{}", err.description);
         }
         // Deferred, the rest is kept and the error is named.
@@ -203,7 +215,7 @@ mod tests {
         assert!(params.is_not_utf8("state"));
         assert!(!params.is_not_utf8("client_id"));
         let err = params.utf8_error().expect("remembered");
-        assert_eq!(err.code, crate::ErrorCode::InvalidRequest);
+        assert_eq!(err.code(), crate::ErrorCode::InvalidRequest);
         assert!(err.description.contains("\"state\""), "{}", err.description);
         // Repeats are still refused at once.
         assert!(Params::from_form_deferring_utf8_errors(b"a=1&a=2").is_err());

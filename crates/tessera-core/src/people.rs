@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::crypto::{SecretDigest, random_id, random_token};
-use crate::error::{Error, ErrorCode};
+use crate::error::{Error, Reason};
 use crate::model::Client;
 use crate::oidc::{self, IdTokenClaims};
 use crate::password;
@@ -74,7 +74,10 @@ impl Provider {
                 throttle::release(self.store(), &keys).await?;
                 Ok(user)
             }
-            _ => Err(Error::invalid_grant("the username or password is wrong")),
+            _ => Err(Error::new(
+                Reason::WrongCredentials,
+                "the username or password is wrong",
+            )),
         }
     }
 
@@ -126,7 +129,7 @@ impl Provider {
             Err(reason) => {
                 tracing::debug!(?reason, "userinfo with an inactive token");
                 return Err(Error::new(
-                    ErrorCode::InvalidToken,
+                    Reason::TokenInactive,
                     "the access token is invalid or expired",
                 ));
             }
@@ -134,7 +137,7 @@ impl Provider {
         let scope = Scope::parse(claims.scope.as_deref().unwrap_or("")).unwrap_or_default();
         if !scope.contains("openid") || claims.auth_time.is_none() {
             return Err(Error::new(
-                ErrorCode::InsufficientScope,
+                Reason::InsufficientScope,
                 "the access token has no openid scope for a user",
             ));
         }
@@ -142,7 +145,7 @@ impl Provider {
             .store()
             .user(&claims.sub)
             .await?
-            .ok_or_else(|| Error::new(ErrorCode::InvalidToken, "the user no longer exists"))?;
+            .ok_or_else(|| Error::new(Reason::TokenInactive, "the user no longer exists"))?;
         let mut body = oidc::user_claims(&user, &scope);
         body.insert("sub".into(), Value::String(user.id));
         Ok(body)
@@ -161,10 +164,14 @@ impl Provider {
         let hint = match id_token_hint {
             Some(hint) => {
                 let claims = self.verify_id_token_hint(hint).ok_or_else(|| {
-                    Error::invalid_request("id_token_hint is not an ID token of this server")
+                    Error::new(
+                        Reason::InvalidLogoutRequest,
+                        "id_token_hint is not an ID token of this server",
+                    )
                 })?;
                 if client_id.is_some_and(|c| c != claims.aud) {
-                    return Err(Error::invalid_request(
+                    return Err(Error::new(
+                        Reason::InvalidLogoutRequest,
                         "client_id does not match id_token_hint",
                     ));
                 }
@@ -184,12 +191,14 @@ impl Provider {
             None => None,
             Some(uri) => {
                 let client = client.as_ref().ok_or_else(|| {
-                    Error::invalid_request(
+                    Error::new(
+                        Reason::InvalidLogoutRequest,
                         "post_logout_redirect_uri needs id_token_hint or client_id",
                     )
                 })?;
                 if !client.post_logout_redirect_uris.iter().any(|r| r == uri) {
-                    return Err(Error::invalid_request(
+                    return Err(Error::new(
+                        Reason::InvalidLogoutRequest,
                         "post_logout_redirect_uri is not registered",
                     ));
                 }
@@ -197,7 +206,8 @@ impl Provider {
                 // the registration rules is never followed.
                 if let Err(e) = crate::registration::check_redirect_uri(uri) {
                     tracing::warn!(client_id = %client.id, error = %e, "refusing to redirect to a registered post-logout URI that breaks the registration rules; fix it with `tessera client update`");
-                    return Err(Error::invalid_request(
+                    return Err(Error::new(
+                        Reason::InvalidLogoutRequest,
                         "post_logout_redirect_uri is not allowed by this server",
                     ));
                 }

@@ -9,7 +9,7 @@ use tessera_jose::JwkSet;
 use crate::client_auth::Presented;
 use crate::clock::Clock;
 use crate::crypto::KeyEncryptionKey;
-use crate::error::{Error, ErrorCode};
+use crate::error::{Error, Reason};
 use crate::grants::ClientAuthentication;
 use crate::grants::{self, Grant};
 use crate::keys::{KeyError, KeyManager};
@@ -143,7 +143,7 @@ impl Provider {
         };
         let grant = grant.ok_or_else(|| {
             Error::new(
-                ErrorCode::UnsupportedGrantType,
+                Reason::UnsupportedGrantType,
                 format!(
                     "grant type {:?} is not supported",
                     crate::error::bounded(grant_type)
@@ -158,10 +158,10 @@ impl Provider {
                 )));
             }
             if requirement == ClientAuthentication::Confidential && client.is_public() {
-                return Err(Error::unauthorized_client(format!(
-                    "public clients cannot use the {} grant",
-                    grant.grant_type()
-                )));
+                return Err(Error::new(
+                    Reason::PublicClientRefused,
+                    format!("public clients cannot use the {} grant", grant.grant_type()),
+                ));
             }
         }
         let request = grants::GrantRequest {

@@ -19,7 +19,10 @@ impl Provider {
         let not_yours = || {
             // RFC 7009 §2.1: the server verifies the token was issued to the
             // requesting client, and refuses the request otherwise.
-            Error::unauthorized_client("the token was not issued to this client")
+            Error::new(
+                crate::Reason::TokenOfAnotherClient,
+                "the token was not issued to this client",
+            )
         };
         if is_jwt(token)
             && let Ok(claims) = self.verify_own::<RefreshTokenClaims>(token)

@@ -19,10 +19,13 @@ impl Scope {
                 .bytes()
                 .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
             {
-                return Err(Error::invalid_scope(format!(
-                    "scope token {:?} has characters RFC 6749 §3.3 does not allow",
-                    crate::error::bounded(token)
-                )));
+                return Err(Error::new(
+                    crate::Reason::ScopeMalformed,
+                    format!(
+                        "scope token {:?} has characters RFC 6749 §3.3 does not allow",
+                        crate::error::bounded(token)
+                    ),
+                ));
             }
             set.insert(token.to_owned());
         }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use crate::crypto::SecretDigest;
-use crate::error::Error;
+use crate::error::{Error, Reason};
 use crate::grants::{Grant, GrantRequest, Targets};
 use crate::model::GrantType;
 use crate::pkce;
@@ -40,12 +40,14 @@ impl Grant for AuthorizationCodeGrant {
         // without being used up, so nobody else can burn it before its client
         // redeems it. The binding never changes, so the read cannot go stale.
         let Some(stored) = provider.store().authorization_code(&digest).await? else {
-            return Err(Error::invalid_grant(
+            return Err(Error::new(
+                Reason::CodeUnknownOrExpired,
                 "the authorization code is invalid or expired",
             ));
         };
         if stored.client_id != client.id {
-            return Err(Error::invalid_grant(
+            return Err(Error::new(
+                Reason::CodeOfAnotherClient,
                 "the authorization code was issued to another client",
             ));
         }
@@ -56,7 +58,8 @@ impl Grant for AuthorizationCodeGrant {
             None => client.redirect_uris == [stored.redirect_uri.clone()],
         };
         if !redirect_ok && stored.consumed_at.is_none() {
-            return Err(Error::invalid_grant(
+            return Err(Error::new(
+                Reason::RedirectUriMismatch,
                 "redirect_uri does not match the authorization request",
             ));
         }
@@ -72,12 +75,14 @@ impl Grant for AuthorizationCodeGrant {
                 if let Some(family) = &code.family_id {
                     provider.store().revoke_refresh_family(family, now).await?;
                 }
-                return Err(Error::invalid_grant(
+                return Err(Error::new(
+                    Reason::CodeReplayed,
                     "the authorization code was already used",
                 ));
             }
             CodeUse::Invalid => {
-                return Err(Error::invalid_grant(
+                return Err(Error::new(
+                    Reason::CodeUnknownOrExpired,
                     "the authorization code is invalid or expired",
                 ));
             }
@@ -87,15 +92,22 @@ impl Grant for AuthorizationCodeGrant {
         match (&code.code_challenge, params.get("code_verifier")) {
             (Some(challenge), Some(verifier)) if pkce::verify(verifier, challenge) => {}
             (Some(_), Some(_)) => {
-                return Err(Error::invalid_grant(
+                return Err(Error::new(
+                    Reason::PkceVerifierMismatch,
                     "code_verifier does not match the code_challenge",
                 ));
             }
-            (Some(_), None) => return Err(Error::invalid_grant("code_verifier is required")),
+            (Some(_), None) => {
+                return Err(Error::new(
+                    Reason::PkceVerifierMissing,
+                    "code_verifier is required",
+                ));
+            }
             // RFC 9700 §2.1.1: a verifier without a challenge is refused, against
             // PKCE downgrade.
             (None, Some(_)) => {
-                return Err(Error::invalid_grant(
+                return Err(Error::new(
+                    Reason::PkceDowngrade,
                     "code_verifier sent but no code_challenge was",
                 ));
             }
@@ -105,7 +117,7 @@ impl Grant for AuthorizationCodeGrant {
             .store()
             .user(&code.user_id)
             .await?
-            .ok_or_else(|| Error::invalid_grant("the user no longer exists"))?;
+            .ok_or_else(|| Error::new(Reason::UserGone, "the user no longer exists"))?;
         let targets = Targets::resolve(provider, client, &code.audiences).await?;
         Ok(Issue {
             sid: code.sid.clone(),

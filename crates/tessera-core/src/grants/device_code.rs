@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::crypto::SecretDigest;
 use crate::device::poll_error;
-use crate::error::{Error, ErrorCode};
+use crate::error::{Error, Reason};
 use crate::grants::{Grant, GrantRequest, Targets};
 use crate::model::GrantType;
 use crate::provider::Provider;
@@ -41,18 +41,20 @@ impl Grant for DeviceCodeGrant {
             DevicePoll::Polled(device) => device,
             DevicePoll::SlowDown => {
                 return Err(Error::new(
-                    ErrorCode::SlowDown,
+                    Reason::DeviceSlowDown,
                     "polling too fast: wait 5 seconds more between requests",
                 ));
             }
             DevicePoll::Invalid => {
-                return Err(Error::invalid_grant(
+                return Err(Error::new(
+                    Reason::DeviceCodeUnknown,
                     "unknown device code, or issued to another client",
                 ));
             }
         };
         if device.client_id != client.id {
-            return Err(Error::invalid_grant(
+            return Err(Error::new(
+                Reason::DeviceCodeOfAnotherClient,
                 "the device code was issued to another client",
             ));
         }
@@ -66,7 +68,7 @@ impl Grant for DeviceCodeGrant {
             .store()
             .user(user_id)
             .await?
-            .ok_or_else(|| Error::invalid_grant("the user no longer exists"))?;
+            .ok_or_else(|| Error::new(Reason::UserGone, "the user no longer exists"))?;
         let targets = Targets::resolve(provider, client, &device.audiences).await?;
         Ok(Issue::user(user, device.scope.clone(), targets, auth_time))
     }

@@ -10,7 +10,7 @@
 
 use async_trait::async_trait;
 
-use crate::error::Error;
+use crate::error::{Error, Reason};
 use crate::model::{Client, GrantType, Resource, TokenFormat};
 use crate::params::Declared;
 use crate::provider::Provider;
@@ -137,10 +137,13 @@ impl Targets {
             for resource in requested {
                 // RFC 8707 §2: an absolute URI without a fragment.
                 if !resource.contains(':') || resource.contains('#') {
-                    return Err(Error::invalid_target(format!(
-                        "resource {:?} is not an absolute URI without a fragment",
-                        crate::error::bounded(resource)
-                    )));
+                    return Err(Error::new(
+                        Reason::TargetMalformed,
+                        format!(
+                            "resource {:?} is not an absolute URI without a fragment",
+                            crate::error::bounded(resource)
+                        ),
+                    ));
                 }
                 if !list.contains(resource) {
                     list.push(resource.clone());
@@ -172,14 +175,17 @@ impl Targets {
     /// the person, not an API, so a user token may carry them beside.
     pub fn check_policy(&self, kind: SubjectKind, scope: &Scope) -> Result<(), Error> {
         if let Some(resource) = self.resources.iter().find(|r| !r.accepts.accepts(kind)) {
-            return Err(Error::invalid_target(format!(
-                "{} accepts only tokens {}",
-                resource.audience,
-                match kind {
-                    SubjectKind::User => "of applications acting for themselves",
-                    SubjectKind::App => "issued to people",
-                }
-            )));
+            return Err(Error::new(
+                Reason::TargetRefusesTokenKind,
+                format!(
+                    "{} accepts only tokens {}",
+                    resource.audience,
+                    match kind {
+                        SubjectKind::User => "of applications acting for themselves",
+                        SubjectKind::App => "issued to people",
+                    }
+                ),
+            ));
         }
         if let Some(defined) = self.defined_scopes() {
             let excess: Vec<&str> = scope
@@ -188,10 +194,13 @@ impl Targets {
                 .filter(|s| kind == SubjectKind::App || !USER_SCOPES.contains(s))
                 .collect();
             if !excess.is_empty() {
-                return Err(Error::invalid_scope(format!(
-                    "scope not defined by the requested resource: {}",
-                    crate::error::bounded_list(&excess)
-                )));
+                return Err(Error::new(
+                    Reason::ScopeNotDefinedByResource,
+                    format!(
+                        "scope not defined by the requested resource: {}",
+                        crate::error::bounded_list(&excess)
+                    ),
+                ));
             }
         }
         Ok(())

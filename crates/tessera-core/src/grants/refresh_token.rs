@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::error::Error;
+use crate::error::{Error, Reason};
 use crate::grants::{Grant, GrantRequest, Targets};
 use crate::model::GrantType;
 use crate::provider::Provider;
@@ -33,18 +33,22 @@ impl Grant for RefreshTokenGrant {
         let client = request.client()?;
         let params = request.params;
         let token = params.require("refresh_token")?;
-        let invalid = || Error::invalid_grant("the refresh token is invalid, expired or revoked");
-        let claims: RefreshTokenClaims = provider.verify_own(token).map_err(|_| invalid())?;
+        // One public text for every refusal; the reason tells them apart.
+        let invalid =
+            |reason: Reason| Error::new(reason, "the refresh token is invalid, expired or revoked");
+        let claims: RefreshTokenClaims = provider
+            .verify_own(token)
+            .map_err(|_| invalid(Reason::RefreshTokenInvalid))?;
         // Bound to the client (RFC 6749 §10.4): checked before any state changes,
         // so another client presenting a stolen token cannot burn it.
         if claims.aud != client.id {
-            return Err(invalid());
+            return Err(invalid(Reason::RefreshTokenOfAnotherClient));
         }
         // RFC 6749 §6: the scope may narrow, never widen. Checked before the
         // rotation too: a refused request must leave the token current, or the
         // client's next refresh would look like reuse (RFC 9700 §4.14.2). A token
         // that is no longer current goes on to the rotation's reuse detection.
-        let widened = || Error::invalid_scope("a refresh cannot widen the scope");
+        let widened = || Error::new(Reason::ScopeWidened, "a refresh cannot widen the scope");
         let requested = params.get("scope").map(Scope::parse).transpose()?;
         if let Some(requested) = &requested
             && let Some(current) = provider.store().refresh_token(&claims.jti).await?
@@ -67,15 +71,15 @@ impl Grant for RefreshTokenGrant {
                     .store()
                     .revoke_refresh_family(&record.family_id, now)
                     .await?;
-                return Err(invalid());
+                return Err(invalid(Reason::RefreshTokenReused));
             }
             RefreshUse::Revoked(record) => {
                 // Revoked on purpose, with its family: nothing more to revoke,
                 // and no theft to report.
                 tracing::info!(client_id = %record.client_id, "a revoked refresh token was presented");
-                return Err(invalid());
+                return Err(invalid(Reason::RefreshTokenRevoked));
             }
-            RefreshUse::Invalid => return Err(invalid()),
+            RefreshUse::Invalid => return Err(invalid(Reason::RefreshTokenInvalid)),
         };
         // An online grant (without offline_access) lives only as long as the
         // login session it came from (OIDC Core §11): once the person signed
@@ -94,7 +98,7 @@ impl Grant for RefreshTokenGrant {
                 .revoke_refresh_family(&record.family_id, now)
                 .await?;
             tracing::info!(client_id = %record.client_id, "refresh refused: the login session of this online grant has ended");
-            return Err(invalid());
+            return Err(invalid(Reason::SessionEnded));
         }
         let scope = match requested {
             None => record.scope.clone(),
@@ -105,7 +109,7 @@ impl Grant for RefreshTokenGrant {
             .store()
             .user(&record.user_id)
             .await?
-            .ok_or_else(invalid)?;
+            .ok_or_else(|| invalid(Reason::UserGone))?;
         let targets = Targets::resolve(provider, client, &record.audiences).await?;
         Ok(Issue {
             sid: record.sid.clone(),

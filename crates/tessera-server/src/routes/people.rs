@@ -15,6 +15,7 @@ use tessera_core::{Error, ErrorCode, Provider};
 
 use super::{AuthorizationForm, ClientAddress, PageForm, authorization};
 use crate::app::AppState;
+use crate::oauth_error::authorize_error;
 use crate::pages::{
     ConsentPage, Interaction, LoginPage, LogoutPage, MessagePage, PageStep, csrf_token, deliver,
     error_page, open, page, removal_cookie, seal_interaction, session_cookie, session_cookie_name,
@@ -133,13 +134,6 @@ async fn continue_with(
                 Err(e) => authorize_error(e, after_post),
             }
         }
-    }
-}
-
-fn authorize_error(error: AuthorizeError, after_post: bool) -> Response {
-    match error {
-        AuthorizeError::Page(message) => error_page(StatusCode::BAD_REQUEST, &message),
-        AuthorizeError::Redirect(redirect) => deliver(redirect, after_post),
     }
 }
 
@@ -286,7 +280,7 @@ fn login_failed(
             StatusCode::TOO_MANY_REQUESTS,
             format!("Too many failed sign-in attempts. Wait {wait} seconds and try again."),
         ),
-        None if error.code == ErrorCode::InvalidGrant => (
+        None if error.code() == ErrorCode::InvalidGrant => (
             StatusCode::OK,
             "The username or password is not right.".to_owned(),
         ),
@@ -347,7 +341,7 @@ pub async fn consent(
     if params.get("decision") != Some("approve") {
         let denied = provider.error_redirect(
             &request,
-            ErrorCode::AccessDenied,
+            tessera_core::Reason::AccessDenied,
             "the user denied the request",
         );
         return authorize_error(denied, true);
@@ -458,21 +452,7 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(e) => {
-            let status = crate::oauth_error::status_of(e.code);
-            let challenge = format!(
-                "Bearer realm=\"tessera\", error=\"{}\", error_description=\"{}\"",
-                e.code.as_str(),
-                e.description.replace('"', "'")
-            );
-            let mut response = (status, Json(serde_json::json!({"error": e.code.as_str(), "error_description": e.description}))).into_response();
-            if let Ok(value) = HeaderValue::from_str(&challenge) {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, value);
-            }
-            response
-        }
+        Err(e) => crate::oauth_error::bearer_error(&e),
     }
 }
 
