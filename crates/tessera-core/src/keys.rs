@@ -498,85 +498,16 @@ impl KeyManager {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use async_trait::async_trait;
-
     use super::*;
     use crate::clock::FixedClock;
-    use crate::store::StoreResult;
+    use crate::testing::MemoryStore;
 
     const T0: UnixTime = 1_700_000_000;
     const HOUR: i64 = 3600;
 
-    /// The contract of the SQL stores, in memory: one lock per verb makes each
-    /// verb atomic.
-    #[derive(Debug, Default)]
-    struct MemoryKeyStore(Mutex<Vec<StoredKey>>);
-
-    impl MemoryKeyStore {
-        fn keys(&self) -> std::sync::MutexGuard<'_, Vec<StoredKey>> {
-            self.0
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-        }
-
-        fn len(&self) -> usize {
-            self.keys().len()
-        }
-    }
-
-    #[async_trait]
-    impl KeyStore for MemoryKeyStore {
-        async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
-            let mut keys = self.keys().clone();
-            keys.sort_by(|a, b| {
-                (a.activates_at, a.created_at, &a.kid).cmp(&(b.activates_at, b.created_at, &b.kid))
-            });
-            Ok(keys)
-        }
-
-        async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
-            let mut keys = self.keys();
-            if keys.iter().any(|k| k.kid == key.kid) {
-                return Err(StoreError::Conflict(format!("key {:?}", key.kid)));
-            }
-            keys.push(key.clone());
-            Ok(())
-        }
-
-        async fn insert_signing_key_unless_newer(
-            &self,
-            key: &StoredKey,
-            newer_than: UnixTime,
-        ) -> StoreResult<bool> {
-            let mut keys = self.keys();
-            if keys
-                .iter()
-                .any(|k| k.alg == key.alg && k.activates_at > newer_than && k.revoked_at.is_none())
-            {
-                return Ok(false);
-            }
-            if keys.iter().any(|k| k.kid == key.kid) {
-                return Err(StoreError::Conflict(format!("key {:?}", key.kid)));
-            }
-            keys.push(key.clone());
-            Ok(true)
-        }
-
-        async fn revoke_signing_key(&self, kid: &str, now: UnixTime) -> StoreResult<bool> {
-            let mut keys = self.keys();
-            match keys
-                .iter_mut()
-                .find(|k| k.kid == kid && k.revoked_at.is_none())
-            {
-                Some(key) => {
-                    key.revoked_at = Some(now);
-                    Ok(true)
-                }
-                None => Ok(false),
-            }
-        }
+    /// How many keys the store holds, revoked and expired ones included.
+    async fn key_count(store: &MemoryStore) -> usize {
+        store.signing_keys().await.expect("signing_keys").len()
     }
 
     /// A KEK and a second handle on the same key, for sealing keys by hand.
@@ -630,7 +561,7 @@ mod tests {
 
     #[tokio::test]
     async fn ensure_key_creates_one_key_on_first_start_only() {
-        let store = MemoryKeyStore::default();
+        let store = MemoryStore::new();
         let clock = FixedClock::new(T0);
         let (kek, twin) = kek_pair();
         let manager = KeyManager::new(kek);
@@ -642,7 +573,7 @@ mod tests {
             .expect("a key is made on first start");
         assert_eq!(made.alg, Algorithm::ES256);
         assert_eq!(made.activates_at, T0, "the first key signs at once");
-        assert_eq!(store.len(), 1);
+        assert_eq!(key_count(&store).await, 1);
         assert_eq!(
             signing_kid(&manager, Algorithm::ES256, T0),
             Some(made.kid.clone())
@@ -654,7 +585,7 @@ mod tests {
             .await
             .expect("ensure_key");
         assert!(again.is_none(), "second start made a key: {again:?}");
-        assert_eq!(store.len(), 1);
+        assert_eq!(key_count(&store).await, 1);
 
         // Another instance on the same database adopts the key.
         let other = KeyManager::new(twin);
@@ -665,7 +596,7 @@ mod tests {
                 .expect("ensure_key")
                 .is_none()
         );
-        assert_eq!(store.len(), 1);
+        assert_eq!(key_count(&store).await, 1);
         assert_eq!(
             signing_kid(&other, Algorithm::ES256, clock.now()),
             Some(made.kid)
@@ -677,7 +608,7 @@ mod tests {
             .await
             .expect("ensure_key")
             .expect("a key for another algorithm");
-        assert_eq!(store.len(), 2);
+        assert_eq!(key_count(&store).await, 2);
         assert_eq!(
             signing_kid(&manager, Algorithm::EdDSA, clock.now()),
             Some(eddsa.kid)
@@ -686,7 +617,7 @@ mod tests {
 
     #[tokio::test]
     async fn rotated_key_is_published_first_and_old_key_expires_after_max_ttl() {
-        let store = MemoryKeyStore::default();
+        let store = MemoryStore::new();
         let clock = FixedClock::new(T0);
         let settings = settings();
         let manager = KeyManager::new(kek_pair().0);
@@ -704,7 +635,7 @@ mod tests {
             .expect("rotate");
         let rotated_at = T0 + 100;
         assert_eq!(next.activates_at, rotated_at + settings.key_prepublish);
-        assert_eq!(store.len(), 2);
+        assert_eq!(key_count(&store).await, 2);
 
         // Pre-publication: in the JWKS and verifiable, but the old key signs.
         for now in [rotated_at, next.activates_at - 1] {
@@ -753,12 +684,12 @@ mod tests {
         assert!(verifies(&manager, &next.kid, now, &settings));
         assert_eq!(signing_kid(&manager, Algorithm::ES256, now), Some(next.kid));
         // Expired keys are unpublished, not deleted.
-        assert_eq!(store.len(), 2);
+        assert_eq!(key_count(&store).await, 2);
     }
 
     #[tokio::test]
     async fn immediate_rotation_signs_at_once() {
-        let store = MemoryKeyStore::default();
+        let store = MemoryStore::new();
         let clock = FixedClock::new(T0);
         let settings = settings();
         let manager = KeyManager::new(kek_pair().0);
@@ -796,7 +727,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_revoked_key_neither_signs_nor_verifies_nor_comes_back() {
-        let store = MemoryKeyStore::default();
+        let store = MemoryStore::new();
         let clock = FixedClock::new(T0);
         let settings = settings();
         let manager = KeyManager::new(kek_pair().0);
@@ -878,7 +809,7 @@ mod tests {
 
     #[tokio::test]
     async fn immediate_rotation_in_the_same_second_still_takes_over() {
-        let store = MemoryKeyStore::default();
+        let store = MemoryStore::new();
         let clock = FixedClock::new(T0);
         let settings = settings();
         let manager = KeyManager::new(kek_pair().0);
@@ -917,7 +848,7 @@ mod tests {
 
     #[tokio::test]
     async fn scheduled_rotation_inserts_only_when_due() {
-        let store = MemoryKeyStore::default();
+        let store = MemoryStore::new();
         let clock = FixedClock::new(T0);
         let settings = settings();
         let manager = KeyManager::new(kek_pair().0);
@@ -936,7 +867,7 @@ mod tests {
                 .await
                 .expect("rotate_if_due");
             assert!(rotated.is_none(), "rotated at {now}, due at {due}");
-            assert_eq!(store.len(), 1);
+            assert_eq!(key_count(&store).await, 1);
         }
 
         clock.set(due);
@@ -947,7 +878,7 @@ mod tests {
             .expect("rotation is due");
         // Signs exactly one interval after its predecessor started.
         assert_eq!(successor.activates_at, T0 + interval);
-        assert_eq!(store.len(), 2);
+        assert_eq!(key_count(&store).await, 2);
         assert!(published(&manager, due, &settings).contains(&successor.kid));
 
         // The pending successor counts as the newest key, and so does the
@@ -960,7 +891,7 @@ mod tests {
                 .expect("rotate_if_due");
             assert!(rotated.is_none(), "rotated again at {now}");
         }
-        assert_eq!(store.len(), 2);
+        assert_eq!(key_count(&store).await, 2);
 
         clock.set(due + interval);
         let third = manager
@@ -969,7 +900,7 @@ mod tests {
             .expect("rotate_if_due")
             .expect("second rotation is due");
         assert_eq!(third.activates_at, successor.activates_at + interval);
-        assert_eq!(store.len(), 3);
+        assert_eq!(key_count(&store).await, 3);
 
         // An interval of 0 disables scheduled rotation, however overdue.
         let disabled = Settings {
@@ -984,12 +915,12 @@ mod tests {
                 .expect("rotate_if_due")
                 .is_none()
         );
-        assert_eq!(store.len(), 3);
+        assert_eq!(key_count(&store).await, 3);
     }
 
     #[tokio::test]
     async fn instances_rotating_together_add_one_key() {
-        let store = MemoryKeyStore::default();
+        let store = MemoryStore::new();
         let clock = FixedClock::new(T0);
         let settings = settings();
         let (kek, twin) = kek_pair();
@@ -1016,14 +947,14 @@ mod tests {
             .await
             .expect("rotate_if_due");
         assert!(again.is_none(), "second instance rotated too: {again:?}");
-        assert_eq!(store.len(), 2);
+        assert_eq!(key_count(&store).await, 2);
         // Refused, it still reloads and publishes the winner's key.
         assert!(published(&second, clock.now(), &settings).contains(&rotated.kid));
     }
 
     #[tokio::test]
     async fn refresh_picks_up_keys_added_elsewhere() {
-        let store = MemoryKeyStore::default();
+        let store = MemoryStore::new();
         let clock = FixedClock::new(T0);
         let settings = settings();
         let (kek, twin) = kek_pair();
@@ -1074,7 +1005,7 @@ mod tests {
 
     #[tokio::test]
     async fn refresh_keeps_the_ring_when_a_key_does_not_open() {
-        let store = MemoryKeyStore::default();
+        let store = MemoryStore::new();
         let clock = FixedClock::new(T0);
         let manager = KeyManager::new(kek_pair().0);
         manager

@@ -29,6 +29,8 @@ pub mod revocation;
 pub mod scope;
 pub mod settings;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod throttle;
 pub mod tokens;
 

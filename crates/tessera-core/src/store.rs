@@ -31,6 +31,17 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How long [`TokenStore::purge_expired`] keeps an authorization code (and a
+/// device authorization) after it expires: while it is kept, a replay is
+/// recognised as one and can revoke what the first exchange issued
+/// (RFC 6749 §4.1.2), and a late poll still reads `expired_token`; afterwards
+/// it is merely unknown.
+pub const CODE_RETENTION: i64 = 3_600;
+
+/// How long [`TokenStore::purge_expired`] keeps a key's login failures after
+/// the last one.
+pub const LOGIN_FAILURE_RETENTION: i64 = 86_400;
+
 #[async_trait]
 pub trait ClientStore: Send + Sync {
     async fn client(&self, id: &str) -> StoreResult<Option<Client>>;

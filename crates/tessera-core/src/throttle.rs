@@ -211,6 +211,7 @@ impl Drop for KeyGuard<'_> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::testing::MemoryStore;
 
     fn failures(count: u32) -> LoginFailures {
         LoginFailures {
@@ -229,58 +230,18 @@ mod tests {
         assert_eq!(next_attempt(&failures(20)), Some(100 + LOCK));
     }
 
-    /// The store verbs the throttle uses, in memory, with the same
-    /// compare-and-swap contract as the SQL stores.
-    #[derive(Default)]
-    struct Counters(Mutex<HashMap<String, LoginFailures>>);
-
-    #[async_trait::async_trait]
-    impl ThrottleStore for Counters {
-        async fn login_failures(&self, key: &str) -> StoreResult<Option<LoginFailures>> {
-            // Let other tasks run between the read and the swap.
-            tokio::task::yield_now().await;
-            Ok(self.0.lock().unwrap().get(key).copied())
-        }
-        async fn record_login_failure(
-            &self,
-            _: &str,
-            _: i64,
-            _: i64,
-        ) -> StoreResult<LoginFailures> {
-            unreachable!("not used by reservations")
-        }
-        async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
-            self.0.lock().unwrap().remove(key);
-            Ok(())
-        }
-        async fn swap_login_failures(
-            &self,
-            key: &str,
-            expected: Option<&LoginFailures>,
-            new: &LoginFailures,
-        ) -> StoreResult<bool> {
-            let mut map = self.0.lock().unwrap();
-            if map.get(key) != expected {
-                return Ok(false);
-            }
-            map.insert(key.to_owned(), *new);
-            Ok(true)
-        }
-        async fn release_login_attempt(&self, key: &str) -> StoreResult<()> {
-            if let Some(f) = self.0.lock().unwrap().get_mut(key) {
-                f.count = f.count.saturating_sub(1);
-            }
-            Ok(())
-        }
-    }
-
-    fn count(store: &Counters, key: &str) -> u32 {
-        store.0.lock().unwrap().get(key).map_or(0, |f| f.count)
+    /// The key's counter as stored.
+    async fn count(store: &MemoryStore, key: &str) -> u32 {
+        store
+            .login_failures(key)
+            .await
+            .unwrap()
+            .map_or(0, |f| f.count)
     }
 
     #[tokio::test]
     async fn concurrent_reservations_get_exactly_the_free_attempts() {
-        let store = Arc::new(Counters::default());
+        let store = Arc::new(MemoryStore::new());
         let keys = keys(AccountKey::User("u1"), Some("10.0.0.1"));
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..50 {
@@ -290,8 +251,8 @@ mod tests {
         let results = tasks.join_all().await;
         let granted = results.iter().filter(|r| r.is_ok()).count();
         assert_eq!(granted, FREE_ATTEMPTS as usize, "{results:?}");
-        assert_eq!(count(&store, "user:u1"), FREE_ATTEMPTS);
-        assert_eq!(count(&store, "addr:10.0.0.1"), FREE_ATTEMPTS);
+        assert_eq!(count(&store, "user:u1").await, FREE_ATTEMPTS);
+        assert_eq!(count(&store, "addr:10.0.0.1").await, FREE_ATTEMPTS);
         assert!(
             results.iter().all(|r| r.is_ok() || *r == Err(2)),
             "{results:?}"
@@ -300,7 +261,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_success_clears_the_account_and_gives_back_the_address_attempt() {
-        let store = Counters::default();
+        let store = MemoryStore::new();
         let alice = keys(AccountKey::User("alice"), Some("10.0.0.1"));
         let bob = keys(AccountKey::User("bob"), Some("10.0.0.1"));
         for _ in 0..3 {
@@ -308,14 +269,14 @@ mod tests {
         }
         assert_eq!(reserve(&store, &bob, 1_000).await.unwrap(), Ok(()));
         release(&store, &bob).await.unwrap();
-        assert_eq!(count(&store, "user:bob"), 0);
+        assert_eq!(count(&store, "user:bob").await, 0);
         assert_eq!(
-            count(&store, "user:alice"),
+            count(&store, "user:alice").await,
             3,
             "another account's success changes nothing"
         );
         assert_eq!(
-            count(&store, "addr:10.0.0.1"),
+            count(&store, "addr:10.0.0.1").await,
             3,
             "the address keeps alice's failures only"
         );
@@ -323,7 +284,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_throttled_address_reserves_nothing_for_the_account() {
-        let store = Counters::default();
+        let store = MemoryStore::new();
         for i in 0..FREE_ATTEMPTS {
             let other = keys(AccountKey::Unknown(&format!("user{i}")), Some("10.0.0.2"));
             assert_eq!(reserve(&store, &other, 1_000).await.unwrap(), Ok(()));
@@ -331,7 +292,7 @@ mod tests {
         let carol = keys(AccountKey::User("carol"), Some("10.0.0.2"));
         assert_eq!(reserve(&store, &carol, 1_000).await.unwrap(), Err(2));
         assert_eq!(
-            count(&store, "user:carol"),
+            count(&store, "user:carol").await,
             0,
             "the account's reservation was taken back"
         );
@@ -342,7 +303,7 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            count(&store, "addr:10.0.0.2"),
+            count(&store, "addr:10.0.0.2").await,
             1,
             "counted afresh after the window"
         );

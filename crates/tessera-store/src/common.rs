@@ -60,13 +60,8 @@ pub(crate) const REFRESH_COLUMNS: &str = "jti, family_id, client_id, user_id, sc
      sid, offline, issued_at, expires_at, family_expires_at, access_jti, access_expires_at, rotated_at, \
      revoked";
 
-/// How long a code is kept after it expires: while it is kept, a replay is
-/// recognised as one and can revoke what the first exchange issued
-/// (RFC 6749 §4.1.2); afterwards it is merely unknown.
-pub(crate) const CODE_RETENTION: i64 = 3_600;
-
-/// How long a key's login failures are kept after the last one.
-pub(crate) const LOGIN_FAILURE_RETENTION: i64 = 86_400;
+// Part of the store contract, so that every implementation purges alike.
+pub(crate) use tessera_core::store::{CODE_RETENTION, LOGIN_FAILURE_RETENTION};
 
 pub(crate) fn digest_column(bytes: &[u8], column: &str) -> Result<SecretDigest, StoreError> {
     SecretDigest::from_slice(bytes).ok_or_else(|| StoreError::Corrupt(format!("{column} length")))

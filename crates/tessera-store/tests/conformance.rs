@@ -1,7 +1,9 @@
 //! One conformance suite for every store backend. Each `check_*` function
 //! exercises a group of verbs through the `Store` trait alone; the `sqlite` and
-//! `postgres` tests run all of them against a fresh database. Every check uses
-//! its own random IDs, so checks do not depend on each other or on their order.
+//! `postgres` tests run all of them against a fresh database, and the `memory`
+//! test against the core's in-memory store, which the core's own tests use in
+//! place of a database. Every check uses its own random IDs, so checks do not
+//! depend on each other or on their order.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -2151,7 +2153,8 @@ async fn check_people_purge(store: &dyn Store) {
 /// How many of a racing `insert_signing_key_unless_newer` may win.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyRace {
-    /// Writers are serialised, so the guard admits exactly one.
+    /// Writers are serialised (SQLite, the in-memory store), so the guard
+    /// admits exactly one.
     ExactlyOne,
     /// Under READ COMMITTED, concurrent racers may miss each other's
     /// uncommitted row (see `insert_signing_key_unless_newer` in common.rs).
@@ -2652,6 +2655,21 @@ async fn check_devices(store: &dyn Store) {
             .expect("poll"),
     );
     assert_eq!(spent.status, DeviceStatus::Consumed);
+    // slow_down says "still pending": a finished code polled too soon gets its
+    // final answer, and its interval stays as it was.
+    let finished = |p: DevicePoll| {
+        let device = polled(p);
+        (device.status, device.interval, device.last_polled_at)
+    };
+    assert_eq!(
+        finished(
+            store
+                .poll_device(&d.digest, &client, T0 + 61)
+                .await
+                .expect("poll")
+        ),
+        (DeviceStatus::Consumed, 15, Some(T0 + 60))
+    );
 
     // A denial; an expired code cannot be decided.
     let denied = device(&client, T0 + 600);
@@ -2675,6 +2693,15 @@ async fn check_devices(store: &dyn Store) {
         .status,
         DeviceStatus::Denied
     );
+    assert_eq!(
+        finished(
+            store
+                .poll_device(&denied.digest, &client, T0)
+                .await
+                .expect("poll")
+        ),
+        (DeviceStatus::Denied, 5, Some(T0))
+    );
     let expired = device(&client, T0 + 1);
     store
         .insert_device_authorization(&expired)
@@ -2686,6 +2713,18 @@ async fn check_devices(store: &dyn Store) {
             .await
             .expect("decide")
     );
+    for now in [T0 + 1, T0 + 2] {
+        assert_eq!(
+            finished(
+                store
+                    .poll_device(&expired.digest, &client, now)
+                    .await
+                    .expect("poll")
+            ),
+            (DeviceStatus::Pending, 5, Some(T0 + 1)),
+            "an expired code is not slowed down"
+        );
+    }
 }
 
 /// Many polls of one approved code at once: tokens for exactly one.
@@ -2788,6 +2827,14 @@ async fn check_reconnect(url: &str) {
         third.client(&client.id).await.expect("client"),
         Some(client)
     );
+}
+
+// --- in memory -------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory() {
+    let store = Arc::new(tessera_core::testing::MemoryStore::new());
+    check_all(store, "memory", KeyRace::ExactlyOne).await;
 }
 
 // --- SQLite ----------------------------------------------------------------
