@@ -20,7 +20,7 @@ use tessera_core::store::{
 use tessera_core::testing::MemoryStore;
 use tessera_core::tokens::issuer::RefreshTokenClaims;
 use tessera_core::tokens::{AccessTokenClaims, Audience, TokenResponse};
-use tessera_core::{Error, ErrorCode, FixedClock, Provider, Settings, password};
+use tessera_core::{Error, ErrorCode, FixedClock, Provider, Reason, Settings, password};
 use tracing::instrument::WithSubscriber as _;
 
 const T0: i64 = 1_800_000_000;
@@ -433,7 +433,7 @@ fn issued(result: Result<TokenResponse, Error>) -> TokenResponse {
 #[track_caller]
 fn refused(result: Result<TokenResponse, Error>, code: ErrorCode) -> Error {
     match result {
-        Err(error) if error.code == code => error,
+        Err(error) if error.code() == code => error,
         other => panic!("expected {code}, got {other:?}"),
     }
 }
@@ -1265,23 +1265,27 @@ async fn reusing_a_rotated_refresh_token_revokes_the_family() {
     let second = issued(world.refresh(&client, refresh_token(&first), None).await);
 
     let log = Log::default();
-    refused(
+    let reused = refused(
         world
             .refresh(&client, refresh_token(&first), None)
             .with_subscriber(log.clone())
             .await,
         ErrorCode::InvalidGrant,
     );
+    assert_eq!(reused.reason, Reason::RefreshTokenReused);
     // The newest refresh token and its access token went with the family.
     assert!(world.refresh_record(refresh_token(&second)).await.revoked);
     assert!(!world.is_active(&second.access_token).await);
-    refused(
+    let revoked = refused(
         world
             .refresh(&client, refresh_token(&second), None)
             .with_subscriber(log.clone())
             .await,
         ErrorCode::InvalidGrant,
     );
+    assert_eq!(revoked.reason, Reason::RefreshTokenRevoked);
+    // The client sees the same answer for both: the reason is only logged.
+    assert_eq!(reused.description, revoked.description);
     // One theft alarm; the revoked token that follows is only revoked.
     assert_eq!(log.count("refresh token reused; revoking its family"), 1);
     assert_eq!(log.count("a revoked refresh token was presented"), 1);
@@ -1393,10 +1397,11 @@ async fn an_online_grant_ends_with_its_session_and_an_offline_one_does_not() {
         .end_session(&session.cookie)
         .await
         .expect("end_session");
-    refused(
+    let ended = refused(
         world.refresh(&client, refresh_token(&online), None).await,
         ErrorCode::InvalidGrant,
     );
+    assert_eq!(ended.reason, Reason::RefreshTokenRevoked);
     assert!(
         !world.is_active(&online.access_token).await,
         "the session's access token ends too"
