@@ -22,7 +22,7 @@ impl Provider {
             Error::unauthorized_client("the token was not issued to this client")
         };
         if is_jwt(token)
-            && let Ok(claims) = self.verify_own::<RefreshTokenClaims>(token)
+            && let Ok(claims) = self.verify_own::<RefreshTokenClaims>(token).await?
         {
             if claims.aud != client.id {
                 return Err(not_yours());
@@ -37,7 +37,7 @@ impl Provider {
             return Ok(());
         }
         if is_jwt(token) {
-            let Ok(claims) = self.verify_jwt_access_token(token) else {
+            let Ok(claims) = self.verify_jwt_access_token(token).await? else {
                 return Ok(());
             };
             if claims.client_id != client.id {

@@ -34,7 +34,8 @@ impl Grant for RefreshTokenGrant {
         let params = request.params;
         let token = params.require("refresh_token")?;
         let invalid = || Error::invalid_grant("the refresh token is invalid, expired or revoked");
-        let claims: RefreshTokenClaims = provider.verify_own(token).map_err(|_| invalid())?;
+        let claims: RefreshTokenClaims =
+            provider.verify_own(token).await?.map_err(|_| invalid())?;
         // Bound to the client (RFC 6749 §10.4): checked before any state changes,
         // so another client presenting a stolen token cannot burn it.
         if claims.aud != client.id {
