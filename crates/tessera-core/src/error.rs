@@ -131,6 +131,9 @@ pub enum Reason {
     TargetNotAllowed,
     /// A resource that accepts only the other kind of token.
     TargetRefusesTokenKind,
+    /// Audiences whose resources need different signatures (algorithms, or
+    /// shared secrets of their own) in one token.
+    TargetsCannotShareSignature,
     // Grants.
     CodeUnknownOrExpired,
     CodeOfAnotherClient,
@@ -191,7 +194,10 @@ impl Reason {
             ScopeMalformed | ScopeNotAllowed | ScopeNotDefinedByResource | ScopeWidened => {
                 ErrorCode::InvalidScope
             }
-            TargetMalformed | TargetNotAllowed | TargetRefusesTokenKind => ErrorCode::InvalidTarget,
+            TargetMalformed
+            | TargetNotAllowed
+            | TargetRefusesTokenKind
+            | TargetsCannotShareSignature => ErrorCode::InvalidTarget,
             CodeUnknownOrExpired
             | CodeOfAnotherClient
             | RedirectUriMismatch

@@ -19,6 +19,8 @@ pub enum Inactive {
     BadSignature,
     NotAnAccessToken,
     ForeignIssuer,
+    /// Signed with a resource's shared secret by someone other than this server.
+    NotMinted,
     Expired,
     NotYetValid,
     Revoked,
@@ -73,7 +75,7 @@ impl Provider {
     ) -> Result<Result<AccessTokenClaims, Inactive>, Error> {
         let now = self.clock().now();
         let claims = if is_jwt(token) {
-            match self.verify_jwt_access_token(token) {
+            match self.verify_jwt_access_token(token).await? {
                 Ok(claims) => claims,
                 Err(reason) => return Ok(Err(reason)),
             }
@@ -105,16 +107,23 @@ impl Provider {
         Ok(Ok(claims))
     }
 
-    /// Signature, `typ` and issuer of a JWT access token, without store access.
-    pub fn verify_jwt_access_token(&self, token: &str) -> Result<AccessTokenClaims, Inactive> {
-        self.verify_own::<AccessTokenClaims>(token)
+    /// Signature, `typ` and issuer of a JWT access token; the store is read
+    /// only for a token signed with a resource's shared secret.
+    pub async fn verify_jwt_access_token(
+        &self,
+        token: &str,
+    ) -> Result<Result<AccessTokenClaims, Inactive>, Error> {
+        Ok(self
+            .verify_own::<AccessTokenClaims>(token)
+            .await?
             .map_err(|rejected| match rejected {
                 Rejected::Malformed => Inactive::Malformed,
                 Rejected::UnknownKey => Inactive::UnknownKey,
                 Rejected::BadSignature => Inactive::BadSignature,
                 Rejected::WrongKind => Inactive::NotAnAccessToken,
                 Rejected::ForeignIssuer => Inactive::ForeignIssuer,
-            })
+                Rejected::NotMinted => Inactive::NotMinted,
+            }))
     }
 }
 
@@ -126,7 +135,7 @@ impl Provider {
         client: &Client,
         token: &str,
     ) -> Result<Option<Value>, Error> {
-        let Ok(claims) = self.verify_own::<RefreshTokenClaims>(token) else {
+        let Ok(claims) = self.verify_own::<RefreshTokenClaims>(token).await? else {
             return Ok(None);
         };
         let Some(record) = self.store().refresh_token(&claims.jti).await? else {

@@ -12,7 +12,9 @@ use tessera_jose::{Algorithm, Jwk, JwkSet, SigningKey, VerifyingKey};
 
 use crate::clock::{Clock, UnixTime};
 use crate::crypto::KeyEncryptionKey;
+use crate::model::Resource;
 use crate::settings::Settings;
+use crate::shared_secret::{SharedKey, SharedKeys};
 use crate::store::{KeyStore, StoreError, StoredKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -226,10 +228,12 @@ impl KeyRing {
     }
 }
 
-/// Owns the current key ring and keeps it in step with the store.
+/// Owns the current key ring and keeps it in step with the store, and the
+/// opened shared secrets of HS256 resources.
 #[derive(Debug)]
 pub struct KeyManager {
     ring: RwLock<Arc<KeyRing>>,
+    shared: SharedKeys,
     kek: KeyEncryptionKey,
 }
 
@@ -256,8 +260,15 @@ impl KeyManager {
     pub fn new(kek: KeyEncryptionKey) -> Self {
         KeyManager {
             ring: RwLock::new(Arc::new(KeyRing::default())),
+            shared: SharedKeys::default(),
             kek,
         }
+    }
+
+    /// The key of `resource`'s current shared secret (HS256 resources only),
+    /// opened once and kept until the secret changes.
+    pub fn shared_key(&self, resource: &Resource) -> Result<Option<Arc<SharedKey>>, KeyError> {
+        self.shared.key(resource, &self.kek)
     }
 
     /// The key-encryption key, for other values sealed at rest or in transit.

@@ -25,9 +25,11 @@ pub mod people;
 pub mod pkce;
 pub mod provider;
 pub mod registration;
+pub mod resources;
 pub mod revocation;
 pub mod scope;
 pub mod settings;
+pub mod shared_secret;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

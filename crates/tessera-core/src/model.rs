@@ -344,7 +344,51 @@ pub struct Resource {
     /// When set, every access token for this API has this format.
     pub token_format: Option<TokenFormat>,
     pub accepts: AcceptedTokens,
+    /// The algorithm of this API's JWT access tokens when it is not the
+    /// server's `signing_alg`: RS256 for libraries that verify nothing else,
+    /// or HS256 with the shared secret below.
+    pub signing_alg: Option<tessera_jose::Algorithm>,
+    /// Counts the shared secrets the resource has had (0: none yet), so that
+    /// the `kid` naming a secret never names another one later.
+    pub secret_version: i64,
+    /// The HS256 shared secret; present exactly when `signing_alg` is HS256.
+    pub sealed_secret: Option<SealedSecret>,
     pub created_at: UnixTime,
+}
+
+impl Resource {
+    /// A resource with the server's defaults: no scopes of its own, any
+    /// token format, user and app tokens, the server's signing key.
+    pub fn new(audience: impl Into<String>, created_at: UnixTime) -> Resource {
+        Resource {
+            audience: audience.into(),
+            scopes: Scope::default(),
+            token_format: None,
+            accepts: AcceptedTokens::Both,
+            signing_alg: None,
+            secret_version: 0,
+            sealed_secret: None,
+            created_at,
+        }
+    }
+
+    /// The `kid` of the current shared secret, if the resource has one.
+    pub fn secret_kid(&self) -> Option<String> {
+        self.sealed_secret
+            .as_ref()
+            .map(|_| crate::shared_secret::kid_for(&self.audience, self.secret_version))
+    }
+}
+
+/// A resource's shared secret sealed with the key-encryption key. Unlike a
+/// client secret it cannot be stored as a digest: the server signs with it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret(pub Vec<u8>);
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealedSecret({} bytes)", self.0.len())
+    }
 }
 
 #[cfg(test)]

@@ -163,7 +163,7 @@ impl Provider {
     ) -> Result<Logout, Error> {
         let hint = match id_token_hint {
             Some(hint) => {
-                let claims = self.verify_id_token_hint(hint).ok_or_else(|| {
+                let claims = self.verify_id_token_hint(hint).await?.ok_or_else(|| {
                     Error::new(
                         Reason::InvalidLogoutRequest,
                         "id_token_hint is not an ID token of this server",
@@ -230,7 +230,7 @@ impl Provider {
     }
 
     /// An ID token of this server, signature checked, expiry not (a hint may be old).
-    fn verify_id_token_hint(&self, token: &str) -> Option<IdTokenClaims> {
-        self.verify_own(token).ok()
+    async fn verify_id_token_hint(&self, token: &str) -> Result<Option<IdTokenClaims>, Error> {
+        Ok(self.verify_own(token).await?.ok())
     }
 }

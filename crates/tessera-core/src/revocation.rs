@@ -25,7 +25,7 @@ impl Provider {
             )
         };
         if is_jwt(token)
-            && let Ok(claims) = self.verify_own::<RefreshTokenClaims>(token)
+            && let Ok(claims) = self.verify_own::<RefreshTokenClaims>(token).await?
         {
             if claims.aud != client.id {
                 return Err(not_yours());
@@ -40,7 +40,7 @@ impl Provider {
             return Ok(());
         }
         if is_jwt(token) {
-            let Ok(claims) = self.verify_jwt_access_token(token) else {
+            let Ok(claims) = self.verify_jwt_access_token(token).await? else {
                 return Ok(());
             };
             if claims.client_id != client.id {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::clock::UnixTime;
 use crate::crypto::SecretDigest;
-use crate::model::{Client, Resource};
+use crate::model::{Client, Resource, SealedSecret};
 use crate::scope::Scope;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +60,23 @@ pub trait ClientStore: Send + Sync {
 #[async_trait]
 pub trait ResourceStore: Send + Sync {
     async fn resource(&self, audience: &str) -> StoreResult<Option<Resource>>;
+    /// Fails with [`StoreError::Conflict`] if the audience is taken.
     async fn insert_resource(&self, resource: &Resource) -> StoreResult<()>;
     async fn resources(&self) -> StoreResult<Vec<Resource>>;
+    /// Replaces the resource's settings and secret (everything but its
+    /// audience and creation time) in one statement, only if its secret
+    /// version is still `secret_version`: a rotation in between is never
+    /// undone. Returns whether it was replaced.
+    async fn update_resource(&self, resource: &Resource, secret_version: i64) -> StoreResult<bool>;
+    /// Stores the next shared secret of an HS256 resource whose secret version
+    /// is `from_version`, as version `from_version + 1`, in one statement:
+    /// of two rotations at once, one wins. Returns whether it was stored.
+    async fn rotate_resource_secret(
+        &self,
+        audience: &str,
+        from_version: i64,
+        sealed: &SealedSecret,
+    ) -> StoreResult<bool>;
 }
 
 /// A signing key as stored: the private key sealed with the key-encryption key.

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 use crate::clock::UnixTime;
 use crate::crypto::SecretDigest;
-use crate::model::{Client, Resource};
+use crate::model::{Client, Resource, SealedSecret};
 use crate::store::{
     AuthorizationCode, CODE_RETENTION, ClientStore, CodeStore, CodeUse, Consent, ConsentStore,
     DeviceAuthorization, DevicePoll, DeviceStatus, DeviceStore, KeyStore, LOGIN_FAILURE_RETENTION,
@@ -149,6 +149,41 @@ impl ResourceStore for MemoryStore {
         let mut resources: Vec<Resource> = self.state().await.resources.values().cloned().collect();
         resources.sort_by(|a, b| (a.created_at, &a.audience).cmp(&(b.created_at, &b.audience)));
         Ok(resources)
+    }
+
+    async fn update_resource(&self, resource: &Resource, secret_version: i64) -> StoreResult<bool> {
+        let mut state = self.state().await;
+        match state.resources.get_mut(&resource.audience) {
+            Some(stored) if stored.secret_version == secret_version => {
+                // Everything but the audience and the creation time.
+                *stored = Resource {
+                    created_at: stored.created_at,
+                    ..resource.clone()
+                };
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn rotate_resource_secret(
+        &self,
+        audience: &str,
+        from_version: i64,
+        sealed: &SealedSecret,
+    ) -> StoreResult<bool> {
+        let mut state = self.state().await;
+        match state.resources.get_mut(audience) {
+            Some(stored)
+                if stored.secret_version == from_version
+                    && stored.signing_alg == Some(tessera_jose::Algorithm::HS256) =>
+            {
+                stored.sealed_secret = Some(sealed.clone());
+                stored.secret_version = from_version + 1;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 

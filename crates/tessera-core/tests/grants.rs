@@ -106,11 +106,9 @@ impl World {
         self.provider
             .store()
             .insert_resource(&Resource {
-                audience: audience.to_owned(),
                 scopes: scope(scopes),
-                token_format: None,
                 accepts,
-                created_at: T0,
+                ..Resource::new(audience, T0)
             })
             .await
             .expect("insert_resource");
@@ -253,6 +251,8 @@ impl World {
         let claims: RefreshTokenClaims = self
             .provider
             .verify_own(refresh_token)
+            .await
+            .expect("verify")
             .expect("a refresh token of this server");
         self.provider
             .store()
@@ -279,10 +279,12 @@ impl World {
             .is_ok()
     }
 
-    fn id_token(&self, response: &TokenResponse) -> IdTokenClaims {
+    async fn id_token(&self, response: &TokenResponse) -> IdTokenClaims {
         let token = response.id_token.as_deref().expect("an ID token");
         self.provider
             .verify_own(token)
+            .await
+            .expect("verify")
             .expect("an ID token of ours")
     }
 
@@ -792,7 +794,7 @@ async fn the_password_grant_issues_the_users_tokens_for_the_right_password() {
         alice.id
     );
     assert!(password::verify(PASSWORD, &alice.password_hash));
-    let id_token = world.id_token(&response);
+    let id_token = world.id_token(&response).await;
     assert_eq!(id_token.sub, alice.id);
     assert_eq!(id_token.user_claims["preferred_username"], "alice");
     // A successful login leaves no failure behind.
@@ -989,7 +991,7 @@ async fn a_code_is_exchanged_for_the_users_tokens_and_records_them() {
         (alice.id.as_str(), Some(auth_time))
     );
     assert_eq!(response.scope.as_deref(), Some("openid profile"));
-    let id_token = world.id_token(&response);
+    let id_token = world.id_token(&response).await;
     assert_eq!(id_token.nonce.as_deref(), Some("n-0S6_WzA2Mj"));
     assert_eq!(id_token.sid, Some(session.session.sid));
     assert_eq!(id_token.aud, client.id);
@@ -1340,6 +1342,7 @@ async fn a_refresh_may_narrow_the_scope_and_the_grant_keeps_its_own() {
     assert!(
         !world
             .id_token(&narrowed)
+            .await
             .user_claims
             .contains_key("preferred_username"),
         "the ID token follows the narrowed scope"
@@ -1580,7 +1583,7 @@ async fn an_approved_device_code_issues_tokens_once() {
     world.decide("WDJBMJHT", &dave, true).await;
     let response = issued(world.poll(&client, &device_code).await);
     assert_eq!(world.access(&response.access_token).await.sub, dave.id);
-    assert_eq!(world.id_token(&response).auth_time, T0 - 5);
+    assert_eq!(world.id_token(&response).await.auth_time, T0 - 5);
     assert!(world.refresh_record(refresh_token(&response)).await.offline);
     // Spent, and not told to slow down however soon it is polled.
     refused_for(

@@ -229,11 +229,46 @@ pub enum ResourceCommand {
         /// Which tokens the API accepts: user, app or both (default).
         #[arg(long, default_value = "both")]
         accepts: String,
+        /// Sign the API's JWT access tokens with this algorithm whatever the
+        /// server's signing_alg: ES256, RS256 (for libraries that verify
+        /// nothing else), PS256, EdDSA, or HS256 with a secret shared with the
+        /// API alone (printed once).
+        #[arg(long, value_name = "ALG")]
+        signing_alg: Option<String>,
         #[command(flatten)]
         json: Json,
     },
     /// List resources.
     List(Json),
+    /// Change a resource's settings; the ones not given stay as they are.
+    /// Changing to HS256 prints a new shared secret once.
+    Update {
+        /// The resource's audience.
+        audience: String,
+        /// Scopes the API defines, space-separated (replaces the list; "" for none).
+        #[arg(long)]
+        scope: Option<String>,
+        /// jwt, reference, or default (the client's or the server's).
+        #[arg(long, value_name = "FORMAT")]
+        token_format: Option<String>,
+        /// Which tokens the API accepts: user, app or both.
+        #[arg(long)]
+        accepts: Option<String>,
+        /// ES256, RS256, PS256, EdDSA, HS256, or default (the server's signing_alg).
+        #[arg(long, value_name = "ALG")]
+        signing_alg: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Replace an HS256 resource's shared secret and print the new one once.
+    /// Tokens signed with the old secret are refused here at once; give the
+    /// new secret to the API at the same time.
+    RotateSecret {
+        /// The resource's audience.
+        audience: String,
+        #[command(flatten)]
+        json: Json,
+    },
 }
 
 #[derive(Debug, Subcommand)]

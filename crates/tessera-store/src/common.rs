@@ -47,6 +47,14 @@ pub(crate) const CLIENT_SETTINGS_COLUMNS: &str = "name, auth_method, grants, red
      audiences, token_format, access_token_ttl, introspection, require_pkce, id_token_alg, \
      post_logout_redirect_uris";
 
+pub(crate) const RESOURCE_COLUMNS: &str = "audience, scopes, token_format, accepts, created_at, \
+     signing_alg, secret_version, sealed_secret";
+
+/// The columns a resource's settings fill, in the order
+/// `bind_resource_settings` binds them.
+pub(crate) const RESOURCE_SETTINGS_COLUMNS: &str =
+    "scopes, token_format, accepts, signing_alg, secret_version, sealed_secret";
+
 pub(crate) const USER_COLUMNS: &str = "id, username, email, name, password_hash, created_at";
 
 pub(crate) const SESSION_COLUMNS: &str = "digest, sid, user_id, auth_time, last_seen, expires_at";
@@ -80,7 +88,7 @@ macro_rules! impl_store {
         use async_trait::async_trait;
         use sqlx::Row as _;
         use tessera_core::crypto::SecretDigest;
-        use tessera_core::model::{Client, Resource};
+        use tessera_core::model::{Client, Resource, SealedSecret};
         use tessera_core::scope::Scope;
         use tessera_core::store::{
             AuthorizationCode, ClientStore, CodeStore, CodeUse, Consent, ConsentStore, KeyStore,
@@ -90,7 +98,7 @@ macro_rules! impl_store {
         };
         use $crate::common::{
             CLIENT_COLUMNS, CLIENT_SETTINGS_COLUMNS, CODE_COLUMNS, DEVICE_COLUMNS, CODE_RETENTION, CONSENT_COLUMNS, LOGIN_FAILURE_RETENTION,
-            REFRESH_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, digest_column, from_json, map_err,
+            REFRESH_COLUMNS, RESOURCE_COLUMNS, RESOURCE_SETTINGS_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, digest_column, from_json, map_err,
             parse_column, scope_column, to_json,
         };
 
@@ -168,6 +176,8 @@ macro_rules! impl_store {
             let scopes: String = row.try_get("scopes").map_err(get_err)?;
             let token_format: Option<String> = row.try_get("token_format").map_err(get_err)?;
             let accepts: String = row.try_get("accepts").map_err(get_err)?;
+            let signing_alg: Option<String> = row.try_get("signing_alg").map_err(get_err)?;
+            let sealed_secret: Option<Vec<u8>> = row.try_get("sealed_secret").map_err(get_err)?;
             Ok(Resource {
                 audience: row.try_get("audience").map_err(get_err)?,
                 scopes: Scope::parse(&scopes)
@@ -176,8 +186,28 @@ macro_rules! impl_store {
                     .map(|f| parse_column(&f, "token_format"))
                     .transpose()?,
                 accepts: parse_column(&accepts, "accepts")?,
+                signing_alg: signing_alg
+                    .map(|a| parse_column(&a, "signing_alg"))
+                    .transpose()?,
+                secret_version: row.try_get("secret_version").map_err(get_err)?,
+                sealed_secret: sealed_secret.map(SealedSecret),
                 created_at: row.try_get("created_at").map_err(get_err)?,
             })
+        }
+
+        /// Binds a resource's settings, in the order of
+        /// `RESOURCE_SETTINGS_COLUMNS`: one list for the insert and the update.
+        fn bind_resource_settings<'q>(
+            query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+            resource: &'q Resource,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+            query
+                .bind(resource.scopes.to_string())
+                .bind(resource.token_format.map(|f| f.as_str()))
+                .bind(resource.accepts.as_str())
+                .bind(resource.signing_alg.map(|a| a.as_str()))
+                .bind(resource.secret_version)
+                .bind(resource.sealed_secret.as_ref().map(|s| s.0.as_slice()))
         }
 
         fn key_from_row(row: &Row) -> StoreResult<StoredKey> {
@@ -295,48 +325,80 @@ macro_rules! impl_store {
         #[async_trait]
         impl ResourceStore for $store {
             async fn resource(&self, audience: &str) -> StoreResult<Option<Resource>> {
-                sqlx::query(
-                    "SELECT audience, scopes, token_format, accepts, created_at FROM resources WHERE audience = $1",
-                )
-                .bind(audience)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_err)?
-                .as_ref()
-                .map(resource_from_row)
-                .transpose()
+                let sql = const_format::concatcp!("SELECT ", RESOURCE_COLUMNS, " FROM resources WHERE audience = $1");
+                sqlx::query(sql)
+                    .bind(audience)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(resource_from_row)
+                    .transpose()
             }
 
             async fn insert_resource(&self, resource: &Resource) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO resources (audience, scopes, token_format, accepts, created_at) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&resource.audience)
-                .bind(resource.scopes.to_string())
-                .bind(resource.token_format.map(|f| f.as_str()))
-                .bind(resource.accepts.as_str())
-                .bind(resource.created_at)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| match map_err(e) {
-                    StoreError::Conflict(_) => {
-                        StoreError::Conflict(format!("resource {:?}", resource.audience))
-                    }
-                    other => other,
-                })?;
+                let sql = const_format::concatcp!(
+                    "INSERT INTO resources (", RESOURCE_SETTINGS_COLUMNS, ", audience, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                );
+                bind_resource_settings(sqlx::query(sql), resource)
+                    .bind(&resource.audience)
+                    .bind(resource.created_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| match map_err(e) {
+                        StoreError::Conflict(_) => {
+                            StoreError::Conflict(format!("resource {:?}", resource.audience))
+                        }
+                        other => other,
+                    })?;
                 Ok(())
             }
 
             async fn resources(&self) -> StoreResult<Vec<Resource>> {
-                sqlx::query(
-                    "SELECT audience, scopes, token_format, accepts, created_at FROM resources ORDER BY created_at, audience",
+                let sql = const_format::concatcp!("SELECT ", RESOURCE_COLUMNS, " FROM resources ORDER BY created_at, audience");
+                sqlx::query(sql)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .iter()
+                    .map(resource_from_row)
+                    .collect()
+            }
+
+            async fn update_resource(&self, resource: &Resource, secret_version: i64) -> StoreResult<bool> {
+                let sql = const_format::concatcp!(
+                    "UPDATE resources SET (", RESOURCE_SETTINGS_COLUMNS, ") = \
+                     ($1, $2, $3, $4, $5, $6) WHERE audience = $7 AND secret_version = $8"
+                );
+                let updated = bind_resource_settings(sqlx::query(sql), resource)
+                    .bind(&resource.audience)
+                    .bind(secret_version)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                Ok(updated > 0)
+            }
+
+            async fn rotate_resource_secret(
+                &self,
+                audience: &str,
+                from_version: i64,
+                sealed: &SealedSecret,
+            ) -> StoreResult<bool> {
+                let updated = sqlx::query(
+                    "UPDATE resources SET sealed_secret = $1, secret_version = $2 + 1 \
+                     WHERE audience = $3 AND secret_version = $2 AND signing_alg = 'HS256'",
                 )
-                .fetch_all(&self.pool)
+                .bind(sealed.0.as_slice())
+                .bind(from_version)
+                .bind(audience)
+                .execute(&self.pool)
                 .await
                 .map_err(map_err)?
-                .iter()
-                .map(resource_from_row)
-                .collect()
+                .rows_affected();
+                Ok(updated > 0)
             }
         }
 

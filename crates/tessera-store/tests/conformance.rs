@@ -13,7 +13,8 @@ use serde_json::json;
 use sqlx::Connection as _;
 use tessera_core::crypto::{SecretDigest, random_bytes, random_token};
 use tessera_core::model::{
-    AcceptedTokens, Client, ClientAuthMethod, GrantType, IntrospectionPolicy, Resource, TokenFormat,
+    AcceptedTokens, Client, ClientAuthMethod, GrantType, IntrospectionPolicy, Resource,
+    SealedSecret, TokenFormat,
 };
 use tessera_core::scope::Scope;
 use tessera_core::store::{
@@ -567,6 +568,9 @@ async fn check_resources(store: &dyn Store) {
         scopes: Scope::from_tokens(["orders:read", "orders:write"]),
         token_format: Some(TokenFormat::Jwt),
         accepts: AcceptedTokens::App,
+        signing_alg: Some(tessera_jose::Algorithm::HS256),
+        secret_version: 3,
+        sealed_secret: Some(SealedSecret(random_bytes::<60>().to_vec())),
         created_at: base + 2,
     };
     let billing = Resource {
@@ -574,6 +578,9 @@ async fn check_resources(store: &dyn Store) {
         scopes: Scope::default(),
         token_format: None,
         accepts: AcceptedTokens::User,
+        signing_alg: Some(tessera_jose::Algorithm::RS256),
+        secret_version: 2,
+        sealed_secret: None,
         created_at: base + 1,
     };
     let reports = Resource {
@@ -581,6 +588,9 @@ async fn check_resources(store: &dyn Store) {
         scopes: Scope::from_tokens(["reports"]),
         token_format: Some(TokenFormat::Reference),
         accepts: AcceptedTokens::Both,
+        signing_alg: None,
+        secret_version: 0,
+        sealed_secret: None,
         created_at: base,
     };
     for resource in [&orders, &billing, &reports] {
@@ -623,6 +633,117 @@ async fn check_resources(store: &dyn Store) {
     assert_eq!(
         store.resource(&orders.audience).await.expect("resource"),
         Some(orders)
+    );
+}
+
+async fn check_resource_updates(store: &dyn Store) {
+    let plain = Resource::new(
+        format!("https://api.example/{}", unique("ledger")),
+        1_700_000_000,
+    );
+    store
+        .insert_resource(&plain)
+        .await
+        .expect("insert_resource");
+
+    // Every setting changes in one update, guarded by the secret version read.
+    let sealed = SealedSecret(random_bytes::<60>().to_vec());
+    let hs256 = Resource {
+        scopes: Scope::from_tokens(["ledger:read"]),
+        token_format: Some(TokenFormat::Jwt),
+        accepts: AcceptedTokens::App,
+        signing_alg: Some(tessera_jose::Algorithm::HS256),
+        secret_version: 1,
+        sealed_secret: Some(sealed.clone()),
+        // Never changed by an update.
+        created_at: 1,
+        ..plain.clone()
+    };
+    assert!(
+        store
+            .update_resource(&hs256, 0)
+            .await
+            .expect("update_resource")
+    );
+    let stored = store.resource(&plain.audience).await.expect("resource");
+    assert_eq!(
+        stored,
+        Some(Resource {
+            created_at: plain.created_at,
+            ..hs256.clone()
+        })
+    );
+    // Read at version 0: a later update from that read would undo the secret.
+    assert!(
+        !store
+            .update_resource(&plain, 0)
+            .await
+            .expect("stale update_resource")
+    );
+    assert!(
+        !store
+            .update_resource(&Resource::new(unique("missing"), 0), 0)
+            .await
+            .expect("update_resource of a missing resource")
+    );
+
+    // Rotation: from the current version only, one step, the new sealed value.
+    let next = SealedSecret(random_bytes::<60>().to_vec());
+    assert!(
+        !store
+            .rotate_resource_secret(&plain.audience, 0, &next)
+            .await
+            .expect("stale rotate")
+    );
+    assert!(
+        store
+            .rotate_resource_secret(&plain.audience, 1, &next)
+            .await
+            .expect("rotate_resource_secret")
+    );
+    let rotated = store
+        .resource(&plain.audience)
+        .await
+        .expect("resource")
+        .expect("exists");
+    assert_eq!(rotated.secret_version, 2);
+    assert_eq!(rotated.sealed_secret, Some(next.clone()));
+    assert_eq!(rotated.scopes, hs256.scopes);
+    assert!(
+        !store
+            .rotate_resource_secret(&plain.audience, 1, &sealed)
+            .await
+            .expect("replayed rotate")
+    );
+
+    // Away from HS256: the secret goes, the version stays, and there is
+    // nothing left to rotate.
+    let rs256 = Resource {
+        signing_alg: Some(tessera_jose::Algorithm::RS256),
+        sealed_secret: None,
+        ..rotated.clone()
+    };
+    assert!(
+        store
+            .update_resource(&rs256, 2)
+            .await
+            .expect("update_resource")
+    );
+    assert_eq!(
+        store.resource(&plain.audience).await.expect("resource"),
+        Some(rs256.clone())
+    );
+    assert!(
+        !store
+            .rotate_resource_secret(&plain.audience, 2, &next)
+            .await
+            .expect("rotate without HS256")
+    );
+    assert!(
+        !store
+            .rotate_resource_secret(&unique("missing"), 0, &next)
+            .await
+            .expect("rotate a missing resource")
     );
 }
 
@@ -2270,11 +2391,8 @@ async fn check_resource_race(store: &Arc<dyn Store>) {
     let audience = unique("contested");
     let results = race(store, |store, i| {
         let resource = Resource {
-            audience: audience.clone(),
             scopes: Scope::from_tokens([format!("scope{i}")]),
-            token_format: None,
-            accepts: AcceptedTokens::Both,
-            created_at: 1_700_000_000,
+            ..Resource::new(audience.clone(), 1_700_000_000)
         };
         async move { store.insert_resource(&resource).await.map(|()| resource) }
     })
@@ -2292,6 +2410,42 @@ async fn check_resource_race(store: &Arc<dyn Store>) {
         store.resource(&audience).await.expect("resource").as_ref(),
         winners.first()
     );
+}
+
+async fn check_resource_secret_race(store: &Arc<dyn Store>) {
+    let resource = Resource {
+        signing_alg: Some(tessera_jose::Algorithm::HS256),
+        secret_version: 1,
+        sealed_secret: Some(SealedSecret(vec![1; 60])),
+        ..Resource::new(unique("rotated"), 1_700_000_000)
+    };
+    store
+        .insert_resource(&resource)
+        .await
+        .expect("insert_resource");
+    let audience = resource.audience.clone();
+    // Every racer read version 1: one rotation wins, and its secret is stored.
+    let results = race(store, |store, i| {
+        let audience = audience.clone();
+        async move {
+            let sealed = SealedSecret(vec![u8::try_from(i + 2).expect("few racers"); 60]);
+            let won = store
+                .rotate_resource_secret(&audience, 1, &sealed)
+                .await
+                .expect("racing rotate_resource_secret");
+            won.then_some(sealed)
+        }
+    })
+    .await;
+    let winners: Vec<SealedSecret> = results.into_iter().flatten().collect();
+    assert_eq!(winners.len(), 1, "racing rotations");
+    let stored = store
+        .resource(&audience)
+        .await
+        .expect("resource")
+        .expect("exists");
+    assert_eq!(stored.secret_version, 2);
+    assert_eq!(stored.sealed_secret.as_ref(), winners.first());
 }
 
 async fn check_revocation_races(store: &Arc<dyn Store>) {
@@ -2777,6 +2931,7 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_client_secrets(&*store).await;
     check_delete_client(&*store).await;
     check_resources(&*store).await;
+    check_resource_updates(&*store).await;
     check_keys(&*store).await;
     check_insert_key_unless_newer(&*store).await;
     check_reference_tokens(&*store).await;
@@ -2797,6 +2952,7 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_key_race(&store, key_race).await;
     check_client_races(&store).await;
     check_resource_race(&store).await;
+    check_resource_secret_race(&store).await;
     check_revocation_races(&store).await;
     check_code_race(&store).await;
     check_refresh_race(&store).await;

@@ -9,6 +9,7 @@
 //! A new grant is one module here and one line in [`all`].
 
 use async_trait::async_trait;
+use tessera_jose::Algorithm;
 
 use crate::error::{Error, Reason};
 use crate::model::{Client, GrantType, Resource, TokenFormat};
@@ -120,6 +121,15 @@ pub struct Targets {
     pub requested: Vec<String>,
     pub audiences: Vec<String>,
     pub resources: Vec<Resource>,
+}
+
+/// How a JWT access token for some targets is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessSigning<'a> {
+    /// With the server's current key of this algorithm.
+    Key(Algorithm),
+    /// With the shared secret of this resource, the token's only audience.
+    SharedSecret(&'a Resource),
 }
 
 impl Targets {
@@ -237,6 +247,63 @@ impl Targets {
             None => client.token_format.unwrap_or(default),
         }
     }
+
+    /// How the JWT access token is signed: a resource's `signing_alg` wins over
+    /// the server's (an API whose library verifies only RS256 gets RS256);
+    /// resources without one take what the others ask for. A token cannot
+    /// serve audiences that ask for different algorithms (`invalid_target`,
+    /// RFC 8707 §2), and a shared secret signs tokens for its resource alone:
+    /// its holder could otherwise mint tokens for the other audiences, and they
+    /// could not verify it anyway.
+    pub fn signing(&self, server_alg: Algorithm) -> Result<AccessSigning<'_>, Error> {
+        let mut chosen: Option<(&Resource, Algorithm)> = None;
+        for resource in &self.resources {
+            let Some(alg) = resource.signing_alg else {
+                continue;
+            };
+            match chosen {
+                None => chosen = Some((resource, alg)),
+                Some((first, first_alg)) if first_alg != alg => {
+                    return Err(Error::new(
+                        Reason::TargetsCannotShareSignature,
+                        format!(
+                            "{} accepts {first_alg} tokens and {} accepts {alg} tokens: one token \
+                         cannot be signed for both; request a token for each",
+                            first.audience, resource.audience
+                        ),
+                    ));
+                }
+                Some((first, _)) if alg == Algorithm::HS256 => {
+                    return Err(Error::new(
+                        Reason::TargetsCannotShareSignature,
+                        format!(
+                            "{} and {} each verify tokens with a secret of their own: one token \
+                         cannot be signed for both; request a token for each",
+                            first.audience, resource.audience
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        match chosen {
+            None => Ok(AccessSigning::Key(server_alg)),
+            Some((resource, Algorithm::HS256)) => {
+                if self.audiences.len() > 1 {
+                    return Err(Error::new(
+                        Reason::TargetsCannotShareSignature,
+                        format!(
+                            "{} verifies tokens with a secret shared with it alone, so its tokens \
+                         cannot name other audiences; request a token for each",
+                            resource.audience
+                        ),
+                    ));
+                }
+                Ok(AccessSigning::SharedSecret(resource))
+            }
+            Some((_, alg)) => Ok(AccessSigning::Key(alg)),
+        }
+    }
 }
 
 /// Grants the requested scope if the client (and the targets) allow all of it, or
@@ -265,5 +332,112 @@ pub fn grant_scope(
                 )))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::model::SealedSecret;
+
+    fn resource(audience: &str, alg: Option<Algorithm>) -> Resource {
+        let mut resource = Resource::new(audience, 0);
+        resource.signing_alg = alg;
+        if alg == Some(Algorithm::HS256) {
+            resource.secret_version = 1;
+            resource.sealed_secret = Some(SealedSecret(vec![0; 60]));
+        }
+        resource
+    }
+
+    /// Targets for these audiences, of which `resources` are registered.
+    fn targets(audiences: &[&str], resources: Vec<Resource>) -> Targets {
+        Targets {
+            requested: vec![],
+            audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
+            resources,
+        }
+    }
+
+    fn refusal(targets: &Targets) -> String {
+        let err = targets.signing(Algorithm::ES256).expect_err("refused");
+        assert_eq!(err.reason, Reason::TargetsCannotShareSignature, "{err}");
+        assert_eq!(err.code(), ErrorCode::InvalidTarget);
+        err.description.into_owned()
+    }
+
+    #[test]
+    fn a_resource_algorithm_wins_over_the_servers() {
+        let none = targets(&["https://a"], vec![resource("https://a", None)]);
+        assert_eq!(
+            none.signing(Algorithm::ES256),
+            Ok(AccessSigning::Key(Algorithm::ES256))
+        );
+        let unregistered = targets(&["https://a"], vec![]);
+        assert_eq!(
+            unregistered.signing(Algorithm::PS256),
+            Ok(AccessSigning::Key(Algorithm::PS256))
+        );
+        let rs256 = targets(
+            &["https://a", "https://b", "https://c"],
+            vec![
+                resource("https://a", None),
+                resource("https://b", Some(Algorithm::RS256)),
+                resource("https://c", Some(Algorithm::RS256)),
+            ],
+        );
+        assert_eq!(
+            rs256.signing(Algorithm::ES256),
+            Ok(AccessSigning::Key(Algorithm::RS256)),
+            "agreeing resources and one without a preference"
+        );
+        let hs256 = targets(
+            &["https://a"],
+            vec![resource("https://a", Some(Algorithm::HS256))],
+        );
+        assert_eq!(
+            hs256.signing(Algorithm::ES256),
+            Ok(AccessSigning::SharedSecret(&hs256.resources[0]))
+        );
+    }
+
+    #[test]
+    fn targets_that_cannot_share_a_signature_are_refused() {
+        let disagree = targets(
+            &["https://a", "https://b"],
+            vec![
+                resource("https://a", Some(Algorithm::RS256)),
+                resource("https://b", Some(Algorithm::EdDSA)),
+            ],
+        );
+        let message = refusal(&disagree);
+        assert!(
+            message.contains("https://a accepts RS256 tokens and https://b accepts EdDSA tokens"),
+            "{message}"
+        );
+        let symmetric_and_not = targets(
+            &["https://a", "https://b"],
+            vec![
+                resource("https://a", Some(Algorithm::HS256)),
+                resource("https://b", Some(Algorithm::ES256)),
+            ],
+        );
+        assert!(refusal(&symmetric_and_not).contains("HS256"));
+        let two_secrets = targets(
+            &["https://a", "https://b"],
+            vec![
+                resource("https://a", Some(Algorithm::HS256)),
+                resource("https://b", Some(Algorithm::HS256)),
+            ],
+        );
+        assert!(refusal(&two_secrets).contains("a secret of their own"));
+        // An audience that is no registered resource still could not verify
+        // the token, and the secret's holder could mint tokens for it.
+        let with_unregistered = targets(
+            &["https://a", "https://elsewhere"],
+            vec![resource("https://a", Some(Algorithm::HS256))],
+        );
+        assert!(refusal(&with_unregistered).contains("alone"));
     }
 }

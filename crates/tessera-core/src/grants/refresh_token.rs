@@ -38,6 +38,7 @@ impl Grant for RefreshTokenGrant {
             |reason: Reason| Error::new(reason, "the refresh token is invalid, expired or revoked");
         let claims: RefreshTokenClaims = provider
             .verify_own(token)
+            .await?
             .map_err(|_| invalid(Reason::RefreshTokenInvalid))?;
         // Bound to the client (RFC 6749 §10.4): checked before any state changes,
         // so another client presenting a stolen token cannot burn it.

@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use crate::clock::UnixTime;
 use crate::crypto::{SecretDigest, random_id, random_token};
 use crate::error::Error;
-use crate::grants::{SubjectKind, Targets};
+use crate::grants::{AccessSigning, SubjectKind, Targets};
 use crate::model::{Client, GrantType, TokenFormat};
 use crate::oidc;
 use crate::provider::Provider;
 use crate::scope::Scope;
+use crate::shared_secret;
 use crate::store::{ReferenceToken, RefreshToken, User};
 use crate::tokens::{ACCESS_TOKEN_TYP, AccessTokenClaims, Actor, Audience, TokenResponse};
 
@@ -185,8 +186,15 @@ impl Issuer<'_> {
         let format = issue
             .targets
             .token_format(client, settings.default_token_format);
+        // Decided before anything is minted or stored: targets that cannot
+        // share one signed token are refused whole. A reference token is not
+        // signed, so its audiences have nothing to disagree on.
+        let signing = match format {
+            TokenFormat::Jwt => Some(issue.targets.signing(settings.signing_alg)?),
+            TokenFormat::Reference => None,
+        };
         let scope_text = (!issue.scope.is_empty()).then(|| issue.scope.to_string());
-        let claims = AccessTokenClaims {
+        let mut claims = AccessTokenClaims {
             iss: settings.issuer.clone(),
             sub: subject,
             aud: Audience::from_list(issue.targets.audiences.clone()),
@@ -200,7 +208,12 @@ impl Issuer<'_> {
             acr: issue.acr.clone(),
             act: issue.act.clone(),
         };
-        let access_token = self.access_token(&claims, format).await?;
+        if let Some(AccessSigning::SharedSecret(_)) = signing {
+            // Before the jti is recorded anywhere: see `shared_secret`.
+            shared_secret::seal_jti(provider.keys().kek(), &mut claims)
+                .map_err(|e| Error::server_error(&e))?;
+        }
+        let access_token = self.access_token(&claims, signing).await?;
         let mut response = TokenResponse::bearer(access_token.clone(), ttl, scope_text);
 
         let mut family_id = None;
@@ -238,24 +251,50 @@ impl Issuer<'_> {
         })
     }
 
-    /// A signed JWT (no database write at all), or a reference token stored
-    /// only as its digest.
+    /// A JWT signed as `signing` says (no database write at all), or without
+    /// `signing` a reference token stored only as its digest.
     async fn access_token(
         &self,
         claims: &AccessTokenClaims,
-        format: TokenFormat,
+        signing: Option<AccessSigning<'_>>,
     ) -> Result<String, Error> {
         let provider = self.provider;
-        match format {
-            TokenFormat::Jwt => {
-                let ring = provider.keys().ring();
+        match signing {
+            Some(AccessSigning::Key(alg)) => {
+                let mut ring = provider.keys().ring();
+                if ring.signing_key(alg, claims.iat).is_none() {
+                    // The first key of a resource's algorithm is made by
+                    // `tessera resource create` in another process; the
+                    // periodic refresh picks it up within a second, and one
+                    // reload here spares the requests of that second.
+                    provider
+                        .keys()
+                        .refresh(provider.store())
+                        .await
+                        .map_err(|e| Error::server_error(&e))?;
+                    ring = provider.keys().ring();
+                }
                 let key = ring
-                    .signing_key(provider.settings().signing_alg, claims.iat)
-                    .ok_or_else(|| Error::server_error(&"no active signing key"))?;
+                    .signing_key(alg, claims.iat)
+                    .ok_or_else(|| Error::server_error(&format!("no active {alg} signing key")))?;
                 tessera_jose::encode(key, ACCESS_TOKEN_TYP, claims)
                     .map_err(|e| Error::server_error(&e))
             }
-            TokenFormat::Reference => {
+            Some(AccessSigning::SharedSecret(resource)) => {
+                let key = provider
+                    .keys()
+                    .shared_key(resource)
+                    .map_err(|e| Error::server_error(&e))?
+                    .ok_or_else(|| {
+                        Error::server_error(&format!(
+                            "the HS256 resource {} has no secret",
+                            resource.audience
+                        ))
+                    })?;
+                tessera_jose::encode(&key.signing, ACCESS_TOKEN_TYP, claims)
+                    .map_err(|e| Error::server_error(&e))
+            }
+            None => {
                 let value = random_token();
                 let record = ReferenceToken {
                     digest: SecretDigest::of(&value),

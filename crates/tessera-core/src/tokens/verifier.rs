@@ -7,6 +7,10 @@
 //!   not revoked), and the token's `alg` must be the key's own (§3.1: the
 //!   verifier is bound to its key's algorithm, so `none` or HS256 signed with
 //!   a public key never verify);
+//! - or, for access tokens only, the `kid` names the current shared secret of
+//!   an HS256 resource ([`crate::shared_secret`]): that key verifies HS256
+//!   alone, the token must be for that resource alone, and its sealed `jti`
+//!   shows this server minted it, not another holder of the secret;
 //! - `typ` names the kind of token expected (§3.11: an ID token is never
 //!   accepted as an access token, nor the other way round);
 //! - `iss` is this server (§3.8).
@@ -17,23 +21,40 @@
 use serde::de::DeserializeOwned;
 use tessera_jose::{UnverifiedJws, typ_matches};
 
+use crate::crypto::KeyEncryptionKey;
+use crate::error::Error;
 use crate::oidc::{ID_TOKEN_TYP, IdTokenClaims};
 use crate::provider::Provider;
+use crate::shared_secret;
 use crate::tokens::issuer::{REFRESH_TOKEN_TYP, RefreshTokenClaims};
-use crate::tokens::{ACCESS_TOKEN_TYP, AccessTokenClaims};
+use crate::tokens::{ACCESS_TOKEN_TYP, AccessTokenClaims, Audience};
 
 /// The kinds of JWT this server signs, each with its own `typ`.
 pub trait OwnToken: DeserializeOwned {
     /// The `typ` header value (compared as a media type).
     const TYP: &'static str;
+    /// Whether a resource's shared secret may sign this kind. Only access
+    /// tokens: refresh and ID tokens are signed with the server's keys, so
+    /// a resource holding a secret can never mint them.
+    const SHARED_SECRET: bool = false;
     /// The `iss` claim.
     fn issuer(&self) -> &str;
+    /// For a token signed with `audience`'s shared secret: whether this
+    /// server minted these claims.
+    fn minted_for(&self, _audience: &str, _kek: &KeyEncryptionKey) -> bool {
+        false
+    }
 }
 
 impl OwnToken for AccessTokenClaims {
     const TYP: &'static str = ACCESS_TOKEN_TYP;
+    const SHARED_SECRET: bool = true;
     fn issuer(&self) -> &str {
         &self.iss
+    }
+    fn minted_for(&self, audience: &str, kek: &KeyEncryptionKey) -> bool {
+        matches!(&self.aud, Audience::One(aud) if aud == audience)
+            && shared_secret::jti_is_sealed(kek, self)
     }
 }
 
@@ -56,7 +77,8 @@ impl OwnToken for IdTokenClaims {
 pub enum Rejected {
     /// Not a compact JWS, or its header does not parse.
     Malformed,
-    /// No `kid`, or no key of ours by that `kid` is published now.
+    /// No `kid`, or no key of ours by that `kid` is published now (for a
+    /// shared secret: not the resource's current one).
     UnknownKey,
     /// The signature does not verify with that key and its algorithm.
     BadSignature,
@@ -64,25 +86,79 @@ pub enum Rejected {
     WrongKind,
     /// Signed by a key of ours but naming another issuer.
     ForeignIssuer,
+    /// Signed with a resource's shared secret, but not minted by this server:
+    /// written by another holder of the secret.
+    NotMinted,
 }
 
 impl Provider {
-    /// Verifies a JWT this server signed, as token kind `T`.
-    pub fn verify_own<T: OwnToken>(&self, token: &str) -> Result<T, Rejected> {
-        let jws = UnverifiedJws::parse(token).map_err(|_| Rejected::Malformed)?;
+    /// Verifies a JWT this server signed, as token kind `T`. The outer
+    /// `Result` is a failure of the server (the store, for a shared secret);
+    /// the inner one the token's verdict.
+    pub async fn verify_own<T: OwnToken>(&self, token: &str) -> Result<Result<T, Rejected>, Error> {
+        let Ok(jws) = UnverifiedJws::parse(token) else {
+            return Ok(Err(Rejected::Malformed));
+        };
         // The kind first: a refresh token never gets as far as a signature
         // check as an access token.
         if !typ_matches(jws.header().typ.as_deref(), T::TYP) {
-            return Err(Rejected::WrongKind);
+            return Ok(Err(Rejected::WrongKind));
+        }
+        let Some(kid) = jws.kid() else {
+            return Ok(Err(Rejected::UnknownKey));
+        };
+        if let Some((audience, version)) = shared_secret::parse_kid(kid) {
+            if !T::SHARED_SECRET {
+                return Ok(Err(Rejected::UnknownKey));
+            }
+            return self.verify_shared(&jws, audience, version).await;
         }
         let ring = self.keys().ring();
-        let key = jws
-            .kid()
-            .and_then(|kid| {
-                ring.verifying_key(kid, self.clock().now(), self.settings().max_token_ttl)
-            })
-            .ok_or(Rejected::UnknownKey)?;
-        let claims: T = jws.verify(key).map_err(|e| match e {
+        let Some(key) = ring.verifying_key(kid, self.clock().now(), self.settings().max_token_ttl)
+        else {
+            return Ok(Err(Rejected::UnknownKey));
+        };
+        Ok(self.check_claims(jws.verify(key)))
+    }
+
+    /// A token naming a resource's secret: verified with that resource's
+    /// current secret only, read from the store so that a rotation anywhere
+    /// retires the old secret at once.
+    async fn verify_shared<T: OwnToken>(
+        &self,
+        jws: &UnverifiedJws<'_>,
+        audience: &str,
+        version: i64,
+    ) -> Result<Result<T, Rejected>, Error> {
+        let Some(resource) = self.store().resource(audience).await? else {
+            return Ok(Err(Rejected::UnknownKey));
+        };
+        if resource.secret_version != version {
+            return Ok(Err(Rejected::UnknownKey));
+        }
+        let Some(key) = self
+            .keys()
+            .shared_key(&resource)
+            .map_err(|e| Error::server_error(&e))?
+        else {
+            return Ok(Err(Rejected::UnknownKey));
+        };
+        // Bound to HS256: a token claiming any other algorithm fails here.
+        let claims: T = match self.check_claims(jws.verify(&key.verifying)) {
+            Ok(claims) => claims,
+            Err(rejected) => return Ok(Err(rejected)),
+        };
+        if !claims.minted_for(audience, self.keys().kek()) {
+            return Ok(Err(Rejected::NotMinted));
+        }
+        Ok(Ok(claims))
+    }
+
+    fn check_claims<T: OwnToken>(
+        &self,
+        verified: Result<T, tessera_jose::Error>,
+    ) -> Result<T, Rejected> {
+        let claims = verified.map_err(|e| match e {
             tessera_jose::Error::MalformedPayload(_) => Rejected::WrongKind,
             _ => Rejected::BadSignature,
         })?;

@@ -4,7 +4,8 @@
 use serde_json::{Map, Value, json};
 use tessera_core::Provider;
 use tessera_core::crypto::SecretDigest;
-use tessera_core::tokens::is_jwt;
+use tessera_core::shared_secret;
+use tessera_core::tokens::{AccessTokenClaims, Rejected, is_jwt};
 use tessera_jose::UnverifiedJws;
 
 use super::{CommandError, CommandResult, format_time, print_json, relative};
@@ -34,15 +35,19 @@ pub async fn inspect(provider: &Provider, token: &str, json: bool) -> CommandRes
             .map_err(|e| CommandError(format!("the payload is not a JSON object: {e}")))?;
         let ring = provider.keys().ring();
         let ttl = provider.settings().max_token_ttl;
+        let shared = jws.kid().and_then(shared_secret::parse_kid);
         let key = jws
             .kid()
             .and_then(|kid| ring.keys().iter().find(|k| k.kid() == kid));
-        signature = match key {
-            None => {
+        signature = match (shared, key) {
+            (Some((audience, version)), _) => {
+                shared_signature(provider, token, audience, version, &mut problems).await?
+            }
+            (None, None) => {
                 problems.push("signed by a key this server does not have".into());
                 json!({"valid": false, "reason": "unknown kid"})
             }
-            Some(key) => {
+            (None, Some(key)) => {
                 let status = key.status(now, ttl);
                 match jws.verify::<Value>(&key.verifying) {
                     Ok(_) if status.is_published() => {
@@ -155,6 +160,46 @@ pub async fn inspect(provider: &Provider, token: &str, json: bool) -> CommandRes
     } else {
         Err(CommandError("the token is not valid".into()))
     }
+}
+
+/// The signature of a token naming a resource's shared secret, checked the
+/// way introspection checks it: the resource's current secret, HS256 only,
+/// for that resource alone, and minted by this server.
+async fn shared_signature(
+    provider: &Provider,
+    token: &str,
+    audience: &str,
+    version: i64,
+    problems: &mut Vec<String>,
+) -> Result<Value, CommandError> {
+    // The version of the resource's current secret, if it has one.
+    let current = provider
+        .store()
+        .resource(audience)
+        .await?
+        .filter(|r| r.sealed_secret.is_some())
+        .map(|r| r.secret_version);
+    let key = json!({"resource": audience, "secret_version": version});
+    let reason = match (
+        current,
+        provider.verify_own::<AccessTokenClaims>(token).await?,
+    ) {
+        (_, Ok(_)) => return Ok(json!({"valid": true, "shared_secret": key})),
+        (None, _) => format!("{audience} has no shared secret (not a resource, or not HS256)"),
+        (Some(now), _) if now != version => format!(
+            "signed with version {version} of the shared secret of {audience}, which is at version {now} (rotated)"
+        ),
+        (Some(_), Err(Rejected::NotMinted)) => format!(
+            "signed with the shared secret of {audience} but not minted by this server: \
+             whoever holds the secret wrote it"
+        ),
+        (Some(_), Err(Rejected::BadSignature)) => {
+            "the signature does not verify with the resource's shared secret (HS256)".to_owned()
+        }
+        (Some(_), Err(other)) => format!("{other:?}"),
+    };
+    problems.push(format!("signature: {reason}"));
+    Ok(json!({"valid": false, "shared_secret": key, "reason": reason}))
 }
 
 async fn explain(provider: &Provider, claims: &Map<String, Value>, now: i64) -> Vec<Check> {

@@ -114,9 +114,24 @@ async fn what_signs(provider: &Provider, alg: Algorithm) -> Result<Vec<String>, 
             clients.join(", ")
         ));
     }
+    let resources: Vec<String> = provider
+        .store()
+        .resources()
+        .await?
+        .into_iter()
+        .filter(|r| r.signing_alg == Some(alg))
+        .map(|r| r.audience)
+        .collect();
+    if !resources.is_empty() {
+        signs.push(format!(
+            "access tokens of {} resource(s) with --signing-alg {alg}: {}",
+            resources.len(),
+            resources.join(", ")
+        ));
+    }
     if signs.is_empty() {
         signs.push(format!(
-            "nothing yet: signing_alg is {} and no client has --id-token-alg {alg}",
+            "nothing yet: signing_alg is {} and no client has --id-token-alg {alg}, no resource --signing-alg {alg}",
             provider.settings().signing_alg
         ));
     }

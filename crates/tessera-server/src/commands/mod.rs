@@ -58,29 +58,54 @@ pub async fn run(cli: Cli) -> CommandResult {
                 }
             }
         }
-        Command::Resource(command) => {
-            let store = open_store(&config, IfMissing::Refuse).await?;
-            match command {
-                ResourceCommand::Create {
-                    audience,
-                    scope,
-                    token_format,
-                    accepts,
-                    json,
-                } => {
-                    resource::create(
-                        store.as_ref(),
-                        &audience,
-                        &scope,
-                        token_format.as_deref(),
-                        &accepts,
-                        json.json,
-                    )
-                    .await
-                }
-                ResourceCommand::List(json) => resource::list(store.as_ref(), json.json).await,
+        Command::Resource(command) => match command {
+            ResourceCommand::List(json) => {
+                let store = open_store(&config, IfMissing::Refuse).await?;
+                resource::list(store.as_ref(), json.json).await
             }
-        }
+            // The others may seal a shared secret or make a signing key.
+            ResourceCommand::Create {
+                audience,
+                scope,
+                token_format,
+                accepts,
+                signing_alg,
+                json,
+            } => {
+                let provider = open_provider(&config).await?;
+                resource::create(
+                    &provider,
+                    &audience,
+                    &scope,
+                    token_format.as_deref(),
+                    &accepts,
+                    signing_alg.as_deref(),
+                    json.json,
+                )
+                .await
+            }
+            ResourceCommand::Update {
+                audience,
+                scope,
+                token_format,
+                accepts,
+                signing_alg,
+                json,
+            } => {
+                let provider = open_provider(&config).await?;
+                let change = resource::Change {
+                    scope: scope.as_deref(),
+                    token_format: token_format.as_deref(),
+                    accepts: accepts.as_deref(),
+                    signing_alg: signing_alg.as_deref(),
+                };
+                resource::update(&provider, &audience, change, json.json).await
+            }
+            ResourceCommand::RotateSecret { audience, json } => {
+                let provider = open_provider(&config).await?;
+                resource::rotate_secret(&provider, &audience, json.json).await
+            }
+        },
         Command::Keys(command) => {
             let provider = open_provider(&config).await?;
             match command {

@@ -21,5 +21,6 @@ mod people;
 mod people_cli;
 mod postgres;
 mod readme;
+mod resource_signing;
 mod server;
 mod web;

@@ -1,8 +1,9 @@
 //! Tokens checked from outside: Authlib fetches them (client_secret_basic and
 //! client_secret_post), PyJWT verifies them against the published JWKS, and
 //! plain HTTP introspects and revokes them. Libraries we did not write agreeing
-//! with the server is the check; `tests/outside/client_credentials.py` does the
-//! work and these tests start the servers and read its summary.
+//! with the server is the check; `tests/outside/client_credentials.py` (and
+//! `tests/outside/shared_secret.py`, for HS256 resources) does the work and
+//! these tests start the servers and read its summary.
 //!
 //! Needs `TESSERA_TEST_PYTHON` (set by `scripts/test`); skipped without it.
 
@@ -274,4 +275,146 @@ async fn outside_client_follows_key_rotation() {
     ] {
         assert!(published.contains(&kid), "{kid} not in {published:?}");
     }
+}
+
+/// An API registered with `--signing-alg RS256` gets RS256 tokens from a
+/// server that signs everything else with ES256, and PyJWT verifies them
+/// against the JWKS as for any other key.
+#[tokio::test]
+async fn outside_client_verifies_rs256_resource_tokens_from_an_es256_server() {
+    let Some(python) = python() else { return };
+    let server = TestServer::start().await;
+    server.cli(&[
+        "resource",
+        "create",
+        "--audience",
+        AUDIENCE,
+        "--signing-alg",
+        "RS256",
+        "--json",
+    ]);
+    let client = server.client(&[
+        "--grant",
+        "client_credentials",
+        "--scope",
+        SCOPE,
+        "--audience",
+        AUDIENCE,
+    ]);
+    let summary = run_outside_client(
+        &python,
+        &server,
+        &client,
+        &[
+            "--scope",
+            SCOPE,
+            "--audience",
+            AUDIENCE,
+            "--expect-alg",
+            "RS256",
+        ],
+    );
+    assert_tokens(&summary, "RS256", AUDIENCE);
+}
+
+/// Runs `tests/outside/shared_secret.py` against an HS256 resource; returns
+/// its summary.
+fn run_shared_secret_client(
+    python: &str,
+    server: &TestServer,
+    client: &(String, String),
+    shared_secret: &str,
+    expect_kid: &str,
+    old_token: Option<&str>,
+) -> Value {
+    let mut command = Command::new(python);
+    command
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/outside/shared_secret.py"))
+        .arg(format!("--issuer={}", server.issuer))
+        .arg(format!("--client-id={}", client.0))
+        .arg(format!("--audience={AUDIENCE}"))
+        .arg(format!("--expect-kid={expect_kid}"))
+        .env("TESSERA_CLIENT_SECRET", &client.1)
+        .env("TESSERA_SHARED_SECRET", shared_secret)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost");
+    if let Some(token) = old_token {
+        command.env("TESSERA_OLD_TOKEN", token);
+    }
+    let out = command.output().expect("run the Python client");
+    assert!(
+        out.status.success(),
+        "the Python client failed ({}):\n--- stderr\n{}\n--- stdout\n{}\n--- server log\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout),
+        server.log()
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["ok"], true, "{summary}");
+    summary
+}
+
+/// PyJWT verifies an HS256 resource's tokens with the secret the CLI printed,
+/// and after `resource rotate-secret` verifies new tokens with the new secret
+/// and refuses the old ones, as introspection does.
+#[tokio::test]
+async fn outside_client_verifies_hs256_tokens_with_the_shared_secret() {
+    let Some(python) = python() else { return };
+    let server = TestServer::start().await;
+    let created = server.cli(&[
+        "resource",
+        "create",
+        "--audience",
+        AUDIENCE,
+        "--signing-alg",
+        "HS256",
+        "--json",
+    ]);
+    let client = server.client(&[
+        "--grant",
+        "client_credentials",
+        "--scope",
+        SCOPE,
+        "--audience",
+        AUDIENCE,
+    ]);
+    let first = run_shared_secret_client(
+        &python,
+        &server,
+        &client,
+        created["shared_secret"].as_str().unwrap(),
+        &format!("{AUDIENCE}#hs256-1"),
+        None,
+    );
+    for claim in [
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "jti",
+        "client_id",
+        "scope",
+    ] {
+        assert!(
+            first["claims"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c == claim),
+            "claim {claim} missing: {first}"
+        );
+    }
+
+    let rotated = server.cli(&["resource", "rotate-secret", AUDIENCE, "--json"]);
+    let second = run_shared_secret_client(
+        &python,
+        &server,
+        &client,
+        rotated["shared_secret"].as_str().unwrap(),
+        &format!("{AUDIENCE}#hs256-2"),
+        first["token"].as_str(),
+    );
+    assert_eq!(second["old_token_refused"], true, "{second}");
 }

@@ -449,3 +449,55 @@ async fn wrong_key_encryption_key_with_another_algorithm_writes_nothing() {
         true
     );
 }
+
+/// An HS256 resource on two instances sharing PostgreSQL: a token from one
+/// is active at the other, and after a rotation through the CLI both refuse
+/// the old secret's tokens and sign with the new one at once.
+#[tokio::test]
+async fn a_rotated_shared_secret_is_current_on_every_instance_at_once() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let kek = new_kek();
+    let env = [
+        ("TESSERA_KEY_ENCRYPTION_KEY", kek.as_str()),
+        ("TESSERA_ISSUER", SHARED_ISSUER),
+    ];
+    let one = TestServer::start_on(TempDir::new("pg-hs-one"), db.url.clone(), &env).await;
+    let two = TestServer::start_on(TempDir::new("pg-hs-two"), db.url.clone(), &env).await;
+    let audience = "https://ledger.example";
+    let created = one.cli(&[
+        "resource",
+        "create",
+        "--audience",
+        audience,
+        "--signing-alg",
+        "HS256",
+        "--json",
+    ]);
+    assert_eq!(created["secret_kid"], format!("{audience}#hs256-1"));
+    let client = one.client(&["--grant", "client_credentials", "--audience", audience]);
+
+    let old = access_token(&one, &client).await;
+    assert_eq!(decode_jwt(&old).0["alg"], "HS256");
+    assert_eq!(
+        two.introspect(&client.0, &client.1, &old).await["active"],
+        true
+    );
+
+    two.cli(&["resource", "rotate-secret", audience, "--json"]);
+    for server in [&one, &two] {
+        assert_eq!(
+            server.introspect(&client.0, &client.1, &old).await,
+            json!({"active": false})
+        );
+        let new = access_token(server, &client).await;
+        assert_eq!(kid_of(&new), format!("{audience}#hs256-2"));
+        for other in [&one, &two] {
+            assert_eq!(
+                other.introspect(&client.0, &client.1, &new).await["active"],
+                true
+            );
+        }
+    }
+}
