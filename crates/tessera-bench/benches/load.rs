@@ -49,7 +49,10 @@ async fn main() {
         id: "bench".into(),
         name: "Bench".into(),
         secret_digest: Some(SecretDigest::of(SECRET)),
+        sealed_secret: None,
         auth_method: None,
+        jwks: None,
+        jwks_uri: None,
         grants: vec![
             GrantType::ClientCredentials,
             GrantType::AuthorizationCode,

@@ -2,17 +2,18 @@
 //! algorithm, and client authentication (Basic header parsing, store lookup,
 //! digest comparison) over an in-memory store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
-use tessera_core::client_auth::Presented;
-use tessera_core::crypto::SecretDigest;
+use tessera_core::client_auth::{Authenticator, Presented};
+use tessera_core::crypto::{KeyEncryptionKey, SecretDigest};
 use tessera_core::model::{Client, GrantType, IntrospectionPolicy};
 use tessera_core::params::Params;
 use tessera_core::scope::Scope;
-use tessera_core::store::{ClientStore, StoreResult};
+use tessera_core::store::{ClientStore, SecretUpdate, StoreResult};
 use tessera_core::tokens::{ACCESS_TOKEN_TYP, AccessTokenClaims, Audience};
 use tessera_jose::{Algorithm, SigningKey};
 
@@ -48,7 +49,7 @@ fn mint(c: &mut Criterion) {
 }
 
 /// A store that answers from memory, so the benchmark measures the protocol code.
-struct MemoryClients(HashMap<String, Client>);
+struct MemoryClients(HashMap<String, Client>, Mutex<HashSet<(String, String)>>);
 
 #[async_trait]
 impl ClientStore for MemoryClients {
@@ -64,11 +65,26 @@ impl ClientStore for MemoryClients {
     async fn delete_client(&self, _: &str) -> StoreResult<bool> {
         Ok(false)
     }
-    async fn set_client_secret(&self, _: &str, _: &SecretDigest) -> StoreResult<bool> {
+    async fn set_client_secret(
+        &self,
+        _: &str,
+        _: &SecretDigest,
+        _: Option<&[u8]>,
+    ) -> StoreResult<bool> {
         Ok(false)
     }
-    async fn update_client(&self, _: &Client) -> StoreResult<bool> {
+    async fn update_client(&self, _: &Client, _: SecretUpdate) -> StoreResult<bool> {
         Ok(false)
+    }
+    async fn record_client_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        _: i64,
+        _: i64,
+    ) -> StoreResult<bool> {
+        let mut used = self.1.lock().expect("lock");
+        Ok(used.insert((client_id.to_owned(), jti.to_owned())))
     }
 }
 
@@ -78,7 +94,10 @@ fn client_authentication(c: &mut Criterion) {
         id: "orders-service".into(),
         name: "Orders".into(),
         secret_digest: Some(SecretDigest::of(secret)),
+        sealed_secret: None,
         auth_method: None,
+        jwks: None,
+        jwks_uri: None,
         grants: vec![GrantType::ClientCredentials],
         redirect_uris: vec![],
         scopes: Scope::parse("orders.read orders.write").expect("scope"),
@@ -91,7 +110,19 @@ fn client_authentication(c: &mut Criterion) {
         post_logout_redirect_uris: vec![],
         created_at: 0,
     };
-    let store = MemoryClients(HashMap::from([(client.id.clone(), client)]));
+    let store = MemoryClients(
+        HashMap::from([(client.id.clone(), client)]),
+        Mutex::default(),
+    );
+    let (kek, _) = KeyEncryptionKey::generate();
+    let auth = Authenticator {
+        clients: &store,
+        kek: &kek,
+        keys: None,
+        now: 1_800_000_000,
+        leeway: 30,
+        audiences: &[],
+    };
     let header =
         "Basic b3JkZXJzLXNlcnZpY2U6a0cybnE5WnIzdjhUMW1XYzVZYlgwZExmNHVKaDdzQWU2aVBvMlJ0UXdFeQ==";
     let body = b"grant_type=client_credentials&scope=orders.read";
@@ -105,7 +136,7 @@ fn client_authentication(c: &mut Criterion) {
             let presented =
                 Presented::from_request(Some(black_box(header)), &params).expect("creds");
             runtime
-                .block_on(presented.authenticate(&store))
+                .block_on(presented.authenticate(&auth))
                 .expect("authenticated")
         })
     });

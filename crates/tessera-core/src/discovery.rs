@@ -5,6 +5,13 @@ use serde::Serialize;
 
 use crate::provider::Provider;
 
+/// The paths, under the issuer, of the endpoints where clients authenticate:
+/// published here, and the values a client assertion's `aud` may take.
+pub const TOKEN_PATH: &str = "/oauth2/token";
+pub const INTROSPECTION_PATH: &str = "/oauth2/introspect";
+pub const REVOCATION_PATH: &str = "/oauth2/revoke";
+pub const DEVICE_AUTHORIZATION_PATH: &str = "/oauth2/device/code";
+
 #[derive(Debug, Serialize)]
 pub struct Metadata {
     pub issuer: String,
@@ -29,8 +36,11 @@ pub struct Metadata {
     pub request_uri_parameter_supported: bool,
     pub claims_parameter_supported: bool,
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
     pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub introspection_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
     pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub revocation_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
     pub access_token_signing_alg_values_supported: Vec<&'static str>,
     pub subject_types_supported: Vec<&'static str>,
 }
@@ -39,18 +49,34 @@ impl Provider {
     pub fn metadata(&self) -> Metadata {
         let issuer = self.settings().issuer.trim_end_matches('/');
         let endpoint = |path: &str| format!("{issuer}{path}");
-        let secret_methods = vec!["client_secret_basic", "client_secret_post"];
-        let public_or_secret = vec!["client_secret_basic", "client_secret_post", "none"];
+        let credential_methods = vec![
+            "client_secret_basic",
+            "client_secret_post",
+            "client_secret_jwt",
+            "private_key_jwt",
+        ];
+        let with_public = credential_methods
+            .iter()
+            .copied()
+            .chain(["none"])
+            .collect::<Vec<_>>();
+        // private_key_jwt with every asymmetric algorithm a registered key can
+        // have; client_secret_jwt with HS256, the one its secret keys.
+        let assertion_algs = tessera_jose::Algorithm::ASYMMETRIC
+            .into_iter()
+            .chain([tessera_jose::Algorithm::HS256])
+            .map(tessera_jose::Algorithm::as_str)
+            .collect::<Vec<_>>();
         Metadata {
             issuer: self.settings().issuer.clone(),
             jwks_uri: endpoint("/jwks.json"),
-            token_endpoint: endpoint("/oauth2/token"),
-            introspection_endpoint: endpoint("/oauth2/introspect"),
-            revocation_endpoint: endpoint("/oauth2/revoke"),
+            token_endpoint: endpoint(TOKEN_PATH),
+            introspection_endpoint: endpoint(INTROSPECTION_PATH),
+            revocation_endpoint: endpoint(REVOCATION_PATH),
             authorization_endpoint: endpoint("/oauth2/authorize"),
             userinfo_endpoint: endpoint("/userinfo"),
             end_session_endpoint: endpoint("/oauth2/logout"),
-            device_authorization_endpoint: endpoint("/oauth2/device/code"),
+            device_authorization_endpoint: endpoint(DEVICE_AUTHORIZATION_PATH),
             grant_types_supported: self
                 .grant_types()
                 .into_iter()
@@ -85,9 +111,12 @@ impl Provider {
             // Public clients (`none`) use the token endpoint with PKCE or the
             // device grant, and may revoke their own tokens (RFC 7009 §2.1);
             // introspection needs real credentials.
-            token_endpoint_auth_methods_supported: public_or_secret.clone(),
-            introspection_endpoint_auth_methods_supported: secret_methods,
-            revocation_endpoint_auth_methods_supported: public_or_secret,
+            token_endpoint_auth_methods_supported: with_public.clone(),
+            token_endpoint_auth_signing_alg_values_supported: assertion_algs.clone(),
+            introspection_endpoint_auth_methods_supported: credential_methods,
+            introspection_endpoint_auth_signing_alg_values_supported: assertion_algs.clone(),
+            revocation_endpoint_auth_methods_supported: with_public,
+            revocation_endpoint_auth_signing_alg_values_supported: assertion_algs,
             access_token_signing_alg_values_supported: vec![self.settings().signing_alg.as_str()],
             subject_types_supported: vec!["public"],
         }

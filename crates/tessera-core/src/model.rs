@@ -116,12 +116,17 @@ impl TryFrom<String> for GrantType {
 }
 
 /// How a client authenticates at the token, introspection and revocation
-/// endpoints (RFC 7591 §2 `token_endpoint_auth_method`).
+/// endpoints (RFC 7591 §2 `token_endpoint_auth_method`, OIDC Core §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
+    /// A JWT signed with HS256 under the client secret (RFC 7523 §2.2).
+    ClientSecretJwt,
+    /// A JWT signed with one of the client's registered private keys
+    /// (RFC 7523 §2.2); the client has no secret.
+    PrivateKeyJwt,
     /// A public client: no secret (RFC 6749 §2.1).
     None,
 }
@@ -131,8 +136,18 @@ impl ClientAuthMethod {
         match self {
             ClientAuthMethod::ClientSecretBasic => "client_secret_basic",
             ClientAuthMethod::ClientSecretPost => "client_secret_post",
+            ClientAuthMethod::ClientSecretJwt => "client_secret_jwt",
+            ClientAuthMethod::PrivateKeyJwt => "private_key_jwt",
             ClientAuthMethod::None => "none",
         }
+    }
+
+    /// Whether the client authenticates with a JWT assertion (RFC 7523 §2.2).
+    pub fn is_jwt(self) -> bool {
+        matches!(
+            self,
+            ClientAuthMethod::ClientSecretJwt | ClientAuthMethod::PrivateKeyJwt
+        )
     }
 }
 
@@ -142,6 +157,8 @@ impl FromStr for ClientAuthMethod {
         match text {
             "client_secret_basic" => Ok(ClientAuthMethod::ClientSecretBasic),
             "client_secret_post" => Ok(ClientAuthMethod::ClientSecretPost),
+            "client_secret_jwt" => Ok(ClientAuthMethod::ClientSecretJwt),
+            "private_key_jwt" => Ok(ClientAuthMethod::PrivateKeyJwt),
             "none" => Ok(ClientAuthMethod::None),
             _ => Err(UnknownValue {
                 kind: "client authentication method",
@@ -224,10 +241,19 @@ impl FromStr for IntrospectionPolicy {
 pub struct Client {
     pub id: String,
     pub name: String,
-    /// `None` for public clients.
+    /// `None` for public clients and `private_key_jwt` clients.
     pub secret_digest: Option<SecretDigest>,
-    /// `None`: either secret method; otherwise only this one.
+    /// The secret itself, sealed with the key-encryption key under the
+    /// client's ID; only for `client_secret_jwt`, whose HMAC cannot be checked
+    /// against a digest. Every other method keeps the digest alone.
+    pub sealed_secret: Option<Vec<u8>>,
+    /// `None`: either secret method (Basic or in the body); otherwise only
+    /// this one.
     pub auth_method: Option<ClientAuthMethod>,
+    /// The public keys of a `private_key_jwt` client, registered inline...
+    pub jwks: Option<tessera_jose::JwkSet>,
+    /// ...or where the client publishes them (fetched and cached by the server).
+    pub jwks_uri: Option<String>,
     pub grants: Vec<GrantType>,
     pub redirect_uris: Vec<String>,
     pub scopes: Scope,
@@ -249,8 +275,9 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client without credentials (RFC 6749 §2.1): no secret, and no keys.
     pub fn is_public(&self) -> bool {
-        self.secret_digest.is_none()
+        self.secret_digest.is_none() && self.auth_method != Some(ClientAuthMethod::PrivateKeyJwt)
     }
 
     pub fn allows(&self, grant: GrantType) -> bool {

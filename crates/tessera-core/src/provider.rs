@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use tessera_jose::JwkSet;
 
-use crate::client_auth::Presented;
+use crate::client_auth::{Authenticator, ClientKeysSource, Presented};
 use crate::clock::Clock;
 use crate::crypto::KeyEncryptionKey;
+use crate::discovery;
 use crate::error::{Error, Reason};
 use crate::grants::ClientAuthentication;
 use crate::grants::{self, Grant};
@@ -28,6 +29,9 @@ pub struct Provider {
     keys: KeyManager,
     grants: HashMap<GrantType, Box<dyn Grant>>,
     login_locks: crate::throttle::KeyedLocks,
+    client_keys: Option<Arc<dyn ClientKeysSource>>,
+    /// What a client assertion's `aud` may name: see [`assertion_audiences`].
+    assertion_audiences: Vec<String>,
 }
 
 impl Provider {
@@ -42,13 +46,22 @@ impl Provider {
             .map(|g| (g.grant_type(), g))
             .collect();
         Provider {
+            assertion_audiences: assertion_audiences(&settings.issuer),
             store,
             clock,
             settings,
             keys: KeyManager::new(kek),
             grants,
             login_locks: crate::throttle::KeyedLocks::default(),
+            client_keys: None,
         }
+    }
+
+    /// Lets `private_key_jwt` clients registered with a `jwks_uri`
+    /// authenticate, with their keys from `source`.
+    pub fn with_client_keys(mut self, source: Arc<dyn ClientKeysSource>) -> Self {
+        self.client_keys = Some(source);
+        self
     }
 
     /// One password check at a time per account and per address.
@@ -139,7 +152,7 @@ impl Provider {
         let presented = Presented::from_request(authorization, params)?;
         let client = match (&presented, requirement) {
             (Presented::Nothing, ClientAuthentication::Optional) => None,
-            _ => Some(presented.authenticate(self.store.as_ref()).await?),
+            _ => Some(presented.authenticate(&self.client_authenticator()).await?),
         };
         let grant = grant.ok_or_else(|| {
             Error::new(
@@ -183,8 +196,20 @@ impl Provider {
         params: &Params,
     ) -> Result<crate::model::Client, Error> {
         Presented::from_request(authorization, params)?
-            .authenticate(self.store.as_ref())
+            .authenticate(&self.client_authenticator())
             .await
+    }
+
+    /// What checking a client's credentials needs, as of now.
+    pub fn client_authenticator(&self) -> Authenticator<'_> {
+        Authenticator {
+            clients: self.store.as_ref(),
+            kek: self.keys.kek(),
+            keys: self.client_keys.as_deref(),
+            now: self.clock.now(),
+            leeway: self.settings.leeway,
+            audiences: &self.assertion_audiences,
+        }
     }
 
     /// The published keys.
@@ -193,4 +218,23 @@ impl Provider {
             .ring()
             .jwks(self.clock.now(), self.settings.max_token_ttl)
     }
+}
+
+/// The values a client assertion's `aud` may take (RFC 7523 §3 item 3): the
+/// issuer, and the URL of every endpoint where a client authenticates. Client
+/// libraries differ in which they use (OIDC Core §9 names the token endpoint,
+/// RFC 7523 the issuer or the token endpoint); any URL of this server's own
+/// names it, and a `jti` is accepted once wherever it is presented.
+fn assertion_audiences(issuer: &str) -> Vec<String> {
+    let base = issuer.trim_end_matches('/');
+    let mut audiences = vec![issuer.to_owned()];
+    for path in [
+        discovery::TOKEN_PATH,
+        discovery::INTROSPECTION_PATH,
+        discovery::REVOCATION_PATH,
+        discovery::DEVICE_AUTHORIZATION_PATH,
+    ] {
+        audiences.push(format!("{base}{path}"));
+    }
+    audiences
 }

@@ -4,7 +4,11 @@
 //! others would refuse.
 //!
 //! The redirect URI rules follow RFC 6749 §3.1.2, RFC 8252 §7 (native apps) and
-//! RFC 9700 §2.1 and §4.1 (exact matching, no open redirectors).
+//! RFC 9700 §2.1 and §4.1 (exact matching, no open redirectors). The credential
+//! rules follow RFC 7591 §2 and OIDC Core §9: a client's keys or secret fit its
+//! authentication method.
+
+use tessera_jose::{Jwk, JwkSet};
 
 use crate::model::{Client, ClientAuthMethod, GrantType};
 
@@ -125,6 +129,113 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), RegistrationError> {
     }
 }
 
+/// JWK members that hold private or symmetric key material (RFC 7518 §6.2.2,
+/// §6.3.2, §6.4.1; RFC 8037 §2): never part of a key a client registers.
+const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// How many keys a client may register: a rotation needs two or three.
+const MAX_CLIENT_KEYS: usize = 16;
+
+/// Parses a JWK Set a client registers for `private_key_jwt` (RFC 7517 §5).
+/// Refused: anything but a JWK Set, private or symmetric keys (a client that
+/// hands over its private key no longer authenticates with it), and keys
+/// [`check_client_jwks`] refuses.
+pub fn parse_client_jwks(text: &[u8]) -> Result<JwkSet, RegistrationError> {
+    let value: serde_json::Value = serde_json::from_slice(text)
+        .map_err(|e| metadata_error(format!("the JWK Set is not JSON: {e}")))?;
+    let keys = value
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| metadata_error("a JWK Set is a JSON object with a \"keys\" array"))?;
+    for key in keys {
+        let Some(members) = key.as_object() else {
+            return Err(metadata_error("every member of \"keys\" is a JWK object"));
+        };
+        if let Some(private) = PRIVATE_JWK_MEMBERS
+            .iter()
+            .find(|m| members.contains_key(**m))
+        {
+            return Err(metadata_error(format!(
+                "the JWK Set holds private or symmetric key material ({private:?}); \
+                 register the public keys only"
+            )));
+        }
+    }
+    let set: JwkSet = serde_json::from_value(value)
+        .map_err(|e| metadata_error(format!("the JWK Set does not parse: {e}")))?;
+    check_client_jwks(&set)?;
+    Ok(set)
+}
+
+/// Checks the keys of a `private_key_jwt` client: 1 to 16 public keys, each of
+/// which parses for an asymmetric algorithm (its `alg`, or the ones its `kty`
+/// fits), with distinct `kid`s.
+pub fn check_client_jwks(set: &JwkSet) -> Result<(), RegistrationError> {
+    if set.keys.is_empty() || set.keys.len() > MAX_CLIENT_KEYS {
+        return Err(metadata_error(format!(
+            "a client registers 1 to {MAX_CLIENT_KEYS} keys"
+        )));
+    }
+    for (i, jwk) in set.keys.iter().enumerate() {
+        let name = jwk
+            .kid
+            .as_deref()
+            .map_or_else(|| format!("key {}", i + 1), |kid| format!("key {kid:?}"));
+        check_client_jwk(jwk).map_err(|why| metadata_error(format!("{name}: {why}")))?;
+        if jwk.kid.is_some() && set.keys[..i].iter().any(|k| k.kid == jwk.kid) {
+            return Err(metadata_error(format!("{name} appears twice")));
+        }
+    }
+    Ok(())
+}
+
+fn check_client_jwk(jwk: &Jwk) -> Result<(), String> {
+    if jwk.kty == "oct" {
+        return Err("symmetric keys are never registered; use client_secret_jwt".into());
+    }
+    let algs = crate::client_auth::key_algorithms(jwk);
+    if algs.is_empty() {
+        return Err(match &jwk.alg {
+            Some(alg) => format!("alg {alg:?} is not one of ES256, RS256, PS256, EdDSA"),
+            None => format!("kty {:?} is not EC, RSA or OKP", jwk.kty),
+        });
+    }
+    for alg in algs {
+        tessera_jose::VerifyingKey::from_jwk_with_alg(jwk, alg)
+            .map_err(|e| format!("not a usable {alg} public key ({e})"))?;
+    }
+    Ok(())
+}
+
+/// Checks a `jwks_uri`: https, or http on a loopback host only, as for
+/// redirect URIs; no fragment (RFC 7591 §2) and no user information.
+pub fn check_jwks_uri(uri: &str) -> Result<(), RegistrationError> {
+    let refuse = |why: &str| metadata_error(format!("jwks_uri {uri:?} {why}"));
+    if uri.len() > MAX_URI_LENGTH {
+        return Err(metadata_error(format!(
+            "a jwks_uri has at most {MAX_URI_LENGTH} characters"
+        )));
+    }
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(refuse("contains whitespace or control characters"));
+    }
+    let url = url::Url::parse(uri).map_err(|e| refuse(&format!("is not an absolute URL ({e})")))?;
+    if url.fragment().is_some() {
+        return Err(refuse("must not have a fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(refuse("must not carry user information"));
+    }
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(()),
+        "http" if is_loopback_host(&url) => Ok(()),
+        _ => Err(refuse(
+            "must use https (http only on 127.0.0.1, [::1] or localhost): \
+             keys fetched in clear could be swapped on the way",
+        )),
+    }
+}
+
 fn is_loopback_host(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -187,6 +298,7 @@ pub fn check_client(client: &Client) -> Result<(), RegistrationError> {
             "a client name must not contain control characters",
         ));
     }
+    check_credentials(client)?;
     let public = client.is_public();
     if public
         && client
@@ -199,8 +311,8 @@ pub fn check_client(client: &Client) -> Result<(), RegistrationError> {
     }
     if !public && client.auth_method == Some(ClientAuthMethod::None) {
         return Err(metadata_error(
-            "a confidential client authenticates with its secret: its auth method is \
-             client_secret_basic or client_secret_post",
+            "a confidential client authenticates with its secret or keys: its auth method is \
+             client_secret_basic, client_secret_post, client_secret_jwt or private_key_jwt",
         ));
     }
     if public && client.allows(GrantType::ClientCredentials) {
@@ -245,6 +357,59 @@ pub fn check_client(client: &Client) -> Result<(), RegistrationError> {
         return Err(metadata_error("ID tokens are signed with asymmetric keys"));
     }
     Ok(())
+}
+
+/// The credentials fit the authentication method: keys for `private_key_jwt`
+/// and nothing else, a secret (digest and sealed copy) for
+/// `client_secret_jwt`, and neither keys nor a sealed secret for the others.
+fn check_credentials(client: &Client) -> Result<(), RegistrationError> {
+    let has_keys = client.jwks.is_some() || client.jwks_uri.is_some();
+    match client.auth_method {
+        Some(ClientAuthMethod::PrivateKeyJwt) => {
+            if client.secret_digest.is_some() || client.sealed_secret.is_some() {
+                return Err(metadata_error(
+                    "a private_key_jwt client authenticates with its keys and has no secret",
+                ));
+            }
+            match (&client.jwks, &client.jwks_uri) {
+                (Some(jwks), None) => check_client_jwks(jwks),
+                (None, Some(uri)) => check_jwks_uri(uri),
+                _ => Err(metadata_error(
+                    "a private_key_jwt client registers its public keys in exactly one way: \
+                     a JWK Set (jwks) or the URL it publishes them at (jwks_uri)",
+                )),
+            }
+        }
+        Some(ClientAuthMethod::ClientSecretJwt) => {
+            if client.secret_digest.is_none() || client.sealed_secret.is_none() {
+                return Err(metadata_error(
+                    "a client_secret_jwt client needs a secret, kept sealed so that the \
+                     HMAC of its assertions can be checked",
+                ));
+            }
+            if has_keys {
+                return Err(metadata_error(
+                    "only private_key_jwt clients register keys (jwks, jwks_uri)",
+                ));
+            }
+            Ok(())
+        }
+        _ => {
+            if has_keys {
+                return Err(metadata_error(
+                    "only private_key_jwt clients register keys (jwks, jwks_uri)",
+                ));
+            }
+            if client.sealed_secret.is_some() {
+                // The secret is kept in a form that can be opened only where
+                // an HMAC needs it; every other method compares a digest.
+                return Err(metadata_error(
+                    "only client_secret_jwt clients keep a sealed copy of their secret",
+                ));
+            }
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -299,7 +464,10 @@ mod tests {
             id: "web".into(),
             name: "Web".into(),
             secret_digest: Some(SecretDigest::of("secret")),
+            sealed_secret: None,
             auth_method: None,
+            jwks: None,
+            jwks_uri: None,
             grants: vec![GrantType::AuthorizationCode],
             redirect_uris: vec!["https://app.example/cb".into()],
             scopes: Scope::default(),
@@ -360,5 +528,155 @@ mod tests {
         assert!(check_client(&bad_id).is_err());
         bad_id.id = "-starts-with-a-dash".into();
         assert_eq!(check_client(&bad_id), Ok(()));
+    }
+
+    fn public_jwk(alg: tessera_jose::Algorithm, kid: &str) -> serde_json::Value {
+        let (key, _) = tessera_jose::SigningKey::generate(alg, kid).expect("generate");
+        serde_json::to_value(key.public_jwk().expect("public")).expect("json")
+    }
+
+    fn parse(set: serde_json::Value) -> Result<JwkSet, String> {
+        parse_client_jwks(set.to_string().as_bytes()).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn client_key_sets_hold_usable_public_keys_only() {
+        use tessera_jose::Algorithm;
+        let mut without_alg = public_jwk(Algorithm::RS256, "r");
+        without_alg.as_object_mut().map(|o| o.remove("alg"));
+        let set = parse(serde_json::json!({"keys": [
+            public_jwk(Algorithm::ES256, "e"),
+            public_jwk(Algorithm::EdDSA, "d"),
+            public_jwk(Algorithm::PS256, "p"),
+            without_alg,
+        ]}))
+        .expect("a good set");
+        assert_eq!(set.keys.len(), 4);
+
+        let mut private = public_jwk(Algorithm::ES256, "e");
+        private["d"] = "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI".into();
+        let mut bent = public_jwk(Algorithm::ES256, "e");
+        bent["x"] = "AAAA".into();
+        let mut mislabelled = public_jwk(Algorithm::ES256, "e");
+        mislabelled["alg"] = "RS256".into();
+        let mut hs = public_jwk(Algorithm::ES256, "e");
+        hs["alg"] = "HS256".into();
+        for (set, why) in [
+            (serde_json::json!([]), "\"keys\" array"),
+            (serde_json::json!({"keys": []}), "1 to 16 keys"),
+            (serde_json::json!({"keys": [private]}), "private"),
+            (
+                serde_json::json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}),
+                "private or symmetric",
+            ),
+            (serde_json::json!({"keys": [{"kty": "oct"}]}), "symmetric"),
+            (serde_json::json!({"keys": [bent]}), "usable ES256"),
+            (serde_json::json!({"keys": [mislabelled]}), "usable RS256"),
+            (serde_json::json!({"keys": [hs]}), "HS256"),
+            (
+                serde_json::json!({"keys": [public_jwk(Algorithm::ES256, "same"), public_jwk(Algorithm::EdDSA, "same")]}),
+                "twice",
+            ),
+            (serde_json::json!({"keys": ["not a key"]}), "JWK object"),
+        ] {
+            let message = parse(set.clone()).expect_err(&set.to_string());
+            assert!(message.contains(why), "{set}: {message}");
+        }
+        assert!(parse_client_jwks(b"{not json").is_err());
+    }
+
+    fn keyed() -> Client {
+        let set = parse(serde_json::json!({"keys": [public_jwk(
+            tessera_jose::Algorithm::ES256,
+            "k"
+        )]}))
+        .expect("set");
+        Client {
+            secret_digest: None,
+            auth_method: Some(ClientAuthMethod::PrivateKeyJwt),
+            jwks: Some(set),
+            grants: vec![GrantType::ClientCredentials],
+            redirect_uris: vec![],
+            ..client()
+        }
+    }
+
+    #[test]
+    fn credentials_fit_the_authentication_method() {
+        let ok = keyed();
+        assert_eq!(check_client(&ok), Ok(()));
+        assert!(!ok.is_public(), "a client with keys is confidential");
+
+        let mut by_uri = keyed();
+        by_uri.jwks = None;
+        for (uri, good) in [
+            ("https://app.example/jwks.json", true),
+            ("http://127.0.0.1:8080/jwks.json", true),
+            ("http://localhost/jwks", true),
+            ("http://app.example/jwks.json", false),
+            ("https://app.example/jwks#keys", false),
+            ("https://user:pw@app.example/jwks", false),
+            ("ftp://app.example/jwks", false),
+            ("/jwks.json", false),
+        ] {
+            by_uri.jwks_uri = Some(uri.into());
+            assert_eq!(check_client(&by_uri).is_ok(), good, "{uri}");
+        }
+
+        let mut both = keyed();
+        both.jwks_uri = Some("https://app.example/jwks".into());
+        assert!(
+            check_client(&both)
+                .expect_err("both")
+                .message
+                .contains("exactly one")
+        );
+        let mut neither = keyed();
+        neither.jwks = None;
+        assert!(check_client(&neither).is_err());
+        let mut with_secret = keyed();
+        with_secret.secret_digest = Some(SecretDigest::of("s"));
+        assert!(
+            check_client(&with_secret)
+                .expect_err("secret")
+                .message
+                .contains("no secret")
+        );
+
+        let mut hs = client();
+        hs.auth_method = Some(ClientAuthMethod::ClientSecretJwt);
+        assert!(
+            check_client(&hs)
+                .expect_err("unsealed")
+                .message
+                .contains("sealed")
+        );
+        hs.sealed_secret = Some(vec![1, 2, 3]);
+        assert_eq!(check_client(&hs), Ok(()));
+        hs.jwks = keyed().jwks;
+        assert!(
+            check_client(&hs).is_err(),
+            "keys are for private_key_jwt only"
+        );
+        let mut no_secret = hs.clone();
+        no_secret.jwks = None;
+        no_secret.secret_digest = None;
+        assert!(check_client(&no_secret).is_err());
+
+        let mut basic = client();
+        basic.auth_method = Some(ClientAuthMethod::ClientSecretBasic);
+        basic.jwks = keyed().jwks;
+        assert!(
+            check_client(&basic).is_err(),
+            "keys are for private_key_jwt only"
+        );
+        basic.jwks = None;
+        basic.sealed_secret = Some(vec![1]);
+        assert!(
+            check_client(&basic)
+                .expect_err("sealed")
+                .message
+                .contains("sealed")
+        );
     }
 }

@@ -50,11 +50,41 @@ pub trait ClientStore: Send + Sync {
     async fn clients(&self) -> StoreResult<Vec<Client>>;
     /// Returns whether a client was deleted.
     async fn delete_client(&self, id: &str) -> StoreResult<bool>;
-    /// Replaces a confidential client's secret; returns whether the client exists.
-    async fn set_client_secret(&self, id: &str, digest: &SecretDigest) -> StoreResult<bool>;
+    /// Replaces the secret of a client that has one: its digest and, for
+    /// `client_secret_jwt`, its sealed copy (`None` clears it), in one
+    /// statement. Returns whether such a client exists.
+    async fn set_client_secret(
+        &self,
+        id: &str,
+        digest: &SecretDigest,
+        sealed: Option<&[u8]>,
+    ) -> StoreResult<bool>;
     /// Replaces the client's settings (everything but its ID, secret and
-    /// creation time) in one statement; returns whether the client exists.
-    async fn update_client(&self, client: &Client) -> StoreResult<bool>;
+    /// creation time) in one statement, and with [`SecretUpdate::Replace`] its
+    /// secret too; returns whether the client exists.
+    async fn update_client(&self, client: &Client, secret: SecretUpdate) -> StoreResult<bool>;
+    /// Records the `jti` of a client assertion (RFC 7523 §3 item 7) until
+    /// `expires_at`, in one statement: of two uses of one `jti` by a client,
+    /// exactly one gets `true`. A record already past its expiry at `now` is
+    /// taken over, so that it never blocks a new assertion before a purge.
+    async fn record_client_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+}
+
+/// Whether [`ClientStore::update_client`] writes the client's secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretUpdate {
+    /// Leave the stored secret alone, whatever the given client holds, so that
+    /// a change of settings never undoes a rotation made meanwhile.
+    Keep,
+    /// Write the given client's `secret_digest` and `sealed_secret`: the
+    /// authentication method changed, and the credentials with it.
+    Replace,
 }
 
 #[async_trait]
@@ -131,7 +161,7 @@ pub trait TokenStore: Send + Sync {
     async fn revoke_jti(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()>;
     async fn is_jti_revoked(&self, jti: &str) -> StoreResult<bool>;
     /// Deletes records that are past their expiry; returns how many. Besides
-    /// revoked `jti`s and reference tokens: sessions past their absolute end,
+    /// revoked `jti`s, used client assertion `jti`s and reference tokens: sessions past their absolute end,
     /// authorization codes expired more than an hour ago (until then a consumed
     /// code still shows a replay as one), refresh tokens whose family has ended
     /// (rotated ones are needed until then to detect reuse) and login failures

@@ -19,9 +19,9 @@ use crate::model::{Client, Resource, SealedSecret};
 use crate::store::{
     AuthorizationCode, CODE_RETENTION, ClientStore, CodeStore, CodeUse, Consent, ConsentStore,
     DeviceAuthorization, DevicePoll, DeviceStatus, DeviceStore, KeyStore, LOGIN_FAILURE_RETENTION,
-    LoginFailures, ReferenceToken, RefreshStore, RefreshToken, RefreshUse, ResourceStore, Session,
-    SessionStore, Store, StoreError, StoreResult, StoredKey, ThrottleStore, TokenStore, User,
-    UserStore,
+    LoginFailures, ReferenceToken, RefreshStore, RefreshToken, RefreshUse, ResourceStore,
+    SecretUpdate, Session, SessionStore, Store, StoreError, StoreResult, StoredKey, ThrottleStore,
+    TokenStore, User, UserStore,
 };
 
 /// Every store trait in memory, with the semantics of the SQL stores.
@@ -45,6 +45,8 @@ struct State {
     refresh_tokens: HashMap<String, RefreshToken>,
     login_failures: HashMap<String, LoginFailures>,
     devices: HashMap<[u8; 32], DeviceAuthorization>,
+    /// Client assertion `jti`s by (client, jti), with their expiry.
+    client_assertions: HashMap<(String, String), UnixTime>,
 }
 
 impl MemoryStore {
@@ -93,7 +95,12 @@ impl ClientStore for MemoryStore {
         Ok(state.clients.remove(id).is_some())
     }
 
-    async fn set_client_secret(&self, id: &str, digest: &SecretDigest) -> StoreResult<bool> {
+    async fn set_client_secret(
+        &self,
+        id: &str,
+        digest: &SecretDigest,
+        sealed: Option<&[u8]>,
+    ) -> StoreResult<bool> {
         // A public client does not become confidential this way.
         let mut state = self.state().await;
         match state
@@ -103,25 +110,51 @@ impl ClientStore for MemoryStore {
         {
             Some(client) => {
                 client.secret_digest = Some(*digest);
+                client.sealed_secret = sealed.map(<[u8]>::to_vec);
                 Ok(true)
             }
             None => Ok(false),
         }
     }
 
-    async fn update_client(&self, client: &Client) -> StoreResult<bool> {
+    async fn update_client(&self, client: &Client, secret: SecretUpdate) -> StoreResult<bool> {
         let mut state = self.state().await;
         let Some(stored) = state.clients.get_mut(&client.id) else {
             return Ok(false);
         };
-        // Everything but the ID, the secret and the creation time.
+        // Everything but the ID, the creation time and, unless replaced, the
+        // secret.
+        let (secret_digest, sealed_secret) = match secret {
+            SecretUpdate::Keep => (stored.secret_digest, stored.sealed_secret.clone()),
+            SecretUpdate::Replace => (client.secret_digest, client.sealed_secret.clone()),
+        };
         *stored = Client {
             id: stored.id.clone(),
-            secret_digest: stored.secret_digest,
+            secret_digest,
+            sealed_secret,
             created_at: stored.created_at,
             ..client.clone()
         };
         Ok(true)
+    }
+
+    async fn record_client_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut state = self.state().await;
+        let key = (client_id.to_owned(), jti.to_owned());
+        // A record past its expiry is taken over, as in the SQL stores.
+        match state.client_assertions.get(&key) {
+            Some(recorded) if *recorded > now => Ok(false),
+            _ => {
+                state.client_assertions.insert(key, expires_at);
+                Ok(true)
+            }
+        }
     }
 }
 
@@ -286,7 +319,8 @@ impl TokenStore for MemoryStore {
             + purge(&mut state.refresh_tokens, |t| t.family_expires_at <= now)
             // Kept like codes, so a late poll still reads expired_token.
             + purge(&mut state.devices, |d| d.expires_at < kept_until)
-            + purge(&mut state.login_failures, |f| f.last_at < failures_until),
+            + purge(&mut state.login_failures, |f| f.last_at < failures_until)
+            + purge(&mut state.client_assertions, |expires_at| *expires_at <= now),
         )
     }
 }

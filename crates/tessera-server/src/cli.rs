@@ -55,8 +55,9 @@ pub struct Json {
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
-    /// Register a client. Prints its ID and, for confidential clients, its secret
-    /// (shown once; only a digest is stored).
+    /// Register a client. Prints its ID and, for clients with a secret, the
+    /// secret (shown once; a digest is stored, and for client_secret_jwt a copy
+    /// sealed with the key-encryption key).
     Create(Box<ClientCreate>),
     /// List clients.
     List(Json),
@@ -78,7 +79,9 @@ pub enum ClientCommand {
         #[command(flatten)]
         json: Json,
     },
-    /// Replace a confidential client's secret; the old one stops working at once.
+    /// Replace a client's secret; the old one stops working at once.
+    /// private_key_jwt clients have none: they change keys with `client update
+    /// --jwks` or at their jwks_uri.
     RotateSecret {
         #[arg(allow_hyphen_values = true)]
         id: String,
@@ -131,9 +134,21 @@ pub struct ClientCreate {
     #[arg(long, value_name = "FORMAT")]
     pub token_format: Option<String>,
     /// client_secret_basic or client_secret_post to allow only that method (both
-    /// are accepted by default); none for public clients.
+    /// are accepted by default); client_secret_jwt for JWTs signed (HS256) with
+    /// the secret; private_key_jwt for JWTs signed with the client's own key,
+    /// registered with --jwks or --jwks-uri (the client then has no secret);
+    /// none for public clients.
     #[arg(long, value_name = "METHOD")]
     pub auth_method: Option<String>,
+    /// For private_key_jwt: a file holding the client's public keys as a JWK
+    /// Set ({"keys": [...]}; RS256, PS256, ES256 or EdDSA keys, no private
+    /// parts).
+    #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
+    pub jwks: Option<PathBuf>,
+    /// For private_key_jwt: where the client publishes its JWK Set (https, or
+    /// http on a loopback host). Fetched when needed and cached.
+    #[arg(long, value_name = "URL")]
+    pub jwks_uri: Option<String>,
     /// Lifetime of this client's access tokens in seconds (server default otherwise).
     #[arg(long, value_name = "SECONDS")]
     pub access_token_ttl: Option<i64>,
@@ -193,10 +208,20 @@ pub struct ClientUpdate {
     /// Lifetime of access tokens in seconds, or default.
     #[arg(long, value_name = "SECONDS")]
     pub access_token_ttl: Option<String>,
-    /// client_secret_basic or client_secret_post to allow only that method, or
-    /// any for both. A client's type (public or confidential) cannot change.
+    /// client_secret_basic, client_secret_post, client_secret_jwt or
+    /// private_key_jwt to allow only that method, or any for the first two.
+    /// A client's type (public or confidential) cannot change. A client that
+    /// moves to client_secret_jwt, or from private_key_jwt to a secret, gets a
+    /// new secret (printed once); one that moves to private_key_jwt needs
+    /// --jwks or --jwks-uri and loses its secret.
     #[arg(long, value_name = "METHOD")]
     pub auth_method: Option<String>,
+    /// Replace a private_key_jwt client's keys with the JWK Set in this file.
+    #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
+    pub jwks: Option<PathBuf>,
+    /// Replace a private_key_jwt client's keys with those it publishes here.
+    #[arg(long, value_name = "URL")]
+    pub jwks_uri: Option<String>,
     /// Which tokens the client may introspect: any or own.
     #[arg(long, value_name = "POLICY")]
     pub introspection: Option<String>,

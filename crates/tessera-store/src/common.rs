@@ -39,13 +39,15 @@ where
 
 pub(crate) const CLIENT_COLUMNS: &str = "id, name, secret_digest, auth_method, grants, redirect_uris, \
      scopes, audiences, token_format, access_token_ttl, introspection, created_at, \
-     require_pkce, id_token_alg, post_logout_redirect_uris";
+     require_pkce, id_token_alg, post_logout_redirect_uris, sealed_secret, jwks, jwks_uri";
 
 /// The columns a client's owner may change, in the order
-/// `bind_client_settings` binds them.
+/// `bind_client_settings` binds them. The public keys are settings; the
+/// secret (digest and sealed copy) is not, so that an update never undoes a
+/// rotation unless it means to.
 pub(crate) const CLIENT_SETTINGS_COLUMNS: &str = "name, auth_method, grants, redirect_uris, scopes, \
      audiences, token_format, access_token_ttl, introspection, require_pkce, id_token_alg, \
-     post_logout_redirect_uris";
+     post_logout_redirect_uris, jwks, jwks_uri";
 
 pub(crate) const RESOURCE_COLUMNS: &str = "audience, scopes, token_format, accepts, created_at, \
      signing_alg, secret_version, sealed_secret";
@@ -93,7 +95,7 @@ macro_rules! impl_store {
         use tessera_core::store::{
             AuthorizationCode, ClientStore, CodeStore, CodeUse, Consent, ConsentStore, KeyStore,
             LoginFailures, ReferenceToken, RefreshStore, RefreshToken, RefreshUse, ResourceStore,
-            Session, SessionStore, Store, StoreError, StoreResult, StoredKey, ThrottleStore,
+            SecretUpdate, Session, SessionStore, Store, StoreError, StoreResult, StoredKey, ThrottleStore,
             TokenStore, User, UserStore, DeviceAuthorization, DevicePoll, DeviceStatus, DeviceStore,
         };
         use $crate::common::{
@@ -124,7 +126,11 @@ macro_rules! impl_store {
             let id_token_alg: Option<String> = row.try_get("id_token_alg").map_err(get_err)?;
             let post_logout: String =
                 row.try_get("post_logout_redirect_uris").map_err(get_err)?;
+            let jwks: Option<String> = row.try_get("jwks").map_err(get_err)?;
             Ok(Client {
+                sealed_secret: row.try_get("sealed_secret").map_err(get_err)?,
+                jwks: jwks.map(|j| from_json(&j, "jwks")).transpose()?,
+                jwks_uri: row.try_get("jwks_uri").map_err(get_err)?,
                 require_pkce: row.try_get("require_pkce").map_err(get_err)?,
                 id_token_alg: id_token_alg
                     .map(|a| parse_column(&a, "id_token_alg"))
@@ -169,6 +175,8 @@ macro_rules! impl_store {
                 .bind(client.require_pkce)
                 .bind(client.id_token_alg.map(|a| a.as_str()))
                 .bind(to_json(&client.post_logout_redirect_uris))
+                .bind(client.jwks.as_ref().map(to_json))
+                .bind(client.jwks_uri.as_deref())
         }
 
         fn resource_from_row(row: &Row) -> StoreResult<Resource> {
@@ -238,12 +246,14 @@ macro_rules! impl_store {
 
             async fn insert_client(&self, client: &Client) -> StoreResult<()> {
                 let sql = const_format::concatcp!(
-                    "INSERT INTO clients (", CLIENT_SETTINGS_COLUMNS, ", id, secret_digest, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                    "INSERT INTO clients (", CLIENT_SETTINGS_COLUMNS, ", id, secret_digest, sealed_secret, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                     $15, $16, $17, $18)"
                 );
                 bind_client_settings(sqlx::query(sql), client)
                     .bind(&client.id)
                     .bind(client.secret_digest.map(|d| d.0.to_vec()))
+                    .bind(client.sealed_secret.as_deref())
                     .bind(client.created_at)
                     .execute(&self.pool)
                     .await
@@ -294,12 +304,27 @@ macro_rules! impl_store {
                 Ok(deleted > 0)
             }
 
-            async fn update_client(&self, client: &Client) -> StoreResult<bool> {
-                let sql = const_format::concatcp!(
-                    "UPDATE clients SET (", CLIENT_SETTINGS_COLUMNS, ") = \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) WHERE id = $13"
-                );
-                let updated = bind_client_settings(sqlx::query(sql), client)
+            async fn update_client(&self, client: &Client, secret: SecretUpdate) -> StoreResult<bool> {
+                let query = match secret {
+                    SecretUpdate::Keep => {
+                        let sql = const_format::concatcp!(
+                            "UPDATE clients SET (", CLIENT_SETTINGS_COLUMNS, ") = \
+                             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) WHERE id = $15"
+                        );
+                        bind_client_settings(sqlx::query(sql), client)
+                    }
+                    SecretUpdate::Replace => {
+                        let sql = const_format::concatcp!(
+                            "UPDATE clients SET (", CLIENT_SETTINGS_COLUMNS, ", secret_digest, sealed_secret) = \
+                             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                             WHERE id = $17"
+                        );
+                        bind_client_settings(sqlx::query(sql), client)
+                            .bind(client.secret_digest.map(|d| d.0.to_vec()))
+                            .bind(client.sealed_secret.as_deref())
+                    }
+                };
+                let updated = query
                     .bind(&client.id)
                     .execute(&self.pool)
                     .await
@@ -308,11 +333,44 @@ macro_rules! impl_store {
                 Ok(updated > 0)
             }
 
-            async fn set_client_secret(&self, id: &str, digest: &SecretDigest) -> StoreResult<bool> {
+            async fn record_client_assertion(
+                &self,
+                client_id: &str,
+                jti: &str,
+                expires_at: i64,
+                now: i64,
+            ) -> StoreResult<bool> {
+                // One statement: a new jti is inserted; one already recorded is
+                // taken over only if its record has expired. Either way exactly
+                // one of concurrent uses changes a row.
+                let recorded = sqlx::query(
+                    "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (client_id, jti) DO UPDATE SET expires_at = excluded.expires_at \
+                     WHERE client_assertion_jtis.expires_at <= $4",
+                )
+                .bind(client_id)
+                .bind(jti)
+                .bind(expires_at)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+                Ok(recorded > 0)
+            }
+
+            async fn set_client_secret(
+                &self,
+                id: &str,
+                digest: &SecretDigest,
+                sealed: Option<&[u8]>,
+            ) -> StoreResult<bool> {
                 let updated = sqlx::query(
-                    "UPDATE clients SET secret_digest = $1 WHERE id = $2 AND secret_digest IS NOT NULL",
+                    "UPDATE clients SET secret_digest = $1, sealed_secret = $2 \
+                     WHERE id = $3 AND secret_digest IS NOT NULL",
                 )
                 .bind(digest.0.to_vec())
+                .bind(sealed)
                 .bind(id)
                 .execute(&self.pool)
                 .await
@@ -547,6 +605,7 @@ macro_rules! impl_store {
                 let mut purged = 0;
                 for (sql, before) in [
                     ("DELETE FROM revoked_jtis WHERE expires_at <= $1", now),
+                    ("DELETE FROM client_assertion_jtis WHERE expires_at <= $1", now),
                     ("DELETE FROM reference_tokens WHERE expires_at <= $1", now),
                     ("DELETE FROM sessions WHERE expires_at <= $1", now),
                     // Kept past expiry so that a replay is still recognised.

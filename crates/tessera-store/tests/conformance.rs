@@ -19,8 +19,8 @@ use tessera_core::model::{
 use tessera_core::scope::Scope;
 use tessera_core::store::{
     AuthorizationCode, CodeUse, Consent, DeviceAuthorization, DevicePoll, DeviceStatus,
-    LoginFailures, ReferenceToken, RefreshToken, RefreshUse, Session, Store, StoreError, StoredKey,
-    User,
+    LoginFailures, ReferenceToken, RefreshToken, RefreshUse, SecretUpdate, Session, Store,
+    StoreError, StoredKey, User,
 };
 use tokio::sync::Barrier;
 
@@ -51,7 +51,11 @@ fn full_client(id: &str, created_at: i64) -> Client {
         id: id.to_owned(),
         name: "Orders \"service\" — ünïcode \\ 'quoted'".to_owned(),
         secret_digest: Some(SecretDigest::of(&random_token())),
+        // NUL and 0xff bytes catch a backend that stores the blob as text.
+        sealed_secret: Some([&[0x00, 0xff, 0x00][..], &random_bytes::<40>()].concat()),
         auth_method: Some(ClientAuthMethod::ClientSecretPost),
+        jwks: Some(client_jwks()),
+        jwks_uri: Some("https://keys.example/jwks?x=1&y=%20\"z\"".to_owned()),
         grants: vec![
             GrantType::ClientCredentials,
             GrantType::TokenExchange,
@@ -84,7 +88,10 @@ fn public_client(id: &str, created_at: i64) -> Client {
         id: id.to_owned(),
         name: "Single-page app".to_owned(),
         secret_digest: None,
+        sealed_secret: None,
         auth_method: Some(ClientAuthMethod::None),
+        jwks: None,
+        jwks_uri: None,
         grants: vec![
             GrantType::AuthorizationCode,
             GrantType::RefreshToken,
@@ -110,7 +117,10 @@ fn bare_client(id: &str, created_at: i64) -> Client {
         id: id.to_owned(),
         name: String::new(),
         secret_digest: Some(SecretDigest::of(&random_token())),
+        sealed_secret: None,
         auth_method: None,
+        jwks: None,
+        jwks_uri: None,
         grants: Vec::new(),
         redirect_uris: Vec::new(),
         scopes: Scope::default(),
@@ -122,6 +132,30 @@ fn bare_client(id: &str, created_at: i64) -> Client {
         id_token_alg: None,
         post_logout_redirect_uris: vec![],
         created_at,
+    }
+}
+
+/// Two public keys, one without `kid` and `alg`, with values that need
+/// escaping in JSON.
+fn client_jwks() -> tessera_jose::JwkSet {
+    serde_json::from_value(json!({"keys": [
+        {"kty": "EC", "kid": "k\"1\" — ü", "alg": "ES256", "use": "sig", "crv": "P-256",
+         "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+         "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+        {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    ]}))
+    .expect("JWK Set")
+}
+
+/// A `private_key_jwt` client: keys, no secret.
+fn keyed_client(id: &str, created_at: i64) -> Client {
+    Client {
+        secret_digest: None,
+        sealed_secret: None,
+        auth_method: Some(ClientAuthMethod::PrivateKeyJwt),
+        jwks: Some(client_jwks()),
+        jwks_uri: None,
+        ..bare_client(id, created_at)
     }
 }
 
@@ -304,12 +338,18 @@ async fn check_clients(store: &dyn Store) {
     }
     let read_public = store.client(&public.id).await.expect("client");
     assert!(read_public.is_some_and(|c| c.is_public() && c.secret_digest.is_none()));
+    let keyed = keyed_client(&unique("keyed"), base);
+    store.insert_client(&keyed).await.expect("insert_client");
+    let read_keyed = store.client(&keyed.id).await.expect("client");
+    assert_eq!(read_keyed.as_ref(), Some(&keyed));
+    assert!(read_keyed.is_some_and(|c| !c.is_public() && c.secret_digest.is_none()));
     assert_eq!(
         store.client(&unique("missing")).await.expect("client"),
         None
     );
 
     let ours = [&full.id, &public.id, &bare.id];
+    assert!(store.delete_client(&keyed.id).await.expect("delete_client"));
     let listed: Vec<Client> = store
         .clients()
         .await
@@ -350,23 +390,69 @@ async fn check_client_updates(store: &dyn Store) {
     for client in [&bare, &other] {
         store.insert_client(client).await.expect("insert_client");
     }
-    // Every setting changes; the ID, the secret and the creation time cannot.
+    // Every setting changes (the keys too); the ID, the secret and the
+    // creation time cannot.
     let full = full_client(&bare.id, base + 50);
     let changed = Client {
         secret_digest: Some(SecretDigest::of("not stored by an update")),
         ..full.clone()
     };
-    assert!(store.update_client(&changed).await.expect("update_client"));
+    assert!(
+        store
+            .update_client(&changed, SecretUpdate::Keep)
+            .await
+            .expect("update_client")
+    );
     assert_eq!(
         store.client(&bare.id).await.expect("client"),
         Some(Client {
             secret_digest: bare.secret_digest,
+            sealed_secret: bare.sealed_secret.clone(),
             created_at: bare.created_at,
             ..full.clone()
         })
     );
     // And back again: cleared options are stored as cleared.
-    assert!(store.update_client(&bare).await.expect("update_client"));
+    assert!(
+        store
+            .update_client(&bare, SecretUpdate::Keep)
+            .await
+            .expect("update_client")
+    );
+    assert_eq!(
+        store.client(&bare.id).await.expect("client"),
+        Some(bare.clone())
+    );
+
+    // With the secret: the digest and the sealed copy are written, and
+    // cleared when the client has none (a move to private_key_jwt).
+    assert!(
+        store
+            .update_client(&changed, SecretUpdate::Replace)
+            .await
+            .expect("update_client")
+    );
+    assert_eq!(
+        store.client(&bare.id).await.expect("client"),
+        Some(Client {
+            created_at: bare.created_at,
+            ..changed.clone()
+        })
+    );
+    let keyed = keyed_client(&bare.id, base);
+    assert!(
+        store
+            .update_client(&keyed, SecretUpdate::Replace)
+            .await
+            .expect("update_client")
+    );
+    assert_eq!(store.client(&bare.id).await.expect("client"), Some(keyed));
+    assert!(
+        store
+            .update_client(&bare, SecretUpdate::Replace)
+            .await
+            .expect("update_client")
+    );
     assert_eq!(store.client(&bare.id).await.expect("client"), Some(bare));
     assert_eq!(
         store.client(&other.id).await.expect("client"),
@@ -375,7 +461,10 @@ async fn check_client_updates(store: &dyn Store) {
     );
     assert!(
         !store
-            .update_client(&bare_client(&unique("missing"), base))
+            .update_client(
+                &bare_client(&unique("missing"), base),
+                SecretUpdate::Replace
+            )
             .await
             .expect("update_client")
     );
@@ -392,9 +481,10 @@ async fn check_client_secrets(store: &dyn Store) {
 
     let new_secret = random_token();
     let digest = SecretDigest::of(&new_secret);
+    let sealed = random_bytes::<48>().to_vec();
     assert!(
         store
-            .set_client_secret(&confidential.id, &digest)
+            .set_client_secret(&confidential.id, &digest, Some(&sealed))
             .await
             .expect("set_client_secret")
     );
@@ -408,19 +498,35 @@ async fn check_client_secrets(store: &dyn Store) {
             .secret_digest
             .is_some_and(|d| d.matches(&new_secret))
     );
-    // Only the secret changed.
+    // Only the secret changed, digest and sealed copy together.
     assert_eq!(
         updated,
         Client {
             secret_digest: Some(digest),
-            ..confidential
+            sealed_secret: Some(sealed),
+            ..confidential.clone()
         }
+    );
+    // Without a sealed copy (any method but client_secret_jwt), none is kept.
+    assert!(
+        store
+            .set_client_secret(&confidential.id, &digest, None)
+            .await
+            .expect("set_client_secret")
+    );
+    assert_eq!(
+        store.client(&confidential.id).await.expect("client"),
+        Some(Client {
+            secret_digest: Some(digest),
+            sealed_secret: None,
+            ..confidential
+        })
     );
 
     // A public client does not become confidential this way.
     assert!(
         !store
-            .set_client_secret(&public.id, &digest)
+            .set_client_secret(&public.id, &digest, None)
             .await
             .expect("set_client_secret")
     );
@@ -431,7 +537,7 @@ async fn check_client_secrets(store: &dyn Store) {
 
     assert!(
         !store
-            .set_client_secret(&unique("missing"), &digest)
+            .set_client_secret(&unique("missing"), &digest, None)
             .await
             .expect("set_client_secret")
     );
@@ -975,6 +1081,41 @@ async fn check_revoked_jtis(store: &dyn Store) {
     );
 }
 
+async fn check_client_assertions(store: &dyn Store) {
+    let client = unique("client");
+    let other = unique("client");
+    let jti = unique("jti");
+    let record = |client: &str, jti: &str, expires_at: i64, now: i64| {
+        let (client, jti) = (client.to_owned(), jti.to_owned());
+        async move {
+            store
+                .record_client_assertion(&client, &jti, expires_at, now)
+                .await
+                .expect("record_client_assertion")
+        }
+    };
+    assert!(record(&client, &jti, FAR_FUTURE, T0).await, "first use");
+    assert!(!record(&client, &jti, FAR_FUTURE, T0).await, "replay");
+    assert!(
+        !record(&client, &jti, FAR_FUTURE + 60, T0 + 1).await,
+        "replay, other exp"
+    );
+    // A jti is the client's own: another client's is not a replay.
+    assert!(record(&other, &jti, FAR_FUTURE, T0).await);
+    // Compared exactly.
+    assert!(record(&client, &jti.to_uppercase(), FAR_FUTURE, T0).await);
+
+    // A record past its expiry no longer blocks the jti, purged or not; the
+    // new use is recorded with its own expiry. Expired means
+    // `expires_at <= now`.
+    let reused = unique("jti");
+    assert!(record(&client, &reused, 1_000, 500).await);
+    assert!(!record(&client, &reused, 1_000, 999).await);
+    assert!(record(&client, &reused, FAR_FUTURE, 1_000).await);
+    assert!(!record(&client, &reused, FAR_FUTURE, 1_001).await);
+    assert!(!record(&client, &reused, FAR_FUTURE, FAR_FUTURE - 1).await);
+}
+
 async fn check_purge(store: &dyn Store) {
     // Everything here expires long before FAR_FUTURE, so no other check's rows
     // are purged or counted. Expired means `expires_at <= now`, the rule
@@ -992,6 +1133,21 @@ async fn check_purge(store: &dyn Store) {
     ] {
         store.revoke_jti(jti, expires_at).await.expect("revoke_jti");
     }
+    // Used client assertions: one expired at `now`, one later.
+    let asserting = unique("client");
+    let assertion_old = unique("jti");
+    let assertion_later = unique("jti");
+    let record = |jti: &str, expires_at: i64| {
+        let (client, jti) = (asserting.clone(), jti.to_owned());
+        async move {
+            store
+                .record_client_assertion(&client, &jti, expires_at, 0)
+                .await
+                .expect("record_client_assertion")
+        }
+    };
+    assert!(record(&assertion_old, 1_200).await);
+    assert!(record(&assertion_later, 2_000).await);
     let client_id = unique("client");
     let token_old = ReferenceToken {
         revoked: true,
@@ -1006,7 +1162,12 @@ async fn check_purge(store: &dyn Store) {
             .expect("insert_reference_token");
     }
 
-    assert_eq!(store.purge_expired(now).await.expect("purge_expired"), 4);
+    assert_eq!(store.purge_expired(now).await.expect("purge_expired"), 5);
+    // Read through the verb: a record still there refuses the jti even at a
+    // time before its expiry; a purged one is recorded afresh (and then kept
+    // until FAR_FUTURE, out of this check's counts).
+    assert!(!record(&assertion_later, 2_000).await, "not yet purged");
+    assert!(record(&assertion_old, FAR_FUTURE).await, "purged");
     for (jti, revoked) in [
         (&jti_old, false),
         (&jti_now, false),
@@ -1040,13 +1201,14 @@ async fn check_purge(store: &dyn Store) {
         store.purge_expired(now + 1).await.expect("purge_expired"),
         2
     );
-    assert_eq!(store.purge_expired(10_000).await.expect("purge_expired"), 1);
+    assert_eq!(store.purge_expired(10_000).await.expect("purge_expired"), 2);
     assert!(
         !store
             .is_jti_revoked(&jti_later)
             .await
             .expect("is_jti_revoked")
     );
+    assert!(record(&assertion_later, FAR_FUTURE).await, "purged");
     assert_eq!(store.purge_expired(10_000).await.expect("purge_expired"), 0);
 }
 
@@ -2387,6 +2549,47 @@ async fn check_client_races(store: &Arc<dyn Store>) {
     assert_eq!(store.client(&id).await.expect("client"), None);
 }
 
+async fn check_client_assertion_race(store: &Arc<dyn Store>) {
+    // One assertion presented many times at once: exactly one use counts.
+    let client = unique("client");
+    let jti = unique("jti");
+    let results = race(store, |store, _| {
+        let (client, jti) = (client.clone(), jti.clone());
+        async move {
+            store
+                .record_client_assertion(&client, &jti, FAR_FUTURE, T0)
+                .await
+                .expect("racing record_client_assertion")
+        }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|r| **r).count(), 1, "racing jti uses");
+
+    // The same once the record has expired: exactly one takes it over.
+    let expired = unique("jti");
+    assert!(
+        store
+            .record_client_assertion(&client, &expired, 1_000, 0)
+            .await
+            .expect("record_client_assertion")
+    );
+    let results = race(store, |store, _| {
+        let (client, jti) = (client.clone(), expired.clone());
+        async move {
+            store
+                .record_client_assertion(&client, &jti, FAR_FUTURE, T0)
+                .await
+                .expect("racing record_client_assertion")
+        }
+    })
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| **r).count(),
+        1,
+        "racing takeovers"
+    );
+}
+
 async fn check_resource_race(store: &Arc<dyn Store>) {
     let audience = unique("contested");
     let results = race(store, |store, i| {
@@ -2936,6 +3139,7 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_insert_key_unless_newer(&*store).await;
     check_reference_tokens(&*store).await;
     check_revoked_jtis(&*store).await;
+    check_client_assertions(&*store).await;
     check_purge(&*store).await;
     check_users(&*store).await;
     check_delete_user(&*store).await;
@@ -2951,6 +3155,7 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_device_race(&store).await;
     check_key_race(&store, key_race).await;
     check_client_races(&store).await;
+    check_client_assertion_race(&store).await;
     check_resource_race(&store).await;
     check_resource_secret_race(&store).await;
     check_revocation_races(&store).await;

@@ -1,35 +1,59 @@
 //! `tessera client …`
 
+use std::io::Read as _;
+use std::path::Path;
+
 use serde_json::{Value, json};
-use tessera_core::crypto::{SecretDigest, random_id, random_token};
+use tessera_core::client_auth::NewSecret;
+use tessera_core::crypto::{KeyEncryptionKey, random_id};
 use tessera_core::model::{Client, ClientAuthMethod, GrantType, IntrospectionPolicy, TokenFormat};
-use tessera_core::registration::check_client;
+use tessera_core::registration::{check_client, parse_client_jwks};
 use tessera_core::scope::Scope;
-use tessera_core::store::{Store, StoreError};
+use tessera_core::store::{SecretUpdate, Store, StoreError};
 use tessera_core::{Clock, SystemClock};
+use tessera_jose::JwkSet;
 
 use super::{CommandError, CommandResult, format_time, print_json};
 use crate::cli::{ClientCreate, ClientUpdate};
 
-pub async fn create(store: &dyn Store, args: ClientCreate) -> CommandResult {
+/// Loads the key-encryption key; asked for only when a secret must be sealed
+/// (client_secret_jwt), so other commands work without the key file.
+pub trait KekLoader: FnOnce() -> Result<KeyEncryptionKey, CommandError> {}
+impl<F: FnOnce() -> Result<KeyEncryptionKey, CommandError>> KekLoader for F {}
+
+pub async fn create(store: &dyn Store, args: ClientCreate, kek: impl KekLoader) -> CommandResult {
     let id = args.id.unwrap_or_else(random_id);
     let auth_method = args
         .auth_method
         .as_deref()
         .map(str::parse::<ClientAuthMethod>)
         .transpose()?;
+    if args.public && auth_method.is_some_and(|m| m.is_jwt()) {
+        return Err(CommandError(format!(
+            "--public contradicts --auth-method {}: a public client has no credentials",
+            auth_method.map_or("", ClientAuthMethod::as_str)
+        )));
+    }
     let public = args.public || auth_method == Some(ClientAuthMethod::None);
-    let secret = (!public).then(random_token);
+    let keyed = auth_method == Some(ClientAuthMethod::PrivateKeyJwt);
+    let secret = if public || keyed {
+        None
+    } else {
+        Some(new_secret(&id, auth_method, kek)?)
+    };
     let client = Client {
+        secret_digest: secret.as_ref().map(|s| s.digest),
+        sealed_secret: secret.as_ref().and_then(|s| s.sealed.clone()),
         id,
         name: args.name,
-        secret_digest: secret.as_deref().map(SecretDigest::of),
         auth_method: if public {
             // Kept only when it contradicts, so that the rules can say so.
             auth_method.filter(|m| *m != ClientAuthMethod::None)
         } else {
             auth_method
         },
+        jwks: args.jwks.as_deref().map(read_jwks).transpose()?,
+        jwks_uri: args.jwks_uri,
         grants: parse_grants(&args.grants)?,
         redirect_uris: dedup(args.redirect_uris),
         scopes: parse_scope(&args.scope)?,
@@ -54,22 +78,65 @@ pub async fn create(store: &dyn Store, args: ClientCreate) -> CommandResult {
     if args.json.json {
         let mut out = json!({"client_id": client.id});
         if let Some(secret) = &secret {
-            out["client_secret"] = json!(secret);
+            out["client_secret"] = json!(secret.secret);
         }
         print_json(&out);
     } else {
         println!("client_id:     {}", client.id);
         if let Some(secret) = &secret {
-            println!("client_secret: {secret}");
-            println!("(the secret is shown only now; tessera stores only its digest)");
+            print_secret(secret);
         }
     }
     Ok(())
 }
 
+/// A new secret for `client_id`; sealed for client_secret_jwt, which needs
+/// the secret itself to check HMACs (see `tessera_core::client_auth`).
+fn new_secret(
+    client_id: &str,
+    method: Option<ClientAuthMethod>,
+    kek: impl KekLoader,
+) -> Result<NewSecret, CommandError> {
+    let kek = match method {
+        Some(ClientAuthMethod::ClientSecretJwt) => Some(kek()?),
+        _ => None,
+    };
+    Ok(NewSecret::generate(client_id, kek.as_ref()))
+}
+
+fn print_secret(secret: &NewSecret) {
+    println!("client_secret: {}", secret.secret);
+    if secret.sealed.is_some() {
+        println!(
+            "(the secret is shown only now; tessera stores its digest, and for client_secret_jwt \
+             a copy sealed with the key-encryption key)"
+        );
+    } else {
+        println!("(the secret is shown only now; tessera stores only its digest)");
+    }
+}
+
+/// The largest JWK Set file read: sixteen RSA keys take about 8 KiB.
+const MAX_JWKS_FILE: u64 = 256 * 1024;
+
+/// Reads a client's JWK Set from a file, by the registration rules.
+fn read_jwks(path: &Path) -> Result<JwkSet, CommandError> {
+    let failed = |e: &dyn std::fmt::Display| CommandError(format!("{}: {e}", path.display()));
+    let mut text = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_JWKS_FILE + 1).read_to_end(&mut text))
+        .map_err(|e| failed(&e))?;
+    if text.len() as u64 > MAX_JWKS_FILE {
+        return Err(failed(&format_args!(
+            "larger than {MAX_JWKS_FILE} bytes; a JWK Set of public keys is far smaller"
+        )));
+    }
+    parse_client_jwks(&text).map_err(|e| failed(&e))
+}
+
 /// Changes a client's settings. Every change is checked by the same rules as a
 /// new client, on the client as it would be stored, before anything is written.
-pub async fn update(store: &dyn Store, args: ClientUpdate) -> CommandResult {
+pub async fn update(store: &dyn Store, args: ClientUpdate, kek: impl KekLoader) -> CommandResult {
     let mut client = store
         .client(&args.id)
         .await?
@@ -142,12 +209,12 @@ pub async fn update(store: &dyn Store, args: ClientUpdate) -> CommandResult {
             "any" => None,
             other => Some(other.parse::<ClientAuthMethod>()?),
         };
-        if client.is_public() && method.is_some_and(|m| m != ClientAuthMethod::None) {
+        if before.is_public() && method.is_some_and(|m| m != ClientAuthMethod::None) {
             return Err(CommandError(
-                "a public client has no secret to authenticate with; register a confidential client instead".into(),
+                "a public client has no secret or keys to authenticate with; register a confidential client instead".into(),
             ));
         }
-        if !client.is_public() {
+        if !before.is_public() {
             if method == Some(ClientAuthMethod::None) {
                 return Err(CommandError(
                     "a confidential client cannot become public; register a public client instead"
@@ -157,6 +224,16 @@ pub async fn update(store: &dyn Store, args: ClientUpdate) -> CommandResult {
             client.auth_method = method;
         }
     }
+    if let Some(path) = &args.jwks {
+        client.jwks = Some(read_jwks(path)?);
+        client.jwks_uri = None;
+    }
+    if let Some(uri) = &args.jwks_uri {
+        client.jwks_uri = Some(uri.clone());
+        client.jwks = None;
+    }
+    let keys_given = args.jwks.is_some() || args.jwks_uri.is_some();
+    let new_secret = follow_method(&mut client, &before, keys_given, kek)?;
     if let Some(policy) = args.introspection.as_deref() {
         client.introspection = policy.parse::<IntrospectionPolicy>()?;
     }
@@ -173,17 +250,71 @@ pub async fn update(store: &dyn Store, args: ClientUpdate) -> CommandResult {
         };
     }
     check_client(&client).map_err(|e| CommandError(e.message))?;
-    if client != before && !store.update_client(&client).await? {
+    let secret_update = if client.secret_digest != before.secret_digest
+        || client.sealed_secret != before.sealed_secret
+    {
+        SecretUpdate::Replace
+    } else {
+        SecretUpdate::Keep
+    };
+    if client != before && !store.update_client(&client, secret_update).await? {
         return Err(CommandError(format!("no client {:?}", client.id)));
     }
     if args.json.json {
-        print_json(&describe(&client));
+        let mut out = describe(&client);
+        if let Some(secret) = &new_secret {
+            out["client_secret"] = json!(secret.secret);
+        }
+        print_json(&out);
     } else if client == before {
         println!("client {} unchanged", client.id);
     } else {
         println!("updated client {}", client.id);
+        if let Some(secret) = &new_secret {
+            print_secret(secret);
+        }
     }
     Ok(())
+}
+
+/// Makes a confidential client's credentials follow a change of its
+/// authentication method; returns the new secret, if one was made.
+///
+/// - to private_key_jwt: the secret goes; the keys come with the command.
+/// - from private_key_jwt to a secret method: the keys go (unless given
+///   anew, which the rules then refuse) and a secret is made.
+/// - to client_secret_jwt: a new secret, sealed, since until now only the
+///   secret's digest was kept and a digest cannot key an HMAC.
+/// - from client_secret_jwt to Basic or the body: the same secret serves;
+///   its sealed copy is dropped.
+fn follow_method(
+    client: &mut Client,
+    before: &Client,
+    keys_given: bool,
+    kek: impl KekLoader,
+) -> Result<Option<NewSecret>, CommandError> {
+    if client.auth_method == before.auth_method || before.is_public() {
+        return Ok(None);
+    }
+    if client.auth_method == Some(ClientAuthMethod::PrivateKeyJwt) {
+        client.secret_digest = None;
+        client.sealed_secret = None;
+        return Ok(None);
+    }
+    if before.auth_method == Some(ClientAuthMethod::PrivateKeyJwt) && !keys_given {
+        client.jwks = None;
+        client.jwks_uri = None;
+    }
+    if client.secret_digest.is_none()
+        || client.auth_method == Some(ClientAuthMethod::ClientSecretJwt)
+    {
+        let secret = new_secret(&client.id, client.auth_method, kek)?;
+        client.secret_digest = Some(secret.digest);
+        client.sealed_secret = secret.sealed.clone();
+        return Ok(Some(secret));
+    }
+    client.sealed_secret = None;
+    Ok(None)
 }
 
 fn parse_grants(names: &[String]) -> Result<Vec<GrantType>, CommandError> {
@@ -314,26 +445,41 @@ pub async fn delete(store: &dyn Store, id: &str, json: bool) -> CommandResult {
     Ok(())
 }
 
-pub async fn rotate_secret(store: &dyn Store, id: &str, json: bool) -> CommandResult {
-    let secret = random_token();
+pub async fn rotate_secret(
+    store: &dyn Store,
+    id: &str,
+    json: bool,
+    kek: impl KekLoader,
+) -> CommandResult {
+    let no_secret = || {
+        CommandError(format!(
+            "no client {id:?} with a secret (public clients have none; private_key_jwt clients \
+             change keys instead, with `client update --jwks` or at their jwks_uri)"
+        ))
+    };
+    let client = store.client(id).await?.ok_or_else(no_secret)?;
+    if client.secret_digest.is_none() {
+        return Err(no_secret());
+    }
+    // The digest and the sealed copy change in one statement.
+    let secret = new_secret(id, client.auth_method, kek)?;
     if !store
-        .set_client_secret(id, &SecretDigest::of(&secret))
+        .set_client_secret(id, &secret.digest, secret.sealed.as_deref())
         .await?
     {
-        return Err(CommandError(format!(
-            "no confidential client {id:?} (public clients have no secret)"
-        )));
+        return Err(no_secret());
     }
     if json {
-        print_json(&json!({"client_id": id, "client_secret": secret}));
+        print_json(&json!({"client_id": id, "client_secret": secret.secret}));
     } else {
         println!("client_id:     {id}");
-        println!("client_secret: {secret}");
+        println!("client_secret: {}", secret.secret);
     }
     Ok(())
 }
 
-/// A client as the CLI shows it: everything but the secret digest.
+/// A client as the CLI shows it: everything but the secret's digest and sealed
+/// copy. Its keys are public.
 fn describe(client: &Client) -> Value {
     json!({
         "client_id": client.id,
@@ -354,6 +500,8 @@ fn describe(client: &Client) -> Value {
         "id_token_alg": client.id_token_alg.map(|a| a.as_str()),
         "post_logout_redirect_uris": client.post_logout_redirect_uris,
         "introspection": client.introspection.as_str(),
+        "jwks": client.jwks,
+        "jwks_uri": client.jwks_uri,
         "created_at": format_time(client.created_at),
     })
 }

@@ -10,6 +10,7 @@ pub mod user;
 
 use std::sync::Arc;
 
+use tessera_core::crypto::KeyEncryptionKey;
 use tessera_core::store::{Store, StoreError};
 use tessera_core::{Provider, SystemClock};
 use tessera_store::IfMissing;
@@ -44,17 +45,22 @@ pub async fn run(cli: Cli) -> CommandResult {
         Command::Client(command) => {
             let store = open_store(&config, IfMissing::Refuse).await?;
             match command {
-                ClientCommand::Create(args) => client::create(store.as_ref(), *args).await,
+                ClientCommand::Create(args) => {
+                    client::create(store.as_ref(), *args, || require_kek(&config)).await
+                }
                 ClientCommand::List(json) => client::list(store.as_ref(), json.json).await,
                 ClientCommand::Show { id, json } => {
                     client::show(store.as_ref(), &id, json.json).await
                 }
-                ClientCommand::Update(args) => client::update(store.as_ref(), *args).await,
+                ClientCommand::Update(args) => {
+                    client::update(store.as_ref(), *args, || require_kek(&config)).await
+                }
                 ClientCommand::Delete { id, json } => {
                     client::delete(store.as_ref(), &id, json.json).await
                 }
                 ClientCommand::RotateSecret { id, json } => {
-                    client::rotate_secret(store.as_ref(), &id, json.json).await
+                    client::rotate_secret(store.as_ref(), &id, json.json, || require_kek(&config))
+                        .await
                 }
             }
         }
@@ -201,7 +207,20 @@ pub async fn open_store(
 /// command but `serve`: the database and its key-encryption key must exist.
 pub async fn open_provider(config: &Config) -> Result<Provider, CommandError> {
     let store = open_store(config, IfMissing::Refuse).await?;
-    let kek = config.key_encryption_key()?.ok_or_else(|| {
+    let kek = require_kek(config)?;
+    let provider = Provider::new(store, Arc::new(SystemClock), config.settings.clone(), kek);
+    provider.start().await.map_err(|e| {
+        CommandError(format!(
+            "cannot load the signing keys: {e} (is the key-encryption key the one this database was created with?)"
+        ))
+    })?;
+    Ok(provider)
+}
+
+/// The configured key-encryption key, which must exist: for every command but
+/// `serve`, which creates it for a new database.
+pub fn require_kek(config: &Config) -> Result<KeyEncryptionKey, CommandError> {
+    config.key_encryption_key()?.ok_or_else(|| {
         CommandError(format!(
             "the key-encryption key file {} does not exist; only `tessera serve` creates it, \
              for a new database. Run this command where the server runs, or give the key with \
@@ -211,14 +230,7 @@ pub async fn open_provider(config: &Config) -> Result<Provider, CommandError> {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         ))
-    })?;
-    let provider = Provider::new(store, Arc::new(SystemClock), config.settings.clone(), kek);
-    provider.start().await.map_err(|e| {
-        CommandError(format!(
-            "cannot load the signing keys: {e} (is the key-encryption key the one this database was created with?)"
-        ))
-    })?;
-    Ok(provider)
+    })
 }
 
 /// Prints a JSON value on stdout.

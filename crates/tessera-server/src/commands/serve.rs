@@ -9,6 +9,7 @@ use tessera_store::IfMissing;
 
 use super::{CommandError, CommandResult, open_store};
 use crate::app::{AppState, app};
+use crate::client_keys::HttpClientKeys;
 use crate::config::Config;
 use crate::connections::{self, open_files_limit};
 
@@ -46,12 +47,17 @@ pub async fn serve(config: Config) -> CommandResult {
             config.create_default_key_encryption_key()?
         }
     };
-    let provider = Arc::new(Provider::new(
-        Arc::clone(&store),
-        Arc::new(SystemClock),
-        config.settings.clone(),
-        kek,
-    ));
+    let client_keys = HttpClientKeys::new()
+        .map_err(|e| CommandError(format!("cannot set up the HTTP client for jwks_uri: {e}")))?;
+    let provider = Arc::new(
+        Provider::new(
+            Arc::clone(&store),
+            Arc::new(SystemClock),
+            config.settings.clone(),
+            kek,
+        )
+        .with_client_keys(Arc::new(client_keys)),
+    );
     let first_key = provider.start().await.map_err(|e| {
         CommandError(format!(
             "cannot load the signing keys: {e} (is the key-encryption key the one this database was created with?)"

@@ -9,6 +9,7 @@ mod common;
 mod browser;
 mod browser_flows;
 mod cli;
+mod client_jwt;
 mod code_login;
 mod connections;
 mod device;

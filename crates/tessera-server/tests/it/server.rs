@@ -62,14 +62,34 @@ async fn discovery_lists_exactly_what_works() {
             serde_json::json!(["ES256", "RS256"])
         );
         assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
+        let credentials = [
+            "client_secret_basic",
+            "client_secret_post",
+            "client_secret_jwt",
+            "private_key_jwt",
+        ];
+        let with_public: Vec<&str> = credentials.iter().copied().chain(["none"]).collect();
         assert_eq!(
             meta["token_endpoint_auth_methods_supported"],
-            serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+            serde_json::json!(with_public)
+        );
+        assert_eq!(
+            meta["revocation_endpoint_auth_methods_supported"],
+            serde_json::json!(with_public)
         );
         assert_eq!(
             meta["introspection_endpoint_auth_methods_supported"],
-            serde_json::json!(["client_secret_basic", "client_secret_post"])
+            serde_json::json!(credentials)
         );
+        // private_key_jwt with each asymmetric algorithm, client_secret_jwt
+        // with HS256 (the client_jwt tests use each of them).
+        for endpoint in ["token", "introspection", "revocation"] {
+            assert_eq!(
+                meta[format!("{endpoint}_endpoint_auth_signing_alg_values_supported")],
+                serde_json::json!(["ES256", "RS256", "PS256", "EdDSA", "HS256"]),
+                "{endpoint}"
+            );
+        }
     }
     let r = server
         .http
