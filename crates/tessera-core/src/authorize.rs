@@ -377,10 +377,15 @@ impl Provider {
                     .login_hint
                     .as_deref()
                     .is_some_and(|hint| !hint_names(hint, user));
-                ((forced || someone_else) && !fresh_login)
-                    || request
-                        .max_age
-                        .is_some_and(|max| now - session.auth_time > max)
+                // A login that has just happened (for this very session: the
+                // consent form carries its sid and auth_time) meets prompt,
+                // max_age and the hint however long the person then takes to
+                // decide on the consent page; else max_age=N would allow N
+                // seconds to read it, and max_age=0 none at all.
+                let too_old = request
+                    .max_age
+                    .is_some_and(|max| now - session.auth_time > max);
+                !fresh_login && (forced || someone_else || too_old)
             }
         };
         if needs_login {

@@ -420,10 +420,14 @@ async fn check_assertion(
     {
         refuse!(Refused::IssuerIsNotSubject);
     }
-    if !claims.aud.as_ref().is_some_and(|aud| {
-        aud.iter()
-            .any(|a| auth.audiences.iter().any(|ours| ours == a))
-    }) {
+    // One audience, and ours: an assertion naming other audiences too was
+    // made for them as well, and could be replayed here by any of them.
+    let mut audiences = claims.aud.iter().flat_map(|aud| aud.iter());
+    let single = match (audiences.next(), audiences.next()) {
+        (Some(aud), None) => Some(aud),
+        _ => None,
+    };
+    if !single.is_some_and(|aud| auth.audiences.iter().any(|ours| ours == aud)) {
         refuse!(Refused::WrongAudience);
     }
     let now = auth.now;
@@ -969,10 +973,11 @@ mod tests {
             ("good", |_| {}, Ok(())),
             ("aud issuer", |c| c["aud"] = json!(ISSUER), Ok(())),
             (
-                "aud list",
+                "aud list with another audience",
                 |c| c["aud"] = json!(["https://else.example", TOKEN_URL]),
-                Ok(()),
+                Err(Refused::WrongAudience),
             ),
+            ("aud list of one", |c| c["aud"] = json!([TOKEN_URL]), Ok(())),
             (
                 "aud other",
                 |c| c["aud"] = json!("https://else.example/oauth2/token"),

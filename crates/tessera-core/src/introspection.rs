@@ -101,7 +101,9 @@ impl Provider {
         if claims.iat > now + self.settings().leeway {
             return Ok(Err(Inactive::NotYetValid));
         }
-        if is_jwt(token) && self.store().is_jti_revoked(&claims.jti).await? {
+        // Reference tokens too: session ends, password changes, code replays
+        // and refresh family revocations record only the access token's jti.
+        if self.store().is_jti_revoked(&claims.jti).await? {
             return Ok(Err(Inactive::Revoked));
         }
         Ok(Ok(claims))

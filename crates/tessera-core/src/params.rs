@@ -5,6 +5,10 @@ use std::borrow::Cow;
 
 use crate::Error;
 
+/// The most parameters one request may carry (`resource` included); real
+/// requests have a dozen at most.
+pub const MAX_PARAMETERS: usize = 256;
+
 /// Parameters from an `application/x-www-form-urlencoded` body or query.
 #[derive(Debug, Default, Clone)]
 pub struct Params {
@@ -38,7 +42,19 @@ impl Params {
     /// before it knows how to report an error (RFC 6749 §4.1.2.1).
     pub fn from_form_deferring_utf8_errors(body: &[u8]) -> Result<Self, Error> {
         let mut params = Params::default();
-        for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        for (count, pair) in body
+            .split(|&b| b == b'&')
+            .filter(|p| !p.is_empty())
+            .enumerate()
+        {
+            // The repeat check scans what came before: bounding the count keeps
+            // a 64 KiB body of tiny parameters from costing quadratic time.
+            if count >= MAX_PARAMETERS {
+                return Err(Error::new(
+                    crate::Reason::MalformedRequest,
+                    format!("a request has at most {MAX_PARAMETERS} parameters"),
+                ));
+            }
             let (name, value) = match pair.iter().position(|&b| b == b'=') {
                 Some(at) => (&pair[..at], &pair[at + 1..]),
                 None => (pair, &b""[..]),
@@ -164,6 +180,21 @@ fn percent_decode(raw: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_number_of_parameters_is_bounded() {
+        let many = |n: usize| {
+            (0..n)
+                .map(|i| format!("p{i}=x"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        assert!(Params::from_form(many(MAX_PARAMETERS).as_bytes()).is_ok());
+        let err = Params::from_form(many(MAX_PARAMETERS + 1).as_bytes()).expect_err("too many");
+        assert_eq!(err.code(), crate::ErrorCode::InvalidRequest);
+        let resources = "resource=https%3A%2F%2Fa.example&".repeat(MAX_PARAMETERS + 1);
+        assert!(Params::from_form(resources.as_bytes()).is_err());
+    }
 
     #[test]
     fn repeated_parameters_are_refused_except_resource() {

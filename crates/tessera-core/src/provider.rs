@@ -221,20 +221,15 @@ impl Provider {
 }
 
 /// The values a client assertion's `aud` may take (RFC 7523 §3 item 3): the
-/// issuer, and the URL of every endpoint where a client authenticates. Client
-/// libraries differ in which they use (OIDC Core §9 names the token endpoint,
-/// RFC 7523 the issuer or the token endpoint); any URL of this server's own
-/// names it, and a `jti` is accepted once wherever it is presented.
+/// issuer, or the token endpoint URL, which OIDC Core §9 names and many client
+/// libraries send. No other endpoint URL: a client that also talks to a
+/// malicious server can be led to sign an assertion for an endpoint URL that
+/// server claims in its own metadata (the "audience injection" of
+/// private_key_jwt), so the fewer names, the smaller that door.
 fn assertion_audiences(issuer: &str) -> Vec<String> {
     let base = issuer.trim_end_matches('/');
-    let mut audiences = vec![issuer.to_owned()];
-    for path in [
-        discovery::TOKEN_PATH,
-        discovery::INTROSPECTION_PATH,
-        discovery::REVOCATION_PATH,
-        discovery::DEVICE_AUTHORIZATION_PATH,
-    ] {
-        audiences.push(format!("{base}{path}"));
-    }
-    audiences
+    vec![
+        issuer.to_owned(),
+        format!("{base}{}", discovery::TOKEN_PATH),
+    ]
 }

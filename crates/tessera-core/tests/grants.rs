@@ -1687,3 +1687,104 @@ impl tracing::Subscriber for Log {
 
     fn exit(&self, _: &tracing::span::Id) {}
 }
+
+// --- the authorization endpoint's login requirements ---------------------
+
+#[tokio::test]
+async fn a_fresh_login_meets_max_age_however_long_consent_takes() {
+    use tessera_core::authorize::{AuthorizationRequest, ResponseMode, ResponseType, Step};
+    let world = World::new().await;
+    let alice = world.add_user("alice").await;
+    let client = world.add_client(web_app()).await;
+    let session = world
+        .provider
+        .start_session(&alice)
+        .await
+        .expect("session")
+        .session;
+    let request = AuthorizationRequest {
+        client_id: client.id.clone(),
+        redirect_uri: REDIRECT.to_owned(),
+        response_type: ResponseType::Code,
+        response_mode: ResponseMode::Query,
+        scope: "openid".to_owned(),
+        state: None,
+        nonce: None,
+        code_challenge: None,
+        prompt: Vec::new(),
+        max_age: Some(0),
+        login_hint: None,
+        resources: Vec::new(),
+    };
+    let step = |fresh| {
+        let (world, request, session, alice) = (&world, &request, &session, &alice);
+        async move {
+            world
+                .provider
+                .next_step(request, Some((session, alice)), fresh)
+                .await
+                .expect("a step")
+        }
+    };
+    // Right after the login form, the person is asked to consent...
+    assert_eq!(step(true).await, Step::Consent);
+    // ...and may take their time on the consent page: the login that led to
+    // it still counts (the consent form carries its sid and auth_time).
+    world.clock.advance(30);
+    assert_eq!(step(true).await, Step::Consent);
+    // Without that login, max_age=0 asks for the password again.
+    assert_eq!(step(false).await, Step::Login);
+}
+
+#[tokio::test]
+async fn a_refresh_the_resource_policy_now_refuses_uses_nothing_up() {
+    const API: &str = "https://api.example";
+    let world = World::new().await;
+    world.add_user("alice").await;
+    world
+        .add_resource(API, "api.read", AcceptedTokens::Both)
+        .await;
+    let client = world
+        .add_client(Client {
+            audiences: vec![API.to_owned()],
+            ..legacy()
+        })
+        .await;
+    let first = issued(
+        world
+            .password_grant(
+                &client,
+                "alice",
+                PASSWORD,
+                &[("scope", "openid api.read"), ("resource", API)],
+            )
+            .await,
+    );
+    // The API now accepts only app tokens: the refresh is refused...
+    let store = world.provider.store();
+    let resource = store.resource(API).await.expect("read").expect("resource");
+    let app_only = Resource {
+        accepts: AcceptedTokens::App,
+        ..resource.clone()
+    };
+    assert!(
+        store
+            .update_resource(&app_only, resource.secret_version)
+            .await
+            .expect("update")
+    );
+    let refused = refused(
+        world.refresh(&client, refresh_token(&first), None).await,
+        ErrorCode::InvalidTarget,
+    );
+    assert_eq!(refused.reason, Reason::TargetRefusesTokenKind);
+    // ...before the token was rotated: once the API accepts user tokens again,
+    // the same refresh token still works, and no reuse was detected.
+    assert!(
+        store
+            .update_resource(&resource, resource.secret_version)
+            .await
+            .expect("update")
+    );
+    issued(world.refresh(&client, refresh_token(&first), None).await);
+}

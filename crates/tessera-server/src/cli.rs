@@ -298,7 +298,7 @@ pub enum ResourceCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// List signing keys with their status (next, active, retired, expired).
+    /// List signing keys with their status (next, active, retired, expired, revoked).
     List(Json),
     /// Add a new signing key. It is published at once and signs after the
     /// pre-publication delay (key_prepublish), or at once with --now.

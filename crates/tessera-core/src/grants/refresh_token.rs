@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use crate::error::{Error, Reason};
-use crate::grants::{Grant, GrantRequest, Targets};
+use crate::grants::{Grant, GrantRequest, SubjectKind, Targets};
 use crate::model::GrantType;
 use crate::provider::Provider;
 use crate::scope::Scope;
@@ -45,19 +45,31 @@ impl Grant for RefreshTokenGrant {
         if claims.aud != client.id {
             return Err(invalid(Reason::RefreshTokenOfAnotherClient));
         }
-        // RFC 6749 §6: the scope may narrow, never widen. Checked before the
-        // rotation too: a refused request must leave the token current, or the
-        // client's next refresh would look like reuse (RFC 9700 §4.14.2). A token
-        // that is no longer current goes on to the rotation's reuse detection.
+        // Everything that can refuse a current token is checked before the
+        // rotation: a refused request must leave the token current, or the
+        // client's next refresh would look like reuse (RFC 9700 §4.14.2) and
+        // revoke the family. RFC 6749 §6: the scope may narrow, never widen;
+        // and the resource policy and signature of the targets as they are now.
+        // A token that is no longer current goes on to the rotation's reuse
+        // detection.
         let widened = || Error::new(Reason::ScopeWidened, "a refresh cannot widen the scope");
         let requested = params.get("scope").map(Scope::parse).transpose()?;
-        if let Some(requested) = &requested
-            && let Some(current) = provider.store().refresh_token(&claims.jti).await?
+        let mut checked_targets = None;
+        if let Some(current) = provider.store().refresh_token(&claims.jti).await?
             && current.rotated_at.is_none()
             && !current.revoked
-            && !requested.is_subset(&current.scope)
         {
-            return Err(widened());
+            let scope = match &requested {
+                Some(requested) if !requested.is_subset(&current.scope) => {
+                    return Err(widened());
+                }
+                Some(requested) => requested,
+                None => &current.scope,
+            };
+            let targets = Targets::resolve(provider, client, &current.audiences).await?;
+            targets.check_policy(SubjectKind::User, scope)?;
+            targets.signing(provider.settings().signing_alg)?;
+            checked_targets = Some(targets);
         }
         let now = provider.clock().now();
         let record = match provider
@@ -111,7 +123,10 @@ impl Grant for RefreshTokenGrant {
             .user(&record.user_id)
             .await?
             .ok_or_else(|| invalid(Reason::UserGone))?;
-        let targets = Targets::resolve(provider, client, &record.audiences).await?;
+        let targets = match checked_targets {
+            Some(targets) => targets,
+            None => Targets::resolve(provider, client, &record.audiences).await?,
+        };
         Ok(Issue {
             sid: record.sid.clone(),
             refresh: RefreshIssue::Continue {

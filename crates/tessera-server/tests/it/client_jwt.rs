@@ -220,14 +220,14 @@ async fn full_round(server: &TestServer, client_id: &str, assertions: &[String])
     assert_eq!(body["active"], false, "revoked: {body}");
 }
 
-/// The four assertions of [`full_round`], each with another accepted `aud`:
-/// the token endpoint, the issuer, and the endpoints themselves.
+/// The four assertions of [`full_round`], with both accepted `aud` values:
+/// the token endpoint URL and the issuer, at every endpoint.
 fn round_claims(server: &TestServer, client_id: &str) -> [Value; 4] {
     [
         claims(client_id, &server.url("/oauth2/token")),
         claims(client_id, &server.issuer),
-        claims(client_id, &server.url("/oauth2/revoke")),
-        claims(client_id, &server.url("/oauth2/introspect")),
+        claims(client_id, &server.url("/oauth2/token")),
+        claims(client_id, &server.issuer),
     ]
 }
 
@@ -392,6 +392,24 @@ async fn assertions_that_must_be_refused_are() {
             with_key(
                 alice_key,
                 changed(&|c| c["aud"] = json!("https://elsewhere.example/oauth2/token")),
+            ),
+            "aud does not name this server",
+        ),
+        (
+            "aud naming another of our endpoints",
+            with_key(
+                alice_key,
+                changed(&|c| c["aud"] = json!(server.url("/oauth2/introspect"))),
+            ),
+            "aud does not name this server",
+        ),
+        (
+            "aud listing another audience beside ours",
+            with_key(
+                alice_key,
+                changed(&|c| {
+                    c["aud"] = json!([server.url("/oauth2/token"), "https://else.example"])
+                }),
             ),
             "aud does not name this server",
         ),

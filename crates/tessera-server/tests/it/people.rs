@@ -2521,3 +2521,42 @@ async fn error_descriptions_do_not_grow_with_the_request() {
     assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_target");
     assert!(body.to_string().len() < 400, "{body}");
 }
+
+#[tokio::test]
+async fn a_reference_access_token_ends_with_its_session_too() {
+    let (server, _) = start_with_alice().await;
+    let client = create_client(
+        &server,
+        "Opaque",
+        &[
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--redirect-uri",
+            REDIRECT,
+            "--scope",
+            SCOPES,
+            "--token-format",
+            "reference",
+        ],
+    );
+    let mut browser = Browser::new(&server);
+    let online = tokens_for(&server, &mut browser, &client, "openid profile").await;
+    let token = s(&online["access_token"]);
+    assert!(!token.contains('.'), "a reference token: {token}");
+    let (status, _, _) = userinfo(&server, Some(token)).await;
+    assert_eq!(status, StatusCode::OK);
+    let page = browser.get("/oauth2/logout").await;
+    let csrf = page.input("csrf").expect("csrf");
+    browser
+        .post("/oauth2/logout", &[("csrf", csrf.as_str())])
+        .await;
+    // The session's end recorded the token's jti: reference tokens honour it.
+    let (status, _, _) = userinfo(&server, Some(token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server.introspect(&client.0, &client.1, token).await["active"],
+        false
+    );
+}
