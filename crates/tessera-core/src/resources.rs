@@ -178,8 +178,11 @@ impl Provider {
             resource.signing_alg = alg;
             if alg == Some(Algorithm::HS256) {
                 secret = Some(self.new_secret(&mut resource));
-            } else {
-                resource.sealed_secret = None;
+            } else if resource.sealed_secret.take().is_some() {
+                // The version moves on with the secret's removal too, so that a
+                // concurrent update made from the row with the secret cannot
+                // write it back.
+                resource.secret_version += 1;
             }
         }
         check_resource(&resource)?;

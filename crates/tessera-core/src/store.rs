@@ -267,9 +267,10 @@ pub trait SessionStore: Send + Sync {
         idle_since: UnixTime,
     ) -> StoreResult<Option<Session>>;
     /// Ends one session; returns it if it existed. In the same transaction the
-    /// refresh tokens bound to it that are not `offline_access` are revoked, and
-    /// the access tokens issued with them or with its codes are recorded as
-    /// revoked: what a session granted ends with it.
+    /// refresh tokens bound to it that are not `offline_access` are revoked, the
+    /// access tokens issued with them or with its codes are recorded as
+    /// revoked, and its codes not yet redeemed are removed: what a session
+    /// granted ends with it.
     async fn delete_session(
         &self,
         digest: &SecretDigest,

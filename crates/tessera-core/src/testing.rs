@@ -403,6 +403,9 @@ impl UserStore for MemoryStore {
             return Ok(Some(0));
         }
         state.revoke_user_access_jtis(id, None);
+        state
+            .codes
+            .retain(|_, c| !(c.user_id == id && c.consumed_at.is_none()));
         Ok(Some(revoke_where(&mut state.refresh_tokens, |t| {
             t.user_id == id
         })))
@@ -875,6 +878,9 @@ impl State {
         revoke_where(&mut self.refresh_tokens, |t| {
             of_session(&t.sid) && !t.offline
         });
+        // Unredeemed codes of the session go, as in the SQL stores.
+        self.codes
+            .retain(|_, c| !(of_session(&c.sid) && c.consumed_at.is_none()));
     }
 }
 

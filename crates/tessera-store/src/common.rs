@@ -908,6 +908,14 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?
                     .rows_affected();
+                    // Codes not yet redeemed would mint tokens afterwards.
+                    sqlx::query(
+                        "DELETE FROM authorization_codes WHERE user_id = $1 AND consumed_at IS NULL",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
                 }
                 tx.commit().await.map_err(map_err)?;
                 Ok(Some(revoked))
@@ -1046,13 +1054,19 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?;
             }
-            sqlx::query(
+            // A code of the session not yet redeemed would otherwise still
+            // mint tokens after the session ended. It has issued nothing, so
+            // it is simply removed.
+            for sql in [
                 "UPDATE refresh_tokens SET revoked = TRUE WHERE sid = $1 AND NOT offline AND NOT revoked",
-            )
-            .bind(sid)
-            .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
+                "DELETE FROM authorization_codes WHERE sid = $1 AND consumed_at IS NULL",
+            ] {
+                sqlx::query(sql)
+                    .bind(sid)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+            }
             Ok(())
         }
 

@@ -1405,6 +1405,11 @@ async fn check_users(store: &dyn Store) {
     let alices = refresh(&alice.id, &client_id, &unique("family"));
     let bobs = refresh(&bob.id, &client_id, &unique("family"));
     insert_refresh(store, &[&alices, &bobs]).await;
+    let alices_code = code(&alice.id, &client_id, T0 + 60);
+    let bobs_code = code(&bob.id, &client_id, T0 + 60);
+    for c in [&alices_code, &bobs_code] {
+        store.insert_code(c).await.expect("insert_code");
+    }
     assert_eq!(
         store
             .set_password(&alice.id, new_hash, true)
@@ -1421,6 +1426,21 @@ async fn check_users(store: &dyn Store) {
     assert!(access_revoked(store, &alices).await);
     assert_eq!(stored_refresh(store, &bobs.jti).await.as_ref(), Some(&bobs));
     assert!(!access_revoked(store, &bobs).await);
+    // A code obtained with the old password and not yet redeemed goes too.
+    assert_eq!(
+        store
+            .authorization_code(&alices_code.digest)
+            .await
+            .expect("authorization_code"),
+        None
+    );
+    assert_eq!(
+        store
+            .authorization_code(&bobs_code.digest)
+            .await
+            .expect("authorization_code"),
+        Some(bobs_code)
+    );
 }
 
 async fn check_delete_user(store: &dyn Store) {
@@ -1596,6 +1616,18 @@ async fn check_session_end_revokes_online_grants(store: &dyn Store) {
         ..refresh(&user_id, &client_id, &unique("family"))
     };
     insert_refresh(store, &[&online, &offline, &elsewhere]).await;
+    // A code of the ended session not yet redeemed, and one of the other.
+    let pending = AuthorizationCode {
+        sid: Some(ended.sid.clone()),
+        ..code(&user_id, &client_id, T0 + 60)
+    };
+    let other_pending = AuthorizationCode {
+        sid: Some(other.sid.clone()),
+        ..code(&user_id, &client_id, T0 + 60)
+    };
+    for c in [&pending, &other_pending] {
+        store.insert_code(c).await.expect("insert_code");
+    }
 
     // Touching by sid keeps a live session alive and finds no ended one.
     assert_eq!(
@@ -1634,6 +1666,22 @@ async fn check_session_end_revokes_online_grants(store: &dyn Store) {
         Some(&offline)
     );
     assert!(!access_revoked(store, &offline).await);
+    assert_eq!(
+        store
+            .consume_code(&pending.digest, T0)
+            .await
+            .expect("consume_code"),
+        CodeUse::Invalid,
+        "the ended session's unredeemed code is gone"
+    );
+    assert!(
+        store
+            .authorization_code(&other_pending.digest)
+            .await
+            .expect("authorization_code")
+            .is_some(),
+        "another session's code stays"
+    );
     assert_eq!(
         store
             .touch_session_by_sid(&ended.sid, T0 + 6, i64::MIN)

@@ -671,8 +671,9 @@ async fn resource_update_changes_each_setting_under_the_registration_rules() {
     let message = refused(&server, &["rotate-secret", ORDERS]);
     assert!(message.contains("has no shared secret"), "{message}");
 
-    // And back again: a new secret under a new kid, never the old ones.
+    // And back again: a new secret under a new kid, never the old ones (the
+    // version moved on when the secret was dropped, too).
     let again = resource(&server, &["update", ORDERS, "--signing-alg", "HS256"]);
-    assert_eq!(again["secret_kid"], format!("{ORDERS}#hs256-2"));
+    assert_eq!(again["secret_kid"], format!("{ORDERS}#hs256-3"));
     assert_ne!(s(&again["shared_secret"]), first);
 }
