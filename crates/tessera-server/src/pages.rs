@@ -241,8 +241,21 @@ pub enum Interaction {
         request: Box<AuthorizationRequest>,
         step: PageStep,
     },
-    /// A device code entered on `/device` (RFC 8628 §3.3).
-    Device { user_code: String },
+    /// A device code entered on `/device` (RFC 8628 §3.3), at one step, as
+    /// authorization interactions: the login form, or the confirmation shown
+    /// to one login session.
+    Device { user_code: String, step: DeviceStep },
+}
+
+/// The page a device interaction was issued for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "page", rename_all = "snake_case")]
+pub enum DeviceStep {
+    Login,
+    /// The confirmation page, shown to this session only.
+    Confirm {
+        sid: String,
+    },
 }
 
 /// Seals an interaction for the login, consent and device forms: encrypted and

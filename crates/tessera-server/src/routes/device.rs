@@ -10,15 +10,15 @@ use axum_extra::extract::cookie::CookieJar;
 use tessera_core::Provider;
 use tessera_core::device::display_user_code;
 use tessera_core::params::Params;
-use tessera_core::store::User;
+use tessera_core::store::{Session, User};
 
 use super::people::{STALE, current_session, describe_scopes};
 use super::{ClientAddress, Form, PageForm, authorization};
 use crate::app::AppState;
 use crate::oauth_error::OAuthError;
 use crate::pages::{
-    DeviceConfirmPage, DevicePage, Interaction, LoginPage, MessagePage, browser_id, csrf_token,
-    error_page, open, page, seal,
+    DeviceConfirmPage, DevicePage, DeviceStep, Interaction, LoginPage, MessagePage, browser_id,
+    csrf_token, error_page, open, page, seal,
 };
 
 /// `POST /oauth2/device/code` (RFC 8628 §3.1).
@@ -119,12 +119,15 @@ pub async fn submit(
         }
     };
     match current_session(provider, &jar).await {
-        Some((_, user)) => confirmation(provider, jar, &device.user_code, &user).await,
+        Some((session, user)) => {
+            confirmation(provider, jar, &device.user_code, &session, &user).await
+        }
         None => {
             let interaction = seal(
                 provider,
                 &Interaction::Device {
                     user_code: device.user_code.clone(),
+                    step: DeviceStep::Login,
                 },
             );
             let (jar, csrf) = csrf_token(provider, jar);
@@ -151,6 +154,7 @@ pub async fn confirmation(
     provider: &Provider,
     jar: CookieJar,
     user_code: &str,
+    session: &Session,
     user: &User,
 ) -> Response {
     let now = provider.clock().now();
@@ -174,6 +178,9 @@ pub async fn confirmation(
         provider,
         &Interaction::Device {
             user_code: device.user_code.clone(),
+            step: DeviceStep::Confirm {
+                sid: session.sid.clone(),
+            },
         },
     );
     let (jar, csrf) = csrf_token(provider, jar);
@@ -201,8 +208,13 @@ pub async fn decision(
     PageForm(params): PageForm,
 ) -> Response {
     let provider = &state.provider;
-    let Some(Interaction::Device { user_code }) =
-        params.get("interaction").and_then(|i| open(provider, i))
+    // Only a confirmation page's interaction, and only for the session it
+    // was shown to: not the login form's, nor one shown to someone who has
+    // since been replaced in this browser.
+    let Some(Interaction::Device {
+        user_code,
+        step: DeviceStep::Confirm { sid },
+    }) = params.get("interaction").and_then(|i| open(provider, i))
     else {
         return error_page(StatusCode::BAD_REQUEST, STALE);
     };
@@ -212,6 +224,9 @@ pub async fn decision(
             "You are not signed in any more. Enter the code again.",
         );
     };
+    if session.sid != sid {
+        return error_page(StatusCode::BAD_REQUEST, STALE);
+    }
     let approve = params.get("decision") == Some("approve");
     match provider
         .decide_device(&user_code, &user, session.auth_time, approve)

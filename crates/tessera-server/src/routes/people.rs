@@ -17,8 +17,9 @@ use super::{AuthorizationForm, ClientAddress, PageForm, authorization};
 use crate::app::AppState;
 use crate::oauth_error::authorize_error;
 use crate::pages::{
-    ConsentPage, Interaction, LoginPage, LogoutPage, MessagePage, PageStep, csrf_token, deliver,
-    error_page, open, page, removal_cookie, seal_interaction, session_cookie, session_cookie_name,
+    ConsentPage, DeviceStep, Interaction, LoginPage, LogoutPage, MessagePage, PageStep, csrf_token,
+    deliver, error_page, open, page, removal_cookie, seal_interaction, session_cookie,
+    session_cookie_name,
 };
 
 /// `GET /oauth2/authorize` (RFC 6749 §3.1).
@@ -180,7 +181,11 @@ pub async fn login(
         return error_page(StatusCode::BAD_REQUEST, STALE);
     };
     let username = params.get("username").unwrap_or("");
-    if let Interaction::Device { user_code } = &interaction {
+    if let Interaction::Device { user_code, step } = &interaction {
+        // The login form takes only the device interaction issued for it.
+        if *step != DeviceStep::Login {
+            return error_page(StatusCode::BAD_REQUEST, STALE);
+        }
         return match provider
             .authenticate_user(
                 username,
@@ -193,7 +198,7 @@ pub async fn login(
                 Ok(new) => {
                     let jar = replace_session(provider, jar).await;
                     let jar = jar.add(session_cookie(provider, new.cookie));
-                    super::device::confirmation(provider, jar, user_code, &user).await
+                    super::device::confirmation(provider, jar, user_code, &new.session, &user).await
                 }
                 Err(e) => error_page(StatusCode::SERVICE_UNAVAILABLE, &e.description),
             },

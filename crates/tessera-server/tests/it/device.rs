@@ -818,3 +818,41 @@ async fn the_device_forms_need_the_csrf_token() {
         .await
         .assert_error(StatusCode::BAD_REQUEST, "authorization_pending");
 }
+
+#[tokio::test]
+async fn a_device_confirmation_counts_only_on_its_page_and_for_its_session() {
+    let server = start(&[]).await;
+    create_user(&server, "alice", None, None);
+    create_user(&server, "bob", None, None);
+    let tv = tv_client(&server);
+    let device = Auth::Public(&tv);
+    let (device_code, user_code) = start_device(&server, &device, "openid").await;
+    let mut browser = Browser::new(&server);
+
+    // The login form's interaction is no confirmation.
+    let login = browser.enter_code(&user_code).await;
+    assert!(login.is_login(), "{}", login.describe());
+    let page = browser
+        .post(
+            "/device/decision",
+            &[
+                ("csrf", login.input("csrf").unwrap().as_str()),
+                ("interaction", login.input("interaction").unwrap().as_str()),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.describe());
+
+    // Alice's confirmation page, then Bob signs in on the same browser:
+    // Alice's page no longer decides anything.
+    let alices = browser.login(&login, "alice", PASSWORD).await;
+    assert!(alices.is_confirmation(), "{}", alices.describe());
+    browser.cookies.remove("tessera_session");
+    browser.sign_in_for_web_app("bob").await;
+    let done = browser.decide_device(&alices, "approve").await;
+    assert_eq!(done.status, StatusCode::BAD_REQUEST, "{}", done.describe());
+    poll(&server, &device, &device_code)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "authorization_pending");
+}
