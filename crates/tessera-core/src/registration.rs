@@ -167,6 +167,52 @@ pub fn parse_client_jwks(text: &[u8]) -> Result<JwkSet, RegistrationError> {
     Ok(set)
 }
 
+/// Parses the JWK Set served at a client's `jwks_uri`. Private or symmetric
+/// key material still refuses the whole set (its owner has lost control of
+/// it), but keys this server cannot use for a signature are skipped rather
+/// than fatal (RFC 7517 §5): an encryption key (`use` other than `sig`), an
+/// unsupported curve, a repeated `kid`. At least one usable key must remain,
+/// and at most 16 are kept.
+pub fn parse_fetched_jwks(text: &[u8]) -> Result<JwkSet, RegistrationError> {
+    let value: serde_json::Value = serde_json::from_slice(text)
+        .map_err(|e| metadata_error(format!("the JWK Set is not JSON: {e}")))?;
+    let members = value
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| metadata_error("a JWK Set is a JSON object with a \"keys\" array"))?;
+    let mut usable: Vec<Jwk> = Vec::new();
+    for member in members {
+        let Some(object) = member.as_object() else {
+            continue;
+        };
+        if let Some(private) = PRIVATE_JWK_MEMBERS
+            .iter()
+            .find(|m| object.contains_key(**m))
+        {
+            return Err(metadata_error(format!(
+                "the JWK Set holds private or symmetric key material ({private:?})"
+            )));
+        }
+        let Ok(jwk) = serde_json::from_value::<Jwk>(member.clone()) else {
+            continue;
+        };
+        let signs = jwk.key_use.as_deref().is_none_or(|u| u == "sig");
+        let repeated = jwk.kid.is_some() && usable.iter().any(|k| k.kid == jwk.kid);
+        if signs && !repeated && check_client_jwk(&jwk).is_ok() {
+            usable.push(jwk);
+        }
+        if usable.len() == MAX_CLIENT_KEYS {
+            break;
+        }
+    }
+    if usable.is_empty() {
+        return Err(metadata_error(
+            "the JWK Set holds no public signing key of ES256, RS256, PS256 or EdDSA",
+        ));
+    }
+    Ok(JwkSet { keys: usable })
+}
+
 /// Checks the keys of a `private_key_jwt` client: 1 to 16 public keys, each of
 /// which parses for an asymmetric algorithm (its `alg`, or the ones its `kty`
 /// fits), with distinct `kid`s.
@@ -415,6 +461,31 @@ fn check_credentials(client: &Client) -> Result<(), RegistrationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fetched_key_set_keeps_its_usable_signing_keys() {
+        let (key, _) =
+            tessera_jose::SigningKey::generate_with_thumbprint_kid(tessera_jose::Algorithm::ES256)
+                .expect("key");
+        let signing = serde_json::to_value(key.public_jwk().expect("jwk")).expect("json");
+        let mut encryption = signing.clone();
+        encryption["use"] = serde_json::json!("enc");
+        encryption["kid"] = serde_json::json!("enc-1");
+        let p384 =
+            serde_json::json!({"kty": "EC", "crv": "P-384", "kid": "p384", "x": "AA", "y": "AA"});
+        let set = serde_json::json!({"keys": [encryption, p384, signing.clone(), signing.clone()]});
+        let parsed = parse_fetched_jwks(set.to_string().as_bytes()).expect("usable");
+        assert_eq!(parsed.keys.len(), 1, "{parsed:?}");
+        assert_eq!(parsed.keys[0].kid, key.public_jwk().expect("jwk").kid);
+        // Inline registration stays strict.
+        assert!(parse_client_jwks(set.to_string().as_bytes()).is_err());
+        // Private material still refuses the whole set.
+        let mut private = signing;
+        private["d"] = serde_json::json!("AAAA");
+        let leaked = serde_json::json!({"keys": [private]});
+        assert!(parse_fetched_jwks(leaked.to_string().as_bytes()).is_err());
+        assert!(parse_fetched_jwks(br#"{"keys": []}"#).is_err());
+    }
     use crate::crypto::SecretDigest;
     use crate::model::IntrospectionPolicy;
     use crate::scope::Scope;

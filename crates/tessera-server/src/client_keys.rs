@@ -97,9 +97,9 @@ impl HttpClientKeys {
             }
             body.extend_from_slice(&chunk);
         }
-        // The same rules as for keys registered inline: public asymmetric
-        // keys that parse.
-        let keys = tessera_core::registration::parse_client_jwks(&body)
+        // Public asymmetric keys that parse, as inline; keys of no use for a
+        // signature are skipped (RFC 7517 §5), not fatal.
+        let keys = tessera_core::registration::parse_fetched_jwks(&body)
             .map_err(|e| format!("unusable JWK Set: {e}"))?;
         Ok((keys, max_age))
     }

@@ -75,12 +75,25 @@ impl Browser {
         &self.client
     }
 
-    /// Navigates and waits for the page to load.
+    /// Navigates and waits for the page to load. ChromeDriver gives up on a
+    /// renderer that has not answered within 10 s, which happens when two
+    /// browsers and the rest of the suite share two cores: such a navigation
+    /// is tried again, any other failure is not.
     pub async fn goto(&self, url: &str) {
-        self.client
-            .goto(url)
-            .await
-            .unwrap_or_else(|e| panic!("goto {url}: {e}"));
+        let mut attempts = 0;
+        loop {
+            match self.client.goto(url).await {
+                Ok(()) => return,
+                Err(e)
+                    if attempts < 2
+                        && e.to_string().contains("receiving message from renderer") =>
+                {
+                    attempts += 1;
+                    eprintln!("goto {url}: {e}; trying again");
+                }
+                Err(e) => panic!("goto {url}: {e}"),
+            }
+        }
     }
 
     pub async fn current_url(&self) -> Url {
@@ -546,12 +559,12 @@ async fn two_browsers_at_once() {
     let url_a = format!("{}?state=a", cb.url);
     let url_b = format!("{}?state=b", cb.url);
     tokio::join!(a.goto(&url_a), b.goto(&url_b));
-    let mut states = vec![
-        cb.next().await.param("state").unwrap(),
-        cb.next().await.param("state").unwrap(),
-    ];
-    states.sort();
-    assert_eq!(states, ["a", "b"]);
+    // Both arrive (a navigation tried again may arrive twice).
+    let mut states = std::collections::BTreeSet::new();
+    while states.len() < 2 {
+        states.insert(cb.next().await.param("state").unwrap());
+    }
+    assert_eq!(states.into_iter().collect::<Vec<_>>(), ["a", "b"]);
     // Separate profiles: a cookie set in one is not seen by the other.
     a.client()
         .execute("document.cookie = 'only=a; path=/'", vec![])
