@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Reason};
 use crate::grants::{Grant, GrantRequest, SubjectKind, Targets};
-use crate::model::GrantType;
+use crate::model::{GrantType, TokenFormat};
 use crate::provider::Provider;
 use crate::scope::Scope;
 use crate::store::RefreshUse;
@@ -68,7 +68,12 @@ impl Grant for RefreshTokenGrant {
             };
             let targets = Targets::resolve(provider, client, &current.audiences).await?;
             targets.check_policy(SubjectKind::User, scope)?;
-            targets.signing(provider.settings().signing_alg)?;
+            // As the issuer decides: only a signed token must agree on its
+            // signature.
+            let settings = provider.settings();
+            if targets.token_format(client, settings.default_token_format) == TokenFormat::Jwt {
+                targets.signing(settings.signing_alg)?;
+            }
             checked_targets = Some(targets);
         }
         let now = provider.clock().now();
