@@ -72,21 +72,43 @@ impl TestServer {
         server
     }
 
+    /// Starts the server. The port was free a moment ago, but another test may
+    /// bind it first; then (and only then) the server starts again on another
+    /// port, unless the caller fixed the issuer.
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .unwrap();
-        let child = self
-            .command()
-            .arg("serve")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start tessera");
-        self.child = Some(child);
-        self.wait_ready().await;
+        for attempt in 0..5 {
+            let from = self.log().len();
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log_path)
+                .unwrap();
+            let child = self
+                .command()
+                .arg("serve")
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("start tessera");
+            self.child = Some(child);
+            if self.wait_ready(from).await {
+                return;
+            }
+            let derived_issuer = self.issuer == format!("http://127.0.0.1:{}", self.port);
+            assert!(
+                attempt < 4 && derived_issuer,
+                "port {} is taken:\n{}",
+                self.port,
+                self.log()
+            );
+            self.port = free_port();
+            self.issuer = format!("http://127.0.0.1:{}", self.port);
+            for (key, value) in &mut self.env {
+                if key == "TESSERA_LISTEN" {
+                    *value = format!("127.0.0.1:{}", self.port);
+                }
+            }
+        }
     }
 
     /// A `tessera` command with this server's environment and working directory.
@@ -132,20 +154,32 @@ impl TestServer {
         Some(cmd)
     }
 
-    async fn wait_ready(&mut self) {
+    /// Waits until this server (not another one that took the port: its own
+    /// log says it listens) answers; `false` if the port was taken.
+    async fn wait_ready(&mut self, log_from: usize) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let logged = |server: &TestServer, text: &str| {
+            server
+                .log()
+                .get(log_from..)
+                .is_some_and(|new| new.contains(text))
+        };
         loop {
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
+                if logged(self, "cannot listen on") {
+                    return false;
+                }
                 panic!("tessera exited with {status}:\n{}", self.log());
             }
-            if let Ok(r) = self.http.get(self.url("/health/ready")).send().await
+            if logged(self, "tessera is ready")
+                && let Ok(r) = self.http.get(self.url("/health/ready")).send().await
                 && r.status().is_success()
             {
-                return;
+                return true;
             }
             assert!(
                 Instant::now() < deadline,
