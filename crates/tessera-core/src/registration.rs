@@ -282,7 +282,10 @@ pub fn check_jwks_uri(uri: &str) -> Result<(), RegistrationError> {
     }
 }
 
-fn is_loopback_host(url: &url::Url) -> bool {
+/// Whether the URL's host is the loopback interface (`localhost`,
+/// `127.0.0.0/8`, `[::1]`): where plain http is allowed, for issuers and
+/// redirect URIs alike.
+pub fn is_loopback_host(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

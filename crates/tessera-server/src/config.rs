@@ -464,20 +464,11 @@ fn validate_issuer(issuer: &str) -> Result<(), ConfigError> {
     }
     match url.scheme() {
         "https" => Ok(()),
-        "http" if is_loopback(&url) => Ok(()),
+        "http" if tessera_core::registration::is_loopback_host(&url) => Ok(()),
         "http" => Err(ConfigError(format!(
             "issuer {issuer:?} must use https (plain http only on localhost or a loopback address)"
         ))),
         other => Err(ConfigError(format!("issuer scheme {other:?} is not https"))),
-    }
-}
-
-pub fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
     }
 }
 
