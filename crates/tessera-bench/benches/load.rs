@@ -67,6 +67,7 @@ async fn main() {
         require_pkce: true,
         id_token_alg: None,
         post_logout_redirect_uris: vec![],
+        metadata: Default::default(),
         created_at: 0,
     };
     provider

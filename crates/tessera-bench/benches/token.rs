@@ -108,6 +108,7 @@ fn client_authentication(c: &mut Criterion) {
         require_pkce: true,
         id_token_alg: None,
         post_logout_redirect_uris: vec![],
+        metadata: Default::default(),
         created_at: 0,
     };
     let store = MemoryClients(

@@ -55,6 +55,7 @@ fn provider(runtime: &tokio::runtime::Runtime, alg: Algorithm, format: TokenForm
                 require_pkce: true,
                 id_token_alg: None,
                 post_logout_redirect_uris: vec![],
+                metadata: Default::default(),
                 created_at: 0,
             })
             .await

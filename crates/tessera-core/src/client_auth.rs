@@ -870,6 +870,7 @@ mod tests {
             require_pkce: true,
             id_token_alg: None,
             post_logout_redirect_uris: vec![],
+            metadata: Default::default(),
             created_at: NOW,
         }
     }

@@ -162,6 +162,41 @@ pub enum Reason {
     Throttled,
     /// An `invalid_grant` not covered above.
     GrantRefused,
+    // Assertions (RFC 7521 §4.1.1: each is `invalid_grant`): JWT and SAML 2.0
+    // bearer assertions, and the user's token of an on-behalf-of request.
+    /// Not a JWT or SAML assertion, too large, a DTD, or an element missing.
+    AssertionMalformed,
+    /// From an issuer that is not trusted here, or signed by a key that is
+    /// not that issuer's.
+    AssertionUntrusted,
+    /// The signature does not verify, or does not cover what is read.
+    AssertionSignatureInvalid,
+    /// Expired, not yet valid, or without the expiry it must have.
+    AssertionExpired,
+    /// Not addressed to this server (audience, recipient).
+    AssertionAudienceMismatch,
+    /// A required claim or condition missing or wrong (`sub`, `jti`, the
+    /// bearer confirmation, `typ`).
+    AssertionClaimsInvalid,
+    /// Its `jti` or assertion ID was accepted before.
+    AssertionReplayed,
+    /// Its subject is no user here.
+    AssertionSubjectUnknown,
+    /// A token of ours that the grant does not take: of another kind (by
+    /// `typ`), revoked, expired, an app token where a user's is needed, or
+    /// not issued to or for the client.
+    AssertionTokenRefused,
+    // Token exchange (RFC 8693 §2.2.2: an invalid or unacceptable subject or
+    // actor token is `invalid_request`).
+    /// The `subject_token` is invalid or unacceptable; the description says why.
+    SubjectTokenRefused,
+    /// The `actor_token` is invalid or unacceptable.
+    ActorTokenRefused,
+    /// A `subject_token_type`, `actor_token_type` or `requested_token_type`
+    /// this server does not take.
+    TokenTypeUnsupported,
+    /// Impersonation (a token without `act`) asked of a client not allowed it.
+    ImpersonationNotAllowed,
     // The authorization endpoint and logout.
     AccessDenied,
     LoginRequired,
@@ -215,7 +250,20 @@ impl Reason {
             | DeviceCodeUsed
             | WrongCredentials
             | UserGone
-            | GrantRefused => ErrorCode::InvalidGrant,
+            | GrantRefused
+            | AssertionMalformed
+            | AssertionUntrusted
+            | AssertionSignatureInvalid
+            | AssertionExpired
+            | AssertionAudienceMismatch
+            | AssertionClaimsInvalid
+            | AssertionReplayed
+            | AssertionSubjectUnknown
+            | AssertionTokenRefused => ErrorCode::InvalidGrant,
+            SubjectTokenRefused | ActorTokenRefused | TokenTypeUnsupported => {
+                ErrorCode::InvalidRequest
+            }
+            ImpersonationNotAllowed => ErrorCode::UnauthorizedClient,
             DeviceAuthorizationPending => ErrorCode::AuthorizationPending,
             DeviceSlowDown => ErrorCode::SlowDown,
             DeviceAccessDenied | AccessDenied => ErrorCode::AccessDenied,

@@ -271,7 +271,28 @@ pub struct Client {
     pub id_token_alg: Option<tessera_jose::Algorithm>,
     /// Where RP-initiated logout may send the browser afterwards.
     pub post_logout_redirect_uris: Vec<String>,
+    /// The settings kept as one document.
+    pub metadata: ClientMetadata,
     pub created_at: UnixTime,
+}
+
+/// Client settings kept as one JSON document beside the indexed columns: a
+/// new setting is a field here (with `#[serde(default)]`), not a migration.
+/// Unknown fields are ignored, so an older binary reads a newer document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientMetadata {
+    /// Token exchange may issue this client tokens without an `act` claim
+    /// when it presents no actor token: impersonation (RFC 8693 §1.1), in
+    /// which the client is indistinguishable from the subject. Off, every
+    /// exchanged token names the client as its actor (delegation).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub impersonation: bool,
+    /// The audiences of the APIs this client is the service behind. A
+    /// person's access token for one of them is "for" this client: it may
+    /// trade it on their behalf (`requested_token_use=on_behalf_of`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub serves: Vec<String>,
 }
 
 impl Client {

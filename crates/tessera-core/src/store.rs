@@ -169,10 +169,83 @@ pub trait TokenStore: Send + Sync {
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
 }
 
+// ---------------------------------------------------------------------------
+// Trust in other identity systems: JWT issuers and SAML identity providers
+// whose assertions are traded for tokens (RFC 7522, RFC 7523, RFC 8693).
+// ---------------------------------------------------------------------------
+
+/// An issuer of JWTs this server trusts: assertions (RFC 7523 §2.1) and
+/// subject tokens (RFC 8693) signed by one of its keys are accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedIssuer {
+    /// The `iss` its JWTs carry, compared as an exact string.
+    pub issuer: String,
+    /// Its public keys, registered inline...
+    pub jwks: Option<tessera_jose::JwkSet>,
+    /// ...or where it publishes them (fetched and cached).
+    pub jwks_uri: Option<String>,
+    pub created_at: UnixTime,
+}
+
+/// A SAML 2.0 identity provider whose signed assertions are accepted
+/// (RFC 7522).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlIdp {
+    /// Its entity ID: the `Issuer` of its assertions, compared exactly.
+    pub entity_id: String,
+    /// The certificate it signs with, PEM.
+    pub certificate_pem: String,
+    pub created_at: UnixTime,
+}
+
+/// The kinds of assertion whose IDs are recorded against replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AssertionKind {
+    /// A JWT bearer assertion's `jti` (RFC 7523 §3 item 7).
+    Jwt,
+    /// A SAML assertion's `ID` (RFC 7522 §3 item 9, SAML Profiles §4.1.4.5).
+    Saml,
+}
+
+impl AssertionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssertionKind::Jwt => "jwt",
+            AssertionKind::Saml => "saml",
+        }
+    }
+}
+
+#[async_trait]
+pub trait TrustStore: Send + Sync {
+    async fn trusted_issuer(&self, issuer: &str) -> StoreResult<Option<TrustedIssuer>>;
+    /// Fails with [`StoreError::Conflict`] if the issuer is there already.
+    async fn insert_trusted_issuer(&self, issuer: &TrustedIssuer) -> StoreResult<()>;
+    async fn trusted_issuers(&self) -> StoreResult<Vec<TrustedIssuer>>;
+    async fn delete_trusted_issuer(&self, issuer: &str) -> StoreResult<bool>;
+    async fn saml_idp(&self, entity_id: &str) -> StoreResult<Option<SamlIdp>>;
+    /// Fails with [`StoreError::Conflict`] if the entity ID is there already.
+    async fn insert_saml_idp(&self, idp: &SamlIdp) -> StoreResult<()>;
+    async fn saml_idps(&self) -> StoreResult<Vec<SamlIdp>>;
+    async fn delete_saml_idp(&self, entity_id: &str) -> StoreResult<bool>;
+    /// Records an assertion's ID from `issuer` until `expires_at`, in one
+    /// statement: of two uses of one ID, exactly one gets `true`. A record
+    /// already past its expiry at `now` is taken over.
+    async fn record_assertion(
+        &self,
+        kind: AssertionKind,
+        issuer: &str,
+        id: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+}
+
 /// Everything the provider needs from storage.
 #[async_trait]
 pub trait Store:
     ClientStore
+    + TrustStore
     + ResourceStore
     + KeyStore
     + TokenStore

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use crate::clock::UnixTime;
 use crate::crypto::SecretDigest;
 use crate::model::{Client, Resource, SealedSecret};
+use crate::store::{AssertionKind, SamlIdp, TrustStore, TrustedIssuer};
 use crate::store::{
     AuthorizationCode, CODE_RETENTION, ClientStore, CodeStore, CodeUse, Consent, ConsentStore,
     DeviceAuthorization, DevicePoll, DeviceStatus, DeviceStore, KeyStore, LOGIN_FAILURE_RETENTION,
@@ -47,6 +48,10 @@ struct State {
     devices: HashMap<[u8; 32], DeviceAuthorization>,
     /// Client assertion `jti`s by (client, jti), with their expiry.
     client_assertions: HashMap<(String, String), UnixTime>,
+    trusted_issuers: Vec<TrustedIssuer>,
+    saml_idps: Vec<SamlIdp>,
+    /// Assertion IDs by (kind, issuer, ID), with their expiry.
+    assertions: HashMap<(AssertionKind, String, String), UnixTime>,
 }
 
 impl MemoryStore {
@@ -310,6 +315,7 @@ impl TokenStore for MemoryStore {
         let failures_until = now.saturating_sub(LOGIN_FAILURE_RETENTION);
         Ok(
             purge(&mut state.revoked_jtis, |expires_at| *expires_at <= now)
+            + purge(&mut state.assertions, |expires_at| *expires_at <= now)
             + purge(&mut state.reference_tokens, |t| t.expires_at <= now)
             + purge(&mut state.sessions, |s| s.expires_at <= now)
             // Kept past expiry so that a replay is still recognised.
@@ -791,6 +797,100 @@ impl DeviceStore for MemoryStore {
             device.status = DeviceStatus::Consumed;
         }
         Ok(DevicePoll::Polled(polled))
+    }
+}
+
+#[async_trait]
+impl TrustStore for MemoryStore {
+    async fn trusted_issuer(&self, issuer: &str) -> StoreResult<Option<TrustedIssuer>> {
+        let state = self.state().await;
+        Ok(state
+            .trusted_issuers
+            .iter()
+            .find(|t| t.issuer == issuer)
+            .cloned())
+    }
+
+    async fn insert_trusted_issuer(&self, issuer: &TrustedIssuer) -> StoreResult<()> {
+        let mut state = self.state().await;
+        if state
+            .trusted_issuers
+            .iter()
+            .any(|t| t.issuer == issuer.issuer)
+        {
+            return Err(StoreError::Conflict(format!(
+                "trusted issuer {:?}",
+                issuer.issuer
+            )));
+        }
+        state.trusted_issuers.push(issuer.clone());
+        Ok(())
+    }
+
+    async fn trusted_issuers(&self) -> StoreResult<Vec<TrustedIssuer>> {
+        let mut list = self.state().await.trusted_issuers.clone();
+        list.sort_by(|a, b| (a.created_at, &a.issuer).cmp(&(b.created_at, &b.issuer)));
+        Ok(list)
+    }
+
+    async fn delete_trusted_issuer(&self, issuer: &str) -> StoreResult<bool> {
+        let mut state = self.state().await;
+        let before = state.trusted_issuers.len();
+        state.trusted_issuers.retain(|t| t.issuer != issuer);
+        Ok(state.trusted_issuers.len() < before)
+    }
+
+    async fn saml_idp(&self, entity_id: &str) -> StoreResult<Option<SamlIdp>> {
+        let state = self.state().await;
+        Ok(state
+            .saml_idps
+            .iter()
+            .find(|i| i.entity_id == entity_id)
+            .cloned())
+    }
+
+    async fn insert_saml_idp(&self, idp: &SamlIdp) -> StoreResult<()> {
+        let mut state = self.state().await;
+        if state.saml_idps.iter().any(|i| i.entity_id == idp.entity_id) {
+            return Err(StoreError::Conflict(format!(
+                "SAML identity provider {:?}",
+                idp.entity_id
+            )));
+        }
+        state.saml_idps.push(idp.clone());
+        Ok(())
+    }
+
+    async fn saml_idps(&self) -> StoreResult<Vec<SamlIdp>> {
+        let mut list = self.state().await.saml_idps.clone();
+        list.sort_by(|a, b| (a.created_at, &a.entity_id).cmp(&(b.created_at, &b.entity_id)));
+        Ok(list)
+    }
+
+    async fn delete_saml_idp(&self, entity_id: &str) -> StoreResult<bool> {
+        let mut state = self.state().await;
+        let before = state.saml_idps.len();
+        state.saml_idps.retain(|i| i.entity_id != entity_id);
+        Ok(state.saml_idps.len() < before)
+    }
+
+    async fn record_assertion(
+        &self,
+        kind: AssertionKind,
+        issuer: &str,
+        id: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut state = self.state().await;
+        let key = (kind, issuer.to_owned(), id.to_owned());
+        match state.assertions.get(&key) {
+            Some(recorded) if *recorded > now => Ok(false),
+            _ => {
+                state.assertions.insert(key, expires_at);
+                Ok(true)
+            }
+        }
     }
 }
 

@@ -390,6 +390,7 @@ fn confidential(grants: &[GrantType], scopes: &str) -> Client {
         require_pkce: true,
         id_token_alg: None,
         post_logout_redirect_uris: Vec::new(),
+        metadata: Default::default(),
         sealed_secret: None,
         jwks: None,
         jwks_uri: None,

@@ -157,6 +157,16 @@ pub struct ClientCreate {
     /// gateway).
     #[arg(long, default_value = "own", value_name = "POLICY")]
     pub introspection: String,
+    /// Token exchange without an actor token issues this client tokens with no
+    /// `act` claim: impersonation (RFC 8693 §1.1). Off by default: exchanged
+    /// tokens name the client as their actor.
+    #[arg(long)]
+    pub impersonation: bool,
+    /// The audience (resource URI) of an API this client is the service
+    /// behind: people's access tokens for it may be traded on their behalf
+    /// (jwt-bearer with requested_token_use=on_behalf_of). Repeatable.
+    #[arg(long = "serves", value_name = "URI")]
+    pub serves: Vec<String>,
     #[command(flatten)]
     pub json: Json,
 }
@@ -234,6 +244,20 @@ pub struct ClientUpdate {
     /// Algorithm of this client's ID tokens, or default.
     #[arg(long, value_name = "ALG")]
     pub id_token_alg: Option<String>,
+    /// Allow token exchange without an actor token to issue tokens with no
+    /// `act` claim (impersonation).
+    #[arg(long, conflicts_with = "no_impersonation")]
+    pub impersonation: bool,
+    /// Exchanged tokens name the client as their actor again (delegation).
+    #[arg(long)]
+    pub no_impersonation: bool,
+    /// Add an API audience this client is the service behind (on-behalf-of).
+    /// Repeatable.
+    #[arg(long = "add-serves", value_name = "URI")]
+    pub add_serves: Vec<String>,
+    /// Remove such an audience. Repeatable.
+    #[arg(long = "remove-serves", value_name = "URI")]
+    pub remove_serves: Vec<String>,
     #[command(flatten)]
     pub json: Json,
 }

@@ -39,7 +39,7 @@ where
 
 pub(crate) const CLIENT_COLUMNS: &str = "id, name, secret_digest, auth_method, grants, redirect_uris, \
      scopes, audiences, token_format, access_token_ttl, introspection, created_at, \
-     require_pkce, id_token_alg, post_logout_redirect_uris, sealed_secret, jwks, jwks_uri";
+     require_pkce, id_token_alg, post_logout_redirect_uris, sealed_secret, jwks, jwks_uri, metadata";
 
 /// The columns a client's owner may change, in the order
 /// `bind_client_settings` binds them. The public keys are settings; the
@@ -47,7 +47,7 @@ pub(crate) const CLIENT_COLUMNS: &str = "id, name, secret_digest, auth_method, g
 /// rotation unless it means to.
 pub(crate) const CLIENT_SETTINGS_COLUMNS: &str = "name, auth_method, grants, redirect_uris, scopes, \
      audiences, token_format, access_token_ttl, introspection, require_pkce, id_token_alg, \
-     post_logout_redirect_uris, jwks, jwks_uri";
+     post_logout_redirect_uris, jwks, jwks_uri, metadata";
 
 pub(crate) const RESOURCE_COLUMNS: &str = "audience, scopes, token_format, accepts, created_at, \
      signing_alg, secret_version, sealed_secret";
@@ -127,7 +127,9 @@ macro_rules! impl_store {
             let post_logout: String =
                 row.try_get("post_logout_redirect_uris").map_err(get_err)?;
             let jwks: Option<String> = row.try_get("jwks").map_err(get_err)?;
+            let metadata: String = row.try_get("metadata").map_err(get_err)?;
             Ok(Client {
+                metadata: from_json(&metadata, "metadata")?,
                 sealed_secret: row.try_get("sealed_secret").map_err(get_err)?,
                 jwks: jwks.map(|j| from_json(&j, "jwks")).transpose()?,
                 jwks_uri: row.try_get("jwks_uri").map_err(get_err)?,
@@ -177,6 +179,7 @@ macro_rules! impl_store {
                 .bind(to_json(&client.post_logout_redirect_uris))
                 .bind(client.jwks.as_ref().map(to_json))
                 .bind(client.jwks_uri.as_deref())
+                .bind(to_json(&client.metadata))
         }
 
         fn resource_from_row(row: &Row) -> StoreResult<Resource> {
@@ -248,7 +251,7 @@ macro_rules! impl_store {
                 let sql = const_format::concatcp!(
                     "INSERT INTO clients (", CLIENT_SETTINGS_COLUMNS, ", id, secret_digest, sealed_secret, \
                      created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                     $15, $16, $17, $18)"
+                     $15, $16, $17, $18, $19)"
                 );
                 bind_client_settings(sqlx::query(sql), client)
                     .bind(&client.id)
@@ -309,15 +312,15 @@ macro_rules! impl_store {
                     SecretUpdate::Keep => {
                         let sql = const_format::concatcp!(
                             "UPDATE clients SET (", CLIENT_SETTINGS_COLUMNS, ") = \
-                             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) WHERE id = $15"
+                             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) WHERE id = $16"
                         );
                         bind_client_settings(sqlx::query(sql), client)
                     }
                     SecretUpdate::Replace => {
                         let sql = const_format::concatcp!(
                             "UPDATE clients SET (", CLIENT_SETTINGS_COLUMNS, ", secret_digest, sealed_secret) = \
-                             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-                             WHERE id = $17"
+                             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                             WHERE id = $18"
                         );
                         bind_client_settings(sqlx::query(sql), client)
                             .bind(client.secret_digest.map(|d| d.0.to_vec()))
@@ -377,6 +380,161 @@ macro_rules! impl_store {
                 .map_err(map_err)?
                 .rows_affected();
                 Ok(updated > 0)
+            }
+        }
+
+        fn trusted_issuer_from_row(row: &Row) -> StoreResult<tessera_core::store::TrustedIssuer> {
+            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            let jwks: Option<String> = row.try_get("jwks").map_err(get_err)?;
+            Ok(tessera_core::store::TrustedIssuer {
+                issuer: row.try_get("issuer").map_err(get_err)?,
+                jwks: jwks.map(|j| from_json(&j, "jwks")).transpose()?,
+                jwks_uri: row.try_get("jwks_uri").map_err(get_err)?,
+                created_at: row.try_get("created_at").map_err(get_err)?,
+            })
+        }
+
+        fn saml_idp_from_row(row: &Row) -> StoreResult<tessera_core::store::SamlIdp> {
+            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            Ok(tessera_core::store::SamlIdp {
+                entity_id: row.try_get("entity_id").map_err(get_err)?,
+                certificate_pem: row.try_get("certificate_pem").map_err(get_err)?,
+                created_at: row.try_get("created_at").map_err(get_err)?,
+            })
+        }
+
+        #[async_trait]
+        impl tessera_core::store::TrustStore for $store {
+            async fn trusted_issuer(
+                &self,
+                issuer: &str,
+            ) -> StoreResult<Option<tessera_core::store::TrustedIssuer>> {
+                sqlx::query("SELECT issuer, jwks, jwks_uri, created_at FROM trusted_issuers WHERE issuer = $1")
+                    .bind(issuer)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(trusted_issuer_from_row)
+                    .transpose()
+            }
+
+            async fn insert_trusted_issuer(
+                &self,
+                issuer: &tessera_core::store::TrustedIssuer,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO trusted_issuers (issuer, jwks, jwks_uri, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&issuer.issuer)
+                .bind(issuer.jwks.as_ref().map(to_json))
+                .bind(issuer.jwks_uri.as_deref())
+                .bind(issuer.created_at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match map_err(e) {
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict(format!("trusted issuer {:?}", issuer.issuer))
+                    }
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn trusted_issuers(&self) -> StoreResult<Vec<tessera_core::store::TrustedIssuer>> {
+                sqlx::query("SELECT issuer, jwks, jwks_uri, created_at FROM trusted_issuers ORDER BY created_at, issuer")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .iter()
+                    .map(trusted_issuer_from_row)
+                    .collect()
+            }
+
+            async fn delete_trusted_issuer(&self, issuer: &str) -> StoreResult<bool> {
+                let deleted = sqlx::query("DELETE FROM trusted_issuers WHERE issuer = $1")
+                    .bind(issuer)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                Ok(deleted > 0)
+            }
+
+            async fn saml_idp(&self, entity_id: &str) -> StoreResult<Option<tessera_core::store::SamlIdp>> {
+                sqlx::query("SELECT entity_id, certificate_pem, created_at FROM saml_idps WHERE entity_id = $1")
+                    .bind(entity_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(saml_idp_from_row)
+                    .transpose()
+            }
+
+            async fn insert_saml_idp(&self, idp: &tessera_core::store::SamlIdp) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO saml_idps (entity_id, certificate_pem, created_at) VALUES ($1, $2, $3)",
+                )
+                .bind(&idp.entity_id)
+                .bind(&idp.certificate_pem)
+                .bind(idp.created_at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match map_err(e) {
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict(format!("SAML identity provider {:?}", idp.entity_id))
+                    }
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn saml_idps(&self) -> StoreResult<Vec<tessera_core::store::SamlIdp>> {
+                sqlx::query("SELECT entity_id, certificate_pem, created_at FROM saml_idps ORDER BY created_at, entity_id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .iter()
+                    .map(saml_idp_from_row)
+                    .collect()
+            }
+
+            async fn delete_saml_idp(&self, entity_id: &str) -> StoreResult<bool> {
+                let deleted = sqlx::query("DELETE FROM saml_idps WHERE entity_id = $1")
+                    .bind(entity_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                Ok(deleted > 0)
+            }
+
+            async fn record_assertion(
+                &self,
+                kind: tessera_core::store::AssertionKind,
+                issuer: &str,
+                id: &str,
+                expires_at: i64,
+                now: i64,
+            ) -> StoreResult<bool> {
+                // As for client assertions: one statement, so that of
+                // concurrent uses exactly one changes a row.
+                let recorded = sqlx::query(
+                    "INSERT INTO assertion_ids (kind, issuer, id, expires_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (kind, issuer, id) DO UPDATE SET expires_at = excluded.expires_at \
+                     WHERE assertion_ids.expires_at <= $5",
+                )
+                .bind(kind.as_str())
+                .bind(issuer)
+                .bind(id)
+                .bind(expires_at)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+                Ok(recorded > 0)
             }
         }
 
@@ -606,6 +764,7 @@ macro_rules! impl_store {
                 for (sql, before) in [
                     ("DELETE FROM revoked_jtis WHERE expires_at <= $1", now),
                     ("DELETE FROM client_assertion_jtis WHERE expires_at <= $1", now),
+                    ("DELETE FROM assertion_ids WHERE expires_at <= $1", now),
                     ("DELETE FROM reference_tokens WHERE expires_at <= $1", now),
                     ("DELETE FROM sessions WHERE expires_at <= $1", now),
                     // Kept past expiry so that a replay is still recognised.

@@ -78,6 +78,10 @@ fn full_client(id: &str, created_at: i64) -> Client {
         require_pkce: false,
         id_token_alg: Some(tessera_jose::Algorithm::RS256),
         post_logout_redirect_uris: vec!["https://app.example/bye".to_owned()],
+        metadata: tessera_core::model::ClientMetadata {
+            impersonation: true,
+            serves: vec!["https://orders.example".to_owned()],
+        },
         created_at,
     }
 }
@@ -107,6 +111,7 @@ fn public_client(id: &str, created_at: i64) -> Client {
         require_pkce: true,
         id_token_alg: None,
         post_logout_redirect_uris: vec![],
+        metadata: Default::default(),
         created_at,
     }
 }
@@ -131,6 +136,7 @@ fn bare_client(id: &str, created_at: i64) -> Client {
         require_pkce: true,
         id_token_alg: None,
         post_logout_redirect_uris: vec![],
+        metadata: Default::default(),
         created_at,
     }
 }

@@ -6,7 +6,9 @@ use std::path::Path;
 use serde_json::{Value, json};
 use tessera_core::client_auth::NewSecret;
 use tessera_core::crypto::{KeyEncryptionKey, random_id};
-use tessera_core::model::{Client, ClientAuthMethod, GrantType, IntrospectionPolicy, TokenFormat};
+use tessera_core::model::{
+    Client, ClientAuthMethod, ClientMetadata, GrantType, IntrospectionPolicy, TokenFormat,
+};
 use tessera_core::registration::{check_client, parse_client_jwks};
 use tessera_core::scope::Scope;
 use tessera_core::store::{SecretUpdate, Store, StoreError};
@@ -68,6 +70,10 @@ pub async fn create(store: &dyn Store, args: ClientCreate, kek: impl KekLoader) 
         require_pkce: !args.no_pkce,
         id_token_alg: args.id_token_alg.as_deref().map(parse_alg).transpose()?,
         post_logout_redirect_uris: dedup(args.post_logout_redirect_uris),
+        metadata: ClientMetadata {
+            impersonation: args.impersonation,
+            serves: dedup(args.serves),
+        },
         created_at: SystemClock.now(),
     };
     check_client(&client).map_err(|e| CommandError(e.message))?;
@@ -171,6 +177,18 @@ pub async fn update(store: &dyn Store, args: ClientUpdate, kek: impl KekLoader) 
         &args.remove_audiences,
         "audience",
     )?;
+    edit_list(
+        &mut client.metadata.serves,
+        args.add_serves,
+        &args.remove_serves,
+        "served audience",
+    )?;
+    if args.impersonation {
+        client.metadata.impersonation = true;
+    }
+    if args.no_impersonation {
+        client.metadata.impersonation = false;
+    }
     if let Some(scope) = &args.scope {
         client.scopes = parse_scope(scope)?;
     }

@@ -69,6 +69,7 @@ async fn harness() -> Harness {
                 require_pkce: true,
                 id_token_alg: None,
                 post_logout_redirect_uris: vec![],
+                metadata: Default::default(),
                 created_at: START,
             })
             .await
