@@ -31,6 +31,7 @@ fn claims() -> AccessTokenClaims {
         acr: None,
         amr: None,
         act: None,
+        azp: None,
     }
 }
 

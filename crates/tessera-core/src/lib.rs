@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod assertion;
 pub mod authorize;
 pub mod client_auth;
 pub mod clock;
@@ -35,6 +36,7 @@ pub mod store;
 pub mod testing;
 pub mod throttle;
 pub mod tokens;
+pub mod trust;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{Error, ErrorCode, Reason};

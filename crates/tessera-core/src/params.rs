@@ -15,6 +15,9 @@ pub struct Params {
     // A handful of parameters per request: a vector scans faster than a map hashes.
     single: Vec<(String, String)>,
     resources: Vec<String>,
+    /// `audience` values of a token exchange, which RFC 8693 §2.1 allows
+    /// several times.
+    audiences: Vec<String>,
     /// The first parameter whose name or value is not UTF-8 (its name decoded
     /// lossily), set aside by [`Params::from_form_deferring_utf8_errors`].
     not_utf8: Option<String>,
@@ -70,6 +73,8 @@ impl Params {
             }
             if name == "resource" {
                 params.resources.push(value);
+            } else if name == "audience" {
+                params.audiences.push(value);
             } else if params.get(&name).is_some() {
                 return Err(Error::new(
                     crate::Reason::RepeatedParameter,
@@ -108,6 +113,11 @@ impl Params {
     pub fn resources(&self) -> &[String] {
         &self.resources
     }
+
+    /// RFC 8693 `audience` values, in request order.
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
 }
 
 /// The parameters a grant declared, over the request's: the others read as
@@ -138,6 +148,15 @@ impl<'a> Declared<'a> {
 
     pub fn resources(&self) -> &'a [String] {
         self.params.resources()
+    }
+
+    /// The `audience` values, for a grant that declared `audience`.
+    pub fn audiences(&self) -> &'a [String] {
+        if self.names.contains(&"audience") {
+            self.params.audiences()
+        } else {
+            &[]
+        }
     }
 }
 

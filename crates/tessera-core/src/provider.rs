@@ -30,6 +30,7 @@ pub struct Provider {
     grants: HashMap<GrantType, Box<dyn Grant>>,
     login_locks: crate::throttle::KeyedLocks,
     client_keys: Option<Arc<dyn ClientKeysSource>>,
+    issuer_keys: Option<Arc<dyn crate::assertion::IssuerKeysSource>>,
     /// What a client assertion's `aud` may name: see [`assertion_audiences`].
     assertion_audiences: Vec<String>,
 }
@@ -54,7 +55,24 @@ impl Provider {
             grants,
             login_locks: crate::throttle::KeyedLocks::default(),
             client_keys: None,
+            issuer_keys: None,
         }
+    }
+
+    /// Lets trusted issuers registered with a `jwks_uri` sign assertions and
+    /// subject tokens, with their keys from `source`.
+    pub fn with_issuer_keys(mut self, source: Arc<dyn crate::assertion::IssuerKeysSource>) -> Self {
+        self.issuer_keys = Some(source);
+        self
+    }
+
+    pub(crate) fn issuer_keys_source(&self) -> Option<&dyn crate::assertion::IssuerKeysSource> {
+        self.issuer_keys.as_deref()
+    }
+
+    /// The values an assertion's `aud` may take to name this server.
+    pub fn assertion_audiences(&self) -> &[String] {
+        &self.assertion_audiences
     }
 
     /// Lets `private_key_jwt` clients registered with a `jwks_uri`

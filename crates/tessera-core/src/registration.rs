@@ -369,6 +369,32 @@ pub fn check_client(client: &Client) -> Result<(), RegistrationError> {
             "the client_credentials grant needs a confidential client (RFC 6749 §4.4)",
         ));
     }
+    for grant in [GrantType::TokenExchange] {
+        if public && client.allows(grant) {
+            return Err(metadata_error(format!(
+                "the {grant} grant needs a confidential client: the client is the actor its \
+                 tokens name"
+            )));
+        }
+    }
+    if client.metadata.impersonation && !client.allows(GrantType::TokenExchange) {
+        return Err(metadata_error(
+            "impersonation is a setting of the token-exchange grant, which the client is not \
+             allowed",
+        ));
+    }
+    for served in &client.metadata.serves {
+        check_audience(served).map_err(|e| RegistrationError {
+            message: format!("served {}", e.message),
+            ..e
+        })?;
+    }
+    if !client.metadata.serves.is_empty() && !client.allows(GrantType::JwtBearer) {
+        return Err(metadata_error(
+            "a client serves an API to trade its users' tokens on their behalf, with the \
+             jwt-bearer grant, which the client is not allowed",
+        ));
+    }
     if public && !client.require_pkce {
         return Err(metadata_error(
             "public clients always use PKCE (RFC 9700 §2.1.1)",

@@ -295,6 +295,7 @@ mod tests {
             acr: None,
             amr: Some(vec!["pwd".into()]),
             act: None,
+            azp: None,
         }
     }
 

@@ -429,6 +429,61 @@ impl KeyCache {
     }
 }
 
+/// A JWK Set published at a URL, fetched and cached under the policy the
+/// [`Verifier`](crate::Verifier) uses for its issuer's keys: `Cache-Control`
+/// honoured within bounds, one fetch at a time, refetches for unknown `kid`s
+/// rate limited, stale keys kept through a brief outage. For other
+/// verifiers of JWTs from a known issuer, such as an authorization server
+/// that trusts another identity provider's assertions.
+#[derive(Debug)]
+pub struct RemoteJwks {
+    cache: KeyCache,
+}
+
+impl RemoteJwks {
+    /// Keys at `jwks_uri` (https, or http on a loopback host), usable for
+    /// these asymmetric algorithms only, fetched with `client` (which should
+    /// follow no redirects and have timeouts).
+    pub fn new(
+        jwks_uri: &str,
+        algorithms: &[Algorithm],
+        client: reqwest::Client,
+    ) -> Result<Self, crate::SetupError> {
+        let uri = Url::parse(jwks_uri).map_err(|source| crate::SetupError::InvalidUrl {
+            what: "the JWKS URI",
+            source,
+        })?;
+        crate::fetch::require_secure(&uri, "the JWKS URI", false)?;
+        let allowed: AlgorithmSet = algorithms
+            .iter()
+            .copied()
+            .filter(|a| *a != Algorithm::HS256)
+            .collect();
+        Ok(RemoteJwks {
+            cache: KeyCache::new(
+                uri,
+                client,
+                Arc::new(crate::SystemClock),
+                allowed,
+                JwksPolicy::default(),
+            ),
+        })
+    }
+
+    /// The published keys a JWS with this `kid` and `alg` may be checked
+    /// against: the one key named by `kid`, or without a `kid` every key of
+    /// `alg`. Fetches when the cache is stale or the `kid` new, within the
+    /// policy's limits.
+    pub async fn keys_for(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Vec<VerifyingKey>, Error> {
+        let snapshot = self.cache.snapshot_for(kid, alg, SystemTime::now()).await?;
+        Ok(snapshot.candidates(kid, alg).cloned().collect())
+    }
+}
+
 /// Parses a JWK Set, keeping the keys we can use for an allowed algorithm.
 /// RFC 7517 §5: members we do not understand are ignored, not fatal, so one
 /// encryption key or a future key type does not take the whole set down.

@@ -107,6 +107,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorCode, FetchError, SetupError};
 #[cfg(feature = "axum")]
 pub use extract::{Authenticated, Rejection};
+pub use jwks::RemoteJwks;
 pub use layer::{Guard, GuardLayer};
 pub use secret::{ClientSecret, SharedSecret};
 pub use tessera_jose::Algorithm;

@@ -44,6 +44,45 @@ pub enum Command {
     /// Show and withdraw what users approved for clients.
     #[command(subcommand)]
     Consent(ConsentCommand),
+    /// Manage the JWT issuers whose assertions (jwt-bearer) and tokens (token
+    /// exchange) are accepted.
+    #[command(subcommand)]
+    Issuer(IssuerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IssuerCommand {
+    /// Trust an issuer: JWTs whose `iss` is ISS and that one of its keys signed
+    /// are accepted as jwt-bearer assertions and as token exchange subject and
+    /// actor tokens. Their `sub` names a user here (username or email).
+    Add {
+        /// The issuer identifier, exactly as its JWTs carry it in `iss`.
+        #[arg(long, allow_hyphen_values = true)]
+        issuer: String,
+        /// A file holding the issuer's public keys as a JWK Set.
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "jwks_uri",
+            conflicts_with = "jwks_uri"
+        )]
+        jwks: Option<PathBuf>,
+        /// Where the issuer publishes its JWK Set (https, or http on a loopback
+        /// host); fetched when needed and cached, as tessera-guard caches keys.
+        #[arg(long, value_name = "URL")]
+        jwks_uri: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List trusted issuers.
+    List(Json),
+    /// Stop trusting an issuer; its JWTs are refused at once.
+    Remove {
+        #[arg(long, allow_hyphen_values = true)]
+        issuer: String,
+        #[command(flatten)]
+        json: Json,
+    },
 }
 
 #[derive(Debug, Args)]

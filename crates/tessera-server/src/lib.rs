@@ -9,6 +9,7 @@ pub mod client_keys;
 pub mod commands;
 pub mod config;
 pub mod connections;
+pub mod issuer_keys;
 pub mod oauth_error;
 pub mod pages;
 pub mod routes;

@@ -21,8 +21,10 @@ use crate::tokens::Issue;
 pub mod authorization_code;
 pub mod client_credentials;
 pub mod device_code;
+pub mod jwt_bearer;
 pub mod password;
 pub mod refresh_token;
+pub mod token_exchange;
 
 /// How a grant needs the client to authenticate at the token endpoint
 /// (RFC 6749 §2.3, §3.2.1).
@@ -90,6 +92,8 @@ pub fn all() -> Vec<Box<dyn Grant>> {
         Box::new(device_code::DeviceCodeGrant),
         Box::new(password::PasswordGrant),
         Box::new(refresh_token::RefreshTokenGrant),
+        Box::new(token_exchange::TokenExchangeGrant),
+        Box::new(jwt_bearer::JwtBearerGrant),
     ]
 }
 

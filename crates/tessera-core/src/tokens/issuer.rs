@@ -41,13 +41,37 @@ pub enum IssueSubject {
     User(User),
     /// The client acting for itself: `sub` is the client (RFC 9068 §2.2).
     App,
+    /// Another application, whose app token was exchanged: `sub` is that
+    /// client, and the token's `act` names who acts for it.
+    OtherApp(String),
 }
 
 impl IssueSubject {
     pub fn kind(&self) -> SubjectKind {
         match self {
             IssueSubject::User(_) => SubjectKind::User,
-            IssueSubject::App => SubjectKind::App,
+            IssueSubject::App | IssueSubject::OtherApp(_) => SubjectKind::App,
+        }
+    }
+}
+
+/// What the token endpoint's response says it issued (RFC 8693 §3), for the
+/// grants of token exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuedTokenType {
+    /// `urn:ietf:params:oauth:token-type:access_token`: in the format the
+    /// client and resources ask for.
+    AccessToken,
+    /// `urn:ietf:params:oauth:token-type:jwt`: a JWT access token, whatever
+    /// format the client would get otherwise.
+    Jwt,
+}
+
+impl IssuedTokenType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuedTokenType::AccessToken => crate::grants::token_exchange::ACCESS_TOKEN_TYPE,
+            IssuedTokenType::Jwt => crate::grants::token_exchange::JWT_TYPE,
         }
     }
 }
@@ -98,6 +122,12 @@ pub struct Issue {
     pub acr: Option<String>,
     /// The delegation chain (RFC 8693 §4.1).
     pub act: Option<Actor>,
+    /// `azp`: the party the token was issued to on someone's behalf
+    /// (on-behalf-of names the calling service so).
+    pub azp: Option<String>,
+    /// For token exchange: the `issued_token_type` to answer with, which a
+    /// `Jwt` also binds the format to.
+    pub issued_token_type: Option<IssuedTokenType>,
     pub refresh: RefreshIssue,
     pub id_token: Option<IdTokenIssue>,
     /// The login session the grant came from (`sid`).
@@ -116,6 +146,8 @@ impl Issue {
             amr: None,
             acr: None,
             act: None,
+            azp: None,
+            issued_token_type: None,
             refresh: RefreshIssue::None,
             id_token: None,
             sid: None,
@@ -134,6 +166,8 @@ impl Issue {
             amr: Some(vec!["pwd".to_owned()]),
             acr: None,
             act: None,
+            azp: None,
+            issued_token_type: None,
             refresh: RefreshIssue::New,
             id_token: Some(IdTokenIssue::default()),
             sid: None,
@@ -178,14 +212,34 @@ impl Issuer<'_> {
         let subject = match &issue.subject {
             IssueSubject::User(user) => user.id.clone(),
             IssueSubject::App => client.id.clone(),
+            IssueSubject::OtherApp(id) => id.clone(),
         };
         let ttl = client.access_token_ttl.unwrap_or(match issue.subject {
             IssueSubject::User(_) => settings.user_access_token_ttl,
-            IssueSubject::App => settings.app_access_token_ttl,
+            IssueSubject::App | IssueSubject::OtherApp(_) => settings.app_access_token_ttl,
         });
-        let format = issue
+        let mut format = issue
             .targets
             .token_format(client, settings.default_token_format);
+        if issue.issued_token_type == Some(IssuedTokenType::Jwt) {
+            // RFC 8693 §3: the client asked for a JWT. A resource that takes
+            // only reference tokens could not use one.
+            if let Some(resource) = issue
+                .targets
+                .resources
+                .iter()
+                .find(|r| r.token_format == Some(TokenFormat::Reference))
+            {
+                return Err(Error::new(
+                    crate::error::Reason::TargetRefusesTokenKind,
+                    format!(
+                        "{} accepts only reference tokens; ask for an access_token",
+                        resource.audience
+                    ),
+                ));
+            }
+            format = TokenFormat::Jwt;
+        }
         // Decided before anything is minted or stored: targets that cannot
         // share one signed token are refused whole. A reference token is not
         // signed, so its audiences have nothing to disagree on.
@@ -207,6 +261,7 @@ impl Issuer<'_> {
             auth_time: issue.auth_time,
             acr: issue.acr.clone(),
             act: issue.act.clone(),
+            azp: issue.azp.clone(),
         };
         if let Some(AccessSigning::SharedSecret(_)) = signing {
             // Before the jti is recorded anywhere: see `shared_secret`.
@@ -215,6 +270,7 @@ impl Issuer<'_> {
         }
         let access_token = self.access_token(&claims, signing).await?;
         let mut response = TokenResponse::bearer(access_token.clone(), ttl, scope_text);
+        response.issued_token_type = issue.issued_token_type.map(|t| t.as_str().to_owned());
 
         let mut family_id = None;
         if let IssueSubject::User(user) = &issue.subject {

@@ -9,7 +9,9 @@ use crate::clock::UnixTime;
 pub mod issuer;
 pub mod verifier;
 
-pub use issuer::{GrantRecord, IdTokenIssue, Issue, IssueSubject, Issued, Issuer, RefreshIssue};
+pub use issuer::{
+    GrantRecord, IdTokenIssue, Issue, IssueSubject, Issued, IssuedTokenType, Issuer, RefreshIssue,
+};
 pub use verifier::{OwnToken, Rejected};
 
 /// The acting party of a delegated token (RFC 8693 §4.1): the current actor,
@@ -78,6 +80,9 @@ pub struct AccessTokenClaims {
     /// The acting party chain of delegation (RFC 8693 §4.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Actor>,
+    /// The service a token was issued to on a person's behalf (on-behalf-of).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azp: Option<String>,
 }
 
 /// The `typ` header of JWT access tokens (RFC 9068 §2.1).

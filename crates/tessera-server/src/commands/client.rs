@@ -520,6 +520,8 @@ fn describe(client: &Client) -> Value {
         "introspection": client.introspection.as_str(),
         "jwks": client.jwks,
         "jwks_uri": client.jwks_uri,
+        "impersonation": client.metadata.impersonation,
+        "serves": client.metadata.serves,
         "created_at": format_time(client.created_at),
     })
 }

@@ -6,6 +6,7 @@ pub mod inspect;
 pub mod keys;
 pub mod resource;
 pub mod serve;
+pub mod trust;
 pub mod user;
 
 use std::sync::Arc;
@@ -16,8 +17,8 @@ use tessera_core::{Provider, SystemClock};
 use tessera_store::IfMissing;
 
 use crate::cli::{
-    Cli, ClientCommand, Command, ConsentCommand, KeysCommand, ResourceCommand, TokenCommand,
-    UserCommand,
+    Cli, ClientCommand, Command, ConsentCommand, IssuerCommand, KeysCommand, ResourceCommand,
+    TokenCommand, UserCommand,
 };
 use crate::config::Config;
 
@@ -166,6 +167,31 @@ pub async fn run(cli: Cli) -> CommandResult {
                         json.json,
                     )
                     .await
+                }
+            }
+        }
+        Command::Issuer(command) => {
+            let store = open_store(&config, IfMissing::Refuse).await?;
+            match command {
+                IssuerCommand::Add {
+                    issuer,
+                    jwks,
+                    jwks_uri,
+                    json,
+                } => {
+                    trust::add_issuer(
+                        store.as_ref(),
+                        &config.settings.issuer,
+                        &issuer,
+                        jwks.as_deref(),
+                        jwks_uri.as_deref(),
+                        json.json,
+                    )
+                    .await
+                }
+                IssuerCommand::List(json) => trust::list_issuers(store.as_ref(), json.json).await,
+                IssuerCommand::Remove { issuer, json } => {
+                    trust::remove_issuer(store.as_ref(), &issuer, json.json).await
                 }
             }
         }

@@ -12,6 +12,7 @@ use crate::app::{AppState, app};
 use crate::client_keys::HttpClientKeys;
 use crate::config::Config;
 use crate::connections::{self, open_files_limit};
+use crate::issuer_keys::HttpIssuerKeys;
 
 /// How often keys rotated elsewhere (the CLI, another instance) are picked up.
 const KEY_REFRESH: Duration = Duration::from_secs(1);
@@ -49,6 +50,11 @@ pub async fn serve(config: Config) -> CommandResult {
     };
     let client_keys = HttpClientKeys::new()
         .map_err(|e| CommandError(format!("cannot set up the HTTP client for jwks_uri: {e}")))?;
+    let issuer_keys = HttpIssuerKeys::new().map_err(|e| {
+        CommandError(format!(
+            "cannot set up the HTTP client for trusted issuers' keys: {e}"
+        ))
+    })?;
     let provider = Arc::new(
         Provider::new(
             Arc::clone(&store),
@@ -56,7 +62,8 @@ pub async fn serve(config: Config) -> CommandResult {
             config.settings.clone(),
             kek,
         )
-        .with_client_keys(Arc::new(client_keys)),
+        .with_client_keys(Arc::new(client_keys))
+        .with_issuer_keys(Arc::new(issuer_keys)),
     );
     let first_key = provider.start().await.map_err(|e| {
         CommandError(format!(

@@ -12,6 +12,7 @@ mod cli;
 mod client_jwt;
 mod code_login;
 mod connections;
+mod delegation;
 mod device;
 mod guard;
 mod in_process;
