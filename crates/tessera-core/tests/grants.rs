@@ -529,7 +529,7 @@ async fn a_public_client_cannot_use_client_credentials() {
 fn undeclared_parameters_are_not_seen_by_the_grant() {
     // Each grant sees what it declared, and `scope` and `resource`; nothing
     // else of the request, not even the client's credentials.
-    let declared: [(GrantType, &[&str]); 5] = [
+    let declared: [(GrantType, &[&str]); 7] = [
         (
             GrantType::AuthorizationCode,
             &["code", "redirect_uri", "code_verifier"],
@@ -538,6 +538,18 @@ fn undeclared_parameters_are_not_seen_by_the_grant() {
         (GrantType::DeviceCode, &["device_code"]),
         (GrantType::Password, &["username", "password"]),
         (GrantType::RefreshToken, &["refresh_token"]),
+        (
+            GrantType::TokenExchange,
+            &[
+                "subject_token",
+                "subject_token_type",
+                "actor_token",
+                "actor_token_type",
+                "requested_token_type",
+                "audience",
+            ],
+        ),
+        (GrantType::JwtBearer, &["assertion", "requested_token_use"]),
     ];
     let names = [
         "code",
@@ -547,6 +559,14 @@ fn undeclared_parameters_are_not_seen_by_the_grant() {
         "password",
         "refresh_token",
         "device_code",
+        "subject_token",
+        "subject_token_type",
+        "actor_token",
+        "actor_token_type",
+        "requested_token_type",
+        "audience",
+        "assertion",
+        "requested_token_use",
         "client_id",
         "client_secret",
         "grant_type",
@@ -567,8 +587,14 @@ fn undeclared_parameters_are_not_seen_by_the_grant() {
         let seen = Declared::new(&params, grant.parameters());
         for name in names {
             let value = format!("v-{name}");
+            // `audience` may be repeated (RFC 8693 §2.1): a list.
+            let got = if name == "audience" {
+                seen.audiences().first().map(String::as_str)
+            } else {
+                seen.get(name)
+            };
             assert_eq!(
-                seen.get(name),
+                got,
                 expected.contains(&name).then_some(value.as_str()),
                 "{} and {name}",
                 grant.grant_type()

@@ -939,3 +939,124 @@ async fn token_exchange_takes_tokens_of_a_trusted_issuer_published_at_a_jwks_uri
     refused(status, &body, "invalid_request");
     key_server.abort();
 }
+
+#[tokio::test]
+async fn authlib_does_a_token_exchange_end_to_end() {
+    let Some(python) = python() else { return };
+    let world = World::new().await;
+    let alice = world.alice_tokens("orders.read").await;
+    let service = world.service(&[]);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/outside/token_exchange.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(format!("--issuer={}", world.server.issuer))
+        .arg(format!("--client-id={}", service.0))
+        .arg(format!("--audience={INVENTORY}"))
+        .arg(format!("--expect-sub={}", world.alice))
+        .env("TESSERA_CLIENT_SECRET", &service.1)
+        .env(
+            "TESSERA_SUBJECT_TOKEN",
+            alice["access_token"].as_str().unwrap(),
+        )
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .output()
+        .expect("run the Python client");
+    assert!(
+        out.status.success(),
+        "token_exchange.py failed: {}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout),
+        world.server.log()
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["issued_token_type"], ACCESS_TOKEN);
+    assert_eq!(summary["act"]["sub"], service.0.as_str());
+    assert_eq!(summary["aud"], INVENTORY);
+}
+
+/// A child process stopped (killed and reaped) when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts an example service on a free port; returns it and its base URL
+/// once it answers.
+async fn start_example(name: &str, args: &[&str]) -> (Running, String) {
+    let port = crate::common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(crate::common::example(name))
+        .args(args)
+        .args(["--listen", &listen])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the example");
+    let running = Running(child);
+    let base = format!("http://{listen}");
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // Any answer (a 401 for no token) means it listens.
+    while http.get(format!("{base}/")).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "{name} did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (running, base)
+}
+
+#[tokio::test]
+async fn the_orders_example_calls_inventory_on_behalf_of_the_user() {
+    let world = World::new().await;
+    let issuer = world.server.issuer.clone();
+    let orders_service = world.server.client(&[
+        "--grant",
+        "jwt-bearer",
+        "--scope",
+        "inventory.read",
+        "--audience",
+        INVENTORY,
+        "--serves",
+        ORDERS,
+    ]);
+    let (_inventory, inventory_url) =
+        start_example("inventory", &["--issuer", &issuer, "--audience", INVENTORY]).await;
+    let (_orders, orders_url) = start_example(
+        "orders",
+        &[
+            "--issuer",
+            &issuer,
+            "--audience",
+            ORDERS,
+            "--client-id",
+            &orders_service.0,
+            "--client-secret",
+            &orders_service.1,
+            "--inventory-url",
+            &inventory_url,
+        ],
+    )
+    .await;
+    let alice = world.alice_tokens("orders.read").await;
+    let answer: Value = reqwest::Client::new()
+        .get(format!("{orders_url}/orders"))
+        .bearer_auth(alice["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["subject"], world.alice.as_str(), "{answer}");
+    let stock = &answer["stock"];
+    // Inventory saw alice, reached through the orders service.
+    assert_eq!(stock["subject"], world.alice.as_str(), "{answer}");
+    assert_eq!(stock["client_id"], orders_service.0.as_str(), "{answer}");
+    assert_eq!(stock["acting"], json!([orders_service.0]), "{answer}");
+    assert!(stock["stock"].is_array(), "{answer}");
+}
