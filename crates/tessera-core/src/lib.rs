@@ -28,6 +28,7 @@ pub mod provider;
 pub mod registration;
 pub mod resources;
 pub mod revocation;
+pub mod saml;
 pub mod scope;
 pub mod settings;
 pub mod shared_secret;
