@@ -1,7 +1,8 @@
 //! Requests per second on loopback, with the optimised build (`cargo bench -p
 //! tessera-bench --bench load`): the client credentials grant, the
 //! authorization code exchange and the refresh token rotation, each driven over
-//! HTTP by concurrent clients against a server on the embedded SQLite store. The
+//! HTTP by concurrent clients against a server on the embedded SQLite store,
+//! and token exchange of an app token beside client credentials. The
 //! login's argon2id cost is measured separately: it is not on the token path.
 //!
 //! Bounded: a fixed number of requests per scenario; it stops by itself.
@@ -57,6 +58,7 @@ async fn main() {
             GrantType::ClientCredentials,
             GrantType::AuthorizationCode,
             GrantType::RefreshToken,
+            GrantType::TokenExchange,
         ],
         redirect_uris: vec![REDIRECT.into()],
         scopes: Scope::parse("openid profile api").expect("scope"),
@@ -131,6 +133,35 @@ async fn main() {
     })
     .await;
     report("client_credentials (JWT, ES256)", cc);
+
+    // Token exchange of an app token, delegated to the client (RFC 8693).
+    let subject = post(
+        &http,
+        &token_url,
+        &[
+            ("grant_type".into(), "client_credentials".into()),
+            ("scope".into(), "api".into()),
+        ],
+    )
+    .await["access_token"]
+        .as_str()
+        .expect("subject token")
+        .to_owned();
+    let exchanged = run(&http, &token_url, REQUESTS, move |_| {
+        vec![
+            (
+                "grant_type".into(),
+                "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+            ),
+            ("subject_token".into(), subject.clone()),
+            (
+                "subject_token_type".into(),
+                "urn:ietf:params:oauth:token-type:access_token".into(),
+            ),
+        ]
+    })
+    .await;
+    report("token_exchange (JWT, ES256)", exchanged);
 
     let request = AuthorizationRequest {
         client_id: client.id.clone(),

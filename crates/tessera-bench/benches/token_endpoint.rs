@@ -1,7 +1,8 @@
 //! A whole client-credentials token request through the provider on the embedded
 //! SQLite store, per signing algorithm: form parsing, client lookup, secret
 //! digest, scope and audience rules, signing. HTTP framing is left out so that
-//! regressions in Tessera's own code stand out.
+//! regressions in Tessera's own code stand out. Token exchange beside it:
+//! the same minting after verifying a subject token.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -45,7 +46,7 @@ fn provider(runtime: &tokio::runtime::Runtime, alg: Algorithm, format: TokenForm
                 auth_method: None,
                 jwks: None,
                 jwks_uri: None,
-                grants: vec![GrantType::ClientCredentials],
+                grants: vec![GrantType::ClientCredentials, GrantType::TokenExchange],
                 redirect_uris: vec![],
                 scopes: Scope::parse("orders.read orders.write").expect("scope"),
                 audiences: vec!["https://api.example.com/orders".into()],
@@ -95,5 +96,47 @@ fn client_credentials(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, client_credentials);
+/// Token exchange (RFC 8693) of an app token for a narrower one, delegated to
+/// the client: the subject token's signature, `typ`, lifetime and revocation
+/// check (one store read), then the same minting as client credentials. Next
+/// to `client_credentials/jwt/ES256`, the cost of verifying the subject.
+fn token_exchange(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let provider = provider(&runtime, Algorithm::ES256, TokenFormat::Jwt);
+    let subject = runtime
+        .block_on(
+            provider.token(
+                Some(BASIC),
+                &Params::from_form(
+                    b"grant_type=client_credentials&scope=orders.read%20orders.write",
+                )
+                .expect("form"),
+                None,
+            ),
+        )
+        .expect("subject token")
+        .access_token;
+    let body = format!(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange\
+         &subject_token={subject}\
+         &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token\
+         &scope=orders.read"
+    );
+    let mut group = c.benchmark_group("token_exchange");
+    group.bench_function("jwt/ES256", |b| {
+        b.iter(|| {
+            let params = Params::from_form(black_box(body.as_bytes())).expect("form");
+            runtime
+                .block_on(provider.token(Some(BASIC), &params, None))
+                .expect("token")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, client_credentials, token_exchange);
 criterion_main!(benches);

@@ -182,9 +182,12 @@ impl Provider {
                 unreachable_claims()?
             };
             let now = self.clock().now();
+            // Kept until the verifier would refuse it as expired: `exp`
+            // plus the leeway it is still accepted within.
+            let replay_until = exp.saturating_add(self.settings().leeway);
             if !self
                 .store()
-                .record_assertion(AssertionKind::Jwt, &claims.iss, jti, exp, now)
+                .record_assertion(AssertionKind::Jwt, &claims.iss, jti, replay_until, now)
                 .await?
             {
                 return Err(Error::new(

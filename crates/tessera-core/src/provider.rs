@@ -75,6 +75,11 @@ impl Provider {
         &self.assertion_audiences
     }
 
+    /// The token endpoint's URL: where bearer assertions are presented.
+    pub fn token_endpoint(&self) -> &str {
+        &self.assertion_audiences[1]
+    }
+
     /// Lets `private_key_jwt` clients registered with a `jwks_uri`
     /// authenticate, with their keys from `source`.
     pub fn with_client_keys(mut self, source: Arc<dyn ClientKeysSource>) -> Self {

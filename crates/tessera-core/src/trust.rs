@@ -8,7 +8,7 @@ use tessera_jose::JwkSet;
 
 use crate::clock::UnixTime;
 use crate::registration::{RegistrationError, check_jwks_uri, parse_client_jwks};
-use crate::store::TrustedIssuer;
+use crate::store::{SamlIdp, TrustedIssuer};
 
 /// The longest issuer identifier or entity ID accepted.
 pub const MAX_IDENTIFIER_LENGTH: usize = 1024;
@@ -46,6 +46,23 @@ pub fn new_trusted_issuer(
         issuer: issuer.to_owned(),
         jwks,
         jwks_uri,
+        created_at: now,
+    })
+}
+
+/// A SAML identity provider as it would be stored: its entity ID and the
+/// certificate it signs with, which must parse as one with a usable key.
+pub fn new_saml_idp(
+    entity_id: &str,
+    certificate_pem: &str,
+    now: UnixTime,
+) -> Result<SamlIdp, RegistrationError> {
+    check_identifier("an entity ID", entity_id)?;
+    crate::saml::IdpCertificate::from_pem(certificate_pem)
+        .map_err(|e| error(format!("the certificate is not usable: {e}")))?;
+    Ok(SamlIdp {
+        entity_id: entity_id.to_owned(),
+        certificate_pem: certificate_pem.to_owned(),
         created_at: now,
     })
 }
@@ -102,6 +119,12 @@ mod tests {
             remote.jwks_uri.as_deref(),
             Some("https://idp.example/jwks.json")
         );
+
+        let pem = include_str!("../tests/fixtures/saml/idp-cert.pem");
+        assert!(new_saml_idp("https://idp.example/saml", pem, 7).is_ok());
+        let err = new_saml_idp("https://idp.example/saml", "not a certificate", 7)
+            .expect_err("not a certificate");
+        assert!(err.message.contains("certificate"), "{}", err.message);
 
         for (issuer, keys, why) in [
             ("", IssuerKeys::Uri("https://idp.example/k"), "1 to"),

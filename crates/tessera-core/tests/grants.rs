@@ -529,7 +529,7 @@ async fn a_public_client_cannot_use_client_credentials() {
 fn undeclared_parameters_are_not_seen_by_the_grant() {
     // Each grant sees what it declared, and `scope` and `resource`; nothing
     // else of the request, not even the client's credentials.
-    let declared: [(GrantType, &[&str]); 7] = [
+    let declared: [(GrantType, &[&str]); 8] = [
         (
             GrantType::AuthorizationCode,
             &["code", "redirect_uri", "code_verifier"],
@@ -550,6 +550,7 @@ fn undeclared_parameters_are_not_seen_by_the_grant() {
             ],
         ),
         (GrantType::JwtBearer, &["assertion", "requested_token_use"]),
+        (GrantType::Saml2Bearer, &["assertion"]),
     ];
     let names = [
         "code",

@@ -48,6 +48,37 @@ pub enum Command {
     /// exchange) are accepted.
     #[command(subcommand)]
     Issuer(IssuerCommand),
+    /// Manage the SAML 2.0 identity providers whose signed assertions are
+    /// accepted (saml2-bearer).
+    #[command(subcommand, name = "saml-idp")]
+    SamlIdp(SamlIdpCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SamlIdpCommand {
+    /// Trust an identity provider: assertions whose Issuer is ID, signed with
+    /// this certificate's key, are accepted by the saml2-bearer grant. Their
+    /// NameID names a user here (username or email).
+    Add {
+        /// The identity provider's entity ID, exactly as its assertions'
+        /// Issuer carries it.
+        #[arg(long, allow_hyphen_values = true)]
+        entity_id: String,
+        /// The certificate it signs with (PEM; RSA of 2048 bits or more, or EC).
+        #[arg(long, value_name = "PEMFILE")]
+        certificate: PathBuf,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List identity providers.
+    List(Json),
+    /// Stop trusting an identity provider; its assertions are refused at once.
+    Remove {
+        #[arg(long, allow_hyphen_values = true)]
+        entity_id: String,
+        #[command(flatten)]
+        json: Json,
+    },
 }
 
 #[derive(Debug, Subcommand)]

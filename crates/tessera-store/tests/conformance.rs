@@ -3181,6 +3181,137 @@ async fn check_device_race(store: &Arc<dyn Store>) {
 }
 
 /// Every check, in sequence, against one store.
+async fn check_trust(store: &dyn Store) {
+    use tessera_core::store::{AssertionKind, SamlIdp, TrustedIssuer};
+    // Issuers: inline keys or a URI, kept exactly, unique by identifier.
+    let inline = TrustedIssuer {
+        issuer: unique("https://idp.example/"),
+        jwks: Some(client_jwks()),
+        jwks_uri: None,
+        created_at: 10,
+    };
+    let remote = TrustedIssuer {
+        issuer: unique("https://other.example/"),
+        jwks: None,
+        jwks_uri: Some("https://other.example/jwks.json".into()),
+        created_at: 11,
+    };
+    for issuer in [&inline, &remote] {
+        store
+            .insert_trusted_issuer(issuer)
+            .await
+            .expect("insert_trusted_issuer");
+    }
+    expect_conflict(store.insert_trusted_issuer(&inline).await, "issuer twice");
+    assert_eq!(
+        store.trusted_issuer(&inline.issuer).await.expect("read"),
+        Some(inline.clone())
+    );
+    assert_eq!(
+        store.trusted_issuer(&remote.issuer).await.expect("read"),
+        Some(remote.clone())
+    );
+    assert_eq!(
+        store
+            .trusted_issuer(&inline.issuer.to_uppercase())
+            .await
+            .expect("read"),
+        None,
+        "compared exactly"
+    );
+    let listed = store.trusted_issuers().await.expect("list");
+    assert!(listed.contains(&inline) && listed.contains(&remote));
+    assert!(
+        store
+            .delete_trusted_issuer(&inline.issuer)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete_trusted_issuer(&inline.issuer)
+            .await
+            .expect("delete")
+    );
+    assert_eq!(
+        store.trusted_issuer(&inline.issuer).await.expect("read"),
+        None
+    );
+
+    // SAML identity providers, alike.
+    let idp = SamlIdp {
+        entity_id: unique("urn:idp:"),
+        certificate_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+        created_at: 12,
+    };
+    store.insert_saml_idp(&idp).await.expect("insert_saml_idp");
+    expect_conflict(store.insert_saml_idp(&idp).await, "IdP twice");
+    assert_eq!(
+        store.saml_idp(&idp.entity_id).await.expect("read"),
+        Some(idp.clone())
+    );
+    assert!(store.saml_idps().await.expect("list").contains(&idp));
+    assert!(store.delete_saml_idp(&idp.entity_id).await.expect("delete"));
+    assert_eq!(store.saml_idp(&idp.entity_id).await.expect("read"), None);
+
+    // Assertion IDs: once per kind and issuer, until they expire.
+    let id = unique("assertion");
+    let record = |kind: AssertionKind, issuer: &str, expires_at: i64, now: i64| {
+        let (issuer, id) = (issuer.to_owned(), id.clone());
+        async move {
+            store
+                .record_assertion(kind, &issuer, &id, expires_at, now)
+                .await
+                .expect("record_assertion")
+        }
+    };
+    // Times near T0, so that the purge checks' counts never see these rows.
+    let exp = T0 + 1_000;
+    assert!(
+        record(AssertionKind::Jwt, "iss-a", exp, T0 + 500).await,
+        "first use"
+    );
+    assert!(
+        !record(AssertionKind::Jwt, "iss-a", exp, T0 + 600).await,
+        "replay"
+    );
+    assert!(
+        record(AssertionKind::Jwt, "iss-b", exp, T0 + 600).await,
+        "another issuer"
+    );
+    assert!(
+        record(AssertionKind::Saml, "iss-a", exp, T0 + 600).await,
+        "another kind"
+    );
+    assert!(!record(AssertionKind::Jwt, "iss-a", FAR_FUTURE, exp - 1).await);
+    assert!(
+        record(AssertionKind::Jwt, "iss-a", FAR_FUTURE, exp).await,
+        "expired: taken over"
+    );
+    assert!(!record(AssertionKind::Jwt, "iss-a", FAR_FUTURE, exp + 1).await);
+}
+
+async fn check_assertion_race(store: &Arc<dyn Store>) {
+    use tessera_core::store::AssertionKind;
+    // One assertion presented many times at once: exactly one use counts.
+    let id = unique("assertion");
+    let results = race(store, |store, _| {
+        let id = id.clone();
+        async move {
+            store
+                .record_assertion(AssertionKind::Saml, "urn:idp", &id, FAR_FUTURE, T0)
+                .await
+                .expect("racing record_assertion")
+        }
+    })
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| **r).count(),
+        1,
+        "racing assertion uses"
+    );
+}
+
 async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRace) {
     check_ping(&*store, backend).await;
     check_clients(&*store).await;
@@ -3194,6 +3325,7 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_reference_tokens(&*store).await;
     check_revoked_jtis(&*store).await;
     check_client_assertions(&*store).await;
+    check_trust(&*store).await;
     check_purge(&*store).await;
     check_users(&*store).await;
     check_delete_user(&*store).await;
@@ -3210,6 +3342,7 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_key_race(&store, key_race).await;
     check_client_races(&store).await;
     check_client_assertion_race(&store).await;
+    check_assertion_race(&store).await;
     check_resource_race(&store).await;
     check_resource_secret_race(&store).await;
     check_revocation_races(&store).await;

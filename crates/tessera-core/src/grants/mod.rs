@@ -24,6 +24,7 @@ pub mod device_code;
 pub mod jwt_bearer;
 pub mod password;
 pub mod refresh_token;
+pub mod saml2_bearer;
 pub mod token_exchange;
 
 /// How a grant needs the client to authenticate at the token endpoint
@@ -94,6 +95,7 @@ pub fn all() -> Vec<Box<dyn Grant>> {
         Box::new(refresh_token::RefreshTokenGrant),
         Box::new(token_exchange::TokenExchangeGrant),
         Box::new(jwt_bearer::JwtBearerGrant),
+        Box::new(saml2_bearer::Saml2BearerGrant),
     ]
 }
 

@@ -18,7 +18,7 @@ use tessera_store::IfMissing;
 
 use crate::cli::{
     Cli, ClientCommand, Command, ConsentCommand, IssuerCommand, KeysCommand, ResourceCommand,
-    TokenCommand, UserCommand,
+    SamlIdpCommand, TokenCommand, UserCommand,
 };
 use crate::config::Config;
 
@@ -192,6 +192,22 @@ pub async fn run(cli: Cli) -> CommandResult {
                 IssuerCommand::List(json) => trust::list_issuers(store.as_ref(), json.json).await,
                 IssuerCommand::Remove { issuer, json } => {
                     trust::remove_issuer(store.as_ref(), &issuer, json.json).await
+                }
+            }
+        }
+        Command::SamlIdp(command) => {
+            let store = open_store(&config, IfMissing::Refuse).await?;
+            match command {
+                SamlIdpCommand::Add {
+                    entity_id,
+                    certificate,
+                    json,
+                } => trust::add_saml_idp(store.as_ref(), &entity_id, &certificate, json.json).await,
+                SamlIdpCommand::List(json) => {
+                    trust::list_saml_idps(store.as_ref(), json.json).await
+                }
+                SamlIdpCommand::Remove { entity_id, json } => {
+                    trust::remove_saml_idp(store.as_ref(), &entity_id, json.json).await
                 }
             }
         }

@@ -1060,3 +1060,178 @@ async fn the_orders_example_calls_inventory_on_behalf_of_the_user() {
     assert_eq!(stock["acting"], json!([orders_service.0]), "{answer}");
     assert!(stock["stock"].is_array(), "{answer}");
 }
+
+const SAML_IDP: &str = "https://idp.example/saml";
+
+/// Runs `saml_tool.py`: the IdP's certificate goes to `cert_out`, and the
+/// assertions come back base64url-encoded.
+fn signxml(
+    python: &str,
+    server: &TestServer,
+    cert_out: &std::path::Path,
+    specs: Value,
+) -> Vec<String> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/outside/saml_tool.py");
+    let request = json!({
+        "cert_out": cert_out,
+        "issuer": SAML_IDP,
+        "audience": server.issuer,
+        "recipient": format!("{}/oauth2/token", server.issuer.trim_end_matches('/')),
+        "assertions": specs,
+    });
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "saml_tool.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    answer["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn saml2_bearer_assertions_signed_by_a_configured_identity_provider() {
+    let Some(python) = python() else { return };
+    let world = World::new().await;
+    let server = &world.server;
+    let dir = TempDir::new("saml");
+    let cert = dir.path().join("idp.pem");
+    let assertions = signxml(
+        &python,
+        server,
+        &cert,
+        json!([
+            { "name_id": "alice@example.com", "id": "_good" },
+            { "name_id": "alice", "id": "_wrapped", "wrap": true },
+            { "name_id": "alice", "id": "_tampered", "tamper": true },
+            { "name_id": "alice", "id": "_unsigned", "sign": false },
+            { "name_id": "nobody", "id": "_unknown_user" },
+            { "name_id": "alice", "id": "_expired", "lifetime": -120 },
+        ]),
+    );
+    // Not trusted yet.
+    let client = server.client(&[
+        "--grant",
+        "saml2-bearer",
+        "--scope",
+        "orders.read",
+        "--audience",
+        ORDERS,
+    ]);
+    let present = |assertion: &str| {
+        let assertion = assertion.to_owned();
+        let client = client.clone();
+        async move {
+            server
+                .token_response(
+                    &client.0,
+                    &client.1,
+                    &[
+                        (
+                            "grant_type",
+                            "urn:ietf:params:oauth:grant-type:saml2-bearer",
+                        ),
+                        ("assertion", &assertion),
+                    ],
+                )
+                .await
+        }
+    };
+    let (status, body) = present(&assertions[0]).await;
+    refused(status, &body, "invalid_grant");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("not configured"),
+        "{body}"
+    );
+
+    let added = server.cli(&[
+        "saml-idp",
+        "add",
+        "--entity-id",
+        SAML_IDP,
+        "--certificate",
+        cert.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(added["entity_id"], SAML_IDP);
+    assert_eq!(added["key_algorithm"], "RSA");
+
+    let (status, body) = present(&assertions[0]).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = decode_jwt(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], world.alice.as_str());
+    assert_eq!(claims["aud"], ORDERS);
+    assert!(body.get("refresh_token").is_none());
+    // Each assertion ID is accepted once.
+    let (status, body) = present(&assertions[0]).await;
+    refused(status, &body, "invalid_grant");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("used before"),
+        "{body}"
+    );
+
+    for (assertion, (why, expected)) in assertions[1..].iter().zip([
+        ("wrapped", "more than one assertion"),
+        ("tampered", "changed after it was signed"),
+        ("unsigned", "not signed"),
+        ("unknown user", "no user"),
+        ("expired", "expired"),
+    ]) {
+        let (status, body) = present(assertion).await;
+        assert_eq!(status, 400, "{why}: {body}");
+        assert_eq!(body["error"], "invalid_grant", "{why}: {body}");
+        let description = body["error_description"].as_str().unwrap();
+        assert!(description.contains(expected), "{why}: {description}");
+    }
+
+    // Discovery lists the grant, with the others that work.
+    let metadata = server.get_json("/.well-known/openid-configuration").await;
+    let grants: Vec<&str> = metadata["grant_types_supported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
+        .collect();
+    for grant in [
+        TOKEN_EXCHANGE,
+        JWT_BEARER,
+        "urn:ietf:params:oauth:grant-type:saml2-bearer",
+    ] {
+        assert!(grants.contains(&grant), "{grant} in {grants:?}");
+    }
+
+    server.cli(&["saml-idp", "remove", "--entity-id", SAML_IDP, "--json"]);
+    let fresh = signxml(
+        &python,
+        server,
+        &dir.path().join("again.pem"),
+        json!([{ "name_id": "alice", "id": "_later" }]),
+    );
+    let (status, body) = present(&fresh[0]).await;
+    refused(status, &body, "invalid_grant");
+}
