@@ -36,6 +36,9 @@ async fn discovery_lists_exactly_what_works() {
                 "client_credentials",
                 "refresh_token",
                 "urn:ietf:params:oauth:grant-type:device_code",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+                "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "urn:ietf:params:oauth:grant-type:saml2-bearer",
                 "implicit"
             ])
         );
@@ -936,7 +939,7 @@ async fn the_token_endpoint_refuses_malformed_requests() {
     for grant in [
         "magic",
         "implicit",
-        "urn:ietf:params:oauth:grant-type:saml2-bearer",
+        "urn:ietf:params:oauth:grant-type:saml1-bearer",
     ] {
         let r = server
             .http
@@ -953,7 +956,14 @@ async fn the_token_endpoint_refuses_malformed_requests() {
         );
     }
     // Grants the server has but the client is not allowed.
-    for grant in ["password", "authorization_code", "refresh_token"] {
+    for grant in [
+        "password",
+        "authorization_code",
+        "refresh_token",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "urn:ietf:params:oauth:grant-type:saml2-bearer",
+    ] {
         let r = server
             .http
             .post(&url)
