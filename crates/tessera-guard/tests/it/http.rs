@@ -340,8 +340,13 @@ struct Capture {
 impl Logs {
     fn capture() -> Capture {
         let logs = Logs::default();
+        let default = tracing::subscriber::set_default(logs.clone());
+        // Callsite interest is cached process-wide: a callsite first reached
+        // on another test's thread, with no subscriber there, may have been
+        // cached as "never". Recompute it now that this one is installed.
+        tracing::callsite::rebuild_interest_cache();
         Capture {
-            _default: tracing::subscriber::set_default(logs.clone()),
+            _default: default,
             logs,
         }
     }
@@ -362,6 +367,15 @@ impl Capture {
 }
 
 impl tracing::Subscriber for Logs {
+    /// Asked per event rather than cached, since other threads have other
+    /// (or no) subscribers.
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
     fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
         true
     }
