@@ -81,6 +81,16 @@ pub enum ForeignUse {
     ExchangedToken,
 }
 
+/// The chain of a delegated token: `actor` outermost, the earlier chain
+/// inside it (RFC 8693 §4.1); `None` when that would pass
+/// [`MAX_ACTOR_DEPTH`].
+pub fn nest_actor(actor: String, earlier: Option<Actor>) -> Option<Actor> {
+    (actor_depth(earlier.as_ref()) < MAX_ACTOR_DEPTH).then(|| Actor {
+        sub: actor,
+        act: earlier.map(Box::new),
+    })
+}
+
 /// How deep a delegation chain goes.
 pub fn actor_depth(act: Option<&Actor>) -> usize {
     let mut depth = 0;
@@ -175,11 +185,15 @@ impl Provider {
                 "the JWT's signature does not verify with the issuer's key",
             ));
         };
-        self.check_foreign_claims(&claims, usage)?;
+        let exp = self.check_foreign_claims(&claims, usage)?;
         if usage == ForeignUse::Assertion {
-            // RFC 7523 §3 item 7: accepted once, remembered until it expires.
-            let (Some(jti), Some(exp)) = (&claims.jti, claims.exp) else {
-                unreachable_claims()?
+            // RFC 7523 §3 item 7: a jti, accepted once, remembered until it
+            // expires.
+            let Some(jti) = claims.jti.as_deref().filter(|jti| !jti.is_empty()) else {
+                return Err(Error::new(
+                    Reason::AssertionClaimsInvalid,
+                    "the assertion has no jti claim; one is required so that it is used once",
+                ));
             };
             let now = self.clock().now();
             // Kept until the verifier would refuse it as expired: `exp`
@@ -235,8 +249,13 @@ impl Provider {
         })
     }
 
-    /// Lifetime, audience and the claims `usage` requires (RFC 7523 §3).
-    fn check_foreign_claims(&self, claims: &ForeignClaims, usage: ForeignUse) -> Result<(), Error> {
+    /// Lifetime, audience and the claims `usage` requires (RFC 7523 §3);
+    /// returns the `exp` the token must have.
+    fn check_foreign_claims(
+        &self,
+        claims: &ForeignClaims,
+        usage: ForeignUse,
+    ) -> Result<UnixTime, Error> {
         let now = self.clock().now();
         let leeway = self.settings().leeway;
         let Some(exp) = claims.exp else {
@@ -285,14 +304,19 @@ impl Provider {
                     "the assertion's aud names neither this issuer nor its token endpoint",
                 ));
             }
-            if claims.jti.as_deref().is_none_or(str::is_empty) {
-                return Err(Error::new(
-                    Reason::AssertionClaimsInvalid,
-                    "the assertion has no jti claim; one is required so that it is used once",
-                ));
-            }
         }
-        Ok(())
+        Ok(exp)
+    }
+
+    /// The person one of this server's tokens was issued for, who must still
+    /// exist.
+    pub async fn user_of_token(&self, user_id: &str) -> Result<User, Error> {
+        self.store().user(user_id).await?.ok_or_else(|| {
+            Error::new(
+                Reason::AssertionTokenRefused,
+                "the user the token was issued for no longer exists",
+            )
+        })
     }
 
     /// The user an assertion's subject names: by username, else by email.
@@ -393,11 +417,6 @@ impl Provider {
     }
 }
 
-/// `check_foreign_claims` has made sure of these claims for assertions.
-fn unreachable_claims<T>() -> Result<T, Error> {
-    Err(Error::server_error(&"assertion claims went unchecked"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,5 +437,15 @@ mod tests {
         assert_eq!(actor_depth(None), 0);
         assert_eq!(actor_depth(chain(1).as_ref()), 1);
         assert_eq!(actor_depth(chain(3).as_ref()), 3);
+    }
+
+    #[test]
+    fn a_new_actor_goes_outermost_within_the_bound() {
+        let nested = nest_actor("c".into(), chain(2)).expect("room");
+        assert_eq!(nested.sub, "c");
+        assert_eq!(nested.act.as_deref().map(|a| a.sub.as_str()), Some("a1"));
+        assert_eq!(actor_depth(Some(&nested)), 3);
+        assert!(nest_actor("x".into(), chain(MAX_ACTOR_DEPTH - 1)).is_some());
+        assert!(nest_actor("x".into(), chain(MAX_ACTOR_DEPTH)).is_none());
     }
 }

@@ -17,12 +17,12 @@
 
 use async_trait::async_trait;
 
-use crate::assertion::{ForeignUse, MAX_ACTOR_DEPTH, actor_depth};
+use crate::assertion::{ForeignUse, MAX_ACTOR_DEPTH, nest_actor};
 use crate::error::{Error, Reason, bounded};
 use crate::grants::{ClientAuthentication, Grant, GrantRequest, SubjectKind, Targets, grant_scope};
 use crate::model::GrantType;
 use crate::provider::Provider;
-use crate::tokens::{Actor, Issue, RefreshIssue};
+use crate::tokens::{Issue, RefreshIssue};
 
 /// The `requested_token_use` of on-behalf-of requests.
 pub const ON_BEHALF_OF: &str = "on_behalf_of";
@@ -120,18 +120,14 @@ async fn on_behalf_of(
             "the assertion was issued neither to this client nor for an API it serves",
         ));
     }
-    let user = provider.store().user(&claims.sub).await?.ok_or_else(|| {
+    let user = provider.user_of_token(&claims.sub).await?;
+    // The service becomes the current actor, any earlier chain inside.
+    let act = nest_actor(client.id.clone(), claims.act).ok_or_else(|| {
         Error::new(
             Reason::AssertionTokenRefused,
-            "the user the token was issued for no longer exists",
+            format!("a delegation chain has at most {MAX_ACTOR_DEPTH} actors"),
         )
     })?;
-    if actor_depth(claims.act.as_ref()) >= MAX_ACTOR_DEPTH {
-        return Err(Error::new(
-            Reason::AssertionTokenRefused,
-            format!("a delegation chain has at most {MAX_ACTOR_DEPTH} actors"),
-        ));
-    }
     let params = request.params;
     let targets = Targets::resolve(provider, client, params.resources()).await?;
     let scope = grant_scope(client, &targets, params.get("scope"))?;
@@ -139,10 +135,7 @@ async fn on_behalf_of(
     let mut issue = Issue::user(user, scope, targets, claims.auth_time.unwrap_or_default());
     issue.amr = claims.amr;
     issue.acr = claims.acr;
-    issue.act = Some(Actor {
-        sub: client.id.clone(),
-        act: claims.act.map(Box::new),
-    });
+    issue.act = Some(act);
     issue.azp = Some(client.id.clone());
     issue.refresh = RefreshIssue::None;
     issue.id_token = None;

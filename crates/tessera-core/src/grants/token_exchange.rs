@@ -22,9 +22,9 @@
 
 use async_trait::async_trait;
 
-use crate::assertion::{ForeignClaims, ForeignUse, MAX_ACTOR_DEPTH, actor_depth};
+use crate::assertion::{ForeignClaims, ForeignUse, MAX_ACTOR_DEPTH, nest_actor};
 use crate::error::{Error, Reason, bounded};
-use crate::grants::{ClientAuthentication, Grant, GrantRequest, SubjectKind, Targets, grant_scope};
+use crate::grants::{ClientAuthentication, Grant, GrantRequest, Targets, grant_scope};
 use crate::model::{Client, GrantType};
 use crate::provider::Provider;
 use crate::scope::Scope;
@@ -151,7 +151,6 @@ impl Grant for TokenExchangeGrant {
         issue.refresh = crate::tokens::RefreshIssue::None;
         issue.id_token = None;
         issue.issued_token_type = Some(issued_token_type);
-        debug_assert!(kind == SubjectKind::User || issue.auth_time.is_none());
         Ok(issue)
     }
 }
@@ -181,7 +180,7 @@ async fn subject(
             let scope = Scope::parse(claims.scope.as_deref().unwrap_or(""))?;
             // A person's token has auth_time; an application's does not.
             let subject = if claims.auth_time.is_some() {
-                IssueSubject::User(live_user(provider, &claims.sub).await?)
+                IssueSubject::User(provider.user_of_token(&claims.sub).await?)
             } else {
                 IssueSubject::OtherApp(claims.sub.clone())
             };
@@ -197,7 +196,7 @@ async fn subject(
         ID_TOKEN_TYPE => {
             let claims = provider.presented_id_token(token, &client.id).await?;
             Ok(Subject {
-                subject: IssueSubject::User(live_user(provider, &claims.sub).await?),
+                subject: IssueSubject::User(provider.user_of_token(&claims.sub).await?),
                 scope: None,
                 act: None,
                 auth_time: Some(claims.auth_time),
@@ -245,16 +244,6 @@ async fn foreign_subject(provider: &Provider, claims: ForeignClaims) -> Result<S
     })
 }
 
-/// The user a token of ours names, who must still exist.
-async fn live_user(provider: &Provider, id: &str) -> Result<crate::store::User, Error> {
-    provider.store().user(id).await?.ok_or_else(|| {
-        Error::new(
-            Reason::AssertionTokenRefused,
-            "the user the token was issued for no longer exists",
-        )
-    })
-}
-
 /// The actor token's subject: who acts.
 async fn actor(provider: &Provider, token: &str, token_type: &str) -> Result<String, Error> {
     match token_type {
@@ -274,18 +263,13 @@ async fn actor(provider: &Provider, token: &str, token_type: &str) -> Result<Str
     }
 }
 
-/// The new chain: `actor` outermost, the subject token's chain inside it
-/// (RFC 8693 §4.1).
+/// The new chain, the subject token's nested inside (RFC 8693 §4.1).
 fn nest(actor: String, earlier: Option<Actor>) -> Result<Actor, Error> {
-    if actor_depth(earlier.as_ref()) >= MAX_ACTOR_DEPTH {
-        return Err(Error::new(
+    nest_actor(actor, earlier).ok_or_else(|| {
+        Error::new(
             Reason::SubjectTokenRefused,
             format!("a delegation chain has at most {MAX_ACTOR_DEPTH} actors"),
-        ));
-    }
-    Ok(Actor {
-        sub: actor,
-        act: earlier.map(Box::new),
+        )
     })
 }
 

@@ -1,6 +1,5 @@
 //! `tessera client …`
 
-use std::io::Read as _;
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -15,7 +14,7 @@ use tessera_core::store::{SecretUpdate, Store, StoreError};
 use tessera_core::{Clock, SystemClock};
 use tessera_jose::JwkSet;
 
-use super::{CommandError, CommandResult, format_time, print_json};
+use super::{CommandError, CommandResult, format_time, print_json, read_key_file};
 use crate::cli::{ClientCreate, ClientUpdate};
 
 /// Loads the key-encryption key; asked for only when a secret must be sealed
@@ -122,22 +121,10 @@ fn print_secret(secret: &NewSecret) {
     }
 }
 
-/// The largest JWK Set file read: sixteen RSA keys take about 8 KiB.
-const MAX_JWKS_FILE: u64 = 256 * 1024;
-
 /// Reads a client's JWK Set from a file, by the registration rules.
 fn read_jwks(path: &Path) -> Result<JwkSet, CommandError> {
-    let failed = |e: &dyn std::fmt::Display| CommandError(format!("{}: {e}", path.display()));
-    let mut text = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_JWKS_FILE + 1).read_to_end(&mut text))
-        .map_err(|e| failed(&e))?;
-    if text.len() as u64 > MAX_JWKS_FILE {
-        return Err(failed(&format_args!(
-            "larger than {MAX_JWKS_FILE} bytes; a JWK Set of public keys is far smaller"
-        )));
-    }
-    parse_client_jwks(&text).map_err(|e| failed(&e))
+    let text = read_key_file(path)?;
+    parse_client_jwks(&text).map_err(|e| CommandError(format!("{}: {e}", path.display())))
 }
 
 /// Changes a client's settings. Every change is checked by the same rules as a

@@ -276,6 +276,27 @@ pub fn require_kek(config: &Config) -> Result<KeyEncryptionKey, CommandError> {
 }
 
 /// Prints a JSON value on stdout.
+/// The largest key or certificate file a command reads: a JWK Set of sixteen
+/// RSA keys takes about 8 KiB, a certificate chain a few.
+const MAX_KEY_FILE: u64 = 256 * 1024;
+
+/// Reads a small file of keys or a certificate, refusing one far larger than
+/// any such file is.
+pub(crate) fn read_key_file(path: &std::path::Path) -> Result<Vec<u8>, CommandError> {
+    use std::io::Read as _;
+    let failed = |e: &dyn std::fmt::Display| CommandError(format!("{}: {e}", path.display()));
+    let mut text = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut text))
+        .map_err(|e| failed(&e))?;
+    if text.len() as u64 > MAX_KEY_FILE {
+        return Err(failed(&format_args!(
+            "larger than {MAX_KEY_FILE} bytes; a file of public keys is far smaller"
+        )));
+    }
+    Ok(text)
+}
+
 pub fn print_json(value: &serde_json::Value) {
     println!(
         "{}",

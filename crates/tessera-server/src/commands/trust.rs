@@ -8,10 +8,7 @@ use tessera_core::store::{SamlIdp, Store, StoreError, TrustedIssuer};
 use tessera_core::trust::{IssuerKeys, new_saml_idp, new_trusted_issuer};
 use tessera_core::{Clock, SystemClock};
 
-use super::{CommandError, CommandResult, format_time, print_json};
-
-/// The largest JWK Set file read.
-const MAX_JWKS_FILE: u64 = 64 * 1024;
+use super::{CommandError, CommandResult, format_time, print_json, read_key_file};
 
 pub async fn add_issuer(
     store: &dyn Store,
@@ -24,7 +21,7 @@ pub async fn add_issuer(
     let text;
     let keys = match (jwks, jwks_uri) {
         (Some(path), None) => {
-            text = read_bounded(path)?;
+            text = read_key_file(path)?;
             IssuerKeys::Inline(&text)
         }
         (None, Some(uri)) => IssuerKeys::Uri(uri),
@@ -89,7 +86,7 @@ pub async fn add_saml_idp(
     certificate: &Path,
     json: bool,
 ) -> CommandResult {
-    let pem = String::from_utf8(read_bounded(certificate)?)
+    let pem = String::from_utf8(read_key_file(certificate)?)
         .map_err(|_| CommandError(format!("{} is not a PEM file", certificate.display())))?;
     let idp =
         new_saml_idp(entity_id, &pem, SystemClock.now()).map_err(|e| CommandError(e.message))?;
@@ -168,21 +165,4 @@ fn print_text(issuer: &TrustedIssuer) {
         (None, None) => println!("  keys:    none"),
     }
     println!("  added:   {}", format_time(issuer.created_at));
-}
-
-pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, CommandError> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path)
-        .map_err(|e| CommandError(format!("cannot read {}: {e}", path.display())))?;
-    let mut text = Vec::new();
-    file.take(MAX_JWKS_FILE + 1)
-        .read_to_end(&mut text)
-        .map_err(|e| CommandError(format!("cannot read {}: {e}", path.display())))?;
-    if text.len() as u64 > MAX_JWKS_FILE {
-        return Err(CommandError(format!(
-            "{} is larger than {MAX_JWKS_FILE} bytes",
-            path.display()
-        )));
-    }
-    Ok(text)
 }

@@ -357,6 +357,48 @@ pub fn example(name: &str) -> PathBuf {
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
+/// The interpreter of the interoperability tests' virtualenv
+/// (`TESSERA_TEST_PYTHON`, set by `scripts/test`); `None`, with a note, to
+/// skip a test without it.
+pub fn python() -> Option<String> {
+    match std::env::var("TESSERA_TEST_PYTHON") {
+        Ok(path) if !path.is_empty() => Some(path),
+        _ => {
+            eprintln!("skipped: TESSERA_TEST_PYTHON not set (scripts/test sets it)");
+            None
+        }
+    }
+}
+
+/// Runs a script of `tests/outside/` with one JSON request on stdin;
+/// returns the JSON it prints, or panics with its error output.
+pub fn python_json(python: &str, script: &str, request: &Value) -> Value {
+    use std::io::Write as _;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/outside")
+        .join(script);
+    let mut child = Command::new(python)
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(request.to_string().as_bytes())
+        .expect("write the request");
+    let out = child.wait_with_output().expect("wait for python");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the script printed JSON")
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::common::{TempDir, TestServer, decode_jwt};
+use crate::common::{TempDir, TestServer, decode_jwt, python_json};
 use crate::web::{PASSWORD, create_user};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -588,40 +588,9 @@ async fn on_behalf_of_takes_a_persons_token_for_the_calling_service() {
 // Assertions and foreign tokens made by PyJWT.
 // ---------------------------------------------------------------------------
 
-fn python() -> Option<String> {
-    match std::env::var("TESSERA_TEST_PYTHON") {
-        Ok(path) if !path.is_empty() => Some(path),
-        _ => {
-            eprintln!("skipped: TESSERA_TEST_PYTHON not set (scripts/test sets it)");
-            None
-        }
-    }
-}
-
-/// Runs `jwt_tool.py` with `request`; returns its answer.
+/// Runs `jwt_tool.py` (PyJWT) with `request`; returns its answer.
 fn pyjwt(python: &str, request: &Value) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/outside/jwt_tool.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python");
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "jwt_tool.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    python_json(python, "jwt_tool.py", request)
 }
 
 fn now() -> i64 {
@@ -641,7 +610,9 @@ const OTHER_IDP: &str = "https://other-idp.example";
 
 #[tokio::test]
 async fn jwt_bearer_assertions_from_trusted_issuers() {
-    let Some(python) = python() else { return };
+    let Some(python) = crate::common::python() else {
+        return;
+    };
     let world = World::new().await;
     let server = &world.server;
     let t = now();
@@ -815,7 +786,9 @@ async fn jwt_bearer_assertions_from_trusted_issuers() {
 
 #[tokio::test]
 async fn concurrent_uses_of_one_assertion_succeed_once() {
-    let Some(python) = python() else { return };
+    let Some(python) = crate::common::python() else {
+        return;
+    };
     let world = World::new().await;
     let server = &world.server;
     let t = now();
@@ -865,7 +838,9 @@ async fn concurrent_uses_of_one_assertion_succeed_once() {
 
 #[tokio::test]
 async fn token_exchange_takes_tokens_of_a_trusted_issuer_published_at_a_jwks_uri() {
-    let Some(python) = python() else { return };
+    let Some(python) = crate::common::python() else {
+        return;
+    };
     let world = World::new().await;
     let server = &world.server;
     let t = now();
@@ -942,7 +917,9 @@ async fn token_exchange_takes_tokens_of_a_trusted_issuer_published_at_a_jwks_uri
 
 #[tokio::test]
 async fn authlib_does_a_token_exchange_end_to_end() {
-    let Some(python) = python() else { return };
+    let Some(python) = crate::common::python() else {
+        return;
+    };
     let world = World::new().await;
     let alice = world.alice_tokens("orders.read").await;
     let service = world.service(&[]);
@@ -1071,7 +1048,6 @@ fn signxml(
     cert_out: &std::path::Path,
     specs: Value,
 ) -> Vec<String> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/outside/saml_tool.py");
     let request = json!({
         "cert_out": cert_out,
         "issuer": SAML_IDP,
@@ -1079,27 +1055,7 @@ fn signxml(
         "recipient": format!("{}/oauth2/token", server.issuer.trim_end_matches('/')),
         "assertions": specs,
     });
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python");
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "saml_tool.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let answer = python_json(python, "saml_tool.py", &request);
     answer["assertions"]
         .as_array()
         .unwrap()
@@ -1110,7 +1066,9 @@ fn signxml(
 
 #[tokio::test]
 async fn saml2_bearer_assertions_signed_by_a_configured_identity_provider() {
-    let Some(python) = python() else { return };
+    let Some(python) = crate::common::python() else {
+        return;
+    };
     let world = World::new().await;
     let server = &world.server;
     let dir = TempDir::new("saml");

@@ -20,16 +20,6 @@ use crate::common::{TestServer, decode_jwt};
 const SCOPE: &str = "orders.read orders.write";
 const AUDIENCE: &str = "https://api.example.com/orders";
 
-fn python() -> Option<String> {
-    match std::env::var("TESSERA_TEST_PYTHON") {
-        Ok(path) if !path.is_empty() => Some(path),
-        _ => {
-            eprintln!("skipped: TESSERA_TEST_PYTHON not set (scripts/test sets it)");
-            None
-        }
-    }
-}
-
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/outside/client_credentials.py")
 }
@@ -125,7 +115,9 @@ fn jwks_kids(jwks: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn outside_client_verifies_tokens_with_jwks() {
-    let Some(python) = python() else { return };
+    let Some(python) = crate::common::python() else {
+        return;
+    };
     let server = TestServer::start().await;
     let client = server.client(&["--grant", "client_credentials", "--scope", SCOPE]);
 
@@ -149,7 +141,9 @@ async fn outside_client_verifies_tokens_with_jwks() {
 /// Only the configured `signing_alg` signs access tokens, so each algorithm gets
 /// a server of its own.
 async fn verifies_tokens_signed_with(alg: &str) {
-    let Some(python) = python() else { return };
+    let Some(python) = crate::common::python() else {
+        return;
+    };
     let server = TestServer::start_with(&[("TESSERA_SIGNING_ALG", alg)]).await;
     let metadata = server.get_json("/.well-known/openid-configuration").await;
     assert_eq!(
@@ -204,7 +198,9 @@ async fn outside_client_verifies_eddsa_tokens() {
 /// key, with the old key and a key of another algorithm still in the JWKS.
 #[tokio::test]
 async fn outside_client_follows_key_rotation() {
-    let Some(python) = python() else { return };
+    let Some(python) = crate::common::python() else {
+        return;
+    };
     let server = TestServer::start().await;
     let client = server.client(&["--grant", "client_credentials", "--scope", SCOPE]);
     let first = server
@@ -282,7 +278,9 @@ async fn outside_client_follows_key_rotation() {
 /// against the JWKS as for any other key.
 #[tokio::test]
 async fn outside_client_verifies_rs256_resource_tokens_from_an_es256_server() {
-    let Some(python) = python() else { return };
+    let Some(python) = crate::common::python() else {
+        return;
+    };
     let server = TestServer::start().await;
     server.cli(&[
         "resource",
@@ -360,7 +358,9 @@ fn run_shared_secret_client(
 /// and refuses the old ones, as introspection does.
 #[tokio::test]
 async fn outside_client_verifies_hs256_tokens_with_the_shared_secret() {
-    let Some(python) = python() else { return };
+    let Some(python) = crate::common::python() else {
+        return;
+    };
     let server = TestServer::start().await;
     let created = server.cli(&[
         "resource",

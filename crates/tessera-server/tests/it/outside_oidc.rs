@@ -25,16 +25,6 @@ const PASSWORD: &str = "correct horse battery staple";
 const REDIRECT_URI: &str = "http://127.0.0.1:8765/cb";
 const SCOPE: &str = "openid profile email";
 
-fn python() -> Option<String> {
-    match std::env::var("TESSERA_TEST_PYTHON") {
-        Ok(path) if !path.is_empty() => Some(path),
-        _ => {
-            eprintln!("skipped: TESSERA_TEST_PYTHON not set (scripts/test sets it)");
-            None
-        }
-    }
-}
-
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/outside/oidc_code_flow.py")
 }
@@ -231,7 +221,9 @@ async fn assert_summary(
 /// A default client gets ID tokens signed with the server's signing_alg (ES256).
 #[tokio::test]
 async fn outside_oidc_code_flow_with_es256_id_tokens() {
-    let Some(python) = python() else { return };
+    let Some(python) = crate::common::python() else {
+        return;
+    };
     let server = TestServer::start().await;
     let sub = create_user(&server);
     let client = create_client(&server, &[]);
@@ -244,7 +236,9 @@ async fn outside_oidc_code_flow_with_es256_id_tokens() {
 /// the same server, the algorithm every OpenID provider must offer.
 #[tokio::test]
 async fn outside_oidc_code_flow_with_rs256_id_tokens() {
-    let Some(python) = python() else { return };
+    let Some(python) = crate::common::python() else {
+        return;
+    };
     let server = TestServer::start().await;
     let metadata = server.get_json("/.well-known/openid-configuration").await;
     assert_eq!(
