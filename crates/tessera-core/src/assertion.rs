@@ -20,6 +20,7 @@ use crate::clock::UnixTime;
 use crate::error::{Error, Reason, bounded};
 use crate::oidc::IdTokenClaims;
 use crate::provider::Provider;
+use crate::store::TrustStore as _;
 use crate::store::{AssertionKind, TrustedIssuer, User};
 use crate::tokens::{AccessTokenClaims, Actor, Audience};
 
@@ -145,7 +146,7 @@ impl Provider {
                 "the JWT has no iss claim",
             ));
         };
-        let Some(issuer) = self.store().trusted_issuer(&iss).await? else {
+        let Some(issuer) = self.catalog().trusted_issuer(&iss).await? else {
             return Err(Error::new(
                 Reason::AssertionUntrusted,
                 format!("the issuer {:?} is not trusted here", bounded(&iss)),

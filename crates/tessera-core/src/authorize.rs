@@ -11,6 +11,7 @@ use crate::params::Params;
 use crate::pkce;
 use crate::provider::Provider;
 use crate::scope::Scope;
+use crate::store::ClientStore as _;
 use crate::store::{AuthorizationCode, Session, User};
 use crate::tokens::issuer::IdTokenFor;
 use crate::tokens::{IdTokenIssue, Issue, RefreshIssue};
@@ -134,7 +135,7 @@ impl Provider {
             .get("client_id")
             .ok_or_else(|| AuthorizeError::Page("the request has no client_id".into()))?;
         let client = self
-            .store()
+            .catalog()
             .client(client_id)
             .await
             .map_err(|e| AuthorizeError::Page(Error::from(e).description.into_owned()))?

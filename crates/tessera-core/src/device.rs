@@ -8,6 +8,7 @@ use crate::error::{Error, Reason};
 use crate::model::{Client, GrantType};
 use crate::params::Params;
 use crate::provider::Provider;
+use crate::store::ClientStore as _;
 use crate::store::{DeviceAuthorization, DeviceStatus, StoreError, User};
 
 /// Consonants without look-alikes (RFC 8628 §6.1): no vowels, so no words;
@@ -146,7 +147,7 @@ impl Provider {
             None => None,
         };
         let client = match &found {
-            Some(device) => self.store().client(&device.client_id).await?,
+            Some(device) => self.catalog().client(&device.client_id).await?,
             None => None,
         };
         match (found, client) {

@@ -9,6 +9,7 @@
 
 pub mod assertion;
 pub mod authorize;
+pub mod catalog;
 pub mod client_auth;
 pub mod clock;
 pub mod crypto;

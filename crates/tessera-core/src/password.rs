@@ -34,6 +34,57 @@ pub fn verify_dummy(password: &str) {
     let _ = verify(password, phc);
 }
 
+/// Checks `password` against `phc` (or, with `None`, spends the time of a
+/// check without a user) on a thread of its own, never on the caller's: an
+/// argon2id verification takes tens of milliseconds of CPU, and on an async
+/// worker it would stall every request queued behind it. At most one check
+/// runs per core; the others wait their turn, in order, so a burst of logins
+/// slows logins and nothing else.
+///
+/// Fails only if no thread can be started (a process limit).
+pub async fn verify_off_worker(password: &str, phc: Option<&str>) -> std::io::Result<bool> {
+    let password = password.to_owned();
+    let phc = phc.map(str::to_owned);
+    off_worker(move || match phc {
+        Some(phc) => verify(&password, &phc),
+        None => {
+            verify_dummy(&password);
+            false
+        }
+    })
+    .await
+}
+
+/// Runs slow, CPU-bound `work` on a new thread once one of the per-core slots
+/// is free. Starting a thread costs microseconds next to the work's
+/// milliseconds, and leaves no idle pool behind. The slot goes with the
+/// thread: a caller that stops waiting does not free it before the work ends.
+async fn off_worker<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
+    use std::sync::{Arc, OnceLock};
+    use tokio::sync::{Semaphore, oneshot};
+    static SLOTS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Arc::new(Semaphore::new(cores))
+    });
+    let slot = Arc::clone(slots)
+        .acquire_owned()
+        .await
+        .expect("the slots are never closed");
+    let (done, outcome) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("tessera-password".into())
+        .spawn(move || {
+            let _ = done.send(work());
+            drop(slot);
+        })?;
+    outcome
+        .await
+        .map_err(|_| std::io::Error::other("the password check stopped unfinished"))
+}
+
 /// The minimum a password must satisfy (NIST SP 800-63B §5.1.1: length, not
 /// composition rules).
 pub fn check_strength(password: &str) -> Result<(), String> {

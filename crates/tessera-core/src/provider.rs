@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tessera_jose::JwkSet;
 
+use crate::catalog::Catalog;
 use crate::client_auth::{Authenticator, ClientKeysSource, Presented};
 use crate::clock::Clock;
 use crate::crypto::KeyEncryptionKey;
@@ -24,6 +25,7 @@ use crate::tokens::TokenResponse;
 #[derive(Debug)]
 pub struct Provider {
     store: Arc<dyn Store>,
+    catalog: Catalog,
     clock: Arc<dyn Clock>,
     settings: Settings,
     keys: KeyManager,
@@ -48,6 +50,7 @@ impl Provider {
             .collect();
         Provider {
             assertion_audiences: assertion_audiences(&settings.issuer),
+            catalog: Catalog::new(Arc::clone(&store)),
             store,
             clock,
             settings,
@@ -92,8 +95,15 @@ impl Provider {
         &self.login_locks
     }
 
+    /// The store, for everything but the catalogue.
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    /// Clients, resources, trusted issuers and SAML identity providers, read
+    /// through the in-memory copy; writes made here are seen at once.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     pub fn settings(&self) -> &Settings {
@@ -226,7 +236,7 @@ impl Provider {
     /// What checking a client's credentials needs, as of now.
     pub fn client_authenticator(&self) -> Authenticator<'_> {
         Authenticator {
-            clients: self.store.as_ref(),
+            clients: &self.catalog,
             kek: self.keys.kek(),
             keys: self.client_keys.as_deref(),
             now: self.clock.now(),

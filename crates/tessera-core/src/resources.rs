@@ -11,6 +11,7 @@ use crate::provider::Provider;
 use crate::registration::check_audience;
 use crate::scope::Scope;
 use crate::shared_secret::{self, NewSecret};
+use crate::store::ResourceStore as _;
 use crate::store::StoreError;
 
 /// The settings of a new resource.
@@ -127,11 +128,11 @@ impl Provider {
             .then(|| self.new_secret(&mut resource));
         check_resource(&resource)?;
         // Before a key is made for it: a taken audience changes nothing.
-        if self.store().resource(audience).await?.is_some() {
+        if self.catalog().resource(audience).await?.is_some() {
             return Err(ResourceError::Exists(audience.to_owned()));
         }
         let new_key = self.signing_key_for(resource.signing_alg).await?;
-        self.store()
+        self.catalog()
             .insert_resource(&resource)
             .await
             .map_err(|e| match e {
@@ -157,7 +158,7 @@ impl Provider {
         change: ResourceChange,
     ) -> Result<SavedResource, ResourceError> {
         let before = self
-            .store()
+            .catalog()
             .resource(audience)
             .await?
             .ok_or_else(|| ResourceError::NotFound(audience.to_owned()))?;
@@ -204,7 +205,7 @@ impl Provider {
             self.signing_key_for(resource.signing_alg).await?
         };
         if !self
-            .store()
+            .catalog()
             .update_resource(&resource, before.secret_version)
             .await?
         {
@@ -228,7 +229,7 @@ impl Provider {
         audience: &str,
     ) -> Result<SavedResource, ResourceError> {
         let before = self
-            .store()
+            .catalog()
             .resource(audience)
             .await?
             .ok_or_else(|| ResourceError::NotFound(audience.to_owned()))?;
@@ -244,7 +245,7 @@ impl Provider {
         let mut resource = before.clone();
         let secret = self.new_secret(&mut resource);
         if !self
-            .store()
+            .catalog()
             .rotate_resource_secret(audience, before.secret_version, &secret.sealed)
             .await?
         {

@@ -262,6 +262,17 @@ pub trait Store:
     fn backend(&self) -> &'static str;
     /// Whether the database answers (for `/health/ready`).
     async fn ping(&self) -> StoreResult<()>;
+    /// A number that every change to a client, resource, trusted issuer or
+    /// SAML identity provider moves forward, whoever makes it (this process,
+    /// another, the CLI): what [`Catalog`](crate::catalog::Catalog) polls to
+    /// know when its copy is stale.
+    async fn catalog_version(&self) -> StoreResult<i64>;
+    /// Upkeep the backend needs while it serves (SQLite: checkpointing its
+    /// write-ahead log so that it stays small); the server calls it every
+    /// second. Short: it never holds writes up for long.
+    async fn housekeeping(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------

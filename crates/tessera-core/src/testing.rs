@@ -52,6 +52,8 @@ struct State {
     saml_idps: Vec<SamlIdp>,
     /// Assertion IDs by (kind, issuer, ID), with their expiry.
     assertions: HashMap<(AssertionKind, String, String), UnixTime>,
+    /// Moved by every catalogue write, as the SQL stores' triggers do.
+    catalog_version: i64,
 }
 
 impl MemoryStore {
@@ -76,6 +78,7 @@ impl ClientStore for MemoryStore {
 
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
         let mut state = self.state().await;
+        state.catalog_version += 1;
         if state.clients.contains_key(&client.id) {
             return Err(StoreError::Conflict(format!("client {:?}", client.id)));
         }
@@ -93,6 +96,7 @@ impl ClientStore for MemoryStore {
         // What was granted to the client goes with it, whether or not the
         // client is still there, as in the SQL stores' transaction.
         let mut state = self.state().await;
+        state.catalog_version += 1;
         state.reference_tokens.retain(|_, t| t.client_id != id);
         state.consents.retain(|_, c| c.client_id != id);
         state.codes.retain(|_, c| c.client_id != id);
@@ -108,6 +112,7 @@ impl ClientStore for MemoryStore {
     ) -> StoreResult<bool> {
         // A public client does not become confidential this way.
         let mut state = self.state().await;
+        state.catalog_version += 1;
         match state
             .clients
             .get_mut(id)
@@ -124,6 +129,7 @@ impl ClientStore for MemoryStore {
 
     async fn update_client(&self, client: &Client, secret: SecretUpdate) -> StoreResult<bool> {
         let mut state = self.state().await;
+        state.catalog_version += 1;
         let Some(stored) = state.clients.get_mut(&client.id) else {
             return Ok(false);
         };
@@ -171,6 +177,7 @@ impl ResourceStore for MemoryStore {
 
     async fn insert_resource(&self, resource: &Resource) -> StoreResult<()> {
         let mut state = self.state().await;
+        state.catalog_version += 1;
         if state.resources.contains_key(&resource.audience) {
             return Err(StoreError::Conflict(format!(
                 "resource {:?}",
@@ -191,6 +198,7 @@ impl ResourceStore for MemoryStore {
 
     async fn update_resource(&self, resource: &Resource, secret_version: i64) -> StoreResult<bool> {
         let mut state = self.state().await;
+        state.catalog_version += 1;
         match state.resources.get_mut(&resource.audience) {
             Some(stored) if stored.secret_version == secret_version => {
                 // Everything but the audience and the creation time.
@@ -211,6 +219,7 @@ impl ResourceStore for MemoryStore {
         sealed: &SealedSecret,
     ) -> StoreResult<bool> {
         let mut state = self.state().await;
+        state.catalog_version += 1;
         match state.resources.get_mut(audience) {
             Some(stored)
                 if stored.secret_version == from_version
@@ -813,6 +822,7 @@ impl TrustStore for MemoryStore {
 
     async fn insert_trusted_issuer(&self, issuer: &TrustedIssuer) -> StoreResult<()> {
         let mut state = self.state().await;
+        state.catalog_version += 1;
         if state
             .trusted_issuers
             .iter()
@@ -835,6 +845,7 @@ impl TrustStore for MemoryStore {
 
     async fn delete_trusted_issuer(&self, issuer: &str) -> StoreResult<bool> {
         let mut state = self.state().await;
+        state.catalog_version += 1;
         let before = state.trusted_issuers.len();
         state.trusted_issuers.retain(|t| t.issuer != issuer);
         Ok(state.trusted_issuers.len() < before)
@@ -851,6 +862,7 @@ impl TrustStore for MemoryStore {
 
     async fn insert_saml_idp(&self, idp: &SamlIdp) -> StoreResult<()> {
         let mut state = self.state().await;
+        state.catalog_version += 1;
         if state.saml_idps.iter().any(|i| i.entity_id == idp.entity_id) {
             return Err(StoreError::Conflict(format!(
                 "SAML identity provider {:?}",
@@ -869,6 +881,7 @@ impl TrustStore for MemoryStore {
 
     async fn delete_saml_idp(&self, entity_id: &str) -> StoreResult<bool> {
         let mut state = self.state().await;
+        state.catalog_version += 1;
         let before = state.saml_idps.len();
         state.saml_idps.retain(|i| i.entity_id != entity_id);
         Ok(state.saml_idps.len() < before)
@@ -902,6 +915,10 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
+    }
+
+    async fn catalog_version(&self) -> StoreResult<i64> {
+        Ok(self.state().await.catalog_version)
     }
 }
 

@@ -73,6 +73,9 @@ pub(crate) const REFRESH_COLUMNS: &str = "jti, family_id, client_id, user_id, sc
 // Part of the store contract, so that every implementation purges alike.
 pub(crate) use tessera_core::store::{CODE_RETENTION, LOGIN_FAILURE_RETENTION};
 
+/// Rows deleted per statement when purging expired records.
+pub(crate) const PURGE_BATCH: u64 = 500;
+
 pub(crate) fn digest_column(bytes: &[u8], column: &str) -> Result<SecretDigest, StoreError> {
     SecretDigest::from_slice(bytes).ok_or_else(|| StoreError::Corrupt(format!("{column} length")))
 }
@@ -84,7 +87,8 @@ pub(crate) fn scope_column(text: &str, column: &str) -> Result<Scope, StoreError
     Scope::parse(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
-/// Implements every store trait for `$store`, whose `pool` is a `sqlx::Pool<$db>`.
+/// Implements every store trait for `$store`, whose `pool` (reads) and
+/// `writer` (every statement that writes) are `sqlx::Pool<$db>`s.
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
         use async_trait::async_trait;
@@ -99,7 +103,7 @@ macro_rules! impl_store {
             TokenStore, User, UserStore, DeviceAuthorization, DevicePoll, DeviceStatus, DeviceStore,
         };
         use $crate::common::{
-            CLIENT_COLUMNS, CLIENT_SETTINGS_COLUMNS, CODE_COLUMNS, DEVICE_COLUMNS, CODE_RETENTION, CONSENT_COLUMNS, LOGIN_FAILURE_RETENTION,
+            CLIENT_COLUMNS, CLIENT_SETTINGS_COLUMNS, CODE_COLUMNS, DEVICE_COLUMNS, CODE_RETENTION, PURGE_BATCH, CONSENT_COLUMNS, LOGIN_FAILURE_RETENTION,
             REFRESH_COLUMNS, RESOURCE_COLUMNS, RESOURCE_SETTINGS_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, digest_column, from_json, map_err,
             parse_column, scope_column, to_json,
         };
@@ -258,7 +262,7 @@ macro_rules! impl_store {
                     .bind(client.secret_digest.map(|d| d.0.to_vec()))
                     .bind(client.sealed_secret.as_deref())
                     .bind(client.created_at)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(|e| match map_err(e) {
                         StoreError::Conflict(_) => {
@@ -284,7 +288,7 @@ macro_rules! impl_store {
                 // What was granted to the client goes with it, in the same
                 // transaction, so that a client later registered under the same ID
                 // inherits no consent and no tokens.
-                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let mut tx = self.writer.begin().await.map_err(map_err)?;
                 for sql in [
                     "DELETE FROM reference_tokens WHERE client_id = $1",
                     "DELETE FROM consents WHERE client_id = $1",
@@ -329,7 +333,7 @@ macro_rules! impl_store {
                 };
                 let updated = query
                     .bind(&client.id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
@@ -355,7 +359,7 @@ macro_rules! impl_store {
                 .bind(jti)
                 .bind(expires_at)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -375,7 +379,7 @@ macro_rules! impl_store {
                 .bind(digest.0.to_vec())
                 .bind(sealed)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -430,7 +434,7 @@ macro_rules! impl_store {
                 .bind(issuer.jwks.as_ref().map(to_json))
                 .bind(issuer.jwks_uri.as_deref())
                 .bind(issuer.created_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| match map_err(e) {
                     StoreError::Conflict(_) => {
@@ -454,7 +458,7 @@ macro_rules! impl_store {
             async fn delete_trusted_issuer(&self, issuer: &str) -> StoreResult<bool> {
                 let deleted = sqlx::query("DELETE FROM trusted_issuers WHERE issuer = $1")
                     .bind(issuer)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
@@ -479,7 +483,7 @@ macro_rules! impl_store {
                 .bind(&idp.entity_id)
                 .bind(&idp.certificate_pem)
                 .bind(idp.created_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| match map_err(e) {
                     StoreError::Conflict(_) => {
@@ -503,7 +507,7 @@ macro_rules! impl_store {
             async fn delete_saml_idp(&self, entity_id: &str) -> StoreResult<bool> {
                 let deleted = sqlx::query("DELETE FROM saml_idps WHERE entity_id = $1")
                     .bind(entity_id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
@@ -530,7 +534,7 @@ macro_rules! impl_store {
                 .bind(id)
                 .bind(expires_at)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -560,7 +564,7 @@ macro_rules! impl_store {
                 bind_resource_settings(sqlx::query(sql), resource)
                     .bind(&resource.audience)
                     .bind(resource.created_at)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(|e| match map_err(e) {
                         StoreError::Conflict(_) => {
@@ -590,7 +594,7 @@ macro_rules! impl_store {
                 let updated = bind_resource_settings(sqlx::query(sql), resource)
                     .bind(&resource.audience)
                     .bind(secret_version)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
@@ -610,7 +614,7 @@ macro_rules! impl_store {
                 .bind(sealed.0.as_slice())
                 .bind(from_version)
                 .bind(audience)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -642,7 +646,7 @@ macro_rules! impl_store {
                 .bind(key.created_at)
                 .bind(key.activates_at)
                 .bind(key.revoked_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(map_err)?;
                 Ok(())
@@ -668,7 +672,7 @@ macro_rules! impl_store {
                 .bind(key.activates_at)
                 .bind(&key.alg)
                 .bind(newer_than)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -681,7 +685,7 @@ macro_rules! impl_store {
                 )
                 .bind(now)
                 .bind(kid)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -700,7 +704,7 @@ macro_rules! impl_store {
                 .bind(token.claims.to_string())
                 .bind(token.expires_at)
                 .bind(token.revoked)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(map_err)?;
                 Ok(())
@@ -731,7 +735,7 @@ macro_rules! impl_store {
             async fn revoke_reference_token(&self, digest: &SecretDigest) -> StoreResult<bool> {
                 let updated = sqlx::query("UPDATE reference_tokens SET revoked = TRUE WHERE digest = $1")
                     .bind(digest.0.to_vec())
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
@@ -744,7 +748,7 @@ macro_rules! impl_store {
                 )
                 .bind(jti)
                 .bind(expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(map_err)?;
                 Ok(())
@@ -760,38 +764,45 @@ macro_rules! impl_store {
             }
 
             async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
-                let mut purged = 0;
-                for (sql, before) in [
-                    ("DELETE FROM revoked_jtis WHERE expires_at <= $1", now),
-                    ("DELETE FROM client_assertion_jtis WHERE expires_at <= $1", now),
-                    ("DELETE FROM assertion_ids WHERE expires_at <= $1", now),
-                    ("DELETE FROM reference_tokens WHERE expires_at <= $1", now),
-                    ("DELETE FROM sessions WHERE expires_at <= $1", now),
+                // (table, its key, the column that says when a row may go, the
+                // bound). Rows go in batches of PURGE_BATCH, each its own short
+                // statement: writes queued meanwhile on the one writer
+                // connection go in between, so a large backlog never holds
+                // them up for long.
+                let tables: [(&str, &str, &str, i64); 9] = [
+                    ("revoked_jtis", "jti", "expires_at <= $1", now),
+                    ("client_assertion_jtis", "client_id, jti", "expires_at <= $1", now),
+                    ("assertion_ids", "kind, issuer, id", "expires_at <= $1", now),
+                    ("reference_tokens", "digest", "expires_at <= $1", now),
+                    ("sessions", "digest", "expires_at <= $1", now),
                     // Kept past expiry so that a replay is still recognised.
-                    (
-                        "DELETE FROM authorization_codes WHERE expires_at < $1",
-                        now.saturating_sub(CODE_RETENTION),
-                    ),
+                    ("authorization_codes", "digest", "expires_at < $1", now.saturating_sub(CODE_RETENTION)),
                     // A rotated token is kept until its family ends: presenting it
                     // again is reuse (RFC 9700 §4.14.2).
-                    ("DELETE FROM refresh_tokens WHERE family_expires_at <= $1", now),
+                    ("refresh_tokens", "jti", "family_expires_at <= $1", now),
                     // Kept past expiry like codes, so a late poll still reads
                     // expired_token rather than an unknown code.
-                    (
-                        "DELETE FROM device_authorizations WHERE expires_at < $1",
-                        now.saturating_sub(CODE_RETENTION),
-                    ),
-                    (
-                        "DELETE FROM login_failures WHERE last_at < $1",
-                        now.saturating_sub(LOGIN_FAILURE_RETENTION),
-                    ),
-                ] {
-                    purged += sqlx::query(sql)
-                        .bind(before)
-                        .execute(&self.pool)
-                        .await
-                        .map_err(map_err)?
-                        .rows_affected();
+                    ("device_authorizations", "digest", "expires_at < $1", now.saturating_sub(CODE_RETENTION)),
+                    ("login_failures", "key", "last_at < $1", now.saturating_sub(LOGIN_FAILURE_RETENTION)),
+                ];
+                let mut purged = 0;
+                for (table, key, condition, before) in tables {
+                    let sql = format!(
+                        "DELETE FROM {table} WHERE ({key}) IN \
+                         (SELECT {key} FROM {table} WHERE {condition} LIMIT {PURGE_BATCH})"
+                    );
+                    loop {
+                        let deleted = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                            .bind(before)
+                            .execute(&self.writer)
+                            .await
+                            .map_err(map_err)?
+                            .rows_affected();
+                        purged += deleted;
+                        if deleted < PURGE_BATCH {
+                            break;
+                        }
+                    }
                 }
                 Ok(purged)
             }
@@ -953,7 +964,7 @@ macro_rules! impl_store {
                     .bind(user.created_at)
                     .bind(&username_key)
                     .bind(&email_key)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(|e| match map_err(e) {
                         StoreError::Conflict(_) => conflict(),
@@ -1008,7 +1019,7 @@ macro_rules! impl_store {
             }
 
             async fn delete_user(&self, id: &str) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let mut tx = self.writer.begin().await.map_err(map_err)?;
                 revoke_user_access_jtis(&mut tx, id, None).await?;
                 for sql in [
                     "DELETE FROM sessions WHERE user_id = $1",
@@ -1040,7 +1051,7 @@ macro_rules! impl_store {
             ) -> StoreResult<Option<u64>> {
                 // A new password signs the user out everywhere: whoever knew the old
                 // one may hold a session, or tokens obtained with it.
-                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let mut tx = self.writer.begin().await.map_err(map_err)?;
                 let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                     .bind(password_hash)
                     .bind(id)
@@ -1094,7 +1105,7 @@ macro_rules! impl_store {
                     .bind(session.auth_time)
                     .bind(session.last_seen)
                     .bind(session.expires_at)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1117,7 +1128,7 @@ macro_rules! impl_store {
                     .bind(now)
                     .bind(digest.0.to_vec())
                     .bind(idle_since)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -1140,7 +1151,7 @@ macro_rules! impl_store {
                     .bind(now)
                     .bind(sid)
                     .bind(idle_since)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -1153,7 +1164,7 @@ macro_rules! impl_store {
                     "DELETE FROM sessions WHERE digest = $1 RETURNING ",
                     SESSION_COLUMNS
                 );
-                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let mut tx = self.writer.begin().await.map_err(map_err)?;
                 let session = sqlx::query(sql)
                     .bind(digest.0.to_vec())
                     .fetch_optional(&mut *tx)
@@ -1170,7 +1181,7 @@ macro_rules! impl_store {
             }
 
             async fn delete_session_by_sid(&self, sid: &str, now: i64) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let mut tx = self.writer.begin().await.map_err(map_err)?;
                 let deleted = sqlx::query("DELETE FROM sessions WHERE sid = $1")
                     .bind(sid)
                     .execute(&mut *tx)
@@ -1257,7 +1268,7 @@ macro_rules! impl_store {
                     .bind(&consent.client_id)
                     .bind(consent.scopes.to_string())
                     .bind(consent.granted_at)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1281,7 +1292,7 @@ macro_rules! impl_store {
             async fn revoke_consent(&self, user_id: &str, client_id: Option<&str>) -> StoreResult<u64> {
                 // The refresh tokens go whether or not a consent is on record: a
                 // withdrawal must leave the client nothing to continue with.
-                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let mut tx = self.writer.begin().await.map_err(map_err)?;
                 revoke_user_access_jtis(&mut tx, user_id, client_id).await?;
                 sqlx::query(
                     "UPDATE refresh_tokens SET revoked = TRUE \
@@ -1329,7 +1340,7 @@ macro_rules! impl_store {
                     .bind(&code.access_jti)
                     .bind(code.access_expires_at)
                     .bind(&code.family_id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1361,7 +1372,7 @@ macro_rules! impl_store {
                 if let Some(row) = sqlx::query(sql)
                     .bind(now)
                     .bind(digest.0.to_vec())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await
                     .map_err(map_err)?
                 {
@@ -1390,7 +1401,7 @@ macro_rules! impl_store {
                 .bind(access_expires_at)
                 .bind(family_id)
                 .bind(digest.0.to_vec())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(map_err)?;
                 Ok(())
@@ -1421,7 +1432,7 @@ macro_rules! impl_store {
                     .bind(token.access_expires_at)
                     .bind(token.rotated_at)
                     .bind(token.revoked)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1452,7 +1463,7 @@ macro_rules! impl_store {
                 if let Some(row) = sqlx::query(sql)
                     .bind(now)
                     .bind(jti)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await
                     .map_err(map_err)?
                 {
@@ -1477,7 +1488,7 @@ macro_rules! impl_store {
             }
 
             async fn revoke_refresh_family(&self, family_id: &str, now: i64) -> StoreResult<u64> {
-                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let mut tx = self.writer.begin().await.map_err(map_err)?;
                 // Access tokens already expired need no record. The WHERE before
                 // ON CONFLICT is required: SQLite cannot otherwise tell the upsert's
                 // ON from a join's.
@@ -1538,7 +1549,7 @@ macro_rules! impl_store {
                 .bind(key)
                 .bind(now)
                 .bind(window_start)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await
                 .map_err(map_err)?;
                 failures_from_row(&row)
@@ -1547,7 +1558,7 @@ macro_rules! impl_store {
             async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
                 sqlx::query("DELETE FROM login_failures WHERE key = $1")
                     .bind(key)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1569,7 +1580,7 @@ macro_rules! impl_store {
                     .bind(i64::from(new.count))
                     .bind(new.first_at)
                     .bind(new.last_at)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await,
                     Some(old) => sqlx::query(
                         "UPDATE login_failures SET count = $1, first_at = $2, last_at = $3 \
@@ -1582,7 +1593,7 @@ macro_rules! impl_store {
                     .bind(i64::from(old.count))
                     .bind(old.first_at)
                     .bind(old.last_at)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await,
                 }
                 .map_err(map_err)?
@@ -1593,7 +1604,7 @@ macro_rules! impl_store {
             async fn release_login_attempt(&self, key: &str) -> StoreResult<()> {
                 sqlx::query("UPDATE login_failures SET count = count - 1 WHERE key = $1 AND count > 0")
                     .bind(key)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1641,7 +1652,7 @@ macro_rules! impl_store {
                     .bind(device.status.as_str())
                     .bind(device.user_id.as_deref())
                     .bind(device.auth_time)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1680,7 +1691,7 @@ macro_rules! impl_store {
                 .bind(auth_time)
                 .bind(user_code)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -1706,7 +1717,7 @@ macro_rules! impl_store {
                     .bind(digest.0.to_vec())
                     .bind(now)
                     .bind(client_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await
                     .map_err(map_err)?
                 else {
@@ -1721,7 +1732,7 @@ macro_rules! impl_store {
                     .bind(digest.0.to_vec())
                     .bind(now)
                     .bind(client_id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
@@ -1759,7 +1770,7 @@ macro_rules! impl_store {
                     "UPDATE device_authorizations SET status = 'consumed' WHERE digest = $1 AND status = 'approved'",
                 )
                 .bind(digest.0.to_vec())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -1786,6 +1797,17 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?;
                 Ok(())
+            }
+
+            async fn housekeeping(&self) -> StoreResult<()> {
+                <$store>::housekeeping(self).await
+            }
+
+            async fn catalog_version(&self) -> StoreResult<i64> {
+                sqlx::query_scalar("SELECT version FROM catalog_version WHERE id = 1")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_err)
             }
         }
     };

@@ -13,9 +13,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: sqlx::PgPool,
+    /// PostgreSQL serves concurrent writers itself: the same pool.
+    writer: sqlx::PgPool,
 }
 
 impl PgStore {
+    /// PostgreSQL keeps its own house (autovacuum, checkpoints).
+    pub async fn housekeeping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Connects and runs the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(url, IfMissing::Create).await
@@ -54,7 +61,10 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            writer: pool.clone(),
+            pool,
+        })
     }
 }
 

@@ -1,6 +1,12 @@
-//! The embedded default: SQLite in WAL mode behind a connection pool.
+//! The embedded default: SQLite in WAL mode. Reads go through a pool of
+//! connections, which WAL lets run beside a write. Every write goes through
+//! one writer connection: SQLite admits one writer at a time anyway, and with
+//! several, the losers wait in SQLite's busy handler, which sleeps in steps of
+//! up to 100 ms; queued on one connection they wait their turn in order
+//! instead. The writer also drives the WAL checkpoints (see
+//! [`SqliteStore::housekeeping`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -11,7 +17,14 @@ use crate::IfMissing;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
+    writer: sqlx::SqlitePool,
+    /// The WAL file, for its size; `None` for an in-memory database.
+    wal: Option<PathBuf>,
 }
+
+/// Past this size the WAL is checkpointed and truncated, waiting for readers
+/// if need be; below it, checkpoints never wait.
+const WAL_TRUNCATE_AT: u64 = 32 * 1024 * 1024;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database and runs its migrations.
@@ -47,7 +60,7 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| explain_open_failure(e, &path))?;
         if must_exist {
@@ -69,7 +82,52 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
-        Ok(SqliteStore { pool })
+        if in_memory {
+            // Each connection would open a database of its own.
+            return Ok(SqliteStore {
+                writer: pool.clone(),
+                pool,
+                wal: None,
+            });
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            // Writes queue here, behind each other, rather than in SQLite.
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|e| explain_open_failure(e, &path))?;
+        let mut wal = path.into_os_string();
+        wal.push("-wal");
+        Ok(SqliteStore {
+            pool,
+            writer,
+            wal: Some(PathBuf::from(wal)),
+        })
+    }
+
+    /// Copies the WAL's committed pages into the database file without
+    /// waiting for anyone (`PASSIVE`); once the WAL has grown past
+    /// [`WAL_TRUNCATE_AT`] (readers that never pause can keep a passive
+    /// checkpoint from ever restarting it) checkpoints it whole, waits for the
+    /// readers still on it, and truncates it (`TRUNCATE`). Runs on the writer
+    /// connection, between writes; the server calls it every second.
+    pub async fn housekeeping(&self) -> Result<(), StoreError> {
+        let Some(wal) = &self.wal else {
+            return Ok(());
+        };
+        let size = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+        let sql = if size > WAL_TRUNCATE_AT {
+            "PRAGMA wal_checkpoint(TRUNCATE)"
+        } else {
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        };
+        sqlx::query(sql)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(())
     }
 }
 

@@ -3312,6 +3312,141 @@ async fn check_assertion_race(store: &Arc<dyn Store>) {
     );
 }
 
+/// Every change to a client, resource, trusted issuer or SAML identity
+/// provider moves the catalogue version forward, whatever verb makes it; a
+/// token or a user does not (so that servers' in-memory copies are dropped
+/// only when they must be).
+async fn check_catalog_version(store: &dyn Store) {
+    use tessera_core::store::{SamlIdp, TrustedIssuer};
+    let mut last = store.catalog_version().await.expect("catalogue verb");
+    let mut moved = |what: &str, now: i64| {
+        assert!(now > last, "{what} left the catalogue version at {last}");
+        last = now;
+    };
+    let id = unique("versioned");
+    let mut client = full_client(&id, 1_700_000_000);
+    store.insert_client(&client).await.expect("catalogue verb");
+    moved(
+        "insert_client",
+        store.catalog_version().await.expect("catalogue verb"),
+    );
+    client.name = "renamed".into();
+    assert!(
+        store
+            .update_client(&client, SecretUpdate::Keep)
+            .await
+            .expect("catalogue verb")
+    );
+    moved(
+        "update_client",
+        store.catalog_version().await.expect("catalogue verb"),
+    );
+    assert!(
+        store
+            .set_client_secret(&id, &SecretDigest::of("rotated"), None)
+            .await
+            .expect("catalogue verb")
+    );
+    moved(
+        "set_client_secret",
+        store.catalog_version().await.expect("catalogue verb"),
+    );
+    let resource = Resource {
+        audience: unique("https://versioned.example/"),
+        scopes: Scope::from_tokens(["a"]),
+        token_format: None,
+        accepts: AcceptedTokens::Both,
+        signing_alg: None,
+        secret_version: 0,
+        sealed_secret: None,
+        created_at: 1,
+    };
+    store
+        .insert_resource(&resource)
+        .await
+        .expect("catalogue verb");
+    moved(
+        "insert_resource",
+        store.catalog_version().await.expect("catalogue verb"),
+    );
+    let narrower = Resource {
+        scopes: Scope::from_tokens(["b"]),
+        ..resource.clone()
+    };
+    assert!(
+        store
+            .update_resource(&narrower, 0)
+            .await
+            .expect("catalogue verb")
+    );
+    moved(
+        "update_resource",
+        store.catalog_version().await.expect("catalogue verb"),
+    );
+    let issuer = TrustedIssuer {
+        issuer: unique("https://versioned-idp.example/"),
+        jwks: Some(client_jwks()),
+        jwks_uri: None,
+        created_at: 1,
+    };
+    store
+        .insert_trusted_issuer(&issuer)
+        .await
+        .expect("catalogue verb");
+    moved(
+        "insert_trusted_issuer",
+        store.catalog_version().await.expect("catalogue verb"),
+    );
+    assert!(
+        store
+            .delete_trusted_issuer(&issuer.issuer)
+            .await
+            .expect("catalogue verb")
+    );
+    moved(
+        "delete_trusted_issuer",
+        store.catalog_version().await.expect("catalogue verb"),
+    );
+    let idp = SamlIdp {
+        entity_id: unique("https://versioned-saml.example/"),
+        certificate_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
+        created_at: 1,
+    };
+    store.insert_saml_idp(&idp).await.expect("catalogue verb");
+    moved(
+        "insert_saml_idp",
+        store.catalog_version().await.expect("catalogue verb"),
+    );
+    assert!(
+        store
+            .delete_saml_idp(&idp.entity_id)
+            .await
+            .expect("catalogue verb")
+    );
+    moved(
+        "delete_saml_idp",
+        store.catalog_version().await.expect("catalogue verb"),
+    );
+
+    assert!(store.delete_client(&id).await.expect("catalogue verb"));
+    moved(
+        "delete_client",
+        store.catalog_version().await.expect("catalogue verb"),
+    );
+
+    // Tokens are not the catalogue.
+    let before = store.catalog_version().await.expect("catalogue verb");
+    store
+        .revoke_jti(&unique("jti"), 2_000_000_000)
+        .await
+        .expect("catalogue verb");
+    assert_eq!(
+        store.catalog_version().await.expect("catalogue verb"),
+        before,
+        "revoke_jti moved it"
+    );
+}
+
 async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRace) {
     check_ping(&*store, backend).await;
     check_clients(&*store).await;
@@ -3326,6 +3461,7 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_revoked_jtis(&*store).await;
     check_client_assertions(&*store).await;
     check_trust(&*store).await;
+    check_catalog_version(&*store).await;
     check_purge(&*store).await;
     check_users(&*store).await;
     check_delete_user(&*store).await;

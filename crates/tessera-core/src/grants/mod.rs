@@ -16,6 +16,7 @@ use crate::model::{Client, GrantType, Resource, TokenFormat};
 use crate::params::Declared;
 use crate::provider::Provider;
 use crate::scope::Scope;
+use crate::store::ResourceStore as _;
 use crate::tokens::Issue;
 
 pub mod authorization_code;
@@ -173,7 +174,7 @@ impl Targets {
         };
         let mut resources = Vec::new();
         for audience in &audiences {
-            if let Some(resource) = provider.store().resource(audience).await? {
+            if let Some(resource) = provider.catalog().resource(audience).await? {
                 resources.push(resource);
             }
         }

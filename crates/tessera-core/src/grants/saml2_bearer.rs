@@ -18,6 +18,7 @@ use crate::model::GrantType;
 use crate::provider::Provider;
 use crate::saml::{IdpCertificate, SamlExpectations, UnverifiedAssertion};
 use crate::store::AssertionKind;
+use crate::store::TrustStore as _;
 use crate::tokens::{Issue, RefreshIssue};
 
 #[derive(Debug)]
@@ -46,7 +47,7 @@ impl Grant for Saml2BearerGrant {
         let client = request.client()?;
         let params = request.params;
         let unverified = UnverifiedAssertion::parse(params.require("assertion")?)?;
-        let Some(idp) = provider.store().saml_idp(unverified.issuer()).await? else {
+        let Some(idp) = provider.catalog().saml_idp(unverified.issuer()).await? else {
             return Err(Error::new(
                 Reason::AssertionUntrusted,
                 format!(

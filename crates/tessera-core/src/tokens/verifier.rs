@@ -26,6 +26,7 @@ use crate::error::Error;
 use crate::oidc::{ID_TOKEN_TYP, IdTokenClaims};
 use crate::provider::Provider;
 use crate::shared_secret;
+use crate::store::ResourceStore as _;
 use crate::tokens::issuer::{REFRESH_TOKEN_TYP, RefreshTokenClaims};
 use crate::tokens::{ACCESS_TOKEN_TYP, AccessTokenClaims, Audience};
 
@@ -130,7 +131,7 @@ impl Provider {
         audience: &str,
         version: i64,
     ) -> Result<Result<T, Rejected>, Error> {
-        let Some(resource) = self.store().resource(audience).await? else {
+        let Some(resource) = self.catalog().resource(audience).await? else {
             return Ok(Err(Rejected::UnknownKey));
         };
         if resource.secret_version != version {

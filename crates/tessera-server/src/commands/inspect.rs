@@ -5,6 +5,8 @@ use serde_json::{Map, Value, json};
 use tessera_core::Provider;
 use tessera_core::crypto::SecretDigest;
 use tessera_core::shared_secret;
+use tessera_core::store::ClientStore as _;
+use tessera_core::store::ResourceStore as _;
 use tessera_core::tokens::{AccessTokenClaims, Rejected, is_jwt};
 use tessera_jose::UnverifiedJws;
 
@@ -174,7 +176,7 @@ async fn shared_signature(
 ) -> Result<Value, CommandError> {
     // The version of the resource's current secret, if it has one.
     let current = provider
-        .store()
+        .catalog()
         .resource(audience)
         .await?
         .filter(|r| r.sealed_secret.is_some())
@@ -270,7 +272,7 @@ async fn explain(provider: &Provider, claims: &Map<String, Value>, now: i64) -> 
             }
             "client_id" => {
                 let exists = match value.as_str() {
-                    Some(id) => provider.store().client(id).await.ok().flatten().is_some(),
+                    Some(id) => provider.catalog().client(id).await.ok().flatten().is_some(),
                     None => false,
                 };
                 (

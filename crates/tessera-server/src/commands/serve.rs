@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_core::{Provider, SystemClock};
+use tessera_core::{Provider, SystemClock, catalog};
 
 use tessera_store::IfMissing;
 
@@ -16,8 +16,9 @@ use crate::issuer_keys::HttpIssuerKeys;
 
 /// How often keys rotated elsewhere (the CLI, another instance) are picked up.
 const KEY_REFRESH: Duration = Duration::from_secs(1);
-/// How often expired revocation records and reference tokens are deleted.
-const PURGE_EVERY: u32 = 600;
+/// How often (in ticks of `KEY_REFRESH`) expired records are deleted: often
+/// enough that each purge has little to do.
+const PURGE_EVERY: u32 = 60;
 /// How often the rotation schedule is checked.
 const ROTATION_CHECK_EVERY: u32 = 60;
 
@@ -70,6 +71,11 @@ pub async fn serve(config: Config) -> CommandResult {
             "cannot load the signing keys: {e} (is the key-encryption key the one this database was created with?)"
         ))
     })?;
+    provider
+        .catalog()
+        .sync()
+        .await
+        .map_err(|e| CommandError(format!("cannot read the catalogue version: {e}")))?;
     for key in first_key {
         tracing::info!(kid = %key.kid, alg = %key.alg, "generated a signing key");
     }
@@ -104,14 +110,17 @@ pub async fn serve(config: Config) -> CommandResult {
     }
 
     let maintenance = tokio::spawn(maintain(Arc::clone(&provider)));
+    let catalog_sync = tokio::spawn(sync_catalog(Arc::clone(&provider)));
     let router = app(AppState { provider });
     connections::serve(listener, router, limits, shutdown_signal()).await;
     maintenance.abort();
+    catalog_sync.abort();
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Background upkeep: pick up keys, rotate on schedule, purge expired records.
+/// Background upkeep: pick up keys, rotate on schedule, purge expired records,
+/// keep the database's own house (SQLite's write-ahead log).
 async fn maintain(provider: Arc<Provider>) {
     let mut tick = tokio::time::interval(KEY_REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -131,12 +140,43 @@ async fn maintain(provider: Arc<Provider>) {
                 Err(e) => tracing::warn!(error = %e, "scheduled key rotation failed"),
             }
         }
+        if let Err(e) = provider.store().housekeeping().await {
+            tracing::warn!(error = %e, "database housekeeping failed");
+        }
         if count.is_multiple_of(PURGE_EVERY) {
             match provider.store().purge_expired(provider.clock().now()).await {
                 Ok(n) if n > 0 => tracing::debug!(purged = n, "purged expired records"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purge of expired records failed"),
             }
+        }
+    }
+}
+
+/// Keeps the in-memory catalogue (clients, resources, trusted issuers) in step
+/// with the database: changes made by the CLI or another instance are seen
+/// within `catalog::MAX_STALENESS`. While the database cannot be reached the
+/// copy goes unused, so nothing stale is served meanwhile.
+async fn sync_catalog(provider: Arc<Provider>) {
+    let mut tick = tokio::time::interval(catalog::SYNC_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match provider.catalog().sync().await {
+            Ok(changed) => {
+                if changed {
+                    tracing::debug!("catalogue changed; dropped the in-memory copy");
+                }
+                if std::mem::take(&mut failing) {
+                    tracing::info!("catalogue version readable again");
+                }
+            }
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "cannot read the catalogue version; reading clients from the database until it answers");
+            }
+            Err(_) => {}
         }
     }
 }

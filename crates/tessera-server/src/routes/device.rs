@@ -10,6 +10,7 @@ use axum_extra::extract::cookie::CookieJar;
 use tessera_core::Provider;
 use tessera_core::device::display_user_code;
 use tessera_core::params::Params;
+use tessera_core::store::ClientStore as _;
 use tessera_core::store::{Session, User};
 
 use super::people::{STALE, current_session, describe_scopes};
@@ -170,7 +171,7 @@ pub async fn confirmation(
             "That code has expired or was already used. Start again on your device.",
         );
     };
-    let client_name = match provider.store().client(&device.client_id).await {
+    let client_name = match provider.catalog().client(&device.client_id).await {
         Ok(Some(client)) => client.name,
         _ => return error_page(StatusCode::BAD_REQUEST, STALE),
     };

@@ -10,6 +10,7 @@ use tessera_core::authorize::{AuthorizationRequest, AuthorizeError, Step};
 use tessera_core::model::Client;
 use tessera_core::params::Params;
 use tessera_core::scope::Scope;
+use tessera_core::store::ClientStore as _;
 use tessera_core::store::{Consent, Session, User};
 use tessera_core::{Error, ErrorCode, Provider};
 
@@ -160,7 +161,7 @@ async fn interaction_of(
     else {
         return None;
     };
-    let client = provider.store().client(&request.client_id).await.ok()??;
+    let client = provider.catalog().client(&request.client_id).await.ok()??;
     Some((client, *request, step))
 }
 
@@ -218,7 +219,7 @@ pub async fn login(
         return error_page(StatusCode::BAD_REQUEST, STALE);
     };
     let Some(client) = provider
-        .store()
+        .catalog()
         .client(&request.client_id)
         .await
         .ok()

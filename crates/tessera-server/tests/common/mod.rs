@@ -518,3 +518,10 @@ impl Drop for PgDatabase {
         .join();
     }
 }
+
+/// Waits out the bound within which a running server sees a change the CLI
+/// made to clients, resources or trusted issuers: servers keep those in
+/// memory (`tessera_core::catalog::MAX_STALENESS`).
+pub async fn catalog_settles() {
+    tokio::time::sleep(tessera_core::catalog::MAX_STALENESS).await;
+}

@@ -82,8 +82,10 @@ async fn ids_that_start_with_a_dash_work_in_every_command() {
         id
     );
     let updated = server.cli(&["client", "update", id, "--remove-scope", "b", "--json"]);
+    crate::common::catalog_settles().await;
     assert_eq!(updated["scope"], "a");
     let rotated = server.cli(&["client", "rotate-secret", id, "--json"]);
+    crate::common::catalog_settles().await;
     let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
     assert_ne!(new_secret, secret);
 
@@ -109,6 +111,7 @@ async fn ids_that_start_with_a_dash_work_in_every_command() {
         server.cli(&["client", "delete", id, "--json"]),
         json!({"client_id": id, "deleted": true})
     );
+    crate::common::catalog_settles().await;
     assert!(refused(&server, &["client", "show", id]).contains("no client"));
 
     // The device example takes such an ID too: it gets as far as showing the code.
@@ -280,6 +283,7 @@ async fn client_update_changes_each_setting_under_the_same_rules() {
         "RS256",
         "--json",
     ]);
+    crate::common::catalog_settles().await;
     assert_eq!(after, show(), "update prints what is stored");
     assert_eq!(after["name"], "billing");
     assert_eq!(
@@ -374,6 +378,7 @@ async fn client_update_changes_each_setting_under_the_same_rules() {
         before["name"].as_str().unwrap(),
         "--json",
     ]);
+    crate::common::catalog_settles().await;
     assert_eq!(reverted, before);
 
     // Refused changes write nothing.

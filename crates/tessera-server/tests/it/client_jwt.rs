@@ -353,6 +353,7 @@ async fn client_secret_jwt_works_at_every_endpoint_and_follows_a_rotation() {
 
     // rotate-secret changes the digest and the sealed copy together.
     let rotated = server.cli(&["client", "rotate-secret", &id, "--json"]);
+    crate::common::catalog_settles().await;
     let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
     let token_url = server.url("/oauth2/token");
     let assertions = signer.sign(&[
@@ -770,6 +771,7 @@ async fn jwt_clients_are_registered_and_changed_at_the_command_line() {
         &jwks_file,
         "--json",
     ]);
+    crate::common::catalog_settles().await;
     assert_eq!(out["auth_method"], "private_key_jwt");
     assert!(out.get("client_secret").is_none());
     assert!(!basic_ok(secret.clone()).await, "the secret is gone");
@@ -784,6 +786,7 @@ async fn jwt_clients_are_registered_and_changed_at_the_command_line() {
         "client_secret_basic",
         "--json",
     ]);
+    crate::common::catalog_settles().await;
     let secret = out["client_secret"].as_str().unwrap().to_owned();
     assert_eq!(out["jwks"], Value::Null);
     assert!(basic_ok(secret.clone()).await);
@@ -801,6 +804,7 @@ async fn jwt_clients_are_registered_and_changed_at_the_command_line() {
         "client_secret_jwt",
         "--json",
     ]);
+    crate::common::catalog_settles().await;
     let hs_secret = out["client_secret"].as_str().unwrap().to_owned();
     assert_ne!(hs_secret, secret);
     assert!(!basic_ok(hs_secret.clone()).await);
@@ -814,6 +818,7 @@ async fn jwt_clients_are_registered_and_changed_at_the_command_line() {
         StatusCode::UNAUTHORIZED
     );
     let rotated = server.cli(&["client", "rotate-secret", &id, "--json"]);
+    crate::common::catalog_settles().await;
     let rotated = rotated["client_secret"].as_str().unwrap().to_owned();
     assert_eq!(
         token_with(assertion(&id, &hmac(&rotated))).await,
@@ -833,6 +838,7 @@ async fn jwt_clients_are_registered_and_changed_at_the_command_line() {
         "client_secret_post",
         "--json",
     ]);
+    crate::common::catalog_settles().await;
     assert!(out.get("client_secret").is_none(), "no new secret: {out}");
     let (status, _) = post(
         &server,

@@ -780,6 +780,7 @@ async fn jwt_bearer_assertions_from_trusted_issuers() {
 
     // Removing the issuer ends its assertions at once.
     server.cli(&["issuer", "remove", "--issuer", IDP, "--json"]);
+    crate::common::catalog_settles().await;
     let (status, body) = assert_with(&token(1)).await;
     refused(status, &body, "invalid_grant");
 }
@@ -1135,6 +1136,8 @@ async fn saml2_bearer_assertions_signed_by_a_configured_identity_provider() {
     ]);
     assert_eq!(added["entity_id"], SAML_IDP);
     assert_eq!(added["key_algorithm"], "RSA");
+    // Refused a moment ago, which the server remembers until it sees the change.
+    crate::common::catalog_settles().await;
 
     let (status, body) = present(&assertions[0]).await;
     assert_eq!(status, 200, "{body}");
@@ -1184,6 +1187,7 @@ async fn saml2_bearer_assertions_signed_by_a_configured_identity_provider() {
     }
 
     server.cli(&["saml-idp", "remove", "--entity-id", SAML_IDP, "--json"]);
+    crate::common::catalog_settles().await;
     let fresh = signxml(
         &python,
         server,

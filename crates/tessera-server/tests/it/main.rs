@@ -8,6 +8,7 @@ mod common;
 
 mod browser;
 mod browser_flows;
+mod catalog;
 mod cli;
 mod client_jwt;
 mod code_login;

@@ -408,6 +408,7 @@ async fn outside_client_verifies_hs256_tokens_with_the_shared_secret() {
     }
 
     let rotated = server.cli(&["resource", "rotate-secret", AUDIENCE, "--json"]);
+    crate::common::catalog_settles().await;
     let second = run_shared_secret_client(
         &python,
         &server,

@@ -452,9 +452,9 @@ async fn wrong_key_encryption_key_with_another_algorithm_writes_nothing() {
 
 /// An HS256 resource on two instances sharing PostgreSQL: a token from one
 /// is active at the other, and after a rotation through the CLI both refuse
-/// the old secret's tokens and sign with the new one at once.
+/// the old secret's tokens and sign with the new one within a second.
 #[tokio::test]
-async fn a_rotated_shared_secret_is_current_on_every_instance_at_once() {
+async fn a_rotated_shared_secret_is_current_on_every_instance_within_a_second() {
     let Some(db) = PgDatabase::create().await else {
         return;
     };
@@ -486,6 +486,9 @@ async fn a_rotated_shared_secret_is_current_on_every_instance_at_once() {
     );
 
     two.cli(&["resource", "rotate-secret", audience, "--json"]);
+    // Every instance holds the catalogue in memory, and sees a change made
+    // elsewhere within `MAX_STALENESS`; a request sent after that must.
+    crate::common::catalog_settles().await;
     for server in [&one, &two] {
         assert_eq!(
             server.introspect(&client.0, &client.1, &old).await,

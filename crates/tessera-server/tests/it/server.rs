@@ -301,6 +301,7 @@ async fn scope_and_audience_are_limited_to_what_the_client_may_have() {
         "a",
         "--json",
     ]);
+    crate::common::catalog_settles().await;
     let body = server
         .token(
             &id,
@@ -1117,8 +1118,9 @@ async fn cli_manages_clients_and_changes_apply_to_the_running_server() {
         assert!(!out.stderr.is_empty());
     }
 
-    // Rotating the secret takes effect at once.
+    // Rotating the secret takes effect within a second.
     let rotated = server.cli(&["client", "rotate-secret", "billing", "--json"]);
+    crate::common::catalog_settles().await;
     let new_secret = s(&rotated["client_secret"]).to_owned();
     assert_ne!(new_secret, secret);
     assert_eq!(
@@ -1152,9 +1154,10 @@ async fn cli_manages_clients_and_changes_apply_to_the_running_server() {
     assert_eq!(resources[0]["audience"], "https://billing.example");
     assert_eq!(resources[0]["token_format"], "jwt");
 
-    // Deleting the client stops it at once.
+    // Deleting the client stops it within a second.
     let deleted = server.cli(&["client", "delete", "billing", "--json"]);
     assert_eq!(deleted["deleted"], true);
+    crate::common::catalog_settles().await;
     assert_eq!(
         server
             .token_response(&id, &new_secret, &[("grant_type", "client_credentials")])
@@ -1168,6 +1171,7 @@ async fn cli_manages_clients_and_changes_apply_to_the_running_server() {
             .status
             .success()
     );
+    crate::common::catalog_settles().await;
 }
 
 #[tokio::test]
