@@ -19,7 +19,14 @@ const SECRET: &str = "kG2nq9Zr3v8T1mWc5YbX0dLf4uJh7sAe6iPo2RtQwEy";
 const BASIC: &str =
     "Basic b3JkZXJzLXNlcnZpY2U6a0cybnE5WnIzdjhUMW1XYzVZYlgwZExmNHVKaDdzQWU2aVBvMlJ0UXdFeQ==";
 
-fn provider(runtime: &tokio::runtime::Runtime, alg: Algorithm, format: TokenFormat) -> Provider {
+/// A provider on a fresh SQLite database, with its catalogue kept fresh as the
+/// server keeps it (so that the client is read from memory, as in production),
+/// and the database's directory, removed when the guard drops.
+fn provider(
+    runtime: &tokio::runtime::Runtime,
+    alg: Algorithm,
+    format: TokenFormat,
+) -> (Arc<Provider>, RemovedOnDrop) {
     let dir = std::env::temp_dir().join(format!(
         "tessera-bench-{}-{alg}-{}",
         std::process::id(),
@@ -27,7 +34,8 @@ fn provider(runtime: &tokio::runtime::Runtime, alg: Algorithm, format: TokenForm
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    runtime.block_on(async {
+    let guard = RemovedOnDrop(dir.clone());
+    let provider = runtime.block_on(async {
         let store = tessera_store::connect(&format!("sqlite://{}/bench.db", dir.display()))
             .await
             .expect("store");
@@ -61,8 +69,24 @@ fn provider(runtime: &tokio::runtime::Runtime, alg: Algorithm, format: TokenForm
             })
             .await
             .expect("client");
-        provider
-    })
+        Arc::new(provider)
+    });
+    let syncing = Arc::clone(&provider);
+    runtime.spawn(async move {
+        loop {
+            let _ = syncing.catalog().sync().await;
+            tokio::time::sleep(tessera_core::catalog::SYNC_INTERVAL).await;
+        }
+    });
+    (provider, guard)
+}
+
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn client_credentials(c: &mut Criterion) {
@@ -74,7 +98,7 @@ fn client_credentials(c: &mut Criterion) {
     let body = b"grant_type=client_credentials&scope=orders.read";
     let mut group = c.benchmark_group("client_credentials");
     for alg in Algorithm::ASYMMETRIC {
-        let provider = provider(&runtime, alg, TokenFormat::Jwt);
+        let (provider, _dir) = provider(&runtime, alg, TokenFormat::Jwt);
         group.bench_function(format!("jwt/{alg}"), |b| {
             b.iter(|| {
                 let params = Params::from_form(black_box(body)).expect("form");
@@ -84,7 +108,7 @@ fn client_credentials(c: &mut Criterion) {
             })
         });
     }
-    let provider = provider(&runtime, Algorithm::ES256, TokenFormat::Reference);
+    let (provider, _dir) = provider(&runtime, Algorithm::ES256, TokenFormat::Reference);
     group.bench_function("reference", |b| {
         b.iter(|| {
             let params = Params::from_form(black_box(body)).expect("form");
@@ -106,7 +130,7 @@ fn token_exchange(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let provider = provider(&runtime, Algorithm::ES256, TokenFormat::Jwt);
+    let (provider, _dir) = provider(&runtime, Algorithm::ES256, TokenFormat::Jwt);
     let subject = runtime
         .block_on(
             provider.token(
