@@ -1,4 +1,6 @@
-//! Tessera's benchmarks live in `benches/`; this library is empty.
+//! Tessera's benchmarks.
+//!
+//! The criterion benchmarks in `benches/` time pure functions in-process:
 //!
 //! ```text
 //! cargo bench -p tessera-bench --bench token            # minting per algorithm, client authentication
@@ -6,3 +8,8 @@
 //! cargo bench -p tessera-bench --bench load             # req/s over loopback
 //! cargo bench -p tessera-bench --bench verify           # the guard's cached verification next to raw checks
 //! ```
+//!
+//! The `floor` binary is a minimal token endpoint, the reference the load
+//! benchmark compares Tessera with.
+
+pub mod floor;
