@@ -12,4 +12,10 @@
 //! The `floor` binary is a minimal token endpoint, the reference the load
 //! benchmark compares Tessera with.
 
+pub mod browser;
 pub mod floor;
+pub mod http;
+pub mod load;
+pub mod process;
+pub mod procfs;
+pub mod report;
