@@ -371,6 +371,73 @@ mod tests {
         }
     }
 
+    /// A floor server in this process, and a run against it.
+    async fn floor() -> (SocketAddr, impl Fn(Window) -> Run) {
+        use crate::floor::{Floor, router};
+        let floor = Floor::new("floor", "right", "http://127.0.0.1").expect("floor");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, router(Arc::new(floor))).await });
+        let run = move |window| Run {
+            addr,
+            users: 2,
+            window,
+            expect: Some(b"\"access_token\""),
+            server_pid: std::process::id(),
+            clock_ticks: 100,
+            capacity_hint: 1000,
+            server_cpus: Vec::new(),
+            driver_cpus: Vec::new(),
+        };
+        (addr, run)
+    }
+
+    fn token_work(addr: SocketAddr, secret: &str) -> (Template, Bytes) {
+        let template = Template::post_form(addr, "/token")
+            .and_then(|t| t.basic("floor", secret))
+            .expect("template");
+        (
+            template,
+            crate::http::form(&[("grant_type", "client_credentials")]),
+        )
+    }
+
+    #[tokio::test]
+    async fn answers_are_measured_and_failures_counted() {
+        let (addr, run) = floor().await;
+        let window = || Window::after(Duration::from_millis(50), Duration::from_millis(300), None);
+
+        let (template, body) = token_work(addr, "right");
+        let good = drive(&run(window()), &Work::Repeat { template, body }).await;
+        assert!(good.requests > 0);
+        assert_eq!(good.errors, 0, "{:?}", good.first_error);
+        assert!(!good.ended_early);
+        assert!(good.percentile(0.99).is_some());
+
+        let (template, body) = token_work(addr, "wrong");
+        let bad = drive(&run(window()), &Work::Repeat { template, body }).await;
+        assert_eq!(bad.requests, 0, "failures are not measured as successes");
+        assert!(bad.errors > 0);
+        assert!(
+            bad.first_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("401")),
+            "{:?}",
+            bad.first_error
+        );
+
+        // Single-use work runs out: the run stops early and says so.
+        let (template, body) = token_work(addr, "right");
+        let bodies = Arc::new(vec![body; 5]);
+        let window = Window::after(Duration::ZERO, Duration::from_secs(5), None);
+        let queue = drive(&run(window), &Work::Queue { template, bodies }).await;
+        assert_eq!(queue.requests, 5);
+        assert!(queue.ended_early);
+        assert!(queue.elapsed < Duration::from_secs(4));
+    }
+
     #[test]
     fn percentiles_are_nearest_rank() {
         let m = measured((1..=1000).collect());
