@@ -40,7 +40,12 @@ const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// Tessera under load next to a floor server, on this machine.
 #[derive(Debug, Parser)]
-#[command(name = "loadbench")]
+#[command(
+    name = "loadbench",
+    after_help = "Scenarios: floor, cc-es256, cc-eddsa, cc-reference, introspect-reference, \
+                  introspect-jwt, code-exchange, refresh-rotation, token-exchange, jwks, \
+                  discovery, cc-with-logins."
+)]
 struct Args {
     /// Measured seconds per scenario and concurrency (after the warm-up).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
@@ -81,7 +86,7 @@ struct Args {
     no_pin: bool,
 }
 
-/// The scenarios, in the order they run: (id, title).
+/// The scenarios, in the order they run: (id, title). `--help` lists the ids.
 const SCENARIOS: &[(&str, &str)] = &[
     ("floor", "floor: POST /token (ES256)"),
     ("cc-es256", "client_credentials, JWT ES256"),
