@@ -72,6 +72,12 @@ struct Args {
     /// Browsers signing in in a loop during the client-credentials-with-logins scenario.
     #[arg(long, default_value_t = 4, value_name = "N")]
     logins: usize,
+    /// The web app's ID token algorithm (`client create --id-token-alg`), for
+    /// the code exchange and refresh rotation. RS256, the OpenID default,
+    /// costs one RSA-2048 signature per response, several times the rest of
+    /// the request; ES256 shows the cost of the flows themselves.
+    #[arg(long, default_value = "RS256", value_name = "ALG")]
+    id_token_alg: String,
     /// The tessera binary (default: `tessera` beside this program).
     #[arg(long, value_name = "PATH")]
     tessera: Option<PathBuf>,
@@ -198,7 +204,7 @@ fn random_secret() -> Result<String, String> {
 }
 
 /// Registers the APIs, clients and people through the CLI.
-fn provision(tessera: &Tessera, logins: usize) -> Result<Provisioned, String> {
+fn provision(tessera: &Tessera, logins: usize, id_token_alg: &str) -> Result<Provisioned, String> {
     for (audience, scope, format) in [
         (API, "api.read", Some("jwt")),
         (REF_API, "ref.read", Some("reference")),
@@ -253,6 +259,7 @@ fn provision(tessera: &Tessera, logins: usize) -> Result<Provisioned, String> {
         ("--redirect-uri", REDIRECT),
         ("--scope", WEB_SCOPE),
         ("--audience", ORDERS),
+        ("--id-token-alg", id_token_alg),
     ])?;
     let service = client(&[
         ("--name", "bench: service"),
@@ -644,6 +651,10 @@ async fn bench(args: Args, pinning: Pinning) -> Result<(), String> {
             .join(", ")
     );
     println!("- tessera: {}", tessera_bin.display());
+    println!(
+        "- ID tokens of the code exchange and refresh rotation: {}",
+        args.id_token_alg
+    );
 
     // A fresh database; the first start creates it and the signing keys.
     let dir = TempDir::new("tessera-loadbench")?;
@@ -654,7 +665,7 @@ async fn bench(args: Args, pinning: Pinning) -> Result<(), String> {
         dir.path().display()
     );
     let (first, first_ready) = tessera.serve("tessera-first-start", &pinning).await?;
-    let provisioned = provision(&tessera, args.logins)?;
+    let provisioned = provision(&tessera, args.logins, &args.id_token_alg)?;
     first.stop().await;
     // The measured start: an existing database.
     let (server, ready) = tessera.serve("tessera", &pinning).await?;
