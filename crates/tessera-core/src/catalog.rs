@@ -50,7 +50,7 @@ pub struct Catalog {
     /// at which the last successful sync began, or `i64::MIN` for never.
     confirmed_at: AtomicI64,
     origin: Instant,
-    copy: RwLock<Copy>,
+    copy: RwLock<Tables>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -65,7 +65,7 @@ impl std::fmt::Debug for Catalog {
 }
 
 #[derive(Default)]
-struct Copy {
+struct Tables {
     /// The store's catalogue version this copy was filled under.
     version: Option<i64>,
     /// Moved at every drop of the copy. A lookup notes it before it reads the
@@ -78,7 +78,7 @@ struct Copy {
     idps: HashMap<Box<str>, Option<Arc<SamlIdp>>>,
 }
 
-impl Copy {
+impl Tables {
     fn drop_all(&mut self) {
         self.epoch += 1;
         self.clients.clear();
@@ -90,17 +90,17 @@ impl Copy {
 
 /// A kind of catalogue entry, and which table of the copy holds it.
 trait Entry: Clone + Send + Sync + 'static {
-    fn table(copy: &Copy) -> &HashMap<Box<str>, Option<Arc<Self>>>;
-    fn table_mut(copy: &mut Copy) -> &mut HashMap<Box<str>, Option<Arc<Self>>>;
+    fn table(copy: &Tables) -> &HashMap<Box<str>, Option<Arc<Self>>>;
+    fn table_mut(copy: &mut Tables) -> &mut HashMap<Box<str>, Option<Arc<Self>>>;
 }
 
 macro_rules! entry {
     ($type:ty, $field:ident) => {
         impl Entry for $type {
-            fn table(copy: &Copy) -> &HashMap<Box<str>, Option<Arc<Self>>> {
+            fn table(copy: &Tables) -> &HashMap<Box<str>, Option<Arc<Self>>> {
                 &copy.$field
             }
-            fn table_mut(copy: &mut Copy) -> &mut HashMap<Box<str>, Option<Arc<Self>>> {
+            fn table_mut(copy: &mut Tables) -> &mut HashMap<Box<str>, Option<Arc<Self>>> {
                 &mut copy.$field
             }
         }
@@ -118,7 +118,7 @@ impl Catalog {
             store,
             confirmed_at: AtomicI64::new(i64::MIN),
             origin: Instant::now(),
-            copy: RwLock::new(Copy::default()),
+            copy: RwLock::new(Tables::default()),
         }
     }
 
@@ -158,11 +158,11 @@ impl Catalog {
         i64::try_from(self.origin.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Copy> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
         self.copy.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Copy> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Tables> {
         self.copy.write().unwrap_or_else(PoisonError::into_inner)
     }
 
