@@ -596,7 +596,9 @@ mod tests {
         assert_eq!(split("h.p.s"), Ok(("h", "p", "s")));
         assert_eq!(split("h..s"), Ok(("h", "", "s")));
         assert_eq!(split(".."), Ok(("", "", "")));
-        for bad in ["", "nodots", "h.p", "h.p.s.x", "h.p.s.", ".h.p.s", "h..p.s", "...."] {
+        for bad in [
+            "", "nodots", "h.p", "h.p.s.x", "h.p.s.", ".h.p.s", "h..p.s", "....",
+        ] {
             assert_eq!(split(bad), Err(Error::Malformed), "{bad}");
         }
     }
@@ -661,7 +663,9 @@ mod tests {
         // the standard alphabet, stray bits at the end and a length of
         // 4n + 1 are refused the same way.
         let mut inputs: Vec<String> = (0..=700).map(|n| b64(vec![0xA5; n])).collect();
-        for tail in ["=", "==", "+", "/", "B", "AB", "ABC", "AAB", "AAAAB", " ", "."] {
+        for tail in [
+            "=", "==", "+", "/", "B", "AB", "ABC", "AAB", "AAAAB", " ", ".",
+        ] {
             inputs.push(format!("{}{tail}", b64(vec![1u8; 255])));
             inputs.push(format!("{}{tail}", b64(vec![1u8; 510])));
             inputs.push(tail.to_owned());
