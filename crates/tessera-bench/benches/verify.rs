@@ -158,7 +158,12 @@ fn setup() -> (Verifier, Vec<Case>, tokio::runtime::Runtime) {
         .enable_all()
         .build()
         .expect("runtime");
-    let algorithms = [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA];
+    let algorithms = [
+        Algorithm::ES256,
+        Algorithm::RS256,
+        Algorithm::PS256,
+        Algorithm::EdDSA,
+    ];
     let keys: Vec<SigningKey> = algorithms
         .iter()
         .map(|&alg| {
@@ -258,11 +263,15 @@ fn raw_key(alg: Algorithm, jwk: &Jwk) -> ParsedPublicKey {
             point.extend(member(&jwk.y));
             ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).expect("ec")
         }
-        Algorithm::RS256 => RsaPublicKeyComponents {
+        Algorithm::RS256 | Algorithm::PS256 => RsaPublicKeyComponents {
             n: member(&jwk.n),
             e: member(&jwk.e),
         }
-        .to_parsed_public_key(&signature::RSA_PKCS1_2048_8192_SHA256)
+        .to_parsed_public_key(if alg == Algorithm::PS256 {
+            &signature::RSA_PSS_2048_8192_SHA256
+        } else {
+            &signature::RSA_PKCS1_2048_8192_SHA256
+        })
         .expect("rsa"),
         Algorithm::EdDSA => ParsedPublicKey::new(&signature::ED25519, member(&jwk.x)).expect("ed"),
         other => panic!("not benchmarked: {other}"),

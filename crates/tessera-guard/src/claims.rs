@@ -2,13 +2,14 @@
 //! functions of the claims, the configuration and the current time: no I/O,
 //! so every rule is tested without a server.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use crate::Error;
-use crate::token::{AccessToken, Actor, Audiences, RawClaims, TokenKind};
+use crate::token::{Actor, AudienceParts, MAX_CLAIMS_BYTES, Text, TokenParts};
 
 /// What a token must match, with the time it is checked at.
 #[derive(Debug, Clone, Copy)]
@@ -21,59 +22,67 @@ pub(crate) struct Expectations<'a> {
     pub now: i64,
 }
 
-/// The claims the guard reads, deserialized in one pass straight from the
-/// verified payload into what the result keeps; unknown claims are skipped
-/// without being built.
+/// The claims the guard reads, deserialized in one pass from the JSON text
+/// and borrowing every string that has no escapes; unknown claims are
+/// skipped without being built, and a repeated claim is refused.
 #[derive(Debug, Deserialize)]
-pub(crate) struct Claims {
+pub(crate) struct Claims<'a> {
     #[serde(default)]
     active: Option<bool>,
-    #[serde(default)]
-    iss: Option<String>,
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    aud: Option<Audiences>,
+    #[serde(default, borrow)]
+    iss: Option<JsonStr<'a>>,
+    #[serde(default, borrow)]
+    sub: Option<JsonStr<'a>>,
+    #[serde(default, borrow)]
+    aud: Option<AudiencesRef<'a>>,
     #[serde(default)]
     exp: Option<NumericDate>,
     #[serde(default)]
     nbf: Option<NumericDate>,
     #[serde(default)]
     iat: Option<NumericDate>,
+    #[serde(default, borrow)]
+    jti: Option<JsonStr<'a>>,
+    #[serde(default, borrow)]
+    client_id: Option<JsonStr<'a>>,
+    #[serde(default, borrow)]
+    scope: Option<JsonStr<'a>>,
     #[serde(default)]
-    jti: Option<String>,
-    #[serde(default)]
-    client_id: Option<String>,
-    #[serde(default)]
-    scope: Option<String>,
-    #[serde(default)]
-    act: Option<Actor>,
+    act: Option<Box<Actor>>,
     /// Introspection answers only (RFC 7662 §2.2).
-    #[serde(default)]
-    token_type: Option<String>,
+    #[serde(default, borrow)]
+    token_type: Option<JsonStr<'a>>,
 }
 
-impl Claims {
-    /// Parses an introspection answer (a JWT payload is parsed by
-    /// `UnverifiedJws::verify`, after its signature has been checked, with
-    /// the same rules): a UTF-8 JSON object (RFC 7662 §2.2), checked whole,
-    /// since serde_json skips unread members without checking their UTF-8.
-    pub(crate) fn parse(json: &[u8]) -> Result<Self, Error> {
+/// The text of an introspection answer, checked to be UTF-8 throughout:
+/// serde_json skips unread members without checking their UTF-8.
+pub(crate) fn json_text(body: Vec<u8>) -> Result<String, Error> {
+    String::from_utf8(body)
+        .map_err(|_| Error::Malformed("the claims do not have the types RFC 9068 requires"))
+}
+
+impl<'a> Claims<'a> {
+    /// Parses claims from JSON text: a JWT payload (which
+    /// `JwsRef::payload_json` has checked to be UTF-8, after the signature)
+    /// or an introspection answer (which the caller has checked to be
+    /// UTF-8, since serde_json skips unread members without checking
+    /// theirs). Either must be a JSON object (RFC 7519 §7.2, RFC 7662 §2.2).
+    pub(crate) fn parse(json: &'a str) -> Result<Self, Error> {
         let malformed = || Error::Malformed("the claims do not have the types RFC 9068 requires");
-        let text = std::str::from_utf8(json).map_err(|_| malformed())?;
-        if !text
-            .trim_start_matches([' ', '\t', '\n', '\r'])
-            .starts_with('{')
+        if json.len() > MAX_CLAIMS_BYTES
+            || !json
+                .trim_start_matches([' ', '\t', '\n', '\r'])
+                .starts_with('{')
         {
             return Err(malformed());
         }
-        serde_json::from_str(text).map_err(|_| malformed())
+        serde_json::from_str(json).map_err(|_| malformed())
     }
 
     /// RFC 9068 §4: `iss` exactly the issuer, `aud` naming this resource,
     /// `exp` in the future; and the claims §2.2 makes REQUIRED present.
     pub(crate) fn check_jwt(&self, expect: &Expectations<'_>) -> Result<(), Error> {
-        let iss = self.iss.as_deref().ok_or(Error::MissingClaim("iss"))?;
+        let iss = self.iss.as_ref().ok_or(Error::MissingClaim("iss"))?;
         check_issuer(iss, expect)?;
         self.check_audience(expect)?;
         let exp = self.exp.ok_or(Error::MissingClaim("exp"))?;
@@ -106,12 +115,12 @@ impl Claims {
         // token type, case-insensitive; the guard checks bearer tokens only,
         // so a DPoP-bound token (RFC 9449) is refused rather than accepted
         // without its proof. Tessera's access tokens say `Bearer`.
-        if let Some(token_type) = self.token_type.as_deref()
+        if let Some(token_type) = self.token_type.as_ref()
             && !token_type.eq_ignore_ascii_case("Bearer")
         {
-            return Err(Error::NotAnAccessToken(token_type.to_owned()));
+            return Err(Error::NotAnAccessToken(token_type.to_string()));
         }
-        if let Some(iss) = self.iss.as_deref() {
+        if let Some(iss) = self.iss.as_ref() {
             check_issuer(iss, expect)?;
         }
         self.check_audience(expect)?;
@@ -141,21 +150,68 @@ impl Claims {
         }
     }
 
-    /// The result; call only after a `check_*` succeeded.
-    pub(crate) fn into_token(self, kind: TokenKind, raw: RawClaims) -> AccessToken {
-        AccessToken {
-            issuer: self.iss,
-            subject: self.sub.unwrap_or_default(),
-            client_id: self.client_id.unwrap_or_default(),
-            scope: self.scope.unwrap_or_default(),
-            audience: self.aud.unwrap_or(Audiences::Many(Vec::new())),
+    /// The claims with their strings as ranges of `json`, the text they
+    /// were parsed from, so that the text can move into the result; call
+    /// only after a `check_*` succeeded.
+    pub(crate) fn detach(self, json: &str) -> TokenParts {
+        let text = |s: Option<JsonStr<'_>>| s.map(|s| Text::new(s.0, json));
+        TokenParts {
+            issuer: text(self.iss),
+            subject: text(self.sub),
+            client_id: text(self.client_id),
+            scope: text(self.scope),
+            jti: text(self.jti),
+            audience: self.aud.map(|aud| match aud {
+                AudiencesRef::One(one) => AudienceParts::One(Text::new(one.0, json)),
+                AudiencesRef::Many(all) => {
+                    AudienceParts::Many(all.into_iter().map(|a| Text::new(a.0, json)).collect())
+                }
+            }),
             expires_at: self.exp.map(|d| d.0),
             issued_at: self.iat.map(|d| d.0),
-            jti: self.jti,
             actor: self.act,
-            kind,
-            raw,
         }
+    }
+}
+
+/// A JSON string claim, borrowed from the JSON text unless it had escapes.
+/// (serde's own `Cow<str>` always copies inside an `Option`.)
+#[derive(Debug)]
+struct JsonStr<'a>(Cow<'a, str>);
+
+impl std::ops::Deref for JsonStr<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for JsonStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(StrVisitor).map(JsonStr)
+    }
+}
+
+struct StrVisitor;
+
+impl<'de> Visitor<'de> for StrVisitor {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
     }
 }
 
@@ -189,37 +245,57 @@ fn check_times(
     Ok(())
 }
 
-impl Audiences {
+/// `aud` as parsed: one string or an array of strings (RFC 7519 §4.1.3).
+#[derive(Debug)]
+enum AudiencesRef<'a> {
+    One(JsonStr<'a>),
+    Many(Vec<JsonStr<'a>>),
+}
+
+impl AudiencesRef<'_> {
     fn contains(&self, audience: &str) -> bool {
         match self {
-            Audiences::One(a) => a == audience,
-            Audiences::Many(all) => all.iter().any(|a| a == audience),
+            AudiencesRef::One(a) => **a == *audience,
+            AudiencesRef::Many(all) => all.iter().any(|a| **a == *audience),
         }
     }
 }
 
-/// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
-impl<'de> Deserialize<'de> for Audiences {
+impl<'de: 'a, 'a> Deserialize<'de> for AudiencesRef<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct AudienceVisitor;
 
         impl<'de> Visitor<'de> for AudienceVisitor {
-            type Value = Audiences;
+            type Value = AudiencesRef<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a string or an array of strings")
             }
 
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audiences, E> {
-                Ok(Audiences::One(v.to_owned()))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                StrVisitor
+                    .visit_borrowed_str(v)
+                    .map(|v| AudiencesRef::One(JsonStr(v)))
             }
 
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Audiences, A::Error> {
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                StrVisitor
+                    .visit_str(v)
+                    .map(|v| AudiencesRef::One(JsonStr(v)))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                StrVisitor
+                    .visit_string(v)
+                    .map(|v| AudiencesRef::One(JsonStr(v)))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
-                while let Some(a) = seq.next_element::<String>()? {
+                while let Some(a) = seq.next_element::<JsonStr<'de>>()? {
                     all.push(a);
                 }
-                Ok(Audiences::Many(all))
+                Ok(AudiencesRef::Many(all))
             }
         }
 
@@ -278,6 +354,8 @@ impl<'de> Deserialize<'de> for NumericDate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::AccessToken;
+    use crate::token::TokenKind;
 
     const NOW: i64 = 1_700_000_000;
 
@@ -290,8 +368,8 @@ mod tests {
         }
     }
 
-    fn raw(v: serde_json::Value) -> Vec<u8> {
-        v.to_string().into_bytes()
+    fn raw(v: serde_json::Value) -> String {
+        v.to_string()
     }
 
     fn good() -> serde_json::Value {
@@ -303,11 +381,15 @@ mod tests {
     }
 
     fn check(v: serde_json::Value) -> Result<AccessToken, Error> {
-        let r = raw(v);
-        let claims = Claims::parse(&r)?;
+        check_text(raw(v))
+    }
+
+    fn check_text(json: String) -> Result<AccessToken, Error> {
+        let claims = Claims::parse(&json)?;
         claims.check_jwt(&expect())?;
-        let raw = RawClaims::Json(String::from_utf8(r).expect("utf-8").into());
-        Ok(claims.into_token(TokenKind::Jwt(tessera_jose::Algorithm::ES256), raw))
+        let parts = claims.detach(&json);
+        let kind = TokenKind::Jwt(tessera_jose::Algorithm::ES256);
+        Ok(AccessToken::new(parts, kind, json))
     }
 
     fn with(key: &str, value: serde_json::Value) -> serde_json::Value {
@@ -405,7 +487,7 @@ mod tests {
             assert!(matches!(check(with(k, v)), Err(Error::Malformed(_))), "{k}");
         }
         // Duplicate members are refused rather than resolved either way.
-        assert!(Claims::parse(br#"{"sub":"a","sub":"b"}"#).is_err());
+        assert!(Claims::parse(r#"{"sub":"a","sub":"b"}"#).is_err());
     }
 
     #[test]
@@ -439,26 +521,115 @@ mod tests {
 
     #[test]
     fn claims_must_be_a_utf8_json_object() {
-        assert!(Claims::parse(br#"  {"sub":"a"}"#).is_ok());
-        let bad: [&[u8]; 5] = [b"[]", br#"["a"]"#, b"5", b"null", b""];
-        for bad in bad {
+        assert!(Claims::parse(r#"  {"sub":"a"}"#).is_ok());
+        for bad in ["[]", r#"["a"]"#, "5", "null", "", r#"{"sub":"a""#] {
             assert!(
                 matches!(Claims::parse(bad), Err(Error::Malformed(_))),
-                "{}",
-                String::from_utf8_lossy(bad)
+                "{bad}"
             );
         }
         // Invalid UTF-8 in a member the guard does not read.
         let mut bytes = br#"{"sub":"a","x":""#.to_vec();
         bytes.extend_from_slice(&[0xC3, 0x28]);
         bytes.extend_from_slice(br#""}"#);
-        assert!(matches!(Claims::parse(&bytes), Err(Error::Malformed(_))));
+        assert!(matches!(json_text(bytes), Err(Error::Malformed(_))));
+        assert_eq!(
+            json_text("{\"sub\":\"\u{e9}\"}".into()).expect("utf-8"),
+            "{\"sub\":\"\u{e9}\"}"
+        );
     }
 
     #[test]
     fn escaped_strings_are_decoded() {
         let t = check(with("sub", "al\"ice".into())).expect("ok");
         assert_eq!(t.subject(), "al\"ice");
+        // Escapes anywhere a claim is read or compared: the decoded value
+        // is what counts, not its spelling.
+        let escaped = format!(
+            r#"{{"iss":"https:\/\/id.example","sub":"\u0061lice","aud":["x","https:\/\/orders"],
+               "exp":{},"iat":{NOW},"jti":"j\u00e9","client_id":"w\teb","scope":"a\u0020b"}}"#,
+            NOW + 60
+        );
+        let t = check_text(escaped).expect("ok");
+        assert_eq!(t.issuer(), Some("https://id.example"));
+        assert_eq!(t.subject(), "alice");
+        assert_eq!(t.audience(), ["x", "https://orders"]);
+        assert_eq!(t.jti(), Some("j\u{e9}"));
+        assert_eq!(t.client_id(), "w\teb");
+        assert_eq!(t.scopes().collect::<Vec<_>>(), ["a", "b"]);
+        // An escaped issuer or audience that decodes to something else is
+        // still refused.
+        let wrong = format!(
+            r#"{{"iss":"https:\/\/id.example\/","sub":"a","aud":"https:\/\/orders",
+               "exp":{},"iat":{NOW},"jti":"j","client_id":"w"}}"#,
+            NOW + 60
+        );
+        assert!(
+            matches!(check_text(wrong), Err(Error::WrongIssuer(i)) if i == "https://id.example/")
+        );
+        let wrong = format!(
+            r#"{{"iss":"https://id.example","sub":"a","aud":"https:\/\/orders\/",
+               "exp":{},"iat":{NOW},"jti":"j","client_id":"w"}}"#,
+            NOW + 60
+        );
+        assert!(matches!(check_text(wrong), Err(Error::WrongAudience)));
+    }
+
+    #[test]
+    fn unescaped_strings_are_read_in_place() {
+        let json = raw(good());
+        let parts = Claims::parse(&json).expect("parse").detach(&json);
+        assert!(matches!(parts.subject, Some(Text::In(_))));
+        assert!(matches!(parts.issuer, Some(Text::In(_))));
+        assert!(matches!(
+            parts.audience,
+            Some(AudienceParts::One(Text::In(_)))
+        ));
+        let t = check(good()).expect("ok");
+        assert_eq!(t.issuer(), Some("https://id.example"));
+        assert_eq!(t.scope(), "orders.read profile");
+        assert_eq!(t.claims_json(), raw(good()));
+        // The result is independent of where the text was parsed.
+        let copy = t.clone();
+        drop(t);
+        assert_eq!(copy.subject(), "alice");
+        assert_eq!(copy.audience(), ["https://orders"]);
+        assert_eq!(copy.audiences().collect::<Vec<_>>(), ["https://orders"]);
+    }
+
+    #[test]
+    fn a_repeated_claim_is_refused_whatever_its_spelling() {
+        for json in [
+            r#"{"iss":"a","iss":"a"}"#,
+            r#"{"aud":"a","aud":["a"]}"#,
+            r#"{"exp":1,"exp":1}"#,
+            r#"{"sub":"a","s\u0075b":"b"}"#,
+            r#"{"act":{"sub":"a"},"act":{"sub":"a"}}"#,
+        ] {
+            assert!(
+                matches!(Claims::parse(json), Err(Error::Malformed(_))),
+                "{json}"
+            );
+        }
+        // Unknown claims may repeat: they are not read.
+        assert!(Claims::parse(r#"{"x":1,"x":2}"#).is_ok());
+    }
+
+    #[test]
+    fn null_claims_count_as_absent() {
+        for claim in ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"] {
+            match check(with(claim, serde_json::Value::Null)) {
+                Err(Error::MissingClaim(c)) => assert_eq!(c, claim),
+                other => panic!("{claim}: {other:?}"),
+            }
+        }
+        for (k, v) in [
+            ("aud", serde_json::json!([null])),
+            ("aud", serde_json::json!(["https://orders", 5])),
+            ("iss", serde_json::json!({})),
+        ] {
+            assert!(matches!(check(with(k, v)), Err(Error::Malformed(_))), "{k}");
+        }
     }
 
     #[test]

@@ -18,11 +18,11 @@ use http::HeaderValue;
 use http::header::{ACCEPT, AUTHORIZATION};
 use url::Url;
 
-use crate::claims::{Claims, Expectations};
+use crate::claims::{Claims, Expectations, json_text};
 use crate::clock::{Clock, later};
 use crate::error::FetchError;
 use crate::secret::ClientSecret;
-use crate::token::{AccessToken, RawClaims, TokenKind};
+use crate::token::{AccessToken, TokenKind};
 use crate::{Error, fetch};
 
 #[derive(Debug, Clone, Copy)]
@@ -156,17 +156,18 @@ impl Introspector {
             leeway,
             now: crate::clock::unix_seconds(now),
         };
-        let claims = Claims::parse(&body).map_err(|_| {
+        let malformed = |_| {
             Error::IntrospectionFailed(FetchError::Json(serde::de::Error::custom(
                 "the introspection response is not a JSON object of the RFC 7662 types",
             )))
-        })?;
+        };
+        let json = json_text(body).map_err(malformed)?;
+        let claims = Claims::parse(&json).map_err(malformed)?;
         match claims.check_introspected(&expect) {
             Ok(()) => {
                 let exp = claims.expires_at();
-                // Claims::parse checked that the whole body is UTF-8.
-                let json = String::from_utf8(body).unwrap_or_default();
-                let token = claims.into_token(TokenKind::Reference, RawClaims::Json(json.into()));
+                let parts = claims.detach(&json);
+                let token = AccessToken::new(parts, TokenKind::Reference, json);
                 let mut until = later(now, self.policy.active_ttl);
                 if let Some(exp) = exp {
                     until = until

@@ -232,6 +232,20 @@ impl KeyCache {
         self.fetch_and_store().await
     }
 
+    /// The cached snapshot when it is fresh and holds a key the token may be
+    /// checked against: the path of nearly every verification, which needs
+    /// no `await`. `None` means [`snapshot_for`](Self::snapshot_for) has
+    /// work to do.
+    pub(crate) fn fresh_snapshot_for(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        now: SystemTime,
+    ) -> Option<Arc<KeySnapshot>> {
+        let snapshot = self.current();
+        (now < snapshot.fresh_until && snapshot.has_candidate(kid, alg)).then_some(snapshot)
+    }
+
     /// A snapshot holding at least one key the token may be checked against,
     /// fetching the JWKS when the cache is stale or the `kid` is new. `now`
     /// is the caller's reading of the clock, so one verification reads it

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
-use tessera_jose::{Algorithm, UnverifiedJws, VerifyingKey, typ_matches};
+use tessera_jose::{Algorithm, JwsRef, JwsScratch, VerifyingKey, typ_matches};
 
 use crate::claims::{Claims, Expectations};
 use crate::clock::{Clock, SystemClock, unix_seconds};
@@ -13,9 +13,9 @@ use crate::discovery::{self, parse_url};
 use crate::error::{SetupError, is_scope_token, is_valid_realm};
 use crate::fetch::require_secure;
 use crate::introspection::{IntrospectionPolicy, Introspector};
-use crate::jwks::{AlgorithmSet, JwksPolicy, KeyCache};
+use crate::jwks::{AlgorithmSet, JwksPolicy, KeyCache, KeySnapshot};
 use crate::secret::{ClientSecret, SharedSecret};
-use crate::token::{AccessToken, RawClaims, TokenKind};
+use crate::token::{AccessToken, TokenKind};
 use crate::{Error, bearer_token};
 
 /// Longer tokens are refused before any parsing. Tessera's access tokens are
@@ -91,7 +91,7 @@ impl Verifier {
     pub async fn verify(&self, token: &str) -> Result<AccessToken, Error> {
         let verified = if token.len() > MAX_TOKEN_BYTES {
             Err(Error::Malformed("the token is too long"))
-        } else if token.contains('.') {
+        } else if token.as_bytes().contains(&b'.') {
             self.verify_jwt(token).await
         } else {
             // Boxed: the introspection future is large, and only this path
@@ -137,16 +137,58 @@ impl Verifier {
     }
 
     /// RFC 9068 §4, in the order that rejects cheaply first: header, then
-    /// signature, then claims.
+    /// signature, then claims. With fresh cached keys all of it happens in
+    /// [`check_jwt`](Self::check_jwt), without waiting; only a token whose
+    /// keys have to be fetched first takes the slower path.
     async fn verify_jwt(&self, token: &str) -> Result<AccessToken, Error> {
+        let now = self.inner.clock.now();
+        // Matched in a statement of its own: a scrutinee held across the
+        // `await` below would put a whole `AccessToken` in the future.
+        let (kid, alg) = match self.check_jwt(token, now, None)? {
+            Checked::Token(verified) => return Ok(verified),
+            Checked::NeedsKeys { kid, alg } => (kid, alg),
+        };
+        // Boxed: the JWKS fetch future is large, and only this path should
+        // pay for it.
+        Box::pin(self.verify_jwt_after_fetch(token, now, kid, alg)).await
+    }
+
+    async fn verify_jwt_after_fetch(
+        &self,
+        token: &str,
+        now: SystemTime,
+        kid: Option<String>,
+        alg: Algorithm,
+    ) -> Result<AccessToken, Error> {
+        let Some(jwks) = self.inner.jwks.as_ref() else {
+            return Err(Error::UnknownKey(kid));
+        };
+        let snapshot = jwks.snapshot_for(kid.as_deref(), alg, now).await?;
+        match self.check_jwt(token, now, Some(&snapshot))? {
+            Checked::Token(verified) => Ok(verified),
+            Checked::NeedsKeys { kid, .. } => Err(Error::UnknownKey(kid)),
+        }
+    }
+
+    /// The whole check of a JWT access token against the keys in `keys`, or
+    /// without them, the cached keys when they are fresh and hold a
+    /// candidate. Synchronous, so that the buffers the token is decoded into
+    /// live on the stack rather than in the future of every request; it
+    /// allocates only the decoded payload, which the result keeps.
+    fn check_jwt(
+        &self,
+        token: &str,
+        now: SystemTime,
+        keys: Option<&KeySnapshot>,
+    ) -> Result<Checked, Error> {
         let inner = &*self.inner;
-        let now = inner.clock.now();
-        let jws = UnverifiedJws::parse(token).map_err(jose_error)?;
+        let mut scratch = JwsScratch::new();
+        let jws = JwsRef::parse(token, &mut scratch).map_err(jose_error)?;
         // RFC 9068 §4: `typ` must be `at+jwt` (or its long form); this is
         // what keeps ID tokens and other JWTs from the same issuer, signed
         // with the same keys, from being accepted as access tokens. The rule
         // is tessera-jose's, the one Tessera's introspection applies too.
-        let typ = jws.header().typ.as_deref();
+        let typ = jws.typ();
         if !typ_matches(typ, "at+jwt") {
             return Err(Error::WrongType(typ.map(str::to_owned)));
         }
@@ -154,34 +196,54 @@ impl Verifier {
         if !inner.allowed.contains(alg) {
             return Err(Error::AlgorithmNotAllowed(alg.as_str().to_owned()));
         }
-        let claims: Claims = if alg == Algorithm::HS256 {
+        if alg == Algorithm::HS256 {
             // Only ever the configured shared secret: a public key from the
             // JWKS is never an HMAC key (the RS256/HS256 confusion).
             let key = inner
                 .shared
                 .as_ref()
                 .ok_or_else(|| Error::AlgorithmNotAllowed(alg.as_str().to_owned()))?;
-            jws.verify(key).map_err(jose_error)?
+            jws.verify_signature(key).map_err(jose_error)?;
         } else {
-            let unknown = || Error::UnknownKey(jws.kid().map(str::to_owned));
+            let kid = jws.kid();
+            let unknown = || Error::UnknownKey(kid.map(str::to_owned));
             let jwks = inner.jwks.as_ref().ok_or_else(unknown)?;
-            let snapshot = jwks.snapshot_for(jws.kid(), alg, now).await?;
+            let cached;
+            let snapshot = match keys {
+                Some(keys) => keys,
+                None => match jwks.fresh_snapshot_for(kid, alg, now) {
+                    Some(fresh) => {
+                        cached = fresh;
+                        &*cached
+                    }
+                    None => {
+                        return Ok(Checked::NeedsKeys {
+                            kid: kid.map(str::to_owned),
+                            alg,
+                        });
+                    }
+                },
+            };
             let mut outcome = None;
-            for key in snapshot.candidates(jws.kid(), alg) {
-                let verified = jws.verify(key).map_err(jose_error);
+            for key in snapshot.candidates(kid, alg) {
+                let verified = jws.verify_signature(key);
                 let done = verified.is_ok();
-                outcome = Some(verified);
+                outcome = Some(verified.map_err(jose_error));
                 if done {
                     break;
                 }
             }
-            outcome.unwrap_or_else(|| Err(unknown()))?
-        };
+            outcome.unwrap_or_else(|| Err(unknown()))?;
+        }
+        let json = jws.payload_json().map_err(jose_error)?;
+        let claims = Claims::parse(&json)?;
         claims.check_jwt(&self.expectations(now))?;
-        Ok(claims.into_token(
+        let parts = claims.detach(&json);
+        Ok(Checked::Token(AccessToken::new(
+            parts,
             TokenKind::Jwt(alg),
-            RawClaims::Jwt(payload_segment(token).into()),
-        ))
+            json,
+        )))
     }
 
     async fn verify_reference(&self, token: &str) -> Result<AccessToken, Error> {
@@ -205,14 +267,11 @@ impl Verifier {
     }
 }
 
-/// The middle segment of a compact JWS that `UnverifiedJws::parse`
-/// accepted (so it has exactly two dots). Searching from both ends reads
-/// only the short header and signature, not the payload.
-fn payload_segment(token: &str) -> &str {
-    match (token.find('.'), token.rfind('.')) {
-        (Some(first), Some(last)) if first < last => &token[first + 1..last],
-        _ => "",
-    }
+/// What [`Verifier::check_jwt`] found: a verified token, or that the keys
+/// for it have to be fetched first.
+enum Checked {
+    Token(AccessToken),
+    NeedsKeys { kid: Option<String>, alg: Algorithm },
 }
 
 fn jose_error(error: tessera_jose::Error) -> Error {
@@ -568,13 +627,6 @@ impl VerifierBuilder {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_payload_segment_is_the_middle_one() {
-        assert_eq!(super::payload_segment("h.p.s"), "p");
-        assert_eq!(super::payload_segment("h..s"), "");
-        assert_eq!(super::payload_segment("nodots"), "");
-    }
-
     #[test]
     fn the_verification_future_stays_small() {
         // The network paths are boxed; what every request builds on its
