@@ -696,6 +696,9 @@ macro_rules! impl_store {
         #[async_trait]
         impl TokenStore for $store {
             async fn insert_reference_token(&self, token: &ReferenceToken) -> StoreResult<()> {
+                if let Some(outcome) = self.insert_reference_token_batched(token).await {
+                    return outcome;
+                }
                 sqlx::query(
                     "INSERT INTO reference_tokens (digest, client_id, claims, expires_at, revoked) VALUES ($1, $2, $3, $4, $5)",
                 )

@@ -18,6 +18,14 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// PostgreSQL takes concurrent inserts as they come: never batched.
+    async fn insert_reference_token_batched(
+        &self,
+        _token: &tessera_core::store::ReferenceToken,
+    ) -> Option<Result<(), StoreError>> {
+        None
+    }
+
     /// PostgreSQL keeps its own house (autovacuum, checkpoints).
     pub async fn housekeeping(&self) -> Result<(), StoreError> {
         Ok(())

@@ -18,6 +18,8 @@ use crate::IfMissing;
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
     writer: sqlx::SqlitePool,
+    /// Reference tokens issued at the same time go in together.
+    reference_tokens: Option<ReferenceTokenBatcher>,
     /// The WAL file, for its size; `None` for an in-memory database.
     wal: Option<PathBuf>,
 }
@@ -87,6 +89,7 @@ impl SqliteStore {
             return Ok(SqliteStore {
                 writer: pool.clone(),
                 pool,
+                reference_tokens: None,
                 wal: None,
             });
         }
@@ -102,9 +105,21 @@ impl SqliteStore {
         wal.push("-wal");
         Ok(SqliteStore {
             pool,
+            reference_tokens: Some(ReferenceTokenBatcher::start(writer.clone())),
             writer,
             wal: Some(PathBuf::from(wal)),
         })
+    }
+
+    /// Inserts through the batcher, unless the database is in memory.
+    async fn insert_reference_token_batched(
+        &self,
+        token: &ReferenceToken,
+    ) -> Option<Result<(), StoreError>> {
+        match &self.reference_tokens {
+            Some(batcher) => Some(batcher.insert(token).await),
+            None => None,
+        }
     }
 
     /// Copies the WAL's committed pages into the database file without
@@ -118,6 +133,8 @@ impl SqliteStore {
             return Ok(());
         };
         let size = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+        // On the writer, between writes: a checkpoint beside a writer that
+        // never pauses never catches up with it, and the WAL never restarts.
         let sql = if size > WAL_TRUNCATE_AT {
             "PRAGMA wal_checkpoint(TRUNCATE)"
         } else {
@@ -129,6 +146,100 @@ impl SqliteStore {
             .map_err(map_err)?;
         Ok(())
     }
+}
+
+/// Inserts the reference tokens of concurrent requests in one statement.
+///
+/// Issuing a reference token is one insert, and on SQLite most of an insert's
+/// cost is handing the statement to the connection's thread and back, not the
+/// SQL. Requests queue their tokens here; one task takes whatever is queued
+/// (up to [`REFERENCE_BATCH`]), inserts it with one multi-row `INSERT`, and
+/// answers each request once that statement has committed, so nothing is
+/// acknowledged before it is in the WAL. Should the batch fail (a digest
+/// already taken, which 256 random bits make a bug, not a race), each token
+/// is inserted alone, so that each request gets its own answer.
+#[derive(Debug, Clone)]
+struct ReferenceTokenBatcher {
+    queue: tokio::sync::mpsc::UnboundedSender<QueuedToken>,
+}
+
+struct QueuedToken {
+    token: ReferenceToken,
+    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The most tokens one statement inserts (5 parameters each).
+const REFERENCE_BATCH: usize = 64;
+
+impl ReferenceTokenBatcher {
+    /// Starts the inserting task; it ends when the store is dropped.
+    fn start(writer: sqlx::SqlitePool) -> Self {
+        let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel::<QueuedToken>();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(REFERENCE_BATCH);
+            while queued.recv_many(&mut batch, REFERENCE_BATCH).await > 0 {
+                let tokens: Vec<&ReferenceToken> = batch.iter().map(|q| &q.token).collect();
+                if insert_reference_tokens(&writer, &tokens).await.is_ok() {
+                    for queued in batch.drain(..) {
+                        let _ = queued.done.send(Ok(()));
+                    }
+                } else {
+                    for queued in batch.drain(..) {
+                        let outcome = insert_reference_tokens(&writer, &[&queued.token]).await;
+                        let _ = queued.done.send(outcome);
+                    }
+                }
+            }
+        });
+        ReferenceTokenBatcher { queue }
+    }
+
+    async fn insert(&self, token: &ReferenceToken) -> Result<(), StoreError> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(QueuedToken {
+                token: token.clone(),
+                done,
+            })
+            .map_err(|_| StoreError::Unavailable("the store is closing".into()))?;
+        outcome
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closing".into()))?
+    }
+}
+
+async fn insert_reference_tokens(
+    writer: &sqlx::SqlitePool,
+    tokens: &[&ReferenceToken],
+) -> Result<(), StoreError> {
+    let mut sql = String::from(
+        "INSERT INTO reference_tokens (digest, client_id, claims, expires_at, revoked) VALUES ",
+    );
+    for i in 0..tokens.len() {
+        let n = i * 5;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${})",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5
+        ));
+    }
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for token in tokens {
+        query = query
+            .bind(token.digest.0.to_vec())
+            .bind(token.client_id.clone())
+            .bind(token.claims.to_string())
+            .bind(token.expires_at)
+            .bind(token.revoked);
+    }
+    query.execute(writer).await.map_err(map_err)?;
+    Ok(())
 }
 
 fn absolute(path: &Path) -> std::path::PathBuf {

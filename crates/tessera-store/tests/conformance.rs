@@ -3447,6 +3447,58 @@ async fn check_catalog_version(store: &dyn Store) {
     );
 }
 
+/// Reference tokens issued at the same moment (which SQLite inserts in one
+/// statement) are each stored and answered for alone: a digest taken twice
+/// fails for its second holder only, and every other token is stored.
+async fn check_reference_token_race(store: &Arc<dyn Store>) {
+    let client_id = unique("batched");
+    let taken = reference_token(&client_id, FAR_FUTURE);
+    store
+        .insert_reference_token(&taken)
+        .await
+        .expect("insert_reference_token");
+    let tokens: Vec<ReferenceToken> = (0..RACERS)
+        .map(|i| {
+            if i == 3 {
+                ReferenceToken {
+                    digest: taken.digest,
+                    ..reference_token(&client_id, FAR_FUTURE + 1)
+                }
+            } else {
+                reference_token(&client_id, FAR_FUTURE)
+            }
+        })
+        .collect();
+    let shared = Arc::new(tokens.clone());
+    let outcomes = race(store, move |store, i| {
+        let tokens = Arc::clone(&shared);
+        async move { store.insert_reference_token(&tokens[i]).await }
+    })
+    .await;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        if i == 3 {
+            expect_conflict(outcome, "a digest taken before, in a batch");
+            assert_eq!(
+                store
+                    .reference_token(&taken.digest)
+                    .await
+                    .expect("reference_token"),
+                Some(taken.clone()),
+                "the first holder keeps it"
+            );
+        } else {
+            outcome.expect("the others in the batch are stored");
+            assert_eq!(
+                store
+                    .reference_token(&tokens[i].digest)
+                    .await
+                    .expect("reference_token"),
+                Some(tokens[i].clone())
+            );
+        }
+    }
+}
+
 async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRace) {
     check_ping(&*store, backend).await;
     check_clients(&*store).await;
@@ -3482,6 +3534,7 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_resource_race(&store).await;
     check_resource_secret_race(&store).await;
     check_revocation_races(&store).await;
+    check_reference_token_race(&store).await;
     check_code_race(&store).await;
     check_refresh_race(&store).await;
     check_login_failure_race(&store).await;
