@@ -8,6 +8,8 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
+use tessera_jose::JsonStr;
+
 use crate::Error;
 use crate::token::{Actor, AudienceParts, MAX_CLAIMS_BYTES, Text, TokenParts};
 
@@ -174,47 +176,6 @@ impl<'a> Claims<'a> {
     }
 }
 
-/// A JSON string claim, borrowed from the JSON text unless it had escapes.
-/// (serde's own `Cow<str>` always copies inside an `Option`.)
-#[derive(Debug)]
-struct JsonStr<'a>(Cow<'a, str>);
-
-impl std::ops::Deref for JsonStr<'_> {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for JsonStr<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(StrVisitor).map(JsonStr)
-    }
-}
-
-struct StrVisitor;
-
-impl<'de> Visitor<'de> for StrVisitor {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v))
-    }
-}
-
 /// Issuers are compared as exact strings, never normalized (RFC 9068 §4,
 /// OpenID Connect Discovery §3): `https://a/` is not `https://a`.
 fn check_issuer(iss: &str, expect: &Expectations<'_>) -> Result<(), Error> {
@@ -273,21 +234,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for AudiencesRef<'a> {
             }
 
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                StrVisitor
-                    .visit_borrowed_str(v)
-                    .map(|v| AudiencesRef::One(JsonStr(v)))
+                Ok(AudiencesRef::One(JsonStr(Cow::Borrowed(v))))
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                StrVisitor
-                    .visit_str(v)
-                    .map(|v| AudiencesRef::One(JsonStr(v)))
+                Ok(AudiencesRef::One(JsonStr(Cow::Owned(v.to_owned()))))
             }
 
             fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                StrVisitor
-                    .visit_string(v)
-                    .map(|v| AudiencesRef::One(JsonStr(v)))
+                Ok(AudiencesRef::One(JsonStr(Cow::Owned(v))))
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {

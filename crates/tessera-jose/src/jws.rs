@@ -38,8 +38,18 @@ struct ReceivedHeader<'h> {
 }
 
 /// A JSON string, borrowed from the input unless it had escapes. (serde's
-/// own `Cow<str>` always copies inside an `Option`.)
-struct JsonStr<'a>(Cow<'a, str>);
+/// own `Cow<str>` always copies inside an `Option`.) Also what tessera-guard
+/// reads claims with.
+#[derive(Debug)]
+pub struct JsonStr<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for JsonStr<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for JsonStr<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -14,7 +14,7 @@ mod keys;
 
 pub use algorithm::Algorithm;
 pub use jwk::{Jwk, JwkSet};
-pub use jws::{Header, JwsRef, JwsScratch, UnverifiedJws, encode, typ_matches};
+pub use jws::{Header, JsonStr, JwsRef, JwsScratch, UnverifiedJws, encode, typ_matches};
 pub use keys::{SigningKey, VerifyingKey};
 
 /// Why a JOSE operation failed. Callers map these to their own error codes; the
