@@ -168,13 +168,16 @@ impl Catalog {
 
     /// The entry for `key`: from the copy when it is fresh and holds it,
     /// otherwise from the store, filed for next time (absence included).
-    async fn lookup<T, F>(&self, key: &str, load: F) -> StoreResult<Option<T>>
+    /// `load` makes the store's (boxed) future only on a miss: a hit
+    /// allocates nothing.
+    async fn lookup<T, L, F>(&self, key: &str, load: L) -> StoreResult<Option<T>>
     where
         T: Entry,
+        L: FnOnce() -> F,
         F: std::future::Future<Output = StoreResult<Option<T>>>,
     {
         if !self.fresh() {
-            return load.await;
+            return load().await;
         }
         let epoch = {
             let copy = self.read();
@@ -183,7 +186,7 @@ impl Catalog {
             }
             copy.epoch
         };
-        let found = load.await?;
+        let found = load().await?;
         let mut copy = self.write();
         if copy.epoch == epoch {
             let entries = T::table_mut(&mut copy);
@@ -207,7 +210,7 @@ impl Catalog {
 #[async_trait]
 impl ClientStore for Catalog {
     async fn client(&self, id: &str) -> StoreResult<Option<Client>> {
-        self.lookup(id, self.store.client(id)).await
+        self.lookup(id, || self.store.client(id)).await
     }
 
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
@@ -253,7 +256,8 @@ impl ClientStore for Catalog {
 #[async_trait]
 impl ResourceStore for Catalog {
     async fn resource(&self, audience: &str) -> StoreResult<Option<Resource>> {
-        self.lookup(audience, self.store.resource(audience)).await
+        self.lookup(audience, || self.store.resource(audience))
+            .await
     }
 
     async fn insert_resource(&self, resource: &Resource) -> StoreResult<()> {
@@ -286,7 +290,8 @@ impl ResourceStore for Catalog {
 #[async_trait]
 impl TrustStore for Catalog {
     async fn trusted_issuer(&self, issuer: &str) -> StoreResult<Option<TrustedIssuer>> {
-        self.lookup(issuer, self.store.trusted_issuer(issuer)).await
+        self.lookup(issuer, || self.store.trusted_issuer(issuer))
+            .await
     }
 
     async fn insert_trusted_issuer(&self, issuer: &TrustedIssuer) -> StoreResult<()> {
@@ -304,7 +309,8 @@ impl TrustStore for Catalog {
     }
 
     async fn saml_idp(&self, entity_id: &str) -> StoreResult<Option<SamlIdp>> {
-        self.lookup(entity_id, self.store.saml_idp(entity_id)).await
+        self.lookup(entity_id, || self.store.saml_idp(entity_id))
+            .await
     }
 
     async fn insert_saml_idp(&self, idp: &SamlIdp) -> StoreResult<()> {
@@ -487,7 +493,7 @@ mod tests {
         let (store, catalog) = world().await;
         catalog.sync().await.unwrap();
         let raced = catalog
-            .lookup("app", async {
+            .lookup("app", || async {
                 let before = store.client("app").await;
                 store.delete_client("app").await.unwrap();
                 catalog.sync().await.unwrap();

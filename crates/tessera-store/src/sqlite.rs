@@ -233,7 +233,7 @@ async fn insert_reference_tokens(
     for token in tokens {
         query = query
             .bind(token.digest.0.to_vec())
-            .bind(token.client_id.clone())
+            .bind(token.client_id.as_str())
             .bind(token.claims.to_string())
             .bind(token.expires_at)
             .bind(token.revoked);
