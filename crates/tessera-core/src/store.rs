@@ -241,6 +241,10 @@ pub trait TrustStore: Send + Sync {
     ) -> StoreResult<bool>;
 }
 
+/// How often a serving process calls [`Store::housekeeping`]: often enough
+/// that SQLite's write-ahead log stays a few megabytes under sustained writes.
+pub const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Everything the provider needs from storage.
 #[async_trait]
 pub trait Store:
@@ -269,7 +273,7 @@ pub trait Store:
     async fn catalog_version(&self) -> StoreResult<i64>;
     /// Upkeep the backend needs while it serves (SQLite: checkpointing its
     /// write-ahead log so that it stays small); the server calls it every
-    /// second. Short: it never holds writes up for long.
+    /// [`HOUSEKEEPING_INTERVAL`]. Short: it never holds writes up for long.
     async fn housekeeping(&self) -> StoreResult<()> {
         Ok(())
     }

@@ -243,7 +243,7 @@ macro_rules! impl_store {
                 let sql = const_format::concatcp!("SELECT ", CLIENT_COLUMNS, " FROM clients WHERE id = $1");
                 sqlx::query(sql)
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -262,7 +262,7 @@ macro_rules! impl_store {
                     .bind(client.secret_digest.map(|d| d.0.to_vec()))
                     .bind(client.sealed_secret.as_deref())
                     .bind(client.created_at)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(|e| match map_err(e) {
                         StoreError::Conflict(_) => {
@@ -276,7 +276,7 @@ macro_rules! impl_store {
             async fn clients(&self) -> StoreResult<Vec<Client>> {
                 let sql = const_format::concatcp!("SELECT ", CLIENT_COLUMNS, " FROM clients ORDER BY created_at, id");
                 sqlx::query(sql)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .iter()
@@ -288,7 +288,8 @@ macro_rules! impl_store {
                 // What was granted to the client goes with it, in the same
                 // transaction, so that a client later registered under the same ID
                 // inherits no consent and no tokens.
-                let mut tx = self.writer.begin().await.map_err(map_err)?;
+                let mut conn = self.writer().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
                 for sql in [
                     "DELETE FROM reference_tokens WHERE client_id = $1",
                     "DELETE FROM consents WHERE client_id = $1",
@@ -333,7 +334,7 @@ macro_rules! impl_store {
                 };
                 let updated = query
                     .bind(&client.id)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
@@ -359,7 +360,7 @@ macro_rules! impl_store {
                 .bind(jti)
                 .bind(expires_at)
                 .bind(now)
-                .execute(&self.writer)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -379,7 +380,7 @@ macro_rules! impl_store {
                 .bind(digest.0.to_vec())
                 .bind(sealed)
                 .bind(id)
-                .execute(&self.writer)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -415,7 +416,7 @@ macro_rules! impl_store {
             ) -> StoreResult<Option<tessera_core::store::TrustedIssuer>> {
                 sqlx::query("SELECT issuer, jwks, jwks_uri, created_at FROM trusted_issuers WHERE issuer = $1")
                     .bind(issuer)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -434,7 +435,7 @@ macro_rules! impl_store {
                 .bind(issuer.jwks.as_ref().map(to_json))
                 .bind(issuer.jwks_uri.as_deref())
                 .bind(issuer.created_at)
-                .execute(&self.writer)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(|e| match map_err(e) {
                     StoreError::Conflict(_) => {
@@ -447,7 +448,7 @@ macro_rules! impl_store {
 
             async fn trusted_issuers(&self) -> StoreResult<Vec<tessera_core::store::TrustedIssuer>> {
                 sqlx::query("SELECT issuer, jwks, jwks_uri, created_at FROM trusted_issuers ORDER BY created_at, issuer")
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .iter()
@@ -458,7 +459,7 @@ macro_rules! impl_store {
             async fn delete_trusted_issuer(&self, issuer: &str) -> StoreResult<bool> {
                 let deleted = sqlx::query("DELETE FROM trusted_issuers WHERE issuer = $1")
                     .bind(issuer)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
@@ -468,7 +469,7 @@ macro_rules! impl_store {
             async fn saml_idp(&self, entity_id: &str) -> StoreResult<Option<tessera_core::store::SamlIdp>> {
                 sqlx::query("SELECT entity_id, certificate_pem, created_at FROM saml_idps WHERE entity_id = $1")
                     .bind(entity_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -483,7 +484,7 @@ macro_rules! impl_store {
                 .bind(&idp.entity_id)
                 .bind(&idp.certificate_pem)
                 .bind(idp.created_at)
-                .execute(&self.writer)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(|e| match map_err(e) {
                     StoreError::Conflict(_) => {
@@ -496,7 +497,7 @@ macro_rules! impl_store {
 
             async fn saml_idps(&self) -> StoreResult<Vec<tessera_core::store::SamlIdp>> {
                 sqlx::query("SELECT entity_id, certificate_pem, created_at FROM saml_idps ORDER BY created_at, entity_id")
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .iter()
@@ -507,7 +508,7 @@ macro_rules! impl_store {
             async fn delete_saml_idp(&self, entity_id: &str) -> StoreResult<bool> {
                 let deleted = sqlx::query("DELETE FROM saml_idps WHERE entity_id = $1")
                     .bind(entity_id)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
@@ -534,7 +535,7 @@ macro_rules! impl_store {
                 .bind(id)
                 .bind(expires_at)
                 .bind(now)
-                .execute(&self.writer)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -548,7 +549,7 @@ macro_rules! impl_store {
                 let sql = const_format::concatcp!("SELECT ", RESOURCE_COLUMNS, " FROM resources WHERE audience = $1");
                 sqlx::query(sql)
                     .bind(audience)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -564,7 +565,7 @@ macro_rules! impl_store {
                 bind_resource_settings(sqlx::query(sql), resource)
                     .bind(&resource.audience)
                     .bind(resource.created_at)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(|e| match map_err(e) {
                         StoreError::Conflict(_) => {
@@ -578,7 +579,7 @@ macro_rules! impl_store {
             async fn resources(&self) -> StoreResult<Vec<Resource>> {
                 let sql = const_format::concatcp!("SELECT ", RESOURCE_COLUMNS, " FROM resources ORDER BY created_at, audience");
                 sqlx::query(sql)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .iter()
@@ -594,7 +595,7 @@ macro_rules! impl_store {
                 let updated = bind_resource_settings(sqlx::query(sql), resource)
                     .bind(&resource.audience)
                     .bind(secret_version)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
@@ -614,7 +615,7 @@ macro_rules! impl_store {
                 .bind(sealed.0.as_slice())
                 .bind(from_version)
                 .bind(audience)
-                .execute(&self.writer)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -628,7 +629,7 @@ macro_rules! impl_store {
                 sqlx::query(
                     "SELECT kid, alg, sealed_private_key, created_at, activates_at, revoked_at FROM signing_keys ORDER BY activates_at, created_at, kid",
                 )
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.reader().await?)
                 .await
                 .map_err(map_err)?
                 .iter()
@@ -646,7 +647,7 @@ macro_rules! impl_store {
                 .bind(key.created_at)
                 .bind(key.activates_at)
                 .bind(key.revoked_at)
-                .execute(&self.writer)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(map_err)?;
                 Ok(())
@@ -672,7 +673,7 @@ macro_rules! impl_store {
                 .bind(key.activates_at)
                 .bind(&key.alg)
                 .bind(newer_than)
-                .execute(&self.writer)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -685,7 +686,7 @@ macro_rules! impl_store {
                 )
                 .bind(now)
                 .bind(kid)
-                .execute(&self.writer)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -707,7 +708,7 @@ macro_rules! impl_store {
                 .bind(token.claims.to_string())
                 .bind(token.expires_at)
                 .bind(token.revoked)
-                .execute(&self.writer)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(map_err)?;
                 Ok(())
@@ -718,7 +719,7 @@ macro_rules! impl_store {
                     "SELECT client_id, claims, expires_at, revoked FROM reference_tokens WHERE digest = $1",
                 )
                 .bind(digest.0.to_vec())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.reader().await?)
                 .await
                 .map_err(map_err)?
                 else {
@@ -738,7 +739,7 @@ macro_rules! impl_store {
             async fn revoke_reference_token(&self, digest: &SecretDigest) -> StoreResult<bool> {
                 let updated = sqlx::query("UPDATE reference_tokens SET revoked = TRUE WHERE digest = $1")
                     .bind(digest.0.to_vec())
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
@@ -751,7 +752,7 @@ macro_rules! impl_store {
                 )
                 .bind(jti)
                 .bind(expires_at)
-                .execute(&self.writer)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(map_err)?;
                 Ok(())
@@ -760,7 +761,7 @@ macro_rules! impl_store {
             async fn is_jti_revoked(&self, jti: &str) -> StoreResult<bool> {
                 Ok(sqlx::query("SELECT 1 FROM revoked_jtis WHERE jti = $1")
                     .bind(jti)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .is_some())
@@ -797,7 +798,7 @@ macro_rules! impl_store {
                     loop {
                         let deleted = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                             .bind(before)
-                            .execute(&self.writer)
+                            .execute(&mut *self.writer().await?)
                             .await
                             .map_err(map_err)?
                             .rows_affected();
@@ -967,7 +968,7 @@ macro_rules! impl_store {
                     .bind(user.created_at)
                     .bind(&username_key)
                     .bind(&email_key)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(|e| match map_err(e) {
                         StoreError::Conflict(_) => conflict(),
@@ -984,7 +985,7 @@ macro_rules! impl_store {
                 let sql = const_format::concatcp!("SELECT ", USER_COLUMNS, " FROM users WHERE id = $1");
                 sqlx::query(sql)
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -1002,7 +1003,7 @@ macro_rules! impl_store {
                 );
                 sqlx::query(sql)
                     .bind(login.to_lowercase())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -1013,7 +1014,7 @@ macro_rules! impl_store {
             async fn users(&self) -> StoreResult<Vec<User>> {
                 let sql = const_format::concatcp!("SELECT ", USER_COLUMNS, " FROM users ORDER BY created_at, id");
                 sqlx::query(sql)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .iter()
@@ -1022,7 +1023,8 @@ macro_rules! impl_store {
             }
 
             async fn delete_user(&self, id: &str) -> StoreResult<bool> {
-                let mut tx = self.writer.begin().await.map_err(map_err)?;
+                let mut conn = self.writer().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
                 revoke_user_access_jtis(&mut tx, id, None).await?;
                 for sql in [
                     "DELETE FROM sessions WHERE user_id = $1",
@@ -1054,7 +1056,8 @@ macro_rules! impl_store {
             ) -> StoreResult<Option<u64>> {
                 // A new password signs the user out everywhere: whoever knew the old
                 // one may hold a session, or tokens obtained with it.
-                let mut tx = self.writer.begin().await.map_err(map_err)?;
+                let mut conn = self.writer().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
                 let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                     .bind(password_hash)
                     .bind(id)
@@ -1108,7 +1111,7 @@ macro_rules! impl_store {
                     .bind(session.auth_time)
                     .bind(session.last_seen)
                     .bind(session.expires_at)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1131,7 +1134,7 @@ macro_rules! impl_store {
                     .bind(now)
                     .bind(digest.0.to_vec())
                     .bind(idle_since)
-                    .fetch_optional(&self.writer)
+                    .fetch_optional(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -1154,7 +1157,7 @@ macro_rules! impl_store {
                     .bind(now)
                     .bind(sid)
                     .bind(idle_since)
-                    .fetch_optional(&self.writer)
+                    .fetch_optional(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -1167,7 +1170,8 @@ macro_rules! impl_store {
                     "DELETE FROM sessions WHERE digest = $1 RETURNING ",
                     SESSION_COLUMNS
                 );
-                let mut tx = self.writer.begin().await.map_err(map_err)?;
+                let mut conn = self.writer().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
                 let session = sqlx::query(sql)
                     .bind(digest.0.to_vec())
                     .fetch_optional(&mut *tx)
@@ -1184,7 +1188,8 @@ macro_rules! impl_store {
             }
 
             async fn delete_session_by_sid(&self, sid: &str, now: i64) -> StoreResult<bool> {
-                let mut tx = self.writer.begin().await.map_err(map_err)?;
+                let mut conn = self.writer().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
                 let deleted = sqlx::query("DELETE FROM sessions WHERE sid = $1")
                     .bind(sid)
                     .execute(&mut *tx)
@@ -1252,7 +1257,7 @@ macro_rules! impl_store {
                 sqlx::query(sql)
                     .bind(user_id)
                     .bind(client_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -1271,7 +1276,7 @@ macro_rules! impl_store {
                     .bind(&consent.client_id)
                     .bind(consent.scopes.to_string())
                     .bind(consent.granted_at)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1284,7 +1289,7 @@ macro_rules! impl_store {
                 );
                 sqlx::query(sql)
                     .bind(user_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .iter()
@@ -1295,7 +1300,8 @@ macro_rules! impl_store {
             async fn revoke_consent(&self, user_id: &str, client_id: Option<&str>) -> StoreResult<u64> {
                 // The refresh tokens go whether or not a consent is on record: a
                 // withdrawal must leave the client nothing to continue with.
-                let mut tx = self.writer.begin().await.map_err(map_err)?;
+                let mut conn = self.writer().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
                 revoke_user_access_jtis(&mut tx, user_id, client_id).await?;
                 sqlx::query(
                     "UPDATE refresh_tokens SET revoked = TRUE \
@@ -1343,7 +1349,7 @@ macro_rules! impl_store {
                     .bind(&code.access_jti)
                     .bind(code.access_expires_at)
                     .bind(&code.family_id)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1355,7 +1361,7 @@ macro_rules! impl_store {
                 );
                 sqlx::query(sql)
                     .bind(digest.0.to_vec())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -1375,7 +1381,7 @@ macro_rules! impl_store {
                 if let Some(row) = sqlx::query(sql)
                     .bind(now)
                     .bind(digest.0.to_vec())
-                    .fetch_optional(&self.writer)
+                    .fetch_optional(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?
                 {
@@ -1404,7 +1410,7 @@ macro_rules! impl_store {
                 .bind(access_expires_at)
                 .bind(family_id)
                 .bind(digest.0.to_vec())
-                .execute(&self.writer)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(map_err)?;
                 Ok(())
@@ -1435,7 +1441,7 @@ macro_rules! impl_store {
                     .bind(token.access_expires_at)
                     .bind(token.rotated_at)
                     .bind(token.revoked)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1447,7 +1453,7 @@ macro_rules! impl_store {
                 );
                 sqlx::query(sql)
                     .bind(jti)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -1466,7 +1472,7 @@ macro_rules! impl_store {
                 if let Some(row) = sqlx::query(sql)
                     .bind(now)
                     .bind(jti)
-                    .fetch_optional(&self.writer)
+                    .fetch_optional(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?
                 {
@@ -1491,7 +1497,8 @@ macro_rules! impl_store {
             }
 
             async fn revoke_refresh_family(&self, family_id: &str, now: i64) -> StoreResult<u64> {
-                let mut tx = self.writer.begin().await.map_err(map_err)?;
+                let mut conn = self.writer().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
                 // Access tokens already expired need no record. The WHERE before
                 // ON CONFLICT is required: SQLite cannot otherwise tell the upsert's
                 // ON from a join's.
@@ -1524,7 +1531,7 @@ macro_rules! impl_store {
             async fn login_failures(&self, key: &str) -> StoreResult<Option<LoginFailures>> {
                 sqlx::query("SELECT count, first_at, last_at FROM login_failures WHERE key = $1")
                     .bind(key)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -1552,7 +1559,7 @@ macro_rules! impl_store {
                 .bind(key)
                 .bind(now)
                 .bind(window_start)
-                .fetch_one(&self.writer)
+                .fetch_one(&mut *self.writer().await?)
                 .await
                 .map_err(map_err)?;
                 failures_from_row(&row)
@@ -1561,7 +1568,7 @@ macro_rules! impl_store {
             async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
                 sqlx::query("DELETE FROM login_failures WHERE key = $1")
                     .bind(key)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1583,7 +1590,7 @@ macro_rules! impl_store {
                     .bind(i64::from(new.count))
                     .bind(new.first_at)
                     .bind(new.last_at)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await,
                     Some(old) => sqlx::query(
                         "UPDATE login_failures SET count = $1, first_at = $2, last_at = $3 \
@@ -1596,7 +1603,7 @@ macro_rules! impl_store {
                     .bind(i64::from(old.count))
                     .bind(old.first_at)
                     .bind(old.last_at)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await,
                 }
                 .map_err(map_err)?
@@ -1607,7 +1614,7 @@ macro_rules! impl_store {
             async fn release_login_attempt(&self, key: &str) -> StoreResult<()> {
                 sqlx::query("UPDATE login_failures SET count = count - 1 WHERE key = $1 AND count > 0")
                     .bind(key)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1655,7 +1662,7 @@ macro_rules! impl_store {
                     .bind(device.status.as_str())
                     .bind(device.user_id.as_deref())
                     .bind(device.auth_time)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1669,7 +1676,7 @@ macro_rules! impl_store {
                 sqlx::query(sql)
                     .bind(user_code)
                     .bind(now)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?
                     .as_ref()
@@ -1694,7 +1701,7 @@ macro_rules! impl_store {
                 .bind(auth_time)
                 .bind(user_code)
                 .bind(now)
-                .execute(&self.writer)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -1720,7 +1727,7 @@ macro_rules! impl_store {
                     .bind(digest.0.to_vec())
                     .bind(now)
                     .bind(client_id)
-                    .fetch_optional(&self.writer)
+                    .fetch_optional(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?
                 else {
@@ -1735,7 +1742,7 @@ macro_rules! impl_store {
                     .bind(digest.0.to_vec())
                     .bind(now)
                     .bind(client_id)
-                    .execute(&self.writer)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
@@ -1749,7 +1756,7 @@ macro_rules! impl_store {
                     return Ok(sqlx::query(finished)
                         .bind(digest.0.to_vec())
                         .bind(client_id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&mut *self.reader().await?)
                         .await
                         .map_err(map_err)?
                         .as_ref()
@@ -1773,7 +1780,7 @@ macro_rules! impl_store {
                     "UPDATE device_authorizations SET status = 'consumed' WHERE digest = $1 AND status = 'approved'",
                 )
                 .bind(digest.0.to_vec())
-                .execute(&self.writer)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
@@ -1796,7 +1803,7 @@ macro_rules! impl_store {
 
             async fn ping(&self) -> StoreResult<()> {
                 sqlx::query("SELECT 1")
-                    .execute(&self.pool)
+                    .execute(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)?;
                 Ok(())
@@ -1808,7 +1815,7 @@ macro_rules! impl_store {
 
             async fn catalog_version(&self) -> StoreResult<i64> {
                 sqlx::query_scalar("SELECT version FROM catalog_version WHERE id = 1")
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *self.reader().await?)
                     .await
                     .map_err(map_err)
             }

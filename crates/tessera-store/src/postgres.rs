@@ -13,11 +13,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: sqlx::PgPool,
-    /// PostgreSQL serves concurrent writers itself: the same pool.
-    writer: sqlx::PgPool,
 }
 
 impl PgStore {
+    /// A pooled connection for reads.
+    async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
+        self.pool.acquire().await.map_err(crate::common::map_err)
+    }
+
+    /// PostgreSQL serves concurrent writers itself: the same pool.
+    async fn writer(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
+        self.reader().await
+    }
+
     /// PostgreSQL takes concurrent inserts as they come: never batched.
     async fn insert_reference_token_batched(
         &self,
@@ -69,10 +77,7 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
-        Ok(PgStore {
-            writer: pool.clone(),
-            pool,
-        })
+        Ok(PgStore { pool })
     }
 }
 

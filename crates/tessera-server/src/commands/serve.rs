@@ -111,16 +111,17 @@ pub async fn serve(config: Config) -> CommandResult {
 
     let maintenance = tokio::spawn(maintain(Arc::clone(&provider)));
     let catalog_sync = tokio::spawn(sync_catalog(Arc::clone(&provider)));
+    let housekeeping = tokio::spawn(keep_house(Arc::clone(&provider)));
     let router = app(AppState { provider });
     connections::serve(listener, router, limits, shutdown_signal()).await;
     maintenance.abort();
     catalog_sync.abort();
+    housekeeping.abort();
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Background upkeep: pick up keys, rotate on schedule, purge expired records,
-/// keep the database's own house (SQLite's write-ahead log).
+/// Background upkeep: pick up keys, rotate on schedule, purge expired records.
 async fn maintain(provider: Arc<Provider>) {
     let mut tick = tokio::time::interval(KEY_REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -140,15 +141,32 @@ async fn maintain(provider: Arc<Provider>) {
                 Err(e) => tracing::warn!(error = %e, "scheduled key rotation failed"),
             }
         }
-        if let Err(e) = provider.store().housekeeping().await {
-            tracing::warn!(error = %e, "database housekeeping failed");
-        }
         if count.is_multiple_of(PURGE_EVERY) {
             match provider.store().purge_expired(provider.clock().now()).await {
                 Ok(n) if n > 0 => tracing::debug!(purged = n, "purged expired records"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purge of expired records failed"),
             }
+        }
+    }
+}
+
+/// The database's own upkeep (SQLite's write-ahead log), on its own tick:
+/// much more often than the rest of `maintain`.
+async fn keep_house(provider: Arc<Provider>) {
+    let mut tick = tokio::time::interval(tessera_core::store::HOUSEKEEPING_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match provider.store().housekeeping().await {
+            Ok(()) => failing = false,
+            // Once per outage, not ten times a second.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "database housekeeping failed");
+            }
+            Err(_) => {}
         }
     }
 }
