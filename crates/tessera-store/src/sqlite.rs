@@ -70,6 +70,10 @@ const WAL_TRUNCATE_AT: u64 = 32 * 1024 * 1024;
 /// last, until fewer than [`WRITER_CATCH_UP_FRAMES`] did.
 const CHECKPOINT_ROUNDS: usize = 4;
 
+/// Below this many frames (8 MiB) the WAL is left to grow: each time the
+/// writer makes it start over costs writes a pause of two `fsync`s.
+const WAL_RESTART_FRAMES: i64 = 2048;
+
 /// Few enough WAL frames for the writer to copy between two writes.
 const WRITER_CATCH_UP_FRAMES: i64 = 256;
 
@@ -214,10 +218,11 @@ impl SqliteStore {
     /// during the last, until little did. But SQLite starts the WAL over only
     /// when a write begins with every frame copied, which never happens while
     /// writes keep coming during the copy; so the writer, between two writes,
-    /// then copies the last few frames. Measured under sustained writes: the
-    /// writer's part a few hundred microseconds, at most a few milliseconds,
-    /// where it took 5 to 15 ms with the whole checkpoint on the writer.
-    /// Once the WAL file has grown past [`WAL_TRUNCATE_AT`] anyway (readers
+    /// then copies the last few frames. That still pauses writes for two
+    /// `fsync`s (the WAL's, then the database file's: SQLite's order, without
+    /// which a power cut could lose pages), a few milliseconds under sustained
+    /// writes, so it waits until the WAL holds [`WAL_RESTART_FRAMES`]. Once
+    /// the WAL file has grown past [`WAL_TRUNCATE_AT`] anyway (readers
     /// that never pause can keep it from starting over), the writer
     /// checkpoints it whole, waiting for those readers, and truncates it.
     pub async fn housekeeping(&self) -> Result<(), StoreError> {
@@ -238,7 +243,7 @@ impl SqliteStore {
                 break;
             }
         }
-        if frames <= 0 {
+        if frames < WAL_RESTART_FRAMES {
             return Ok(());
         }
         let size = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
@@ -278,6 +283,9 @@ struct QueuedToken {
 /// The most tokens one statement inserts (5 parameters each).
 const REFERENCE_BATCH: usize = 64;
 
+/// How many times the inserting task yields, before a batch, for more tokens.
+const LINGER_YIELDS: usize = 2;
+
 impl ReferenceTokenBatcher {
     /// Starts the inserting task; it ends when the store is dropped.
     fn start(writer: Arc<Mutex<SqliteConnection>>) -> Self {
@@ -285,6 +293,21 @@ impl ReferenceTokenBatcher {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(REFERENCE_BATCH);
             while queued.recv_many(&mut batch, REFERENCE_BATCH).await > 0 {
+                // Requests already running on the other workers are a few
+                // microseconds from queueing their tokens: give them those
+                // microseconds. Fewer, larger commits write fewer WAL pages.
+                for _ in 0..LINGER_YIELDS {
+                    if batch.len() >= REFERENCE_BATCH {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                    while batch.len() < REFERENCE_BATCH {
+                        match queued.try_recv() {
+                            Ok(token) => batch.push(token),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 let tokens: Vec<&ReferenceToken> = batch.iter().map(|q| &q.token).collect();
                 if insert_reference_tokens(&mut *writer.lock().await, &tokens)
                     .await

@@ -3611,8 +3611,8 @@ async fn sqlite() {
 /// itself, SQLite never starts the WAL over and it grows with every commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_housekeeping_bounds_the_wal_under_sustained_writes() {
-    const WRITERS: usize = 8;
-    const TOKENS_EACH: usize = 1_500;
+    const WRITERS: usize = 16;
+    const TOKENS_EACH: usize = 2_500;
     let dir = ScratchDir::new();
     let store = tessera_store::connect(&dir.sqlite_url("t.db"))
         .await
@@ -3646,14 +3646,15 @@ async fn sqlite_housekeeping_bounds_the_wal_under_sustained_writes() {
     for writer in writers {
         writer.await.expect("writer task");
     }
-    // 12,000 commits of at least one 4 KiB page each: some 50 MiB of WAL if
-    // it never started over.
+    // 40,000 tokens: some 64 MiB of WAL if it never started over (where
+    // SQLite's backstop checkpoint steps in); housekeeping lets it reach
+    // 8 MiB before it starts over.
     assert!(
         rounds > 1,
         "housekeeping ran only {rounds} time(s) during the writes"
     );
     assert!(
-        largest < 8 * 1024 * 1024,
+        largest < 24 * 1024 * 1024,
         "the WAL reached {largest} bytes during the writes"
     );
 }

@@ -2,8 +2,9 @@
 //! `WWW-Authenticate` challenges of RFC 6750 §3, and the precise reasons that
 //! go to the log instead of the wire.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
@@ -323,32 +324,49 @@ async fn the_extractor_logs_the_reason_too() {
     );
 }
 
-/// The events a test's own thread logs, as a minimal `tracing` subscriber.
-/// `#[tokio::test]` runs everything on that thread, the layer included.
+/// The events a test's own thread logs. `#[tokio::test]` runs everything on
+/// that thread, the layer included.
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<Logged>>>);
 
 /// One event: its level and its fields, values as text.
 type Logged = (Level, BTreeMap<String, String>);
 
-/// Keeps the capture installed for as long as it lives.
+thread_local! {
+    /// Where the router sends this thread's events, while a capture lives.
+    static CAPTURING: RefCell<Option<Logs>> = const { RefCell::new(None) };
+}
+
+/// The process's one subscriber, installed by the first capture: it sends
+/// each event to the capture of the thread that logged it. Not a scoped
+/// subscriber per test: `tracing` caches each callsite's interest and the
+/// maximum level process-wide, and tests installing and dropping scoped
+/// subscribers on other threads at the same moment could leave an event
+/// filtered out here. One global subscriber that wants everything leaves
+/// nothing to race.
+struct ThreadRouter;
+
+/// Collects this thread's events until dropped.
 struct Capture {
     logs: Logs,
-    _default: tracing::subscriber::DefaultGuard,
 }
 
 impl Logs {
     fn capture() -> Capture {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            tracing::subscriber::set_global_default(ThreadRouter)
+                .expect("no other global subscriber in these tests");
+        });
         let logs = Logs::default();
-        let default = tracing::subscriber::set_default(logs.clone());
-        // Callsite interest is cached process-wide: a callsite first reached
-        // on another test's thread, with no subscriber there, may have been
-        // cached as "never". Recompute it now that this one is installed.
-        tracing::callsite::rebuild_interest_cache();
-        Capture {
-            _default: default,
-            logs,
-        }
+        CAPTURING.with(|capturing| *capturing.borrow_mut() = Some(logs.clone()));
+        Capture { logs }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        CAPTURING.with(|capturing| *capturing.borrow_mut() = None);
     }
 }
 
@@ -366,14 +384,16 @@ impl Capture {
     }
 }
 
-impl tracing::Subscriber for Logs {
-    /// Asked per event rather than cached, since other threads have other
-    /// (or no) subscribers.
+impl tracing::Subscriber for ThreadRouter {
     fn register_callsite(
         &self,
         _: &'static tracing::Metadata<'static>,
     ) -> tracing::subscriber::Interest {
-        tracing::subscriber::Interest::sometimes()
+        tracing::subscriber::Interest::always()
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
     }
 
     fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
@@ -389,12 +409,16 @@ impl tracing::Subscriber for Logs {
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
 
     fn event(&self, event: &tracing::Event<'_>) {
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        self.0
-            .lock()
-            .unwrap()
-            .push((*event.metadata().level(), fields.0));
+        CAPTURING.with(|capturing| {
+            if let Some(logs) = &*capturing.borrow() {
+                let mut fields = Fields::default();
+                event.record(&mut fields);
+                logs.0
+                    .lock()
+                    .unwrap()
+                    .push((*event.metadata().level(), fields.0));
+            }
+        });
     }
 
     fn enter(&self, _: &tracing::span::Id) {}
