@@ -23,6 +23,8 @@ pub struct Metadata {
     pub userinfo_endpoint: String,
     pub end_session_endpoint: String,
     pub device_authorization_endpoint: String,
+    /// RFC 7591 §3 (RFC 8414 §2): where clients register themselves.
+    pub registration_endpoint: String,
     pub grant_types_supported: Vec<&'static str>,
     pub response_types_supported: Vec<&'static str>,
     pub response_modes_supported: Vec<&'static str>,
@@ -77,6 +79,7 @@ impl Provider {
             userinfo_endpoint: endpoint("/userinfo"),
             end_session_endpoint: endpoint("/oauth2/logout"),
             device_authorization_endpoint: endpoint(DEVICE_AUTHORIZATION_PATH),
+            registration_endpoint: endpoint(crate::dynamic_registration::REGISTRATION_PATH),
             grant_types_supported: self
                 .grant_types()
                 .into_iter()

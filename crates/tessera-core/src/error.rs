@@ -55,6 +55,10 @@ pub enum ErrorCode {
     SlowDown,
     /// RFC 8628 §3.5
     ExpiredToken,
+    /// RFC 7591 §3.2.2
+    InvalidRedirectUri,
+    /// RFC 7591 §3.2.2
+    InvalidClientMetadata,
 }
 
 impl ErrorCode {
@@ -82,6 +86,8 @@ impl ErrorCode {
             ErrorCode::AuthorizationPending => "authorization_pending",
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::ExpiredToken => "expired_token",
+            ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
+            ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
         }
     }
 }
@@ -205,6 +211,14 @@ pub enum Reason {
     // Tokens presented to the server's own resources (`/userinfo`).
     TokenInactive,
     InsufficientScope,
+    // Dynamic client registration (RFC 7591, RFC 7592).
+    /// A redirect URI breaks the registration rules.
+    RedirectUriInvalid,
+    /// Other client metadata breaks the registration rules.
+    ClientMetadataInvalid,
+    /// The initial or registration access token is missing, unknown, expired
+    /// or not this client's.
+    RegistrationTokenInvalid,
     // The server.
     StoreUnavailable,
     Internal,
@@ -270,7 +284,9 @@ impl Reason {
             DeviceCodeExpired => ErrorCode::ExpiredToken,
             LoginRequired => ErrorCode::LoginRequired,
             ConsentRequired => ErrorCode::ConsentRequired,
-            TokenInactive => ErrorCode::InvalidToken,
+            TokenInactive | RegistrationTokenInvalid => ErrorCode::InvalidToken,
+            RedirectUriInvalid => ErrorCode::InvalidRedirectUri,
+            ClientMetadataInvalid => ErrorCode::InvalidClientMetadata,
             InsufficientScope => ErrorCode::InsufficientScope,
             Throttled | StoreUnavailable => ErrorCode::TemporarilyUnavailable,
             Internal => ErrorCode::ServerError,
@@ -419,6 +435,12 @@ mod tests {
             (Reason::DeviceCodeExpired, ErrorCode::ExpiredToken),
             (Reason::Throttled, ErrorCode::TemporarilyUnavailable),
             (Reason::TokenInactive, ErrorCode::InvalidToken),
+            (Reason::RegistrationTokenInvalid, ErrorCode::InvalidToken),
+            (Reason::RedirectUriInvalid, ErrorCode::InvalidRedirectUri),
+            (
+                Reason::ClientMetadataInvalid,
+                ErrorCode::InvalidClientMetadata,
+            ),
             (
                 Reason::RequestObjectUnsupported,
                 ErrorCode::RequestNotSupported,

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod crypto;
 pub mod device;
 pub mod discovery;
+pub mod dynamic_registration;
 pub mod error;
 pub mod grants;
 pub mod introspection;

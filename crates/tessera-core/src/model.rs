@@ -293,6 +293,33 @@ pub struct ClientMetadata {
     /// trade it on their behalf (`requested_token_use=on_behalf_of`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub serves: Vec<String>,
+    /// RFC 7591 §2 descriptive metadata, kept as registered and answered back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tos_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_uri: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub software_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub software_version: Option<String>,
+    /// Set for a client registered at the registration endpoint, which it
+    /// manages with its registration access token (RFC 7592).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration: Option<ManagedRegistration>,
+}
+
+/// A dynamically registered client's hold on its registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedRegistration {
+    /// The SHA-256 digest of the registration access token, lowercase hex.
+    pub access_token_digest: String,
+    pub registered_at: UnixTime,
 }
 
 impl Client {

@@ -294,6 +294,47 @@ pub fn is_loopback_host(url: &url::Url) -> bool {
     }
 }
 
+/// Whether the URL points into a private network: `localhost` (and names under
+/// it), loopback, private (RFC 1918, RFC 4193), link-local (the cloud metadata
+/// address among them), shared (RFC 6598) or unspecified addresses. A URL a
+/// client registers is never fetched there, nor shown to browsers as its own,
+/// unless the operator allows it: that would let anyone who can register a
+/// client probe the server's own network (SSRF). A name that resolves to such
+/// an address is caught when it is fetched, not here.
+pub fn is_private_url(uri: &str) -> bool {
+    let Ok(url) = url::Url::parse(uri) else {
+        return false;
+    };
+    match url.host() {
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => is_private_ipv4(ip),
+        Some(url::Host::Ipv6(ip)) => match ip.to_ipv4_mapped() {
+            Some(v4) => is_private_ipv4(v4),
+            None => {
+                let first = ip.segments()[0];
+                ip.is_loopback()
+                    || ip.is_unspecified()
+                    || (first & 0xfe00) == 0xfc00 // unique local, fc00::/7
+                    || (first & 0xffc0) == 0xfe80 // link-local, fe80::/10
+            }
+        },
+        None => false,
+    }
+}
+
+fn is_private_ipv4(ip: std::net::Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || (a == 100 && (64..128).contains(&b)) // shared address space, 100.64.0.0/10
+}
+
 /// RFC 8707 §2: a resource indicator (an audience) is an absolute URI without a
 /// fragment.
 pub fn check_audience(audience: &str) -> Result<(), RegistrationError> {

@@ -47,6 +47,11 @@ pub struct Settings {
     pub device_code_ttl: i64,
     /// The minimum polling interval a device starts with (RFC 8628 §3.2).
     pub device_poll_interval: i64,
+    /// Registration without an initial access token, for clients that act
+    /// for people only (see [`crate::dynamic_registration`]).
+    pub open_registration: bool,
+    /// Registered URLs may point into private networks.
+    pub registration_allows_private_urls: bool,
 }
 
 impl Settings {
@@ -75,6 +80,8 @@ impl Settings {
             session_absolute_ttl: 7 * 24 * 3600,
             device_code_ttl: 600,
             device_poll_interval: 5,
+            open_registration: false,
+            registration_allows_private_urls: false,
         }
     }
 }

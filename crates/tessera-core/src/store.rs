@@ -241,6 +241,34 @@ pub trait TrustStore: Send + Sync {
     ) -> StoreResult<bool>;
 }
 
+/// An initial access token (RFC 7591 §3): what an operator hands a developer
+/// so that they may register clients at the registration endpoint. Stored
+/// under the digest of its value; good for any number of registrations until
+/// it expires or is revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationToken {
+    /// Names the token in listings and to revoke it; not a secret.
+    pub id: String,
+    pub digest: SecretDigest,
+    pub created_at: UnixTime,
+    /// `None`: until revoked.
+    pub expires_at: Option<UnixTime>,
+}
+
+#[async_trait]
+pub trait RegistrationTokenStore: Send + Sync {
+    /// Fails with [`StoreError::Conflict`] if the ID or digest is taken.
+    async fn insert_registration_token(&self, token: &RegistrationToken) -> StoreResult<()>;
+    /// The token stored under `digest`, expired or not.
+    async fn registration_token(
+        &self,
+        digest: &SecretDigest,
+    ) -> StoreResult<Option<RegistrationToken>>;
+    async fn registration_tokens(&self) -> StoreResult<Vec<RegistrationToken>>;
+    /// Returns whether a token was deleted.
+    async fn delete_registration_token(&self, id: &str) -> StoreResult<bool>;
+}
+
 /// How often a serving process calls [`Store::housekeeping`]: often enough
 /// that SQLite's write-ahead log stays a few megabytes under sustained writes.
 pub const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
@@ -260,6 +288,7 @@ pub trait Store:
     + RefreshStore
     + ThrottleStore
     + DeviceStore
+    + RegistrationTokenStore
     + std::fmt::Debug
 {
     /// `sqlite` or `postgres`, for logs.

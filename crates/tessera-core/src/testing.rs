@@ -20,9 +20,9 @@ use crate::store::{AssertionKind, SamlIdp, TrustStore, TrustedIssuer};
 use crate::store::{
     AuthorizationCode, CODE_RETENTION, ClientStore, CodeStore, CodeUse, Consent, ConsentStore,
     DeviceAuthorization, DevicePoll, DeviceStatus, DeviceStore, KeyStore, LOGIN_FAILURE_RETENTION,
-    LoginFailures, ReferenceToken, RefreshStore, RefreshToken, RefreshUse, ResourceStore,
-    SecretUpdate, Session, SessionStore, Store, StoreError, StoreResult, StoredKey, ThrottleStore,
-    TokenStore, User, UserStore,
+    LoginFailures, ReferenceToken, RefreshStore, RefreshToken, RefreshUse, RegistrationToken,
+    RegistrationTokenStore, ResourceStore, SecretUpdate, Session, SessionStore, Store, StoreError,
+    StoreResult, StoredKey, ThrottleStore, TokenStore, User, UserStore,
 };
 
 /// Every store trait in memory, with the semantics of the SQL stores.
@@ -38,6 +38,7 @@ struct State {
     resources: HashMap<String, Resource>,
     keys: Vec<StoredKey>,
     reference_tokens: HashMap<[u8; 32], ReferenceToken>,
+    registration_tokens: Vec<RegistrationToken>,
     revoked_jtis: HashMap<String, UnixTime>,
     users: HashMap<String, User>,
     sessions: HashMap<[u8; 32], Session>,
@@ -166,6 +167,51 @@ impl ClientStore for MemoryStore {
                 Ok(true)
             }
         }
+    }
+}
+
+#[async_trait]
+impl RegistrationTokenStore for MemoryStore {
+    async fn insert_registration_token(&self, token: &RegistrationToken) -> StoreResult<()> {
+        let mut state = self.state().await;
+        if state
+            .registration_tokens
+            .iter()
+            .any(|t| t.id == token.id || t.digest == token.digest)
+        {
+            return Err(StoreError::Conflict(format!(
+                "registration token {} exists",
+                token.id
+            )));
+        }
+        state.registration_tokens.push(token.clone());
+        Ok(())
+    }
+
+    async fn registration_token(
+        &self,
+        digest: &SecretDigest,
+    ) -> StoreResult<Option<RegistrationToken>> {
+        Ok(self
+            .state()
+            .await
+            .registration_tokens
+            .iter()
+            .find(|t| t.digest == *digest)
+            .cloned())
+    }
+
+    async fn registration_tokens(&self) -> StoreResult<Vec<RegistrationToken>> {
+        let mut tokens = self.state().await.registration_tokens.clone();
+        tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(tokens)
+    }
+
+    async fn delete_registration_token(&self, id: &str) -> StoreResult<bool> {
+        let mut state = self.state().await;
+        let before = state.registration_tokens.len();
+        state.registration_tokens.retain(|t| t.id != id);
+        Ok(state.registration_tokens.len() < before)
     }
 }
 

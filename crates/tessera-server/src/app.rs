@@ -53,6 +53,21 @@ pub fn app(state: AppState) -> Router {
             "/.well-known/oauth-authorization-server",
             get(routes::discovery::metadata),
         )
+        .route(
+            tessera_core::dynamic_registration::REGISTRATION_PATH,
+            post(routes::registration::register)
+                .layer(DefaultBodyLimit::max(routes::registration::MAX_BODY)),
+        )
+        .route(
+            &format!(
+                "{}/{{client_id}}",
+                tessera_core::dynamic_registration::REGISTRATION_PATH
+            ),
+            get(routes::registration::read)
+                .put(routes::registration::update)
+                .delete(routes::registration::delete)
+                .layer(DefaultBodyLimit::max(routes::registration::MAX_BODY)),
+        )
         .route("/health/live", get(routes::health::live))
         .route("/health/ready", get(routes::health::ready))
         .fallback(routes::not_found)

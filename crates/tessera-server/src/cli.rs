@@ -52,6 +52,32 @@ pub enum Command {
     /// accepted (saml2-bearer).
     #[command(subcommand, name = "saml-idp")]
     SamlIdp(SamlIdpCommand),
+    /// Manage initial access tokens, which let a developer register clients
+    /// at the registration endpoint (RFC 7591).
+    #[command(subcommand, name = "registration-token")]
+    RegistrationToken(RegistrationTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistrationTokenCommand {
+    /// Create a token and print it once (only its digest is stored). Each
+    /// registration with it creates a client, until it expires or is revoked.
+    Create {
+        /// Seconds the token is good for; 0 for until revoked.
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u64,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List tokens (never their values).
+    List(Json),
+    /// Revoke a token at once; the clients registered with it stay.
+    Revoke {
+        /// The token's ID, as `create` and `list` print it.
+        id: String,
+        #[command(flatten)]
+        json: Json,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -73,6 +73,13 @@ pub struct FileConfig {
     pub device_code_ttl: Option<i64>,
     /// Seconds a device waits between polls at first. Default 5.
     pub device_poll_interval: Option<i64>,
+    /// Anyone may register a client at the registration endpoint, without an
+    /// initial access token; only clients that act for people who sign in
+    /// (the code, device and refresh grants). Default false.
+    pub open_registration: Option<bool>,
+    /// Registered clients may name URLs (jwks_uri, logo_uri, ...) on private
+    /// or loopback networks. Default false.
+    pub registration_allows_private_urls: Option<bool>,
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
     /// Seconds a client has to send a request's headers, from the connection's
@@ -173,6 +180,8 @@ impl Config {
             session_absolute_ttl,
             device_code_ttl,
             device_poll_interval,
+            open_registration,
+            registration_allows_private_urls,
             log_format,
             header_read_timeout,
             body_read_timeout,
@@ -219,6 +228,9 @@ impl Config {
                 .parse::<TokenFormat>()
                 .map_err(|e| ConfigError(format!("default_token_format: {e}")))?;
         }
+        settings.open_registration = file.open_registration.unwrap_or(false);
+        settings.registration_allows_private_urls =
+            file.registration_allows_private_urls.unwrap_or(false);
         let seconds = [
             (
                 "user_access_token_ttl",

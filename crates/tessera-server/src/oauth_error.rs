@@ -53,7 +53,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::RequestUriNotSupported
         | ErrorCode::AuthorizationPending
         | ErrorCode::SlowDown
-        | ErrorCode::ExpiredToken => StatusCode::BAD_REQUEST,
+        | ErrorCode::ExpiredToken
+        | ErrorCode::InvalidRedirectUri
+        | ErrorCode::InvalidClientMetadata => StatusCode::BAD_REQUEST,
     }
 }
 

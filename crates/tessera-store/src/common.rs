@@ -543,6 +543,84 @@ macro_rules! impl_store {
             }
         }
 
+        fn registration_token_from_row(
+            row: &Row,
+        ) -> StoreResult<tessera_core::store::RegistrationToken> {
+            Ok(tessera_core::store::RegistrationToken {
+                id: row.try_get("id").map_err(map_err)?,
+                digest: digest_column(&row.try_get::<Vec<u8>, _>("digest").map_err(map_err)?, "digest")?,
+                created_at: row.try_get("created_at").map_err(map_err)?,
+                expires_at: row.try_get("expires_at").map_err(map_err)?,
+            })
+        }
+
+        #[async_trait]
+        impl tessera_core::store::RegistrationTokenStore for $store {
+            async fn insert_registration_token(
+                &self,
+                token: &tessera_core::store::RegistrationToken,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO registration_tokens (id, digest, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&token.id)
+                .bind(token.digest.0.to_vec())
+                .bind(token.created_at)
+                .bind(token.expires_at)
+                .execute(&mut *self.writer().await?)
+                .await
+                .map_err(|e| match map_err(e) {
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict(format!("registration token {:?}", token.id))
+                    }
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn registration_token(
+                &self,
+                digest: &SecretDigest,
+            ) -> StoreResult<Option<tessera_core::store::RegistrationToken>> {
+                sqlx::query(
+                    "SELECT id, digest, created_at, expires_at FROM registration_tokens WHERE digest = $1",
+                )
+                .bind(digest.0.to_vec())
+                .fetch_optional(&mut *self.reader().await?)
+                .await
+                .map_err(map_err)?
+                .as_ref()
+                .map(registration_token_from_row)
+                .transpose()
+            }
+
+            async fn registration_tokens(
+                &self,
+            ) -> StoreResult<Vec<tessera_core::store::RegistrationToken>> {
+                sqlx::query(
+                    "SELECT id, digest, created_at, expires_at FROM registration_tokens \
+                     ORDER BY created_at, id",
+                )
+                .fetch_all(&mut *self.reader().await?)
+                .await
+                .map_err(map_err)?
+                .iter()
+                .map(registration_token_from_row)
+                .collect()
+            }
+
+            async fn delete_registration_token(&self, id: &str) -> StoreResult<bool> {
+                let deleted = sqlx::query("DELETE FROM registration_tokens WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *self.writer().await?)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                Ok(deleted > 0)
+            }
+        }
+
         #[async_trait]
         impl ResourceStore for $store {
             async fn resource(&self, audience: &str) -> StoreResult<Option<Resource>> {

@@ -19,8 +19,8 @@ use tessera_core::model::{
 use tessera_core::scope::Scope;
 use tessera_core::store::{
     AuthorizationCode, CodeUse, Consent, DeviceAuthorization, DevicePoll, DeviceStatus,
-    LoginFailures, ReferenceToken, RefreshToken, RefreshUse, SecretUpdate, Session, Store,
-    StoreError, StoredKey, User,
+    LoginFailures, ReferenceToken, RefreshToken, RefreshUse, RegistrationToken, SecretUpdate,
+    Session, Store, StoreError, StoredKey, User,
 };
 use tokio::sync::Barrier;
 
@@ -81,6 +81,17 @@ fn full_client(id: &str, created_at: i64) -> Client {
         metadata: tessera_core::model::ClientMetadata {
             impersonation: true,
             serves: vec!["https://orders.example".to_owned()],
+            client_uri: Some("https://app.example".to_owned()),
+            logo_uri: Some("https://app.example/logo.png".to_owned()),
+            tos_uri: Some("https://app.example/tos".to_owned()),
+            policy_uri: Some("https://app.example/privacy".to_owned()),
+            contacts: vec!["ops@app.example".to_owned()],
+            software_id: Some("app".to_owned()),
+            software_version: Some("1.2.3 — ü".to_owned()),
+            registration: Some(tessera_core::model::ManagedRegistration {
+                access_token_digest: "ab".repeat(32),
+                registered_at: created_at,
+            }),
         },
         created_at,
     }
@@ -3499,12 +3510,97 @@ async fn check_reference_token_race(store: &Arc<dyn Store>) {
     }
 }
 
+/// Initial access tokens: found by digest, listed in creation order, IDs and
+/// digests unique, deleted by ID.
+async fn check_registration_tokens(store: &dyn Store) {
+    let lasting = RegistrationToken {
+        id: unique("rt"),
+        digest: SecretDigest::of(&random_token()),
+        created_at: 1_700_000_000,
+        expires_at: None,
+    };
+    let expiring = RegistrationToken {
+        id: unique("rt"),
+        digest: SecretDigest::of(&random_token()),
+        created_at: 1_700_000_001,
+        expires_at: Some(FAR_FUTURE),
+    };
+    for token in [&lasting, &expiring] {
+        store
+            .insert_registration_token(token)
+            .await
+            .expect("insert_registration_token");
+    }
+    for token in [&lasting, &expiring] {
+        assert_eq!(
+            store
+                .registration_token(&token.digest)
+                .await
+                .expect("registration_token")
+                .as_ref(),
+            Some(token)
+        );
+    }
+    assert_eq!(
+        store
+            .registration_token(&SecretDigest::of("never issued"))
+            .await
+            .expect("registration_token"),
+        None
+    );
+    let same_id = RegistrationToken {
+        digest: SecretDigest::of(&random_token()),
+        ..lasting.clone()
+    };
+    expect_conflict(
+        store.insert_registration_token(&same_id).await,
+        "a registration token ID taken twice",
+    );
+    let same_digest = RegistrationToken {
+        id: unique("rt"),
+        ..lasting.clone()
+    };
+    expect_conflict(
+        store.insert_registration_token(&same_digest).await,
+        "a registration token digest taken twice",
+    );
+    let listed = store
+        .registration_tokens()
+        .await
+        .expect("registration_tokens");
+    let ours: Vec<&RegistrationToken> = listed
+        .iter()
+        .filter(|t| t.id == lasting.id || t.id == expiring.id)
+        .collect();
+    assert_eq!(ours, [&lasting, &expiring]);
+    assert!(
+        store
+            .delete_registration_token(&lasting.id)
+            .await
+            .expect("delete_registration_token")
+    );
+    assert!(
+        !store
+            .delete_registration_token(&lasting.id)
+            .await
+            .expect("delete_registration_token again")
+    );
+    assert_eq!(
+        store
+            .registration_token(&lasting.digest)
+            .await
+            .expect("registration_token"),
+        None
+    );
+}
+
 async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRace) {
     check_ping(&*store, backend).await;
     check_clients(&*store).await;
     check_client_updates(&*store).await;
     check_client_secrets(&*store).await;
     check_delete_client(&*store).await;
+    check_registration_tokens(&*store).await;
     check_resources(&*store).await;
     check_resource_updates(&*store).await;
     check_keys(&*store).await;

@@ -72,6 +72,7 @@ pub async fn create(store: &dyn Store, args: ClientCreate, kek: impl KekLoader) 
         metadata: ClientMetadata {
             impersonation: args.impersonation,
             serves: dedup(args.serves),
+            ..ClientMetadata::default()
         },
         created_at: SystemClock.now(),
     };

@@ -4,6 +4,7 @@ pub mod client;
 pub mod consent;
 pub mod inspect;
 pub mod keys;
+pub mod registration_token;
 pub mod resource;
 pub mod serve;
 pub mod trust;
@@ -17,8 +18,8 @@ use tessera_core::{Provider, SystemClock};
 use tessera_store::IfMissing;
 
 use crate::cli::{
-    Cli, ClientCommand, Command, ConsentCommand, IssuerCommand, KeysCommand, ResourceCommand,
-    SamlIdpCommand, TokenCommand, UserCommand,
+    Cli, ClientCommand, Command, ConsentCommand, IssuerCommand, KeysCommand,
+    RegistrationTokenCommand, ResourceCommand, SamlIdpCommand, TokenCommand, UserCommand,
 };
 use crate::config::Config;
 
@@ -208,6 +209,20 @@ pub async fn run(cli: Cli) -> CommandResult {
                 }
                 SamlIdpCommand::Remove { entity_id, json } => {
                     trust::remove_saml_idp(store.as_ref(), &entity_id, json.json).await
+                }
+            }
+        }
+        Command::RegistrationToken(command) => {
+            let store = open_store(&config, IfMissing::Refuse).await?;
+            match command {
+                RegistrationTokenCommand::Create { ttl, json } => {
+                    registration_token::create(store.as_ref(), ttl, json.json).await
+                }
+                RegistrationTokenCommand::List(json) => {
+                    registration_token::list(store.as_ref(), json.json).await
+                }
+                RegistrationTokenCommand::Revoke { id, json } => {
+                    registration_token::revoke(store.as_ref(), &id, json.json).await
                 }
             }
         }

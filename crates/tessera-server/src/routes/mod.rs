@@ -4,6 +4,7 @@ pub mod device;
 pub mod discovery;
 pub mod health;
 pub mod people;
+pub mod registration;
 pub mod token;
 
 use axum::Json;
@@ -96,6 +97,15 @@ pub fn authorization(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""))
+}
+
+/// The token of an `Authorization: Bearer` header (RFC 6750 §2.1).
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let (scheme, token) = authorization(headers)?.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 pub async fn not_found() -> impl IntoResponse {

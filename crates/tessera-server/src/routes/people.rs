@@ -14,7 +14,7 @@ use tessera_core::store::ClientStore as _;
 use tessera_core::store::{Consent, Session, User};
 use tessera_core::{Error, ErrorCode, Provider};
 
-use super::{AuthorizationForm, ClientAddress, PageForm, authorization};
+use super::{AuthorizationForm, ClientAddress, PageForm};
 use crate::app::AppState;
 use crate::oauth_error::authorize_error;
 use crate::pages::{
@@ -435,13 +435,7 @@ pub fn describe_scopes(scope: &str) -> Vec<String> {
 
 /// `GET` and `POST /userinfo` (OIDC Core §5.3) with a bearer access token.
 pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let token = authorization(&headers).and_then(|h| {
-        let (scheme, token) = h.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned())
-    });
-    let Some(token) = token else {
+    let Some(token) = super::bearer_token(&headers) else {
         // RFC 6750 §3.1: no token at all gets a bare challenge.
         let mut response = StatusCode::UNAUTHORIZED.into_response();
         response.headers_mut().insert(
@@ -450,7 +444,7 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
         );
         return response;
     };
-    match state.provider.userinfo(&token).await {
+    match state.provider.userinfo(token).await {
         Ok(claims) => {
             let mut response = Json(claims).into_response();
             response

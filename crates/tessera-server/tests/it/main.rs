@@ -24,6 +24,7 @@ mod people;
 mod people_cli;
 mod postgres;
 mod readme;
+mod registration;
 mod resource_signing;
 mod server;
 mod web;

@@ -52,6 +52,7 @@ async fn discovery_lists_exactly_what_works() {
             meta["device_authorization_endpoint"],
             server.url("/oauth2/device/code")
         );
+        assert_eq!(meta["registration_endpoint"], server.url("/register"));
         assert_eq!(
             meta["code_challenge_methods_supported"],
             serde_json::json!(["S256"])

@@ -1,0 +1,124 @@
+//! The registration endpoint (RFC 7591 §3) and each registered client's
+//! configuration endpoint (RFC 7592 §2): JSON in, JSON out; the protocol is
+//! `tessera_core::dynamic_registration`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tessera_core::error::{Error, ErrorCode, Reason};
+
+use super::bearer_token;
+use crate::app::AppState;
+use crate::oauth_error::{OAuthError, bearer_error};
+
+/// The body limit of these routes: a metadata document past
+/// [`MAX_METADATA_BYTES`](tessera_core::dynamic_registration::MAX_METADATA_BYTES)
+/// gets a 413 before it is read whole.
+pub const MAX_BODY: usize = tessera_core::dynamic_registration::MAX_METADATA_BYTES;
+
+/// `POST /register`
+pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(e) = json_body(&headers) {
+        return failure(e);
+    }
+    match state
+        .provider
+        .register_client(bearer_token(&headers), &body)
+        .await
+    {
+        Ok(information) => no_store((StatusCode::CREATED, Json(information)).into_response()),
+        Err(e) => failure(e),
+    }
+}
+
+/// `GET /register/{client_id}`
+pub async fn read(
+    State(state): State<AppState>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match state
+        .provider
+        .client_configuration(&client_id, bearer_token(&headers))
+        .await
+    {
+        Ok(information) => no_store(Json(information).into_response()),
+        Err(e) => failure(e),
+    }
+}
+
+/// `PUT /register/{client_id}`
+pub async fn update(
+    State(state): State<AppState>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = json_body(&headers) {
+        return failure(e);
+    }
+    match state
+        .provider
+        .update_client_configuration(&client_id, bearer_token(&headers), &body)
+        .await
+    {
+        Ok(information) => no_store(Json(information).into_response()),
+        Err(e) => failure(e),
+    }
+}
+
+/// `DELETE /register/{client_id}`
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match state
+        .provider
+        .delete_client_configuration(&client_id, bearer_token(&headers))
+        .await
+    {
+        // RFC 7592 §2.3
+        Ok(()) => no_store(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => failure(e),
+    }
+}
+
+/// RFC 7591 §3.1: the metadata comes as `application/json`.
+fn json_body(headers: &HeaderMap) -> Result<(), Error> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if json {
+        Ok(())
+    } else {
+        Err(Error::new(
+            Reason::ClientMetadataInvalid,
+            "the client metadata is sent as application/json",
+        ))
+    }
+}
+
+/// A refused token gets RFC 6750's challenge; everything else the error
+/// document of RFC 7591 §3.2.2.
+fn failure(error: Error) -> Response {
+    if error.code() == ErrorCode::InvalidToken {
+        bearer_error(&error)
+    } else {
+        OAuthError(error).into_response()
+    }
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
