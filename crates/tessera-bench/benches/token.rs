@@ -124,6 +124,7 @@ fn client_authentication(c: &mut Criterion) {
         now: 1_800_000_000,
         leeway: 30,
         audiences: &[],
+        private_urls_allowed: false,
     };
     let header =
         "Basic b3JkZXJzLXNlcnZpY2U6a0cybnE5WnIzdjhUMW1XYzVZYlgwZExmNHVKaDdzQWU2aVBvMlJ0UXdFeQ==";

@@ -86,8 +86,16 @@ impl fmt::Debug for Presented {
 pub trait ClientKeysSource: Send + Sync + fmt::Debug {
     /// The JWK Set published at `uri`, from a cache while it is fresh. With
     /// `refresh`, the set at hand lacks the key an assertion names (the client
-    /// may have rotated): fetch again, unless that was done moments ago.
-    async fn client_keys(&self, uri: &str, refresh: bool) -> Result<JwkSet, KeysUnavailable>;
+    /// may have rotated): fetch again, unless that was done moments ago. With
+    /// `public_only`, never from a private or loopback address
+    /// ([`registration::is_private_address`](crate::registration::is_private_address)),
+    /// whatever the name resolves to: for clients that registered themselves.
+    async fn client_keys(
+        &self,
+        uri: &str,
+        refresh: bool,
+        public_only: bool,
+    ) -> Result<JwkSet, KeysUnavailable>;
 }
 
 /// A client's `jwks_uri` could not be read or did not hold a usable JWK Set.
@@ -110,6 +118,9 @@ pub struct Authenticator<'a> {
     /// The values an assertion's `aud` may name this server by: its issuer and
     /// the URLs of its endpoints that authenticate clients (RFC 7523 §3 item 3).
     pub audiences: &'a [String],
+    /// Whether clients that registered themselves may have their keys
+    /// fetched from private networks (`registration_allows_private_urls`).
+    pub private_urls_allowed: bool,
 }
 
 impl fmt::Debug for Authenticator<'_> {
@@ -513,15 +524,18 @@ async fn verify_with_keys(
             let source = auth.keys.ok_or_else(|| {
                 Refused::KeysUnavailable(KeysUnavailable("no source for jwks_uri keys".into()))
             })?;
+            // A client registered by an operator may keep its keys on the
+            // intranet; one that registered itself may not (SSRF).
+            let public_only = client.metadata.registration.is_some() && !auth.private_urls_allowed;
             let set = source
-                .client_keys(uri, false)
+                .client_keys(uri, false, public_only)
                 .await
                 .map_err(Refused::KeysUnavailable)?;
             let mut keys = candidate_keys(&set, alg, jws.kid());
             if keys.is_empty() {
                 // The client may have rotated to a key this copy predates.
                 let set = source
-                    .client_keys(uri, true)
+                    .client_keys(uri, true, public_only)
                     .await
                     .map_err(Refused::KeysUnavailable)?;
                 keys = candidate_keys(&set, alg, jws.kid());
@@ -775,7 +789,12 @@ mod tests {
 
     #[async_trait]
     impl ClientKeysSource for Rotating {
-        async fn client_keys(&self, _: &str, refresh: bool) -> Result<JwkSet, KeysUnavailable> {
+        async fn client_keys(
+            &self,
+            _: &str,
+            refresh: bool,
+            _: bool,
+        ) -> Result<JwkSet, KeysUnavailable> {
             self.calls.lock().expect("lock").push(refresh);
             Ok(if refresh { &self.after } else { &self.before }.clone())
         }
@@ -806,6 +825,7 @@ mod tests {
                 now: NOW,
                 leeway: LEEWAY,
                 audiences: &self.audiences,
+                private_urls_allowed: false,
             }
         }
 

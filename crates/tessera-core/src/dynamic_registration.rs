@@ -28,7 +28,7 @@ use crate::model::{
 use crate::provider::Provider;
 use crate::registration::{self, RegistrationError, RegistrationErrorKind};
 use crate::scope::Scope;
-use crate::store::{ClientStore as _, SecretUpdate, StoreError};
+use crate::store::{ClientStore as _, SecretUpdate};
 
 /// The path, under the issuer, of the registration endpoint; a client's
 /// configuration endpoint is this path, a slash and its ID.
@@ -188,7 +188,7 @@ impl MetadataRequest {
         // RFC 7591 §2: grant_types defaults to authorization_code, response_types to code.
         let grants = match &self.grant_types {
             None => vec![GrantType::AuthorizationCode],
-            Some(names) => {
+            Some(_) => {
                 let mut grants = Vec::new();
                 for name in list("grant_types", &self.grant_types)? {
                     let grant = name
@@ -200,8 +200,10 @@ impl MetadataRequest {
                         grants.push(grant);
                     }
                 }
-                if grants.is_empty() && !names.is_empty() {
-                    return Err(metadata_error("grant_types is empty"));
+                if grants.is_empty() {
+                    return Err(metadata_error(
+                        "grant_types is empty: leave it out for authorization_code",
+                    ));
                 }
                 grants
             }
@@ -214,6 +216,12 @@ impl MetadataRequest {
                  (authorization_code, refresh_token, device_code); the {grant} grant needs an \
                  initial access token from an operator"
             )));
+        }
+        if registrant == Registrant::Anonymous && self.audiences.is_some() {
+            return Err(metadata_error(
+                "open registration does not take audiences: the APIs a client may ask \
+                 tokens for are an operator's decision",
+            ));
         }
         let response_types = self
             .response_types
@@ -236,6 +244,21 @@ impl MetadataRequest {
                 return Err(metadata_error(format!(
                     "response type {response_type:?} needs the {needs} grant"
                 )));
+            }
+        }
+        // ...both ways, when the client named its response types.
+        if self.response_types.is_some() {
+            if grants.contains(&GrantType::AuthorizationCode)
+                && !response_types.iter().any(|r| r == "code")
+            {
+                return Err(metadata_error(
+                    "the authorization_code grant needs the code response type",
+                ));
+            }
+            if grants.contains(&GrantType::Implicit) && response_types.iter().all(|r| r == "code") {
+                return Err(metadata_error(
+                    "the implicit grant needs a token or id_token response type",
+                ));
             }
         }
         // RFC 7591 §2: client_secret_basic unless said otherwise.
@@ -380,7 +403,7 @@ pub fn client_information(client: &Client, issuer: &str) -> Map<String, Value> {
         response_types.push("code");
     }
     if client.allows(GrantType::Implicit) {
-        response_types.extend(["id_token", "id_token token"]);
+        response_types.extend(["token", "id_token", "id_token token"]);
     }
     out.insert("response_types".into(), response_types.into());
     out.insert("redirect_uris".into(), client.redirect_uris.clone().into());
@@ -464,6 +487,7 @@ impl Provider {
         client.metadata.registration = Some(ManagedRegistration {
             access_token_digest: hex(&SecretDigest::of(&access_token).0),
             registered_at: now,
+            vouched: registrant == Registrant::Vouched,
         });
         registration::check_client(&client).map_err(from_rules)?;
         self.catalog().insert_client(&client).await?;
@@ -484,8 +508,18 @@ impl Provider {
         client_id: &str,
         bearer: Option<&str>,
     ) -> Result<Map<String, Value>, Error> {
-        let client = self.managed_client(client_id, bearer).await?;
-        Ok(client_information(&client, &self.settings().issuer))
+        let mut client = self.managed_client(client_id, bearer).await?;
+        let access_token = self.rotate_registration_token(&mut client);
+        if !self
+            .catalog()
+            .update_client(&client, SecretUpdate::Keep)
+            .await?
+        {
+            return Err(invalid_registration_token());
+        }
+        let mut out = client_information(&client, &self.settings().issuer);
+        out.insert("registration_access_token".into(), access_token.into());
+        Ok(out)
     }
 
     /// RFC 7592 §2.2: replaces the client's metadata with `body`, checked as a
@@ -513,35 +547,29 @@ impl Provider {
                 "client_secret in the body must be this client's current secret",
             ));
         }
-        let registrant = if self.settings().open_registration {
-            // Whether it was vouched for is not recorded: an update under open
-            // registration keeps to what open registration allows, unless it
-            // changes nothing the client already had.
-            Registrant::Anonymous
-        } else {
-            Registrant::Vouched
+        let registrant = match &current.metadata.registration {
+            Some(registration) if registration.vouched => Registrant::Vouched,
+            _ => Registrant::Anonymous,
         };
-        let mut client = match request.to_client(
+        let mut client = request.to_client(
             current.id.clone(),
             current.created_at,
             registrant,
             self.settings().registration_allows_private_urls,
-        ) {
-            Err(e) if registrant == Registrant::Anonymous => {
-                let vouched = request.to_client(
-                    current.id.clone(),
-                    current.created_at,
-                    Registrant::Vouched,
-                    self.settings().registration_allows_private_urls,
-                )?;
-                if vouched.grants.iter().any(|g| !current.grants.contains(g)) {
-                    return Err(e);
-                }
-                vouched
-            }
-            other => other?,
-        };
+        )?;
+        // What only an operator sets (with the CLI) is not the client's to
+        // undo: its token format and lifetime, whose tokens it may
+        // introspect, and its delegation settings.
+        client.token_format = current.token_format;
+        client.access_token_ttl = current.access_token_ttl;
+        client.introspection = current.introspection;
+        client.metadata.impersonation = current.metadata.impersonation;
+        client.metadata.serves = current.metadata.serves.clone();
+        if registrant == Registrant::Anonymous {
+            client.audiences = current.audiences.clone();
+        }
         client.metadata.registration = current.metadata.registration.clone();
+        let access_token = self.rotate_registration_token(&mut client);
         let uses_secret = |c: &Client| {
             !matches!(
                 c.auth_method,
@@ -580,6 +608,7 @@ impl Provider {
             out.insert("client_secret".into(), secret.secret.into());
             out.insert("client_secret_expires_at".into(), 0.into());
         }
+        out.insert("registration_access_token".into(), access_token.into());
         Ok(out)
     }
 
@@ -594,6 +623,17 @@ impl Provider {
         self.catalog().delete_client(&client.id).await?;
         tracing::info!(client_id = %client.id, "client deleted through its registration");
         Ok(())
+    }
+
+    /// A new registration access token for `client`, its digest set: RFC 7592
+    /// §3 answers one with every read and update, and only digests are kept,
+    /// so each answer carries a new one and the old one stops working.
+    fn rotate_registration_token(&self, client: &mut Client) -> String {
+        let token = random_token();
+        if let Some(registration) = &mut client.metadata.registration {
+            registration.access_token_digest = hex(&SecretDigest::of(&token).0);
+        }
+        token
     }
 
     /// A fresh secret for a client whose method uses one, set on `client`;
@@ -633,11 +673,10 @@ impl Provider {
     /// 401 too), so that the endpoint tells nobody which clients exist.
     async fn managed_client(&self, client_id: &str, bearer: Option<&str>) -> Result<Client, Error> {
         let token = bearer.ok_or_else(invalid_registration_token)?;
-        let client = match self.catalog().client(client_id).await {
-            Ok(client) => client,
-            Err(StoreError::Unavailable(e)) => return Err(StoreError::Unavailable(e).into()),
-            Err(e) => return Err(e.into()),
-        };
+        // From the database, not the in-memory catalogue: an update writes
+        // the whole client back, and a copy up to a second old would undo a
+        // change an operator just made with the CLI.
+        let client = self.store().client(client_id).await?;
         let Some(client) = client else {
             // The same digest work as for a known client.
             let _ = SecretDigest::of(token);

@@ -320,6 +320,10 @@ pub struct ManagedRegistration {
     /// The SHA-256 digest of the registration access token, lowercase hex.
     pub access_token_digest: String,
     pub registered_at: UnixTime,
+    /// Registered with an operator's initial access token; `false` under open
+    /// registration, whose limits then hold for every update too.
+    #[serde(default)]
+    pub vouched: bool,
 }
 
 impl Client {

@@ -242,6 +242,7 @@ impl Provider {
             now: self.clock.now(),
             leeway: self.settings.leeway,
             audiences: &self.assertion_audiences,
+            private_urls_allowed: self.settings.registration_allows_private_urls,
         }
     }
 

@@ -300,39 +300,74 @@ pub fn is_loopback_host(url: &url::Url) -> bool {
 /// client registers is never fetched there, nor shown to browsers as its own,
 /// unless the operator allows it: that would let anyone who can register a
 /// client probe the server's own network (SSRF). A name that resolves to such
-/// an address is caught when it is fetched, not here.
+/// an address is caught when it is fetched ([`is_private_address`]), not here.
 pub fn is_private_url(uri: &str) -> bool {
+    // What cannot be parsed cannot be shown to be public.
     let Ok(url) = url::Url::parse(uri) else {
-        return false;
+        return true;
     };
     match url.host() {
         Some(url::Host::Domain(name)) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             name == "localhost" || name.ends_with(".localhost")
         }
-        Some(url::Host::Ipv4(ip)) => is_private_ipv4(ip),
-        Some(url::Host::Ipv6(ip)) => match ip.to_ipv4_mapped() {
-            Some(v4) => is_private_ipv4(v4),
-            None => {
-                let first = ip.segments()[0];
-                ip.is_loopback()
-                    || ip.is_unspecified()
-                    || (first & 0xfe00) == 0xfc00 // unique local, fc00::/7
-                    || (first & 0xffc0) == 0xfe80 // link-local, fe80::/10
-            }
-        },
+        Some(url::Host::Ipv4(ip)) => is_private_address(ip.into()),
+        Some(url::Host::Ipv6(ip)) => is_private_address(ip.into()),
         None => false,
     }
 }
 
+/// Whether an address is one [`is_private_url`] refuses; also what the server
+/// checks each resolved address of a registered client's URL against before
+/// it connects.
+pub fn is_private_address(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(ip) => is_private_ipv4(ip),
+        std::net::IpAddr::V6(ip) => {
+            let segments = ip.segments();
+            let embedded = |high: usize| {
+                std::net::Ipv4Addr::new(
+                    (segments[high] >> 8) as u8,
+                    segments[high] as u8,
+                    (segments[high + 1] >> 8) as u8,
+                    segments[high + 1] as u8,
+                )
+            };
+            // IPv4 inside IPv6: mapped (::ffff:a.b.c.d), compatible
+            // (::a.b.c.d), translated (::ffff:0:a.b.c.d), NAT64
+            // (64:ff9b::a.b.c.d) and 6to4 (2002:a.b.c.d::): judged by the
+            // IPv4 address they carry.
+            if segments[..5] == [0; 5] && (segments[5] == 0xffff || segments[5] == 0)
+                || segments[..6] == [0, 0, 0, 0, 0xffff, 0]
+                || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+            {
+                return ip.is_loopback() || ip.is_unspecified() || is_private_ipv4(embedded(6));
+            }
+            if segments[0] == 0x2002 {
+                return is_private_ipv4(embedded(1));
+            }
+            let first = segments[0];
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local, fc00::/7
+                || (first & 0xffc0) == 0xfe80 // link-local, fe80::/10
+        }
+    }
+}
+
 fn is_private_ipv4(ip: std::net::Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     ip.is_loopback()
         || ip.is_private()
         || ip.is_link_local()
-        || ip.is_unspecified()
         || ip.is_broadcast()
+        || ip.is_multicast()
+        || a == 0 // "this network", 0.0.0.0/8
+        || a >= 240 // reserved, 240.0.0.0/4
         || (a == 100 && (64..128).contains(&b)) // shared address space, 100.64.0.0/10
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments, 192.0.0.0/24
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking, 198.18.0.0/15
 }
 
 /// RFC 8707 §2: a resource indicator (an audience) is an absolute URI without a
@@ -820,5 +855,52 @@ mod tests {
                 .message
                 .contains("sealed")
         );
+    }
+
+    #[test]
+    fn private_addresses_are_recognised_in_every_spelling() {
+        for uri in [
+            "https://localhost/x",
+            "https://app.localhost./x",
+            "https://127.0.0.1/x",
+            "https://2130706433/x",
+            "https://0x7f.1/x",
+            "https://10.1.2.3/x",
+            "https://172.16.0.1/x",
+            "https://192.168.0.1/x",
+            "https://169.254.169.254/latest",
+            "https://100.64.0.1/x",
+            "https://0.0.0.0/x",
+            "https://0.1.2.3/x",
+            "https://192.0.0.8/x",
+            "https://198.18.0.1/x",
+            "https://224.0.0.1/x",
+            "https://240.0.0.1/x",
+            "https://255.255.255.255/x",
+            "https://[::1]/x",
+            "https://[::]/x",
+            "https://[fd00::1]/x",
+            "https://[fe80::1]/x",
+            "https://[ff02::1]/x",
+            "https://[::ffff:10.0.0.1]/x",
+            "https://[::ffff:169.254.169.254]/x",
+            "https://[::127.0.0.1]/x",
+            "https://[::ffff:0:192.168.1.1]/x",
+            "https://[64:ff9b::10.0.0.1]/x",
+            "https://[2002:a00:1::]/x",
+            "not a url",
+        ] {
+            assert!(is_private_url(uri), "{uri} passed as public");
+        }
+        for uri in [
+            "https://app.example/x",
+            "https://93.184.216.34/x",
+            "https://[2606:4700::1111]/x",
+            "https://[::ffff:93.184.216.34]/x",
+            "https://[64:ff9b::8.8.8.8]/x",
+            "https://[2002:5db8:d822::]/x",
+        ] {
+            assert!(!is_private_url(uri), "{uri} passed as private");
+        }
     }
 }

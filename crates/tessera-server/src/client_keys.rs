@@ -32,6 +32,10 @@ const MIN_REFETCH: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct HttpClientKeys {
     http: reqwest::Client,
+    /// The same, connecting only to public addresses, for clients that
+    /// registered themselves: a name of theirs that resolves into this
+    /// server's network is refused before anything connects.
+    public_http: reqwest::Client,
     /// One slot per URL; only registered clients' URLs ever get here, since a
     /// client is looked up before its keys are.
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
@@ -47,30 +51,52 @@ struct Slot {
 
 impl HttpClientKeys {
     pub fn new() -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            // A redirect could lead anywhere, http included; the registered
-            // URL is the one trusted.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(FETCH_TIMEOUT)
+                .connect_timeout(CONNECT_TIMEOUT)
+                // A redirect could lead anywhere, http included; the registered
+                // URL is the one trusted.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
+        };
         Ok(HttpClientKeys {
-            http,
+            http: builder().build()?,
+            // No proxy from the environment here: a proxy would resolve the
+            // name itself, past the check.
+            public_http: builder()
+                .no_proxy()
+                .dns_resolver(Arc::new(PublicOnly))
+                .build()?,
             slots: Mutex::default(),
         })
     }
 
-    fn slot(&self, uri: &str) -> Arc<tokio::sync::Mutex<Slot>> {
+    fn slot(&self, uri: &str, public_only: bool) -> Arc<tokio::sync::Mutex<Slot>> {
         // A poisoned lock only means another request panicked while holding
         // this map, which it never leaves half-written.
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(slots.entry(uri.to_owned()).or_default())
+        // Kept apart: a set fetched without the check is never what a
+        // public-only fetch answers.
+        let key = format!("{}{uri}", if public_only { "public " } else { "" });
+        Arc::clone(slots.entry(key).or_default())
     }
 
-    async fn fetch(&self, uri: &str) -> Result<(JwkSet, Option<Duration>), String> {
-        let mut response = self
-            .http
+    async fn fetch(
+        &self,
+        uri: &str,
+        public_only: bool,
+    ) -> Result<(JwkSet, Option<Duration>), String> {
+        let http = if public_only {
+            // An address in the URL itself is never resolved.
+            if tessera_core::registration::is_private_url(uri) {
+                return Err("the URL names a private or loopback address".into());
+            }
+            &self.public_http
+        } else {
+            &self.http
+        };
+        let mut response = http
             .get(uri)
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
@@ -107,8 +133,13 @@ impl HttpClientKeys {
 
 #[async_trait]
 impl ClientKeysSource for HttpClientKeys {
-    async fn client_keys(&self, uri: &str, refresh: bool) -> Result<JwkSet, KeysUnavailable> {
-        let slot = self.slot(uri);
+    async fn client_keys(
+        &self,
+        uri: &str,
+        refresh: bool,
+        public_only: bool,
+    ) -> Result<JwkSet, KeysUnavailable> {
+        let slot = self.slot(uri, public_only);
         let mut slot = slot.lock().await;
         let now = Instant::now();
         let age = |t: Option<Instant>| t.map(|t| now.duration_since(t));
@@ -122,7 +153,7 @@ impl ClientKeysSource for HttpClientKeys {
                 "fetching {uri} failed moments ago"
             )));
         }
-        match self.fetch(uri).await {
+        match self.fetch(uri, public_only).await {
             Ok((keys, max_age)) => {
                 slot.fresh_for = max_age
                     .unwrap_or(DEFAULT_MAX_AGE)
@@ -150,6 +181,28 @@ impl ClientKeysSource for HttpClientKeys {
 
 /// The freshness lifetime a response allows (RFC 9111 §5.2.2): `max-age`, or
 /// zero for `no-store` and `no-cache`; `None` when it says nothing.
+/// Resolves names as the system does, then keeps only public addresses
+/// ([`is_private_address`](tessera_core::registration::is_private_address));
+/// a name with none left is an error, so nothing connects.
+#[derive(Debug)]
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let public: Vec<std::net::SocketAddr> = resolved
+                .filter(|a| !tessera_core::registration::is_private_address(a.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let mut found = None;
     for value in headers.get_all(reqwest::header::CACHE_CONTROL) {
@@ -230,18 +283,21 @@ mod tests {
         let (base, hits) = key_server().await;
         let source = HttpClientKeys::new().expect("client");
         let good = format!("{base}/jwks.json");
-        let set = source.client_keys(&good, false).await.expect("keys");
+        let set = source.client_keys(&good, false, false).await.expect("keys");
         assert_eq!(set.keys[0].kid.as_deref(), Some("k1"));
         // Cached for its max-age; a refresh moments later is not a fetch.
-        source.client_keys(&good, false).await.expect("keys");
-        source.client_keys(&good, true).await.expect("keys");
+        source.client_keys(&good, false, false).await.expect("keys");
+        source.client_keys(&good, true, false).await.expect("keys");
         assert_eq!(hits.load(Ordering::SeqCst), 1);
 
         for path in ["/huge", "/private", "/redirect", "/missing"] {
             let url = format!("{base}{path}");
-            let err = source.client_keys(&url, false).await.expect_err(path);
+            let err = source
+                .client_keys(&url, false, false)
+                .await
+                .expect_err(path);
             // A failed URL is not asked again at once.
-            let again = source.client_keys(&url, true).await.expect_err(path);
+            let again = source.client_keys(&url, true, false).await.expect_err(path);
             assert!(again.0.contains("moments ago"), "{path}: {again}");
             assert!(!err.0.contains("moments ago"), "{path}: {err}");
         }
@@ -251,6 +307,36 @@ mod tests {
             3,
             "huge and private, once each"
         );
+    }
+
+    #[tokio::test]
+    async fn public_only_fetches_never_reach_a_private_address() {
+        let (base, hits) = key_server().await;
+        let source = HttpClientKeys::new().expect("client");
+        // By address (the key server is on 127.0.0.1), and by a name that
+        // resolves to loopback.
+        let by_name = base.replace("127.0.0.1", "localhost");
+        for url in [format!("{base}/jwks.json"), format!("{by_name}/jwks.json")] {
+            let err = source.client_keys(&url, false, true).await.expect_err(&url);
+            assert!(!err.0.contains("moments ago"), "{err}");
+        }
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            0,
+            "a private address was fetched"
+        );
+        // The resolver itself, whatever the URL check says about the name.
+        use reqwest::dns::Resolve as _;
+        let refused = PublicOnly
+            .resolve("localhost".parse().expect("a name"))
+            .await;
+        assert!(refused.is_err(), "localhost resolved to a public address");
+        // Without the restriction the same set is fetched as before.
+        source
+            .client_keys(&format!("{base}/jwks.json"), false, false)
+            .await
+            .expect("keys");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
     }
 
     fn cc(values: &[&str]) -> Option<Duration> {

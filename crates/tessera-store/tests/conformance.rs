@@ -91,6 +91,7 @@ fn full_client(id: &str, created_at: i64) -> Client {
             registration: Some(tessera_core::model::ManagedRegistration {
                 access_token_digest: "ab".repeat(32),
                 registered_at: created_at,
+                vouched: true,
             }),
         },
         created_at,

@@ -21,7 +21,7 @@ pub const MAX_BODY: usize = tessera_core::dynamic_registration::MAX_METADATA_BYT
 /// `POST /register`
 pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(e) = json_body(&headers) {
-        return failure(e);
+        return failure(e, &headers);
     }
     match state
         .provider
@@ -29,7 +29,7 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: B
         .await
     {
         Ok(information) => no_store((StatusCode::CREATED, Json(information)).into_response()),
-        Err(e) => failure(e),
+        Err(e) => failure(e, &headers),
     }
 }
 
@@ -45,7 +45,7 @@ pub async fn read(
         .await
     {
         Ok(information) => no_store(Json(information).into_response()),
-        Err(e) => failure(e),
+        Err(e) => failure(e, &headers),
     }
 }
 
@@ -57,7 +57,7 @@ pub async fn update(
     body: Bytes,
 ) -> Response {
     if let Err(e) = json_body(&headers) {
-        return failure(e);
+        return failure(e, &headers);
     }
     match state
         .provider
@@ -65,7 +65,7 @@ pub async fn update(
         .await
     {
         Ok(information) => no_store(Json(information).into_response()),
-        Err(e) => failure(e),
+        Err(e) => failure(e, &headers),
     }
 }
 
@@ -82,7 +82,7 @@ pub async fn delete(
     {
         // RFC 7592 §2.3
         Ok(()) => no_store(StatusCode::NO_CONTENT.into_response()),
-        Err(e) => failure(e),
+        Err(e) => failure(e, &headers),
     }
 }
 
@@ -103,14 +103,22 @@ fn json_body(headers: &HeaderMap) -> Result<(), Error> {
     }
 }
 
-/// A refused token gets RFC 6750's challenge; everything else the error
-/// document of RFC 7591 §3.2.2.
-fn failure(error: Error) -> Response {
-    if error.code() == ErrorCode::InvalidToken {
-        bearer_error(&error)
-    } else {
+/// A refused token gets RFC 6750's challenge (a bare one when no token came,
+/// §3.1); everything else the error document of RFC 7591 §3.2.2.
+fn failure(error: Error, headers: &HeaderMap) -> Response {
+    let response = if error.code() != ErrorCode::InvalidToken {
         OAuthError(error).into_response()
-    }
+    } else if bearer_token(headers).is_none() {
+        let mut response = StatusCode::UNAUTHORIZED.into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"tessera\""),
+        );
+        response
+    } else {
+        bearer_error(&error)
+    };
+    no_store(response)
 }
 
 fn no_store(mut response: Response) -> Response {

@@ -114,11 +114,25 @@ async fn a_registered_service_gets_tokens_with_the_credentials_it_was_given() {
 async fn registration_needs_a_valid_initial_access_token() {
     let server = TestServer::start().await;
     let metadata = json!({"redirect_uris": ["https://app.example/cb"]});
-    let (status, body, headers) = send(
+    // No token: RFC 6750 §3.1's bare challenge.
+    let (status, _, headers) = send(
         &server,
         reqwest::Method::POST,
         "/register",
         None,
+        Some(&metadata),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        headers[reqwest::header::WWW_AUTHENTICATE],
+        "Bearer realm=\"tessera\""
+    );
+    let (status, body, headers) = send(
+        &server,
+        reqwest::Method::POST,
+        "/register",
+        Some("not-a-token"),
         Some(&metadata),
     )
     .await;
@@ -128,10 +142,9 @@ async fn registration_needs_a_valid_initial_access_token() {
         headers[reqwest::header::WWW_AUTHENTICATE]
             .to_str()
             .unwrap()
-            .starts_with("Bearer")
+            .contains("error=\"invalid_token\"")
     );
-    let (status, body) = register(&server, Some("not-a-token"), &metadata).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(headers[reqwest::header::CACHE_CONTROL], "no-store");
 
     // A revoked token stops working at once.
     let created = server.cli(&["registration-token", "create", "--json"]);
@@ -212,6 +225,14 @@ async fn invalid_metadata_gets_the_rfc_7591_errors() {
             json!({"grant_types": ["password-please"]}),
             "an unknown grant",
         ),
+        (
+            json!({"grant_types": [], "response_types": []}),
+            "no grant at all",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "grant_types": ["implicit"], "response_types": ["code"]}),
+            "the implicit grant with only the code response type",
+        ),
     ] {
         let (status, body) = register(&server, Some(&token), &metadata).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {body}");
@@ -250,7 +271,8 @@ async fn a_client_manages_its_own_registration_and_no_other() {
     let their_path = path_of(&server, &theirs["registration_client_uri"]);
     let my_token = mine["registration_access_token"].as_str().unwrap();
 
-    // Read: the same metadata, no secret, no registration access token.
+    // Read: the same metadata, no secret, and a new registration access
+    // token (RFC 7592 §3) in place of the old one.
     let (status, read, headers) = send(
         &server,
         reqwest::Method::GET,
@@ -264,7 +286,20 @@ async fn a_client_manages_its_own_registration_and_no_other() {
     assert_eq!(read["client_id"], mine["client_id"]);
     assert_eq!(read["redirect_uris"], json!(["https://shop.example/cb"]));
     assert!(read.get("client_secret").is_none());
-    assert!(read.get("registration_access_token").is_none());
+    let (status, _, _) = send(
+        &server,
+        reqwest::Method::GET,
+        &my_path,
+        Some(my_token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the replaced token still works"
+    );
+    let my_token = read["registration_access_token"].as_str().unwrap();
 
     // Another client's token, no token, and an unknown client all look alike.
     for (path, bearer) in [
@@ -303,6 +338,16 @@ async fn a_client_manages_its_own_registration_and_no_other() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_redirect_uri");
+    // An operator's setting survives the client's update.
+    let id = mine["client_id"].as_str().unwrap();
+    server.cli(&[
+        "client",
+        "update",
+        id,
+        "--access-token-ttl",
+        "120",
+        "--json",
+    ]);
     let (status, updated, _) = send(
         &server,
         reqwest::Method::PUT,
@@ -316,8 +361,10 @@ async fn a_client_manages_its_own_registration_and_no_other() {
         updated["redirect_uris"],
         json!(["https://shop.example/callback"])
     );
+    let shown = server.cli(&["client", "show", id, "--json"]);
+    assert_eq!(shown["access_token_ttl"], 120, "{shown}");
+    let my_token = updated["registration_access_token"].as_str().unwrap();
     // The secret stays.
-    let id = mine["client_id"].as_str().unwrap();
     let secret = mine["client_secret"].as_str().unwrap();
     let (status, _) = server
         .token_response(id, secret, &[("grant_type", "client_credentials")])
@@ -392,4 +439,29 @@ async fn open_registration_takes_only_clients_that_act_for_people() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{grants}: {body}");
         assert_eq!(body["error"], "invalid_client_metadata");
     }
+    // Nor may it choose the APIs it gets tokens for.
+    let mut with_audience = metadata.clone();
+    with_audience["audiences"] = json!(["https://orders.example"]);
+    let (status, body) = register(&open, None, &with_audience).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // An update keeps to the same limits.
+    let path = path_of(&open, &client["registration_client_uri"]);
+    let token = client["registration_access_token"].as_str().unwrap();
+    let escalated = json!({
+        "client_id": client["client_id"],
+        "token_endpoint_auth_method": "client_secret_basic",
+        "grant_types": ["authorization_code", "client_credentials"],
+        "redirect_uris": ["https://app.example/cb"],
+    });
+    let (status, body, _) = send(
+        &open,
+        reqwest::Method::PUT,
+        &path,
+        Some(token),
+        Some(&escalated),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_client_metadata");
 }
