@@ -270,8 +270,8 @@ impl MetadataRequest {
         };
         let id_token_alg = match self.id_token_signed_response_alg.as_deref() {
             None => None,
-            // OIDC Registration §2: none only without the code flow's tokens;
-            // unsigned ID tokens are never issued here.
+            // OIDC Registration §2 allows `none` where no ID token comes from
+            // the authorization endpoint; this server signs every ID token.
             Some("none") => {
                 return Err(metadata_error(
                     "unsigned ID tokens (id_token_signed_response_alg none) are not issued",
@@ -307,7 +307,7 @@ impl MetadataRequest {
                 metadata_error(format!("scope {scope:?} is not a list of scope tokens"))
             })?,
             None if person_facing => Scope::parse("openid").expect("a valid scope"),
-            None => Scope::parse("").expect("the empty scope"),
+            None => Scope::default(),
         };
         let name = match &self.client_name {
             Some(name) => name.clone(),
@@ -492,14 +492,7 @@ impl Provider {
         registration::check_client(&client).map_err(from_rules)?;
         self.catalog().insert_client(&client).await?;
         tracing::info!(client_id = %client.id, vouched = registrant == Registrant::Vouched, "client registered");
-        let mut out = client_information(&client, &self.settings().issuer);
-        if let Some(secret) = secret {
-            out.insert("client_secret".into(), secret.secret.into());
-            // RFC 7591 §3.2.1: 0, the secret does not expire.
-            out.insert("client_secret_expires_at".into(), 0.into());
-        }
-        out.insert("registration_access_token".into(), access_token.into());
-        Ok(out)
+        Ok(self.answer(&client, secret, access_token))
     }
 
     /// RFC 7592 §2.1: the client's current registration.
@@ -517,9 +510,7 @@ impl Provider {
         {
             return Err(invalid_registration_token());
         }
-        let mut out = client_information(&client, &self.settings().issuer);
-        out.insert("registration_access_token".into(), access_token.into());
-        Ok(out)
+        Ok(self.answer(&client, None, access_token))
     }
 
     /// RFC 7592 §2.2: replaces the client's metadata with `body`, checked as a
@@ -603,13 +594,7 @@ impl Provider {
         if !self.catalog().update_client(&client, update).await? {
             return Err(invalid_registration_token());
         }
-        let mut out = client_information(&client, &self.settings().issuer);
-        if let Some(secret) = secret {
-            out.insert("client_secret".into(), secret.secret.into());
-            out.insert("client_secret_expires_at".into(), 0.into());
-        }
-        out.insert("registration_access_token".into(), access_token.into());
-        Ok(out)
+        Ok(self.answer(&client, secret, access_token))
     }
 
     /// RFC 7592 §2.3: deletes the client, and with it its consents, codes,
@@ -623,6 +608,25 @@ impl Provider {
         self.catalog().delete_client(&client.id).await?;
         tracing::info!(client_id = %client.id, "client deleted through its registration");
         Ok(())
+    }
+
+    /// The client information response (RFC 7591 §3.2.1, RFC 7592 §3): the
+    /// metadata, a new secret when one was made, and the registration access
+    /// token.
+    fn answer(
+        &self,
+        client: &Client,
+        secret: Option<NewSecret>,
+        access_token: String,
+    ) -> Map<String, Value> {
+        let mut out = client_information(client, &self.settings().issuer);
+        if let Some(secret) = secret {
+            out.insert("client_secret".into(), secret.secret.into());
+            // 0: the secret does not expire.
+            out.insert("client_secret_expires_at".into(), 0.into());
+        }
+        out.insert("registration_access_token".into(), access_token.into());
+        out
     }
 
     /// A new registration access token for `client`, its digest set: RFC 7592

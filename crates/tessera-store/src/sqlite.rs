@@ -1,10 +1,10 @@
-//! The embedded default: SQLite in WAL mode. Reads go through a pool of
+//! The embedded default: SQLite in WAL mode. Reads go through a few
 //! connections, which WAL lets run beside a write. Every write goes through
 //! one writer connection: SQLite admits one writer at a time anyway, and with
 //! several, the losers wait in SQLite's busy handler, which sleeps in steps of
 //! up to 100 ms; queued on one connection they wait their turn in order
-//! instead. The writer also drives the WAL checkpoints (see
-//! [`SqliteStore::housekeeping`]).
+//! instead. A fifth connection copies the WAL into the database file, and the
+//! writer lets it start over (see [`SqliteStore::housekeeping`]).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -20,17 +20,16 @@ pub const MAX_BODY: usize = tessera_core::dynamic_registration::MAX_METADATA_BYT
 
 /// `POST /register`
 pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(e) = json_body(&headers) {
-        return failure(e, &headers);
-    }
-    match state
-        .provider
-        .register_client(bearer_token(&headers), &body)
-        .await
-    {
-        Ok(information) => no_store((StatusCode::CREATED, Json(information)).into_response()),
-        Err(e) => failure(e, &headers),
-    }
+    let result = match json_body(&headers) {
+        Ok(()) => {
+            state
+                .provider
+                .register_client(bearer_token(&headers), &body)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    answer(result, StatusCode::CREATED, &headers)
 }
 
 /// `GET /register/{client_id}`
@@ -39,14 +38,11 @@ pub async fn read(
     Path(client_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match state
+    let result = state
         .provider
         .client_configuration(&client_id, bearer_token(&headers))
-        .await
-    {
-        Ok(information) => no_store(Json(information).into_response()),
-        Err(e) => failure(e, &headers),
-    }
+        .await;
+    answer(result, StatusCode::OK, &headers)
 }
 
 /// `PUT /register/{client_id}`
@@ -56,17 +52,16 @@ pub async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = json_body(&headers) {
-        return failure(e, &headers);
-    }
-    match state
-        .provider
-        .update_client_configuration(&client_id, bearer_token(&headers), &body)
-        .await
-    {
-        Ok(information) => no_store(Json(information).into_response()),
-        Err(e) => failure(e, &headers),
-    }
+    let result = match json_body(&headers) {
+        Ok(()) => {
+            state
+                .provider
+                .update_client_configuration(&client_id, bearer_token(&headers), &body)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    answer(result, StatusCode::OK, &headers)
 }
 
 /// `DELETE /register/{client_id}`
@@ -83,6 +78,18 @@ pub async fn delete(
         // RFC 7592 §2.3
         Ok(()) => no_store(StatusCode::NO_CONTENT.into_response()),
         Err(e) => failure(e, &headers),
+    }
+}
+
+/// The client information as JSON with `status`, or the failure.
+fn answer(
+    result: Result<serde_json::Map<String, serde_json::Value>, Error>,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> Response {
+    match result {
+        Ok(information) => no_store((status, Json(information)).into_response()),
+        Err(e) => failure(e, headers),
     }
 }
 
