@@ -14,6 +14,20 @@ use crate::routes;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub provider: Arc<Provider>,
+    /// Registrations without an initial access token, per address.
+    pub open_registrations: Arc<crate::limits::PerAddress>,
+}
+
+impl AppState {
+    /// The state with the default limits.
+    pub fn new(provider: Arc<Provider>) -> Self {
+        AppState {
+            provider,
+            open_registrations: Arc::new(crate::limits::PerAddress::per_hour(
+                crate::limits::DEFAULT_OPEN_REGISTRATIONS_PER_HOUR,
+            )),
+        }
+    }
 }
 
 pub fn app(state: AppState) -> Router {

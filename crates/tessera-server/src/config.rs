@@ -80,6 +80,9 @@ pub struct FileConfig {
     /// Registered clients may name URLs (jwks_uri, logo_uri, ...) on private
     /// or loopback networks. Default false.
     pub registration_allows_private_urls: Option<bool>,
+    /// Registrations without an initial access token one address may make in
+    /// an hour. Default 10.
+    pub open_registration_per_hour: Option<u32>,
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
     /// Seconds a client has to send a request's headers, from the connection's
@@ -119,6 +122,9 @@ pub struct Config {
     pub settings: Settings,
     pub log_format: LogFormat,
     pub connections: ConnectionLimits,
+    /// Registrations without an initial access token one address may make
+    /// in an hour, under `open_registration`.
+    pub open_registration_per_hour: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +188,7 @@ impl Config {
             device_poll_interval,
             open_registration,
             registration_allows_private_urls,
+            open_registration_per_hour,
             log_format,
             header_read_timeout,
             body_read_timeout,
@@ -343,6 +350,16 @@ impl Config {
                 )));
             }
         };
+        let open_registration_per_hour = match file.open_registration_per_hour {
+            None => crate::limits::DEFAULT_OPEN_REGISTRATIONS_PER_HOUR,
+            Some(0) => {
+                return Err(ConfigError(
+                    "open_registration_per_hour must be at least 1 (turn open_registration off instead)"
+                        .into(),
+                ));
+            }
+            Some(count) => count,
+        };
         Ok(Config {
             listen,
             database_url,
@@ -350,6 +367,7 @@ impl Config {
             settings,
             log_format,
             connections,
+            open_registration_per_hour,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod connections;
 pub mod issuer_keys;
+pub mod limits;
 pub mod oauth_error;
 pub mod pages;
 pub mod routes;

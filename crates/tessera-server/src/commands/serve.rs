@@ -112,7 +112,12 @@ pub async fn serve(config: Config) -> CommandResult {
     let maintenance = tokio::spawn(maintain(Arc::clone(&provider)));
     let catalog_sync = tokio::spawn(sync_catalog(Arc::clone(&provider)));
     let housekeeping = tokio::spawn(keep_house(Arc::clone(&provider)));
-    let router = app(AppState { provider });
+    let router = app(AppState {
+        provider,
+        open_registrations: Arc::new(crate::limits::PerAddress::per_hour(
+            config.open_registration_per_hour,
+        )),
+    });
     connections::serve(listener, router, limits, shutdown_signal()).await;
     maintenance.abort();
     catalog_sync.abort();

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera_core::error::{Error, ErrorCode, Reason};
 
-use super::bearer_token;
+use super::{ClientAddress, bearer_token};
 use crate::app::AppState;
 use crate::oauth_error::{OAuthError, bearer_error};
 
@@ -19,7 +19,28 @@ use crate::oauth_error::{OAuthError, bearer_error};
 pub const MAX_BODY: usize = tessera_core::dynamic_registration::MAX_METADATA_BYTES;
 
 /// `POST /register`
-pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn register(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Each registration is a client stored for good: without an operator's
+    // token, an address gets a few an hour.
+    if bearer_token(&headers).is_none()
+        && state.provider.settings().open_registration
+        && let Err(wait) = state.open_registrations.take(address.as_deref())
+    {
+        let seconds = i64::try_from(wait.as_secs()).unwrap_or(i64::MAX).max(1);
+        let error = Error {
+            retry_after: Some(seconds),
+            ..Error::new(
+                Reason::Throttled,
+                "too many registrations from this address; wait before trying again",
+            )
+        };
+        return failure(error, &headers);
+    }
     let result = match json_body(&headers) {
         Ok(()) => {
             state

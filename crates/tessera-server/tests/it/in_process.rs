@@ -75,9 +75,7 @@ async fn harness() -> Harness {
             .await
             .unwrap();
     }
-    let router = app(AppState {
-        provider: provider.clone(),
-    });
+    let router = app(AppState::new(provider.clone()));
     let task = tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
     });

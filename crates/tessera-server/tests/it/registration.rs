@@ -465,3 +465,40 @@ async fn open_registration_takes_only_clients_that_act_for_people() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"], "invalid_client_metadata");
 }
+
+#[tokio::test]
+async fn open_registration_is_limited_per_address() {
+    let server = TestServer::start_with(&[
+        ("TESSERA_OPEN_REGISTRATION", "true"),
+        ("TESSERA_OPEN_REGISTRATION_PER_HOUR", "2"),
+    ])
+    .await;
+    let metadata =
+        json!({"redirect_uris": ["https://app.example/cb"], "token_endpoint_auth_method": "none"});
+    for _ in 0..2 {
+        let (status, body) = register(&server, None, &metadata).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body, headers) = send(
+        &server,
+        reqwest::Method::POST,
+        "/register",
+        None,
+        Some(&metadata),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let retry_after: u64 = headers[reqwest::header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=1800).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    // An operator's token is not counted against the address.
+    let token = initial_token(&server);
+    let (status, body) = register(&server, Some(&token), &metadata).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
