@@ -251,3 +251,38 @@ async fn outside_oidc_code_flow_with_rs256_id_tokens() {
     let summary = run_relying_party(&python, &server, &client, "RS256");
     assert_summary(&server, &summary, &client.0, &sub, "RS256").await;
 }
+
+/// A client that registered itself (RFC 7591, under open registration) runs
+/// the same flow with the credentials the registration answered: a third-party
+/// library finds nothing that tells it from one made with the CLI.
+#[tokio::test]
+async fn outside_oidc_code_flow_with_a_self_registered_client() {
+    let Some(python) = crate::common::python() else {
+        return;
+    };
+    let server = TestServer::start_with(&[("TESSERA_OPEN_REGISTRATION", "true")]).await;
+    let sub = create_user(&server);
+    let response = server
+        .http
+        .post(server.url("/register"))
+        .json(&serde_json::json!({
+            "client_name": "Python RP",
+            "redirect_uris": [REDIRECT_URI],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "scope": SCOPE,
+            "id_token_signed_response_alg": "RS256",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let registered: Value = response.json().await.unwrap();
+    let client = (
+        registered["client_id"].as_str().unwrap().to_owned(),
+        registered["client_secret"].as_str().unwrap().to_owned(),
+    );
+
+    let summary = run_relying_party(&python, &server, &client, "RS256");
+    assert_summary(&server, &summary, &client.0, &sub, "RS256").await;
+}
