@@ -308,10 +308,100 @@ pub struct ClientMetadata {
     pub software_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub software_version: Option<String>,
+    /// What sort of application it is, when that was said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ClientKind>,
     /// Set for a client registered at the registration endpoint, which it
     /// manages with its registration access token (RFC 7592).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration: Option<ManagedRegistration>,
+}
+
+/// What sort of application a client is. It sets the defaults of a new
+/// client (its grants, and whether it keeps a secret) and which redirect URIs
+/// fit it ([`registration::check_client`](crate::registration::check_client)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientKind {
+    /// A server-side web application: confidential, code flow, https (or
+    /// loopback) redirects.
+    Web,
+    /// A browser application: public, code flow with PKCE, https (or
+    /// loopback) redirects.
+    Spa,
+    /// A desktop or mobile application: public, code flow with PKCE,
+    /// loopback or private-use-scheme redirects too (RFC 8252).
+    Native,
+    /// A service acting on its own behalf: confidential, client credentials,
+    /// no redirects.
+    Service,
+    /// A device without a browser: public, the device grant (RFC 8628), no
+    /// redirects.
+    Device,
+}
+
+impl ClientKind {
+    pub const ALL: [ClientKind; 5] = [
+        ClientKind::Web,
+        ClientKind::Spa,
+        ClientKind::Native,
+        ClientKind::Service,
+        ClientKind::Device,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientKind::Web => "web",
+            ClientKind::Spa => "spa",
+            ClientKind::Native => "native",
+            ClientKind::Service => "service",
+            ClientKind::Device => "device",
+        }
+    }
+
+    /// Whether clients of this kind run where a secret cannot be kept.
+    pub fn is_public(self) -> bool {
+        matches!(
+            self,
+            ClientKind::Spa | ClientKind::Native | ClientKind::Device
+        )
+    }
+
+    /// The grants a new client of this kind gets unless told otherwise.
+    pub fn default_grants(self) -> Vec<GrantType> {
+        match self {
+            ClientKind::Web | ClientKind::Spa | ClientKind::Native => {
+                vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+            }
+            ClientKind::Service => vec![GrantType::ClientCredentials],
+            ClientKind::Device => vec![GrantType::DeviceCode, GrantType::RefreshToken],
+        }
+    }
+
+    /// Whether the kind sends browsers back to the client at all.
+    pub fn redirects(self) -> bool {
+        matches!(self, ClientKind::Web | ClientKind::Spa | ClientKind::Native)
+    }
+}
+
+impl fmt::Display for ClientKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ClientKind {
+    type Err = UnknownValue;
+
+    fn from_str(text: &str) -> Result<Self, UnknownValue> {
+        ClientKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == text)
+            .ok_or_else(|| UnknownValue {
+                kind: "client kind (web, spa, native, service, device)",
+                value: text.to_owned(),
+            })
+    }
 }
 
 /// A dynamically registered client's hold on its registration.

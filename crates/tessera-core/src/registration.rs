@@ -10,7 +10,7 @@
 
 use tessera_jose::{Jwk, JwkSet};
 
-use crate::model::{Client, ClientAuthMethod, GrantType};
+use crate::model::{Client, ClientAuthMethod, ClientKind, GrantType};
 
 /// Why a client's registration was refused: a sentence for the person (or the
 /// `error_description` of RFC 7591 §3.2.2), naming the offending value.
@@ -479,6 +479,9 @@ pub fn check_client(client: &Client) -> Result<(), RegistrationError> {
     for uri in &client.redirect_uris {
         check_redirect_uri(uri)?;
     }
+    if let Some(kind) = client.metadata.kind {
+        check_kind(client, kind)?;
+    }
     for uri in &client.post_logout_redirect_uris {
         check_redirect_uri(uri).map_err(|e| RegistrationError {
             message: format!("post-logout {}", e.message),
@@ -506,6 +509,37 @@ pub fn check_client(client: &Client) -> Result<(), RegistrationError> {
     }
     if client.id_token_alg.is_some_and(|a| a.is_symmetric()) {
         return Err(metadata_error("ID tokens are signed with asymmetric keys"));
+    }
+    Ok(())
+}
+
+/// A client that says what kind of application it is keeps to that kind:
+/// public or confidential as the kind runs, and redirect URIs only where the
+/// kind redirects, private-use schemes only for native apps (RFC 8252 §7.1).
+fn check_kind(client: &Client, kind: ClientKind) -> Result<(), RegistrationError> {
+    if client.is_public() != kind.is_public() {
+        return Err(metadata_error(if kind.is_public() {
+            format!("a {kind} client is public: it runs where a secret cannot be kept")
+        } else {
+            format!("a {kind} client is confidential: it authenticates with a secret or keys")
+        }));
+    }
+    if !kind.redirects()
+        && (!client.redirect_uris.is_empty() || !client.post_logout_redirect_uris.is_empty())
+    {
+        return Err(redirect_error(format!(
+            "a {kind} client sends no browser back: it has no redirect URIs"
+        )));
+    }
+    if kind != ClientKind::Native
+        && let Some(uri) = client.redirect_uris.iter().find(|uri| {
+            url::Url::parse(uri).is_ok_and(|u| u.scheme() != "https" && u.scheme() != "http")
+        })
+    {
+        return Err(redirect_error(format!(
+            "redirect URI {uri:?}: private-use schemes are for native apps; a {kind} client \
+             uses https (or http on a loopback host)"
+        )));
     }
     Ok(())
 }

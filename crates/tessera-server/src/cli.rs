@@ -197,6 +197,13 @@ pub struct ClientCreate {
     /// A public client (no secret): native and browser apps.
     #[arg(long)]
     pub public: bool,
+    /// What sort of application it is: web (confidential, code flow), spa
+    /// and native (public, code flow with PKCE; only native may use
+    /// private-use-scheme redirect URIs), service (confidential, client
+    /// credentials, no redirects) or device (public, device grant). Sets the
+    /// grants when no --grant is given, and whether the client gets a secret.
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
     /// A grant the client may use: an RFC grant_type (authorization_code,
     /// client_credentials, refresh_token, password, the URNs or their last part,
     /// e.g. device_code) or `implicit`. Repeatable. None by default.

@@ -88,6 +88,7 @@ fn full_client(id: &str, created_at: i64) -> Client {
             contacts: vec!["ops@app.example".to_owned()],
             software_id: Some("app".to_owned()),
             software_version: Some("1.2.3 — ü".to_owned()),
+            kind: Some(tessera_core::model::ClientKind::Web),
             registration: Some(tessera_core::model::ManagedRegistration {
                 access_token_digest: "ab".repeat(32),
                 registered_at: created_at,

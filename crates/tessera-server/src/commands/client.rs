@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use tessera_core::client_auth::NewSecret;
 use tessera_core::crypto::{KeyEncryptionKey, random_id};
 use tessera_core::model::{
-    Client, ClientAuthMethod, ClientMetadata, GrantType, IntrospectionPolicy, TokenFormat,
+    Client, ClientAuthMethod, ClientKind, ClientMetadata, GrantType, IntrospectionPolicy,
+    TokenFormat,
 };
 use tessera_core::registration::{check_client, parse_client_jwks};
 use tessera_core::scope::Scope;
@@ -35,7 +36,16 @@ pub async fn create(store: &dyn Store, args: ClientCreate, kek: impl KekLoader) 
             auth_method.map_or("", ClientAuthMethod::as_str)
         )));
     }
-    let public = args.public || auth_method == Some(ClientAuthMethod::None);
+    let kind = args
+        .kind
+        .as_deref()
+        .map(str::parse::<ClientKind>)
+        .transpose()?;
+    // A kind that runs where no secret can be kept makes a public client,
+    // unless an auth method says otherwise (which the rules then refuse).
+    let public = args.public
+        || auth_method == Some(ClientAuthMethod::None)
+        || (auth_method.is_none() && kind.is_some_and(ClientKind::is_public));
     let keyed = auth_method == Some(ClientAuthMethod::PrivateKeyJwt);
     let secret = if public || keyed {
         None
@@ -55,7 +65,10 @@ pub async fn create(store: &dyn Store, args: ClientCreate, kek: impl KekLoader) 
         },
         jwks: args.jwks.as_deref().map(read_jwks).transpose()?,
         jwks_uri: args.jwks_uri,
-        grants: parse_grants(&args.grants)?,
+        grants: match kind {
+            Some(kind) if args.grants.is_empty() => kind.default_grants(),
+            _ => parse_grants(&args.grants)?,
+        },
         redirect_uris: dedup(args.redirect_uris),
         scopes: parse_scope(&args.scope)?,
         audiences: dedup(args.audiences),
@@ -72,6 +85,7 @@ pub async fn create(store: &dyn Store, args: ClientCreate, kek: impl KekLoader) 
         metadata: ClientMetadata {
             impersonation: args.impersonation,
             serves: dedup(args.serves),
+            kind,
             ..ClientMetadata::default()
         },
         created_at: SystemClock.now(),
@@ -510,6 +524,8 @@ fn describe(client: &Client) -> Value {
         "jwks_uri": client.jwks_uri,
         "impersonation": client.metadata.impersonation,
         "serves": client.metadata.serves,
+        "kind": client.metadata.kind.map(ClientKind::as_str),
+        "registered_dynamically": client.metadata.registration.is_some(),
         "created_at": format_time(client.created_at),
     })
 }

@@ -564,3 +564,131 @@ fn database_errors_name_the_place_and_the_cause() {
     );
     assert!(!message.contains("pool timed out"), "{message}");
 }
+
+/// `--kind` sets a new client's grants and whether it gets a secret, and the
+/// rules then hold it to that kind.
+#[tokio::test]
+async fn client_create_by_kind_gets_the_kinds_defaults_and_rules() {
+    let server = TestServer::start().await;
+    let spa = server.cli(&[
+        "client",
+        "create",
+        "--name",
+        "Shop front",
+        "--kind",
+        "spa",
+        "--redirect-uri",
+        "https://shop.example/cb",
+        "--json",
+    ]);
+    assert!(
+        spa.get("client_secret").is_none(),
+        "a SPA got a secret: {spa}"
+    );
+    let shown = server.cli(&[
+        "client",
+        "show",
+        spa["client_id"].as_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(shown["kind"], "spa");
+    assert_eq!(shown["type"], "public");
+    assert_eq!(
+        shown["grants"],
+        serde_json::json!(["authorization_code", "refresh_token"])
+    );
+    assert_eq!(shown["require_pkce"], true);
+
+    let service = server.cli(&[
+        "client", "create", "--name", "Billing", "--kind", "service", "--json",
+    ]);
+    assert!(service["client_secret"].is_string(), "{service}");
+    let shown = server.cli(&[
+        "client",
+        "show",
+        service["client_id"].as_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(shown["grants"], serde_json::json!(["client_credentials"]));
+    let (status, _) = server
+        .token_response(
+            service["client_id"].as_str().unwrap(),
+            service["client_secret"].as_str().unwrap(),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let device = server.cli(&[
+        "client", "create", "--name", "TV", "--kind", "device", "--json",
+    ]);
+    let shown = server.cli(&[
+        "client",
+        "show",
+        device["client_id"].as_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(shown["type"], "public");
+    assert_eq!(
+        shown["grants"],
+        serde_json::json!([
+            "urn:ietf:params:oauth:grant-type:device_code",
+            "refresh_token"
+        ])
+    );
+
+    // Private-use schemes are for native apps only.
+    server.cli(&[
+        "client",
+        "create",
+        "--name",
+        "Desktop",
+        "--kind",
+        "native",
+        "--redirect-uri",
+        "com.example.app:/cb",
+        "--json",
+    ]);
+    for (args, why) in [
+        (
+            vec!["--kind", "web", "--redirect-uri", "com.example.app:/cb"],
+            "native apps",
+        ),
+        (
+            vec![
+                "--kind",
+                "service",
+                "--redirect-uri",
+                "https://a.example/cb",
+            ],
+            "no redirect URIs",
+        ),
+        (
+            vec![
+                "--kind",
+                "web",
+                "--public",
+                "--redirect-uri",
+                "https://a.example/cb",
+            ],
+            "confidential",
+        ),
+        (
+            vec![
+                "--kind",
+                "spa",
+                "--auth-method",
+                "client_secret_basic",
+                "--redirect-uri",
+                "https://a.example/cb",
+            ],
+            "public",
+        ),
+        (vec!["--kind", "phone"], "client kind"),
+    ] {
+        let mut all = vec!["client", "create", "--name", "bad"];
+        all.extend_from_slice(&args);
+        let message = refused(&server, &all);
+        assert!(message.contains(why), "{args:?}: {message}");
+    }
+}
