@@ -40,6 +40,7 @@ pub mod testing;
 pub mod throttle;
 pub mod tokens;
 pub mod trust;
+pub mod try_it;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{Error, ErrorCode, Reason};

@@ -23,8 +23,13 @@ pub fn verify(verifier: &str, challenge: &str) -> bool {
     if !well_formed {
         return false;
     }
-    let computed = tessera_jose::b64(digest::digest(&digest::SHA256, verifier.as_bytes()));
+    let computed = challenge_of(verifier);
     computed.as_bytes().ct_eq(challenge.as_bytes()).into()
+}
+
+/// The `S256` challenge of a verifier (RFC 7636 §4.2), as a client sends it.
+pub fn challenge_of(verifier: &str) -> String {
+    tessera_jose::b64(digest::digest(&digest::SHA256, verifier.as_bytes()))
 }
 
 #[cfg(test)]

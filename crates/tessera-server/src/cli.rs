@@ -164,6 +164,15 @@ pub enum ClientCommand {
         #[command(flatten)]
         json: Json,
     },
+    /// Print ready-to-run requests for each grant the client may use: curl
+    /// commands with its ID, this server's endpoints and a fresh PKCE pair,
+    /// reading secrets and tokens from shell variables it names.
+    Try {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Change a client's settings; the same rules as `client create` apply to
     /// the result. Takes effect at once, also for tokens asked for afterwards
     /// with existing grants.

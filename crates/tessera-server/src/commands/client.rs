@@ -500,6 +500,36 @@ pub async fn rotate_secret(
 
 /// A client as the CLI shows it: everything but the secret's digest and sealed
 /// copy. Its keys are public.
+/// `client try`: the ready requests of each of the client's grants.
+pub async fn try_it(store: &dyn Store, issuer: &str, id: &str, json: bool) -> CommandResult {
+    let client = store
+        .client(id)
+        .await?
+        .ok_or_else(|| CommandError(format!("no client {id:?}")))?;
+    let ready = tessera_core::try_it::ready_requests(&client, issuer);
+    if json {
+        print_json(&serde_json::to_value(&ready)?);
+        return Ok(());
+    }
+    if ready.is_empty() {
+        println!("client {id} has no grant to try");
+    }
+    for grant in &ready {
+        println!("# {}", grant.title);
+        for step in &grant.steps {
+            println!("# {}", step.description);
+            if let Some(url) = &step.open {
+                println!("{url}");
+            }
+            if let Some(command) = &step.run {
+                println!("{command}");
+            }
+        }
+        println!();
+    }
+    Ok(())
+}
+
 fn describe(client: &Client) -> Value {
     json!({
         "client_id": client.id,

@@ -54,6 +54,9 @@ pub async fn run(cli: Cli) -> CommandResult {
                 ClientCommand::Show { id, json } => {
                     client::show(store.as_ref(), &id, json.json).await
                 }
+                ClientCommand::Try { id, json } => {
+                    client::try_it(store.as_ref(), &config.settings.issuer, &id, json.json).await
+                }
                 ClientCommand::Update(args) => {
                     client::update(store.as_ref(), *args, || require_kek(&config)).await
                 }

@@ -692,3 +692,107 @@ async fn client_create_by_kind_gets_the_kinds_defaults_and_rules() {
         assert!(message.contains(why), "{args:?}: {message}");
     }
 }
+
+/// `client try` prints requests that work as printed: the client-credentials
+/// command, run by the shell with the secret in `CLIENT_SECRET`, returns a
+/// token; the code flow's URL carries the challenge of the verifier its
+/// exchange sends.
+#[tokio::test]
+async fn client_try_prints_requests_that_run_as_shown() {
+    let server = TestServer::start().await;
+    let service = server.cli(&[
+        "client",
+        "create",
+        "--name",
+        "Billing",
+        "--kind",
+        "service",
+        "--scope",
+        "invoices.read invoices.write",
+        "--json",
+    ]);
+    let id = service["client_id"].as_str().unwrap();
+    let ready = server.cli(&["client", "try", id, "--json"]);
+    let grants = ready.as_array().unwrap();
+    assert_eq!(grants.len(), 1, "{ready}");
+    assert_eq!(grants[0]["grant"], "client_credentials");
+    let command = grants[0]["steps"][0]["run"].as_str().unwrap();
+    assert!(!command.contains(service["client_secret"].as_str().unwrap()));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("CLIENT_SECRET", service["client_secret"].as_str().unwrap())
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{command} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert!(token["access_token"].is_string(), "{token}");
+    assert_eq!(token["scope"], "invoices.read invoices.write");
+
+    let spa = server.cli(&[
+        "client",
+        "create",
+        "--name",
+        "Front",
+        "--kind",
+        "spa",
+        "--scope",
+        "openid profile",
+        "--redirect-uri",
+        "https://front.example/cb",
+        "--json",
+    ]);
+    let ready = server.cli(&[
+        "client",
+        "try",
+        spa["client_id"].as_str().unwrap(),
+        "--json",
+    ]);
+    let grants: Vec<&str> = ready
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["grant"].as_str().unwrap())
+        .collect();
+    assert_eq!(grants, ["authorization_code", "refresh_token"]);
+    let steps = &ready[0]["steps"];
+    let url = url::Url::parse(steps[0]["open"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        url.as_str().split('?').next().unwrap(),
+        server.url("/oauth2/authorize")
+    );
+    let query: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["client_id"], spa["client_id"].as_str().unwrap());
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["scope"], "openid profile");
+    assert!(query.contains_key("nonce"));
+    let exchange = steps[1]["run"].as_str().unwrap();
+    let verifier = exchange
+        .split("code_verifier=")
+        .nth(1)
+        .unwrap()
+        .split(['\'', ' '])
+        .next()
+        .unwrap();
+    assert!(
+        tessera_core::pkce::verify(verifier, &query["code_challenge"]),
+        "{exchange}"
+    );
+    // A public client names itself; it has no secret to send.
+    assert!(exchange.contains(&format!(
+        "-d client_id={}",
+        spa["client_id"].as_str().unwrap()
+    )));
+    assert!(!exchange.contains("CLIENT_SECRET"));
+}
