@@ -504,3 +504,79 @@ async fn a_rotated_shared_secret_is_current_on_every_instance_within_a_second() 
         }
     }
 }
+
+/// A client registered at one instance (RFC 7591) gets tokens at both, and is
+/// read and deleted through the other (RFC 7592); once deleted it is refused
+/// everywhere within the catalogue's bound.
+#[tokio::test]
+async fn a_client_registered_at_one_instance_is_managed_at_the_other() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let kek = new_kek();
+    let env = [
+        ("TESSERA_KEY_ENCRYPTION_KEY", kek.as_str()),
+        ("TESSERA_ISSUER", SHARED_ISSUER),
+    ];
+    let (one, two) = tokio::join!(
+        TestServer::start_on(TempDir::new("pg-reg-one"), db.url.clone(), &env),
+        TestServer::start_on(TempDir::new("pg-reg-two"), db.url.clone(), &env),
+    );
+    let initial = one.cli(&["registration-token", "create", "--json"]);
+    let response = one
+        .http
+        .post(one.url("/register"))
+        .bearer_auth(initial["token"].as_str().unwrap())
+        .json(&serde_json::json!({
+            "client_name": "Worker",
+            "grant_types": ["client_credentials"],
+            "response_types": [],
+            "scope": SCOPE,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let registered: serde_json::Value = response.json().await.unwrap();
+    let client = (
+        registered["client_id"].as_str().unwrap().to_owned(),
+        registered["client_secret"].as_str().unwrap().to_owned(),
+    );
+    tokio::join!(access_token(&one, &client), access_token(&two, &client));
+
+    let path = registered["registration_client_uri"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(SHARED_ISSUER)
+        .unwrap()
+        .to_owned();
+    let read = two
+        .http
+        .get(two.url(&path))
+        .bearer_auth(registered["registration_access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let read: serde_json::Value = read.json().await.unwrap();
+    assert_eq!(read["client_id"], registered["client_id"]);
+    let deleted = two
+        .http
+        .delete(two.url(&path))
+        .bearer_auth(read["registration_access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    crate::common::catalog_settles().await;
+    for server in [&one, &two] {
+        let (status, _) = server
+            .token_response(
+                &client.0,
+                &client.1,
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+}
