@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod dynamic_registration;
 pub mod error;
 pub mod grants;
+pub mod inspect;
 pub mod introspection;
 pub mod keys;
 pub mod model;
