@@ -48,7 +48,8 @@ fn quote(text: &str) -> String {
     let plain = !text.is_empty()
         && text
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~:/=@%+,".contains(&b));
+            // No `~`: at the start of a word the shell expands it.
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:/=@%+,".contains(&b));
     if plain {
         text.to_owned()
     } else {
@@ -77,7 +78,7 @@ fn curl(client: &Client, url: &str, fields: &[(&str, Value)]) -> String {
                  --data-urlencode \"client_assertion=$CLIENT_ASSERTION\"",
             );
         }
-        _ => command.push_str(&format!(" -u \"{}:$CLIENT_SECRET\"", client.id)),
+        _ => command.push_str(&format!(" -u {}\":$CLIENT_SECRET\"", quote(&client.id))),
     }
     for (name, value) in fields {
         match value {
@@ -335,7 +336,8 @@ mod tests {
 
     #[test]
     fn words_are_quoted_for_the_shell() {
-        assert_eq!(quote("abc-1.2_~"), "abc-1.2_~");
+        assert_eq!(quote("abc-1.2_"), "abc-1.2_");
+        assert_eq!(quote("~user"), "'~user'");
         assert_eq!(quote("a b"), "'a b'");
         assert_eq!(quote("it's"), r"'it'\''s'");
         assert_eq!(quote("$HOME"), "'$HOME'");
