@@ -77,6 +77,14 @@ impl ClientStore for MemoryClients {
     async fn update_client(&self, _: &Client, _: SecretUpdate) -> StoreResult<bool> {
         Ok(false)
     }
+    async fn update_client_if_unchanged(
+        &self,
+        _: &Client,
+        _: SecretUpdate,
+        _: &tessera_core::model::ClientMetadata,
+    ) -> StoreResult<bool> {
+        Ok(false)
+    }
     async fn record_client_assertion(
         &self,
         client_id: &str,

@@ -240,6 +240,19 @@ impl ClientStore for Catalog {
             .await
     }
 
+    async fn update_client_if_unchanged(
+        &self,
+        client: &Client,
+        secret: SecretUpdate,
+        expected: &crate::model::ClientMetadata,
+    ) -> StoreResult<bool> {
+        self.changing(
+            self.store
+                .update_client_if_unchanged(client, secret, expected),
+        )
+        .await
+    }
+
     async fn record_client_assertion(
         &self,
         client_id: &str,

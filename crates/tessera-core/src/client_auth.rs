@@ -761,6 +761,23 @@ mod tests {
             }
             Ok(true)
         }
+        async fn update_client_if_unchanged(
+            &self,
+            client: &Client,
+            secret: SecretUpdate,
+            expected: &crate::model::ClientMetadata,
+        ) -> StoreResult<bool> {
+            let unchanged = self
+                .clients
+                .lock()
+                .expect("lock")
+                .get(&client.id)
+                .is_some_and(|stored| stored.metadata == *expected);
+            if !unchanged {
+                return Ok(false);
+            }
+            self.update_client(client, secret).await
+        }
         async fn record_client_assertion(
             &self,
             client_id: &str,

@@ -502,10 +502,14 @@ impl Provider {
         bearer: Option<&str>,
     ) -> Result<Map<String, Value>, Error> {
         let mut client = self.managed_client(client_id, bearer).await?;
+        let read = client.metadata.clone();
         let access_token = self.rotate_registration_token(&mut client);
+        // Written only if nobody rotated the token since it was checked: of
+        // two requests with one token, exactly one gets its successor, and
+        // the other a 401, never a token that no longer works.
         if !self
             .catalog()
-            .update_client(&client, SecretUpdate::Keep)
+            .update_client_if_unchanged(&client, SecretUpdate::Keep, &read)
             .await?
         {
             return Err(invalid_registration_token());
@@ -591,7 +595,11 @@ impl Provider {
             (secret, SecretUpdate::Replace)
         };
         registration::check_client(&client).map_err(from_rules)?;
-        if !self.catalog().update_client(&client, update).await? {
+        if !self
+            .catalog()
+            .update_client_if_unchanged(&client, update, &current.metadata)
+            .await?
+        {
             return Err(invalid_registration_token());
         }
         Ok(self.answer(&client, secret, access_token))

@@ -63,6 +63,17 @@ pub trait ClientStore: Send + Sync {
     /// creation time) in one statement, and with [`SecretUpdate::Replace`] its
     /// secret too; returns whether the client exists.
     async fn update_client(&self, client: &Client, secret: SecretUpdate) -> StoreResult<bool>;
+    /// As [`update_client`](Self::update_client), but only while the client's
+    /// metadata document is still `expected`, in the same statement: of
+    /// concurrent changes made from one reading, exactly one is written
+    /// (what a registration access token's rotation needs). Returns whether
+    /// this one was.
+    async fn update_client_if_unchanged(
+        &self,
+        client: &Client,
+        secret: SecretUpdate,
+        expected: &crate::model::ClientMetadata,
+    ) -> StoreResult<bool>;
     /// Records the `jti` of a client assertion (RFC 7523 §3 item 7) until
     /// `expires_at`, in one statement: of two uses of one `jti` by a client,
     /// exactly one gets `true`. A record already past its expiry at `now` is

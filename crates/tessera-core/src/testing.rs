@@ -62,6 +62,38 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// `update_client`, and with `expected` only while the metadata is still
+    /// that.
+    async fn replace_client(
+        &self,
+        client: &Client,
+        secret: SecretUpdate,
+        expected: Option<&crate::model::ClientMetadata>,
+    ) -> StoreResult<bool> {
+        let mut state = self.state().await;
+        let Some(stored) = state.clients.get_mut(&client.id) else {
+            return Ok(false);
+        };
+        if expected.is_some_and(|expected| *expected != stored.metadata) {
+            return Ok(false);
+        }
+        // Everything but the ID, the creation time and, unless replaced, the
+        // secret.
+        let (secret_digest, sealed_secret) = match secret {
+            SecretUpdate::Keep => (stored.secret_digest, stored.sealed_secret.clone()),
+            SecretUpdate::Replace => (client.secret_digest, client.sealed_secret.clone()),
+        };
+        *stored = Client {
+            id: stored.id.clone(),
+            secret_digest,
+            sealed_secret,
+            created_at: stored.created_at,
+            ..client.clone()
+        };
+        state.catalog_version += 1;
+        Ok(true)
+    }
+
     /// The tables, for one verb. A verb against a database suspends for the
     /// round trip, so this one yields first: tasks interleave between verbs as
     /// they would there, and races in the callers stay visible to tests.
@@ -129,25 +161,16 @@ impl ClientStore for MemoryStore {
     }
 
     async fn update_client(&self, client: &Client, secret: SecretUpdate) -> StoreResult<bool> {
-        let mut state = self.state().await;
-        state.catalog_version += 1;
-        let Some(stored) = state.clients.get_mut(&client.id) else {
-            return Ok(false);
-        };
-        // Everything but the ID, the creation time and, unless replaced, the
-        // secret.
-        let (secret_digest, sealed_secret) = match secret {
-            SecretUpdate::Keep => (stored.secret_digest, stored.sealed_secret.clone()),
-            SecretUpdate::Replace => (client.secret_digest, client.sealed_secret.clone()),
-        };
-        *stored = Client {
-            id: stored.id.clone(),
-            secret_digest,
-            sealed_secret,
-            created_at: stored.created_at,
-            ..client.clone()
-        };
-        Ok(true)
+        self.replace_client(client, secret, None).await
+    }
+
+    async fn update_client_if_unchanged(
+        &self,
+        client: &Client,
+        secret: SecretUpdate,
+        expected: &crate::model::ClientMetadata,
+    ) -> StoreResult<bool> {
+        self.replace_client(client, secret, Some(expected)).await
     }
 
     async fn record_client_assertion(

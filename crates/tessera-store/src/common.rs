@@ -237,6 +237,51 @@ macro_rules! impl_store {
             })
         }
 
+        /// `update_client`, and with `expected` only while the stored metadata
+        /// document is still that one, in the same statement.
+        async fn replace_client(
+            store: &$store,
+            client: &Client,
+            secret: SecretUpdate,
+            expected: Option<&tessera_core::model::ClientMetadata>,
+        ) -> StoreResult<bool> {
+            // The document as this store writes it: the same text compares
+            // equal, so `metadata = $n` is a compare-and-swap.
+            const KEEP: &str = const_format::concatcp!(
+                "UPDATE clients SET (", CLIENT_SETTINGS_COLUMNS, ") = \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) WHERE id = $16"
+            );
+            const REPLACE: &str = const_format::concatcp!(
+                "UPDATE clients SET (", CLIENT_SETTINGS_COLUMNS, ", secret_digest, sealed_secret) = \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                 WHERE id = $18"
+            );
+            const KEEP_IF: &str = const_format::concatcp!(KEEP, " AND metadata = $17");
+            const REPLACE_IF: &str = const_format::concatcp!(REPLACE, " AND metadata = $19");
+            let sql = match (secret, expected.is_some()) {
+                (SecretUpdate::Keep, false) => KEEP,
+                (SecretUpdate::Keep, true) => KEEP_IF,
+                (SecretUpdate::Replace, false) => REPLACE,
+                (SecretUpdate::Replace, true) => REPLACE_IF,
+            };
+            let mut query = bind_client_settings(sqlx::query(sql), client);
+            if secret == SecretUpdate::Replace {
+                query = query
+                    .bind(client.secret_digest.map(|d| d.0.to_vec()))
+                    .bind(client.sealed_secret.as_deref());
+            }
+            query = query.bind(&client.id);
+            if let Some(expected) = expected {
+                query = query.bind(to_json(expected));
+            }
+            let updated = query
+                .execute(&mut *store.writer().await?)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+            Ok(updated > 0)
+        }
+
         #[async_trait]
         impl ClientStore for $store {
             async fn client(&self, id: &str) -> StoreResult<Option<Client>> {
@@ -313,32 +358,16 @@ macro_rules! impl_store {
             }
 
             async fn update_client(&self, client: &Client, secret: SecretUpdate) -> StoreResult<bool> {
-                let query = match secret {
-                    SecretUpdate::Keep => {
-                        let sql = const_format::concatcp!(
-                            "UPDATE clients SET (", CLIENT_SETTINGS_COLUMNS, ") = \
-                             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) WHERE id = $16"
-                        );
-                        bind_client_settings(sqlx::query(sql), client)
-                    }
-                    SecretUpdate::Replace => {
-                        let sql = const_format::concatcp!(
-                            "UPDATE clients SET (", CLIENT_SETTINGS_COLUMNS, ", secret_digest, sealed_secret) = \
-                             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-                             WHERE id = $18"
-                        );
-                        bind_client_settings(sqlx::query(sql), client)
-                            .bind(client.secret_digest.map(|d| d.0.to_vec()))
-                            .bind(client.sealed_secret.as_deref())
-                    }
-                };
-                let updated = query
-                    .bind(&client.id)
-                    .execute(&mut *self.writer().await?)
-                    .await
-                    .map_err(map_err)?
-                    .rows_affected();
-                Ok(updated > 0)
+                replace_client(self, client, secret, None).await
+            }
+
+            async fn update_client_if_unchanged(
+                &self,
+                client: &Client,
+                secret: SecretUpdate,
+                expected: &tessera_core::model::ClientMetadata,
+            ) -> StoreResult<bool> {
+                replace_client(self, client, secret, Some(expected)).await
             }
 
             async fn record_client_assertion(

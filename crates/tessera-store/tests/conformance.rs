@@ -2536,6 +2536,52 @@ where
     results
 }
 
+/// A compare-and-swap on a client's metadata: of racers that all read the
+/// same document, exactly one writes; a stale reading writes nothing.
+async fn check_client_cas_race(store: &Arc<dyn Store>) {
+    let client = full_client(&unique("cas"), 1_700_000_000);
+    store.insert_client(&client).await.expect("insert_client");
+    let read = client.metadata.clone();
+    let results = race(store, |store, i| {
+        let mut next = client.clone();
+        next.metadata.software_version = Some(format!("racer {i}"));
+        let read = read.clone();
+        async move {
+            store
+                .update_client_if_unchanged(&next, SecretUpdate::Keep, &read)
+                .await
+                .expect("update_client_if_unchanged")
+        }
+    })
+    .await;
+    let winners: Vec<usize> = (0..RACERS).filter(|i| results[*i]).collect();
+    assert_eq!(winners.len(), 1, "{winners:?} all wrote");
+    let stored = store
+        .client(&client.id)
+        .await
+        .expect("client")
+        .expect("exists");
+    assert_eq!(
+        stored.metadata.software_version,
+        Some(format!("racer {}", winners[0]))
+    );
+    // The reading is stale now; nothing more is written.
+    assert!(
+        !store
+            .update_client_if_unchanged(&client, SecretUpdate::Keep, &read)
+            .await
+            .expect("update_client_if_unchanged")
+    );
+    // Unknown client: nothing to swap.
+    let absent = full_client(&unique("cas-absent"), 1_700_000_000);
+    assert!(
+        !store
+            .update_client_if_unchanged(&absent, SecretUpdate::Replace, &absent.metadata)
+            .await
+            .expect("update_client_if_unchanged")
+    );
+}
+
 async fn check_key_race(store: &Arc<dyn Store>, expected: KeyRace) {
     let alg = unique("alg");
     let keys: Vec<StoredKey> = (0..RACERS).map(|_| stored_key(&alg, 100, 1_000)).collect();
@@ -3626,6 +3672,7 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_devices(&*store).await;
     check_device_race(&store).await;
     check_key_race(&store, key_race).await;
+    check_client_cas_race(&store).await;
     check_client_races(&store).await;
     check_client_assertion_race(&store).await;
     check_assertion_race(&store).await;

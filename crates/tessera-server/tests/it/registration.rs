@@ -502,3 +502,35 @@ async fn open_registration_is_limited_per_address() {
     let (status, body) = register(&server, Some(&token), &metadata).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
+
+/// Reads that rotate one registration access token at the same moment: one
+/// gets the successor, the others a 401, and the successor works.
+#[tokio::test]
+async fn concurrent_reads_with_one_token_rotate_it_once() {
+    let server = TestServer::start().await;
+    let token = initial_token(&server);
+    let metadata = json!({"redirect_uris": ["https://app.example/cb"]});
+    let (_, client) = register(&server, Some(&token), &metadata).await;
+    let path = path_of(&server, &client["registration_client_uri"]);
+    let management = client["registration_access_token"].as_str().unwrap();
+    let read = || send(&server, reqwest::Method::GET, &path, Some(management), None);
+    let (a, b, c, d) = tokio::join!(read(), read(), read(), read());
+    let reads = [a, b, c, d];
+    let winners: Vec<&Value> = reads
+        .iter()
+        .filter(|(status, _, _)| *status == StatusCode::OK)
+        .map(|(_, body, _)| body)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "{} reads rotated one token",
+        winners.len()
+    );
+    assert!(reads.iter().all(|(status, _, _)| {
+        *status == StatusCode::OK || *status == StatusCode::UNAUTHORIZED
+    }));
+    let successor = winners[0]["registration_access_token"].as_str().unwrap();
+    let (status, _, _) = send(&server, reqwest::Method::GET, &path, Some(successor), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
