@@ -391,7 +391,13 @@ impl TokenStore for MemoryStore {
         let mut state = self.state().await;
         let kept_until = now.saturating_sub(CODE_RETENTION);
         let failures_until = now.saturating_sub(LOGIN_FAILURE_RETENTION);
-        Ok(
+        let registration_tokens = state.registration_tokens.len();
+        state
+            .registration_tokens
+            .retain(|t| t.expires_at.is_none_or(|expires_at| expires_at > now));
+        let registration_tokens = (registration_tokens - state.registration_tokens.len()) as u64;
+        Ok(registration_tokens
+            +
             purge(&mut state.revoked_jtis, |expires_at| *expires_at <= now)
             + purge(&mut state.assertions, |expires_at| *expires_at <= now)
             + purge(&mut state.reference_tokens, |t| t.expires_at <= now)
@@ -404,8 +410,7 @@ impl TokenStore for MemoryStore {
             // Kept like codes, so a late poll still reads expired_token.
             + purge(&mut state.devices, |d| d.expires_at < kept_until)
             + purge(&mut state.login_failures, |f| f.last_at < failures_until)
-            + purge(&mut state.client_assertions, |expires_at| *expires_at <= now),
-        )
+            + purge(&mut state.client_assertions, |expires_at| *expires_at <= now))
     }
 }
 

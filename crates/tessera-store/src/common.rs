@@ -880,8 +880,9 @@ macro_rules! impl_store {
                 // statement: writes queued meanwhile on the one writer
                 // connection go in between, so a large backlog never holds
                 // them up for long.
-                let tables: [(&str, &str, &str, i64); 9] = [
+                let tables: [(&str, &str, &str, i64); 10] = [
                     ("revoked_jtis", "jti", "expires_at <= $1", now),
+                    ("registration_tokens", "id", "expires_at <= $1", now),
                     ("client_assertion_jtis", "client_id, jti", "expires_at <= $1", now),
                     ("assertion_ids", "kind, issuer, id", "expires_at <= $1", now),
                     ("reference_tokens", "digest", "expires_at <= $1", now),

@@ -3640,6 +3640,32 @@ async fn check_registration_tokens(store: &dyn Store) {
             .expect("registration_token"),
         None
     );
+    // Expired tokens are purged; the others stay.
+    let expired = RegistrationToken {
+        id: unique("rt"),
+        digest: SecretDigest::of(&random_token()),
+        created_at: 100,
+        expires_at: Some(200),
+    };
+    store
+        .insert_registration_token(&expired)
+        .await
+        .expect("insert_registration_token");
+    store.purge_expired(200).await.expect("purge_expired");
+    assert_eq!(
+        store
+            .registration_token(&expired.digest)
+            .await
+            .expect("registration_token"),
+        None
+    );
+    assert!(
+        store
+            .registration_token(&expiring.digest)
+            .await
+            .expect("registration_token")
+            .is_some()
+    );
 }
 
 async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRace) {
