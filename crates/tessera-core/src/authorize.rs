@@ -62,6 +62,16 @@ impl ResponseType {
         }
     }
 
+    /// The `response_type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseType::Code => "code",
+            ResponseType::Token => "token",
+            ResponseType::IdToken => "id_token",
+            ResponseType::IdTokenToken => "id_token token",
+        }
+    }
+
     pub fn is_implicit(self) -> bool {
         self != ResponseType::Code
     }
@@ -95,6 +105,9 @@ pub struct Redirect {
     pub redirect_uri: String,
     pub mode: ResponseMode,
     pub params: Vec<(String, String)>,
+    /// For an error response, its precise reason (for the log and the
+    /// client's trace; never sent).
+    pub refusal: Option<Reason>,
 }
 
 /// A failed authorization request.
@@ -194,6 +207,7 @@ impl Provider {
                 redirect_uri: redirect_uri.clone(),
                 mode: response_mode,
                 params,
+                refusal: Some(reason),
             })
         };
         if let Some(e) = params.utf8_error() {
@@ -450,6 +464,7 @@ impl Provider {
             redirect_uri: request.redirect_uri.clone(),
             mode: request.response_mode,
             params,
+            refusal: Some(reason),
         })
     }
 
@@ -549,6 +564,7 @@ impl Provider {
             redirect_uri: request.redirect_uri.clone(),
             mode: request.response_mode,
             params,
+            refusal: None,
         })
     }
 }

@@ -65,6 +65,19 @@ pub enum Presented {
     Nothing,
 }
 
+impl Presented {
+    /// The client the request names, before any check.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Presented::Basic { client_id, .. }
+            | Presented::Post { client_id, .. }
+            | Presented::PublicId { client_id } => Some(client_id),
+            Presented::Assertion { client_id, .. } => client_id.as_deref(),
+            Presented::Nothing => None,
+        }
+    }
+}
+
 impl fmt::Debug for Presented {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

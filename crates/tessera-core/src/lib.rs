@@ -10,6 +10,7 @@
 pub mod assertion;
 pub mod authorize;
 pub mod catalog;
+pub mod client_admin;
 pub mod client_auth;
 pub mod clock;
 pub mod crypto;
@@ -27,6 +28,7 @@ pub mod params;
 pub mod password;
 pub mod people;
 pub mod pkce;
+pub mod portal;
 pub mod provider;
 pub mod registration;
 pub mod resources;
@@ -40,6 +42,7 @@ pub mod store;
 pub mod testing;
 pub mod throttle;
 pub mod tokens;
+pub mod trace;
 pub mod trust;
 pub mod try_it;
 

@@ -315,6 +315,10 @@ pub struct ClientMetadata {
     /// manages with its registration access token (RFC 7592).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration: Option<ManagedRegistration>,
+    /// The ID of the person who registered the client in the developer
+    /// portal, who manages it there (an admin manages every client).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// What sort of application a client is. It sets the defaults of a new

@@ -35,6 +35,7 @@ pub struct Provider {
     issuer_keys: Option<Arc<dyn crate::assertion::IssuerKeysSource>>,
     /// What a client assertion's `aud` may name: see [`assertion_audiences`].
     assertion_audiences: Vec<String>,
+    tracer: crate::trace::Tracer,
 }
 
 impl Provider {
@@ -59,6 +60,7 @@ impl Provider {
             login_locks: crate::throttle::KeyedLocks::default(),
             client_keys: None,
             issuer_keys: None,
+            tracer: crate::trace::Tracer::default(),
         }
     }
 
@@ -175,6 +177,21 @@ impl Provider {
         params: &Params,
         client_address: Option<&str>,
     ) -> Result<TokenResponse, Error> {
+        let mut traced = TracedClient::None;
+        let result = self
+            .token_steps(authorization, params, client_address, &mut traced)
+            .await;
+        self.trace_token(traced, params, &result).await;
+        result
+    }
+
+    async fn token_steps(
+        &self,
+        authorization: Option<&str>,
+        params: &Params,
+        client_address: Option<&str>,
+        traced: &mut TracedClient,
+    ) -> Result<TokenResponse, Error> {
         let grant_type = params.require("grant_type")?;
         let grant = GrantType::from_wire(grant_type).and_then(|g| self.grants.get(&g));
         let requirement = grant.map_or(ClientAuthentication::Registered, |g| {
@@ -183,10 +200,16 @@ impl Provider {
         // Credentials are checked before an unknown grant type is reported, so
         // that the answer to an unauthenticated caller says nothing more.
         let presented = Presented::from_request(authorization, params)?;
+        if let Some(id) = presented.client_id() {
+            *traced = TracedClient::Presented(id.to_owned());
+        }
         let client = match (&presented, requirement) {
             (Presented::Nothing, ClientAuthentication::Optional) => None,
             _ => Some(presented.authenticate(&self.client_authenticator()).await?),
         };
+        if let Some(client) = &client {
+            *traced = TracedClient::Authenticated(client.id.clone());
+        }
         let grant = grant.ok_or_else(|| {
             Error::new(
                 Reason::UnsupportedGrantType,
@@ -219,6 +242,65 @@ impl Provider {
         let client = client
             .ok_or_else(|| Error::server_error(&"a grant without a client asked for tokens"))?;
         Ok(self.issuer().issue(&client, issue).await?.response)
+    }
+
+    /// Adds a token request to its client's trace: when the client was
+    /// authenticated, or when it failed to be but names a registered client
+    /// (a wrong secret is what its developer most needs to see).
+    async fn trace_token(
+        &self,
+        traced: TracedClient,
+        params: &Params,
+        result: &Result<TokenResponse, Error>,
+    ) {
+        use crate::trace::{TraceEndpoint, TraceOutcome, TraceStep};
+        let client_id = match traced {
+            TracedClient::None => return,
+            TracedClient::Authenticated(id) => id,
+            TracedClient::Presented(id) => {
+                match crate::store::ClientStore::client(&self.catalog, &id).await {
+                    Ok(Some(_)) => id,
+                    _ => return,
+                }
+            }
+        };
+        let outcome = match result {
+            Ok(response) => TraceOutcome::Done {
+                detail: issued(response),
+            },
+            Err(e) => TraceOutcome::refused(e),
+        };
+        self.trace(
+            client_id,
+            TraceStep {
+                endpoint: TraceEndpoint::Token,
+                flow: params
+                    .get("grant_type")
+                    .map(|g| crate::error::bounded(g).into_owned()),
+                scope: match result {
+                    Ok(response) => response.scope.clone(),
+                    Err(_) => params
+                        .get("scope")
+                        .map(|s| crate::error::bounded(s).into_owned()),
+                },
+                outcome,
+            },
+        );
+    }
+
+    /// Adds a step to a client's trace (see [`crate::trace`]); never waits.
+    pub fn trace(&self, client_id: String, step: crate::trace::TraceStep) {
+        self.tracer.record(crate::trace::TraceEvent {
+            client_id,
+            at: self.clock.now(),
+            step,
+        });
+    }
+
+    /// Writes the buffered trace to the store: every second while serving,
+    /// and before a trace is read, so that it shows this instance's latest.
+    pub async fn flush_trace(&self) -> Result<usize, crate::store::StoreError> {
+        self.tracer.flush(self.store.as_ref()).await
     }
 
     /// Authenticates the client of a request to the token, introspection,
@@ -266,4 +348,27 @@ fn assertion_audiences(issuer: &str) -> Vec<String> {
         issuer.to_owned(),
         format!("{base}{}", discovery::TOKEN_PATH),
     ]
+}
+
+/// Whose trace a token request goes to.
+enum TracedClient {
+    None,
+    /// Named by the request, not (yet) authenticated.
+    Presented(String),
+    Authenticated(String),
+}
+
+/// What a token response issued, in words, without any of its values.
+fn issued(response: &TokenResponse) -> String {
+    let mut parts = vec![format!(
+        "issued an access token ({}, expires in {} s)",
+        response.token_type, response.expires_in
+    )];
+    if response.refresh_token.is_some() {
+        parts.push("a refresh token".to_owned());
+    }
+    if response.id_token.is_some() {
+        parts.push("an ID token".to_owned());
+    }
+    parts.join(", ")
 }

@@ -52,6 +52,31 @@ pub struct Settings {
     pub open_registration: bool,
     /// Registered URLs may point into private networks.
     pub registration_allows_private_urls: bool,
+    /// Who may use the developer portal.
+    pub portal_access: PortalAccess,
+}
+
+/// Who may use the developer portal (`portal_access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortalAccess {
+    /// Every person who can sign in.
+    Everyone,
+    /// People with the developer or admin role only.
+    Developers,
+}
+
+impl std::str::FromStr for PortalAccess {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "everyone" => Ok(PortalAccess::Everyone),
+            "developers" => Ok(PortalAccess::Developers),
+            other => Err(format!(
+                "{other:?} is not a portal access; use \"everyone\" or \"developers\""
+            )),
+        }
+    }
 }
 
 impl Settings {
@@ -82,6 +107,7 @@ impl Settings {
             device_poll_interval: 5,
             open_registration: false,
             registration_allows_private_urls: false,
+            portal_access: PortalAccess::Everyone,
         }
     }
 }

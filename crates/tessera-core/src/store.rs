@@ -280,6 +280,26 @@ pub trait RegistrationTokenStore: Send + Sync {
     async fn delete_registration_token(&self, id: &str) -> StoreResult<bool>;
 }
 
+/// How long [`TokenStore::purge_expired`] keeps a client's trace events.
+pub const TRACE_RETENTION: i64 = 86_400;
+
+#[async_trait]
+pub trait TraceStore: Send + Sync {
+    /// Appends the events, then keeps only the newest `keep_per_client` of
+    /// each client they name, in one transaction.
+    async fn record_trace(
+        &self,
+        events: &[crate::trace::TraceEvent],
+        keep_per_client: usize,
+    ) -> StoreResult<()>;
+    /// The client's newest events, newest first.
+    async fn trace(
+        &self,
+        client_id: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::trace::TraceEvent>>;
+}
+
 /// How often a serving process calls [`Store::housekeeping`]: often enough
 /// that SQLite's write-ahead log stays a few megabytes under sustained writes.
 pub const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
@@ -300,6 +320,7 @@ pub trait Store:
     + ThrottleStore
     + DeviceStore
     + RegistrationTokenStore
+    + TraceStore
     + std::fmt::Debug
 {
     /// `sqlite` or `postgres`, for logs.
@@ -335,7 +356,45 @@ pub struct User {
     pub name: Option<String>,
     /// An argon2id PHC string.
     pub password_hash: String,
+    pub roles: Roles,
     pub created_at: UnixTime,
+}
+
+/// What a person may do beyond signing in to applications.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// May use the developer portal when `portal_access = "developers"`.
+    pub developer: bool,
+    /// Sees and manages every client in the portal, not only their own.
+    pub admin: bool,
+}
+
+impl Roles {
+    /// As stored: the names of the roles held, space-separated.
+    pub fn to_text(self) -> String {
+        let mut names = Vec::new();
+        if self.developer {
+            names.push("developer");
+        }
+        if self.admin {
+            names.push("admin");
+        }
+        names.join(" ")
+    }
+
+    /// Reads [`to_text`](Self::to_text); a name this version does not know is
+    /// ignored, so that an older binary reads a newer database.
+    pub fn from_text(text: &str) -> Self {
+        let mut roles = Roles::default();
+        for name in text.split_ascii_whitespace() {
+            match name {
+                "developer" => roles.developer = true,
+                "admin" => roles.admin = true,
+                _ => {}
+            }
+        }
+        roles
+    }
 }
 
 #[async_trait]
@@ -360,6 +419,8 @@ pub trait UserStore: Send + Sync {
         password_hash: &str,
         revoke_grants: bool,
     ) -> StoreResult<Option<u64>>;
+    /// Replaces the user's roles; returns whether the user exists.
+    async fn set_user_roles(&self, id: &str, roles: Roles) -> StoreResult<bool>;
 }
 
 /// A login session; the cookie carries a random value, the store its digest.

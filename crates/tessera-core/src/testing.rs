@@ -22,7 +22,7 @@ use crate::store::{
     DeviceAuthorization, DevicePoll, DeviceStatus, DeviceStore, KeyStore, LOGIN_FAILURE_RETENTION,
     LoginFailures, ReferenceToken, RefreshStore, RefreshToken, RefreshUse, RegistrationToken,
     RegistrationTokenStore, ResourceStore, SecretUpdate, Session, SessionStore, Store, StoreError,
-    StoreResult, StoredKey, ThrottleStore, TokenStore, User, UserStore,
+    StoreResult, StoredKey, ThrottleStore, TokenStore, TraceStore, User, UserStore,
 };
 
 /// Every store trait in memory, with the semantics of the SQL stores.
@@ -55,6 +55,8 @@ struct State {
     assertions: HashMap<(AssertionKind, String, String), UnixTime>,
     /// Moved by every catalogue write, as the SQL stores' triggers do.
     catalog_version: i64,
+    /// Trace events in insertion order.
+    trace: Vec<crate::trace::TraceEvent>,
 }
 
 impl MemoryStore {
@@ -134,6 +136,7 @@ impl ClientStore for MemoryStore {
         state.consents.retain(|_, c| c.client_id != id);
         state.codes.retain(|_, c| c.client_id != id);
         state.refresh_tokens.retain(|_, t| t.client_id != id);
+        state.trace.retain(|e| e.client_id != id);
         Ok(state.clients.remove(id).is_some())
     }
 
@@ -396,7 +399,12 @@ impl TokenStore for MemoryStore {
             .registration_tokens
             .retain(|t| t.expires_at.is_none_or(|expires_at| expires_at > now));
         let registration_tokens = (registration_tokens - state.registration_tokens.len()) as u64;
+        let traced = state.trace.len();
+        let trace_until = now.saturating_sub(crate::store::TRACE_RETENTION);
+        state.trace.retain(|e| e.at >= trace_until);
+        let traced = (traced - state.trace.len()) as u64;
         Ok(registration_tokens
+            + traced
             +
             purge(&mut state.revoked_jtis, |expires_at| *expires_at <= now)
             + purge(&mut state.assertions, |expires_at| *expires_at <= now)
@@ -498,6 +506,11 @@ impl UserStore for MemoryStore {
         Ok(Some(revoke_where(&mut state.refresh_tokens, |t| {
             t.user_id == id
         })))
+    }
+
+    async fn set_user_roles(&self, id: &str, roles: crate::store::Roles) -> StoreResult<bool> {
+        let mut state = self.state().await;
+        Ok(state.users.get_mut(id).map(|u| u.roles = roles).is_some())
     }
 }
 
@@ -978,6 +991,48 @@ impl TrustStore for MemoryStore {
                 Ok(true)
             }
         }
+    }
+}
+
+#[async_trait]
+impl TraceStore for MemoryStore {
+    async fn record_trace(
+        &self,
+        events: &[crate::trace::TraceEvent],
+        keep_per_client: usize,
+    ) -> StoreResult<()> {
+        let mut state = self.state().await;
+        state.trace.extend_from_slice(events);
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut kept: Vec<_> = std::mem::take(&mut state.trace)
+            .into_iter()
+            .rev()
+            .filter(|e| {
+                let count = seen.entry(e.client_id.clone()).or_default();
+                *count += 1;
+                *count <= keep_per_client
+            })
+            .collect();
+        kept.reverse();
+        state.trace = kept;
+        Ok(())
+    }
+
+    async fn trace(
+        &self,
+        client_id: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::trace::TraceEvent>> {
+        Ok(self
+            .state()
+            .await
+            .trace
+            .iter()
+            .rev()
+            .filter(|e| e.client_id == client_id)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }
 

@@ -92,6 +92,7 @@ impl World {
             email: Some(format!("{username}@example.com")),
             name: Some(username.to_uppercase()),
             password_hash: password_hash().to_owned(),
+            roles: Default::default(),
             created_at: T0,
         };
         self.provider

@@ -82,6 +82,21 @@ pub fn app(state: AppState) -> Router {
                 .delete(routes::registration::delete)
                 .layer(DefaultBodyLimit::max(routes::registration::MAX_BODY)),
         )
+        .route("/portal", get(routes::portal::home))
+        .route("/portal/apps/new", get(routes::portal::new_form))
+        .route("/portal/apps", post(routes::portal::create))
+        .route(
+            "/portal/apps/{id}",
+            get(routes::portal::show).post(routes::portal::update),
+        )
+        .route("/portal/apps/{id}/rotate", post(routes::portal::rotate))
+        .route("/portal/apps/{id}/delete", post(routes::portal::delete))
+        .route(
+            "/portal/inspect",
+            get(routes::portal::inspect_form).post(routes::portal::inspect),
+        )
+        .route("/assets/tessera.css", get(routes::stylesheet))
+        .route("/assets/portal.js", get(routes::portal_script))
         .route("/health/live", get(routes::health::live))
         .route("/health/ready", get(routes::health::ready))
         .fallback(routes::not_found)

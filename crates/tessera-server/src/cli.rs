@@ -499,6 +499,12 @@ pub enum UserCommand {
         /// password.
         #[arg(long)]
         password_stdin: bool,
+        /// May use the developer portal when `portal_access = "developers"`.
+        #[arg(long)]
+        developer: bool,
+        /// Sees and manages every client in the developer portal.
+        #[arg(long)]
+        admin: bool,
         #[command(flatten)]
         json: Json,
     },
@@ -527,6 +533,28 @@ pub enum UserCommand {
         /// revoked with the old password: whoever knew it may hold some.
         #[arg(long)]
         keep_tokens: bool,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Give a user the developer role (the portal, when `portal_access =
+    /// "developers"`), or take it away with --revoke.
+    SetDeveloper {
+        /// The username or email.
+        #[arg(value_name = "NAME", allow_hyphen_values = true)]
+        login: String,
+        #[arg(long)]
+        revoke: bool,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Give a user the admin role (every client in the portal), or take it
+    /// away with --revoke.
+    SetAdmin {
+        /// The username or email.
+        #[arg(value_name = "NAME", allow_hyphen_values = true)]
+        login: String,
+        #[arg(long)]
+        revoke: bool,
         #[command(flatten)]
         json: Json,
     },

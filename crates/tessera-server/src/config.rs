@@ -83,6 +83,9 @@ pub struct FileConfig {
     /// Registrations without an initial access token one address may make in
     /// an hour. Default 10.
     pub open_registration_per_hour: Option<u32>,
+    /// Who may use the developer portal: `everyone` who can sign in
+    /// (default) or `developers` (users with the developer or admin role).
+    pub portal_access: Option<String>,
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
     /// Seconds a client has to send a request's headers, from the connection's
@@ -189,6 +192,7 @@ impl Config {
             open_registration,
             registration_allows_private_urls,
             open_registration_per_hour,
+            portal_access,
             log_format,
             header_read_timeout,
             body_read_timeout,
@@ -236,6 +240,11 @@ impl Config {
                 .map_err(|e| ConfigError(format!("default_token_format: {e}")))?;
         }
         settings.open_registration = file.open_registration.unwrap_or(false);
+        if let Some(access) = &file.portal_access {
+            settings.portal_access = access
+                .parse()
+                .map_err(|e| ConfigError(format!("portal_access: {e}")))?;
+        }
         settings.registration_allows_private_urls =
             file.registration_allows_private_urls.unwrap_or(false);
         let seconds = [

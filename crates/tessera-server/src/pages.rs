@@ -75,9 +75,15 @@ struct FormPostPage<'a> {
 }
 
 /// Renders a page with the headers every HTML page carries: no framing
-/// (clickjacking), no caching, no referrer, no inline script.
+/// (clickjacking), no caching, no referrer, no script.
 pub fn page(status: StatusCode, template: &impl Template) -> Response {
     render(status, template, "script-src 'none'")
+}
+
+/// A page that loads scripts from this server's `/assets` (the portal's copy
+/// buttons); never inline script.
+pub fn page_with_scripts(status: StatusCode, template: &impl Template) -> Response {
+    render(status, template, "script-src 'self'")
 }
 
 fn render(status: StatusCode, template: &impl Template, script_src: &str) -> Response {
@@ -97,7 +103,7 @@ fn render(status: StatusCode, template: &impl Template, script_src: &str) -> Res
         HeaderValue::from_static("no-referrer"),
     );
     if let Ok(csp) = HeaderValue::from_str(&format!(
-        "default-src 'none'; style-src 'unsafe-inline'; {script_src}; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; style-src 'self'; {script_src}; frame-ancestors 'none'; base-uri 'none'"
     )) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
@@ -245,6 +251,8 @@ pub enum Interaction {
     /// authorization interactions: the login form, or the confirmation shown
     /// to one login session.
     Device { user_code: String, step: DeviceStep },
+    /// Signing in to the developer portal, then back to this portal page.
+    Portal { return_to: String },
 }
 
 /// The page a device interaction was issued for.

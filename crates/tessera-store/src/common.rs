@@ -57,7 +57,7 @@ pub(crate) const RESOURCE_COLUMNS: &str = "audience, scopes, token_format, accep
 pub(crate) const RESOURCE_SETTINGS_COLUMNS: &str =
     "scopes, token_format, accepts, signing_alg, secret_version, sealed_secret";
 
-pub(crate) const USER_COLUMNS: &str = "id, username, email, name, password_hash, created_at";
+pub(crate) const USER_COLUMNS: &str = "id, username, email, name, password_hash, created_at, roles";
 
 pub(crate) const SESSION_COLUMNS: &str = "digest, sid, user_id, auth_time, last_seen, expires_at";
 
@@ -340,6 +340,7 @@ macro_rules! impl_store {
                     "DELETE FROM consents WHERE client_id = $1",
                     "DELETE FROM authorization_codes WHERE client_id = $1",
                     "DELETE FROM refresh_tokens WHERE client_id = $1",
+                    "DELETE FROM trace_events WHERE client_id = $1",
                 ] {
                     sqlx::query(sql)
                         .bind(id)
@@ -581,6 +582,76 @@ macro_rules! impl_store {
                 created_at: row.try_get("created_at").map_err(map_err)?,
                 expires_at: row.try_get("expires_at").map_err(map_err)?,
             })
+        }
+
+        #[async_trait]
+        impl tessera_core::store::TraceStore for $store {
+            async fn record_trace(
+                &self,
+                events: &[tessera_core::trace::TraceEvent],
+                keep_per_client: usize,
+            ) -> StoreResult<()> {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let mut conn = self.writer().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
+                let mut clients: Vec<&str> = Vec::new();
+                for event in events {
+                    let step = serde_json::to_string(&event.step)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    sqlx::query("INSERT INTO trace_events (client_id, at, event) VALUES ($1, $2, $3)")
+                        .bind(&event.client_id)
+                        .bind(event.at)
+                        .bind(step)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    if !clients.contains(&event.client_id.as_str()) {
+                        clients.push(&event.client_id);
+                    }
+                }
+                let keep = i64::try_from(keep_per_client).unwrap_or(i64::MAX);
+                for client in clients {
+                    sqlx::query(
+                        "DELETE FROM trace_events WHERE client_id = $1 AND id < \
+                         (SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM trace_events \
+                          WHERE client_id = $1 ORDER BY id DESC LIMIT $2) AS newest)",
+                    )
+                    .bind(client)
+                    .bind(keep)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                }
+                tx.commit().await.map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn trace(
+                &self,
+                client_id: &str,
+                limit: usize,
+            ) -> StoreResult<Vec<tessera_core::trace::TraceEvent>> {
+                sqlx::query(
+                    "SELECT client_id, at, event FROM trace_events WHERE client_id = $1 \
+                     ORDER BY id DESC LIMIT $2",
+                )
+                .bind(client_id)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *self.reader().await?)
+                .await
+                .map_err(map_err)?
+                .iter()
+                .map(|row| {
+                    Ok(tessera_core::trace::TraceEvent {
+                        client_id: row.try_get("client_id").map_err(map_err)?,
+                        at: row.try_get("at").map_err(map_err)?,
+                        step: from_json(&row.try_get::<String, _>("event").map_err(map_err)?, "event")?,
+                    })
+                })
+                .collect()
+            }
         }
 
         #[async_trait]
@@ -880,7 +951,7 @@ macro_rules! impl_store {
                 // statement: writes queued meanwhile on the one writer
                 // connection go in between, so a large backlog never holds
                 // them up for long.
-                let tables: [(&str, &str, &str, i64); 10] = [
+                let tables: [(&str, &str, &str, i64); 11] = [
                     ("revoked_jtis", "jti", "expires_at <= $1", now),
                     ("registration_tokens", "id", "expires_at <= $1", now),
                     ("client_assertion_jtis", "client_id, jti", "expires_at <= $1", now),
@@ -896,6 +967,7 @@ macro_rules! impl_store {
                     // expired_token rather than an unknown code.
                     ("device_authorizations", "digest", "expires_at < $1", now.saturating_sub(CODE_RETENTION)),
                     ("login_failures", "key", "last_at < $1", now.saturating_sub(LOGIN_FAILURE_RETENTION)),
+                    ("trace_events", "id", "at < $1", now.saturating_sub(tessera_core::store::TRACE_RETENTION)),
                 ];
                 let mut purged = 0;
                 for (table, key, condition, before) in tables {
@@ -928,6 +1000,9 @@ macro_rules! impl_store {
                 email: row.try_get("email").map_err(get_err)?,
                 name: row.try_get("name").map_err(get_err)?,
                 password_hash: row.try_get("password_hash").map_err(get_err)?,
+                roles: tessera_core::store::Roles::from_text(
+                    &row.try_get::<String, _>("roles").map_err(get_err)?,
+                ),
                 created_at: row.try_get("created_at").map_err(get_err)?,
             })
         }
@@ -1064,8 +1139,8 @@ macro_rules! impl_store {
                 // nor a new email another user's username: the guard below.
                 let sql = const_format::concatcp!(
                     "INSERT INTO users (", USER_COLUMNS, ", username_key, email_key) \
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS \
-                     (SELECT 1 FROM users WHERE email_key = $7 OR username_key = $8)"
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE NOT EXISTS \
+                     (SELECT 1 FROM users WHERE email_key = $8 OR username_key = $9)"
                 );
                 let inserted = sqlx::query(sql)
                     .bind(&user.id)
@@ -1074,6 +1149,7 @@ macro_rules! impl_store {
                     .bind(&user.name)
                     .bind(&user.password_hash)
                     .bind(user.created_at)
+                    .bind(user.roles.to_text())
                     .bind(&username_key)
                     .bind(&email_key)
                     .execute(&mut *self.writer().await?)
@@ -1203,6 +1279,21 @@ macro_rules! impl_store {
                 }
                 tx.commit().await.map_err(map_err)?;
                 Ok(Some(revoked))
+            }
+
+            async fn set_user_roles(
+                &self,
+                id: &str,
+                roles: tessera_core::store::Roles,
+            ) -> StoreResult<bool> {
+                let updated = sqlx::query("UPDATE users SET roles = $1 WHERE id = $2")
+                    .bind(roles.to_text())
+                    .bind(id)
+                    .execute(&mut *self.writer().await?)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                Ok(updated > 0)
             }
         }
 

@@ -19,9 +19,10 @@ use tessera_core::model::{
 use tessera_core::scope::Scope;
 use tessera_core::store::{
     AuthorizationCode, CodeUse, Consent, DeviceAuthorization, DevicePoll, DeviceStatus,
-    LoginFailures, ReferenceToken, RefreshToken, RefreshUse, RegistrationToken, SecretUpdate,
-    Session, Store, StoreError, StoredKey, User,
+    LoginFailures, ReferenceToken, RefreshToken, RefreshUse, RegistrationToken, Roles,
+    SecretUpdate, Session, Store, StoreError, StoredKey, User,
 };
+use tessera_core::trace::{TraceEndpoint, TraceEvent, TraceOutcome, TraceStep};
 use tokio::sync::Barrier;
 
 /// 2100-01-01. Rows of every check except the purge checks expire then (or, for
@@ -94,6 +95,7 @@ fn full_client(id: &str, created_at: i64) -> Client {
                 registered_at: created_at,
                 vouched: true,
             }),
+            owner: Some("owner — ü".to_owned()),
         },
         created_at,
     }
@@ -243,6 +245,7 @@ fn user(created_at: i64) -> User {
         email: Some(format!("Alice.{tag}@Example.COM")),
         name: Some("Alice \"Ally\" Lidell — ü".to_owned()),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+        roles: Default::default(),
         created_at,
     }
 }
@@ -3668,6 +3671,110 @@ async fn check_registration_tokens(store: &dyn Store) {
     );
 }
 
+fn trace_event(client_id: &str, at: i64, refused: bool) -> TraceEvent {
+    TraceEvent {
+        client_id: client_id.to_owned(),
+        at,
+        step: TraceStep {
+            endpoint: TraceEndpoint::Token,
+            flow: Some("authorization_code".to_owned()),
+            scope: Some("openid \"ü\"".to_owned()),
+            outcome: if refused {
+                TraceOutcome::Refused {
+                    error: "invalid_grant".to_owned(),
+                    reason: "pkce verifier mismatch".to_owned(),
+                    description: "the code_verifier does not match — ü".to_owned(),
+                }
+            } else {
+                TraceOutcome::Done {
+                    detail: "issued an access token".to_owned(),
+                }
+            },
+        },
+    }
+}
+
+/// Trace events round-trip, newest first; each client keeps only its newest
+/// `keep_per_client`; they go with their client and with age.
+async fn check_trace(store: &dyn Store) {
+    let client = full_client(&unique("traced"), 1_700_000_000);
+    let other = full_client(&unique("traced"), 1_700_000_000);
+    store.insert_client(&client).await.expect("insert_client");
+    store.insert_client(&other).await.expect("insert_client");
+    // Long ago, so that the purge below takes nothing another check needs.
+    let now = 10;
+    let first: Vec<TraceEvent> = (0..4)
+        .map(|i| trace_event(&client.id, now + i, i % 2 == 0))
+        .chain([trace_event(&other.id, now, false)])
+        .collect();
+    store.record_trace(&first, 5).await.expect("record_trace");
+    let second: Vec<TraceEvent> = (4..7)
+        .map(|i| trace_event(&client.id, now + i, false))
+        .collect();
+    store.record_trace(&second, 5).await.expect("record_trace");
+    let trace = store.trace(&client.id, 100).await.expect("trace");
+    let expected: Vec<TraceEvent> = first[2..4].iter().chain(&second).rev().cloned().collect();
+    assert_eq!(trace, expected, "the newest five, newest first");
+    assert_eq!(store.trace(&client.id, 2).await.expect("trace").len(), 2);
+    assert_eq!(
+        store.trace(&other.id, 100).await.expect("trace"),
+        vec![first[4].clone()]
+    );
+    store.record_trace(&[], 5).await.expect("nothing to record");
+
+    assert!(
+        store
+            .delete_client(&client.id)
+            .await
+            .expect("delete_client")
+    );
+    assert!(
+        store
+            .trace(&client.id, 100)
+            .await
+            .expect("trace")
+            .is_empty()
+    );
+    store
+        .purge_expired(now + tessera_core::store::TRACE_RETENTION + 1)
+        .await
+        .expect("purge_expired");
+    assert!(store.trace(&other.id, 100).await.expect("trace").is_empty());
+}
+
+async fn check_user_roles(store: &dyn Store) {
+    let mut alice = user(1_700_000_000);
+    alice.roles = Roles {
+        developer: true,
+        admin: false,
+    };
+    store.insert_user(&alice).await.expect("insert_user");
+    assert_eq!(
+        store.user(&alice.id).await.expect("user"),
+        Some(alice.clone())
+    );
+    let both = Roles {
+        developer: true,
+        admin: true,
+    };
+    assert!(store.set_user_roles(&alice.id, both).await.expect("roles"));
+    assert_eq!(
+        store
+            .user_by_login(&alice.username)
+            .await
+            .expect("user")
+            .map(|u| u.roles),
+        Some(both)
+    );
+    assert!(
+        !store
+            .set_user_roles(&unique("missing"), both)
+            .await
+            .expect("roles")
+    );
+    assert!(store.delete_user(&alice.id).await.expect("delete_user"));
+}
+
 async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRace) {
     check_ping(&*store, backend).await;
     check_clients(&*store).await;
@@ -3675,6 +3782,8 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_client_secrets(&*store).await;
     check_delete_client(&*store).await;
     check_registration_tokens(&*store).await;
+    check_trace(&*store).await;
+    check_user_roles(&*store).await;
     check_resources(&*store).await;
     check_resource_updates(&*store).await;
     check_keys(&*store).await;

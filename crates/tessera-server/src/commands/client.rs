@@ -3,15 +3,15 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
+use tessera_core::client_admin::{self, ClientChanges, ClientKeys, Created, NewClient, Updated};
 use tessera_core::client_auth::NewSecret;
-use tessera_core::crypto::{KeyEncryptionKey, random_id};
+use tessera_core::crypto::KeyEncryptionKey;
 use tessera_core::model::{
-    Client, ClientAuthMethod, ClientKind, ClientMetadata, GrantType, IntrospectionPolicy,
-    TokenFormat,
+    Client, ClientAuthMethod, ClientKind, GrantType, IntrospectionPolicy, TokenFormat,
 };
-use tessera_core::registration::{check_client, parse_client_jwks};
+use tessera_core::registration::parse_client_jwks;
 use tessera_core::scope::Scope;
-use tessera_core::store::{SecretUpdate, Store, StoreError};
+use tessera_core::store::Store;
 use tessera_core::{Clock, SystemClock};
 use tessera_jose::JwkSet;
 
@@ -23,55 +23,30 @@ use crate::cli::{ClientCreate, ClientUpdate};
 pub trait KekLoader: FnOnce() -> Result<KeyEncryptionKey, CommandError> {}
 impl<F: FnOnce() -> Result<KeyEncryptionKey, CommandError>> KekLoader for F {}
 
+/// The loader as the core asks for it.
+fn kek_for_core(kek: impl KekLoader) -> impl FnOnce() -> Result<KeyEncryptionKey, String> {
+    || kek().map_err(|e| e.0)
+}
+
 pub async fn create(store: &dyn Store, args: ClientCreate, kek: impl KekLoader) -> CommandResult {
-    let id = args.id.unwrap_or_else(random_id);
-    let auth_method = args
-        .auth_method
-        .as_deref()
-        .map(str::parse::<ClientAuthMethod>)
-        .transpose()?;
-    if args.public && auth_method.is_some_and(|m| m.is_jwt()) {
-        return Err(CommandError(format!(
-            "--public contradicts --auth-method {}: a public client has no credentials",
-            auth_method.map_or("", ClientAuthMethod::as_str)
-        )));
-    }
-    let kind = args
-        .kind
-        .as_deref()
-        .map(str::parse::<ClientKind>)
-        .transpose()?;
-    // A kind that runs where no secret can be kept makes a public client,
-    // unless an auth method says otherwise (which the rules then refuse).
-    let public = args.public
-        || auth_method == Some(ClientAuthMethod::None)
-        || (auth_method.is_none() && kind.is_some_and(ClientKind::is_public));
-    let keyed = auth_method == Some(ClientAuthMethod::PrivateKeyJwt);
-    let secret = if public || keyed {
-        None
-    } else {
-        Some(new_secret(&id, auth_method, kek)?)
-    };
-    let client = Client {
-        secret_digest: secret.as_ref().map(|s| s.digest),
-        sealed_secret: secret.as_ref().and_then(|s| s.sealed.clone()),
-        id,
-        name: args.name,
-        auth_method: if public {
-            // Kept only when it contradicts, so that the rules can say so.
-            auth_method.filter(|m| *m != ClientAuthMethod::None)
-        } else {
-            auth_method
-        },
-        jwks: args.jwks.as_deref().map(read_jwks).transpose()?,
-        jwks_uri: args.jwks_uri,
-        grants: match kind {
-            Some(kind) if args.grants.is_empty() => kind.default_grants(),
-            _ => parse_grants(&args.grants)?,
-        },
-        redirect_uris: dedup(args.redirect_uris),
+    let new = NewClient {
+        id: args.id,
+        kind: args
+            .kind
+            .as_deref()
+            .map(str::parse::<ClientKind>)
+            .transpose()?,
+        public: args.public,
+        auth_method: args
+            .auth_method
+            .as_deref()
+            .map(str::parse::<ClientAuthMethod>)
+            .transpose()?,
+        grants: parse_grants(&args.grants)?,
+        redirect_uris: args.redirect_uris,
+        post_logout_redirect_uris: args.post_logout_redirect_uris,
         scopes: parse_scope(&args.scope)?,
-        audiences: dedup(args.audiences),
+        audiences: args.audiences,
         token_format: args
             .token_format
             .as_deref()
@@ -81,20 +56,14 @@ pub async fn create(store: &dyn Store, args: ClientCreate, kek: impl KekLoader) 
         introspection: args.introspection.parse::<IntrospectionPolicy>()?,
         require_pkce: !args.no_pkce,
         id_token_alg: args.id_token_alg.as_deref().map(parse_alg).transpose()?,
-        post_logout_redirect_uris: dedup(args.post_logout_redirect_uris),
-        metadata: ClientMetadata {
-            impersonation: args.impersonation,
-            serves: dedup(args.serves),
-            kind,
-            ..ClientMetadata::default()
-        },
-        created_at: SystemClock.now(),
+        jwks: args.jwks.as_deref().map(read_jwks).transpose()?,
+        jwks_uri: args.jwks_uri,
+        impersonation: args.impersonation,
+        serves: args.serves,
+        ..NewClient::named(args.name)
     };
-    check_client(&client).map_err(|e| CommandError(e.message))?;
-    store.insert_client(&client).await.map_err(|e| match e {
-        StoreError::Conflict(_) => CommandError(format!("client {:?} already exists", client.id)),
-        other => other.into(),
-    })?;
+    let Created { client, secret } =
+        client_admin::create(store, new, SystemClock.now(), kek_for_core(kek)).await?;
     if args.json.json {
         let mut out = json!({"client_id": client.id});
         if let Some(secret) = &secret {
@@ -108,20 +77,6 @@ pub async fn create(store: &dyn Store, args: ClientCreate, kek: impl KekLoader) 
         }
     }
     Ok(())
-}
-
-/// A new secret for `client_id`; sealed for client_secret_jwt, which needs
-/// the secret itself to check HMACs (see `tessera_core::client_auth`).
-fn new_secret(
-    client_id: &str,
-    method: Option<ClientAuthMethod>,
-    kek: impl KekLoader,
-) -> Result<NewSecret, CommandError> {
-    let kek = match method {
-        Some(ClientAuthMethod::ClientSecretJwt) => Some(kek()?),
-        _ => None,
-    };
-    Ok(NewSecret::generate(client_id, kek.as_ref()))
 }
 
 fn print_secret(secret: &NewSecret) {
@@ -142,199 +97,143 @@ fn read_jwks(path: &Path) -> Result<JwkSet, CommandError> {
     parse_client_jwks(&text).map_err(|e| CommandError(format!("{}: {e}", path.display())))
 }
 
-/// Changes a client's settings. Every change is checked by the same rules as a
-/// new client, on the client as it would be stored, before anything is written.
+/// Changes a client's settings. The add and remove options are turned into
+/// the new lists here; the core checks the client as it would be stored, by
+/// the same rules as a new client, before anything is written.
 pub async fn update(store: &dyn Store, args: ClientUpdate, kek: impl KekLoader) -> CommandResult {
-    let mut client = store
+    let current = store
         .client(&args.id)
         .await?
         .ok_or_else(|| CommandError(format!("no client {:?}", args.id)))?;
-    let before = client.clone();
-    if let Some(name) = args.name {
-        client.name = name;
-    }
-    for grant in parse_grants(&args.add_grants)? {
-        if !client.grants.contains(&grant) {
-            client.grants.push(grant);
+    let mut changes = ClientChanges {
+        name: args.name,
+        ..ClientChanges::default()
+    };
+    if !args.add_grants.is_empty() || !args.remove_grants.is_empty() {
+        let mut grants = current.grants.clone();
+        for grant in parse_grants(&args.remove_grants)? {
+            remove(&mut grants, &grant, "grant")?;
         }
+        for grant in parse_grants(&args.add_grants)? {
+            if !grants.contains(&grant) {
+                grants.push(grant);
+            }
+        }
+        changes.grants = Some(grants);
     }
-    for grant in parse_grants(&args.remove_grants)? {
-        remove(&mut client.grants, &grant, "grant")?;
-    }
-    edit_list(
-        &mut client.redirect_uris,
+    changes.redirect_uris = edited(
+        &current.redirect_uris,
         args.add_redirect_uris,
         &args.remove_redirect_uris,
         "redirect URI",
     )?;
-    edit_list(
-        &mut client.post_logout_redirect_uris,
+    changes.post_logout_redirect_uris = edited(
+        &current.post_logout_redirect_uris,
         args.add_post_logout_redirect_uris,
         &args.remove_post_logout_redirect_uris,
         "post-logout redirect URI",
     )?;
-    edit_list(
-        &mut client.audiences,
+    changes.audiences = edited(
+        &current.audiences,
         args.add_audiences,
         &args.remove_audiences,
         "audience",
     )?;
-    edit_list(
-        &mut client.metadata.serves,
+    changes.serves = edited(
+        &current.metadata.serves,
         args.add_serves,
         &args.remove_serves,
         "served audience",
     )?;
     if args.impersonation {
-        client.metadata.impersonation = true;
+        changes.impersonation = Some(true);
     }
     if args.no_impersonation {
-        client.metadata.impersonation = false;
+        changes.impersonation = Some(false);
     }
-    if let Some(scope) = &args.scope {
-        client.scopes = parse_scope(scope)?;
-    }
+    let mut scopes = match &args.scope {
+        Some(scope) => parse_scope(scope)?,
+        None => current.scopes.clone(),
+    };
     if !args.add_scopes.is_empty() || !args.remove_scopes.is_empty() {
-        let mut tokens: Vec<String> = client.scopes.iter().map(str::to_owned).collect();
+        let tokens: Vec<String> = scopes.iter().map(str::to_owned).collect();
         let added = parse_scope(&args.add_scopes.join(" "))?;
-        edit_list(
-            &mut tokens,
+        let removed = parse_scope(&args.remove_scopes.join(" "))?;
+        let tokens = edited(
+            &tokens,
             added.iter().map(str::to_owned).collect(),
-            &parse_scope(&args.remove_scopes.join(" "))?
-                .iter()
-                .map(str::to_owned)
-                .collect::<Vec<_>>(),
+            &removed.iter().map(str::to_owned).collect::<Vec<_>>(),
             "scope",
-        )?;
-        client.scopes = parse_scope(&tokens.join(" "))?;
+        )?
+        .unwrap_or(tokens);
+        scopes = parse_scope(&tokens.join(" "))?;
+    }
+    if args.scope.is_some() || !args.add_scopes.is_empty() || !args.remove_scopes.is_empty() {
+        changes.scopes = Some(scopes);
     }
     if let Some(format) = args.token_format.as_deref() {
-        client.token_format = match format {
+        changes.token_format = Some(match format {
             "default" => None,
             other => Some(other.parse::<TokenFormat>()?),
-        };
+        });
     }
     if let Some(ttl) = args.access_token_ttl.as_deref() {
-        client.access_token_ttl = match ttl {
+        changes.access_token_ttl = Some(match ttl {
             "default" => None,
             other => Some(other.parse::<i64>().map_err(|_| {
                 CommandError(format!(
                     "--access-token-ttl {other:?}: give seconds or `default`"
                 ))
             })?),
-        };
+        });
     }
     if let Some(method) = args.auth_method.as_deref() {
-        let method = match method {
+        changes.auth_method = Some(match method {
             "any" => None,
             other => Some(other.parse::<ClientAuthMethod>()?),
-        };
-        if before.is_public() && method.is_some_and(|m| m != ClientAuthMethod::None) {
-            return Err(CommandError(
-                "a public client has no secret or keys to authenticate with; register a confidential client instead".into(),
-            ));
-        }
-        if !before.is_public() {
-            if method == Some(ClientAuthMethod::None) {
-                return Err(CommandError(
-                    "a confidential client cannot become public; register a public client instead"
-                        .into(),
-                ));
-            }
-            client.auth_method = method;
-        }
+        });
     }
     if let Some(path) = &args.jwks {
-        client.jwks = Some(read_jwks(path)?);
-        client.jwks_uri = None;
+        changes.keys = Some(ClientKeys::Jwks(read_jwks(path)?));
     }
     if let Some(uri) = &args.jwks_uri {
-        client.jwks_uri = Some(uri.clone());
-        client.jwks = None;
+        changes.keys = Some(ClientKeys::JwksUri(uri.clone()));
     }
-    let keys_given = args.jwks.is_some() || args.jwks_uri.is_some();
-    let new_secret = follow_method(&mut client, &before, keys_given, kek)?;
     if let Some(policy) = args.introspection.as_deref() {
-        client.introspection = policy.parse::<IntrospectionPolicy>()?;
+        changes.introspection = Some(policy.parse::<IntrospectionPolicy>()?);
     }
     if args.no_pkce {
-        client.require_pkce = false;
+        changes.require_pkce = Some(false);
     }
     if args.require_pkce {
-        client.require_pkce = true;
+        changes.require_pkce = Some(true);
     }
     if let Some(alg) = args.id_token_alg.as_deref() {
-        client.id_token_alg = match alg {
+        changes.id_token_alg = Some(match alg {
             "default" => None,
             other => Some(parse_alg(other)?),
-        };
+        });
     }
-    check_client(&client).map_err(|e| CommandError(e.message))?;
-    let secret_update = if client.secret_digest != before.secret_digest
-        || client.sealed_secret != before.sealed_secret
-    {
-        SecretUpdate::Replace
-    } else {
-        SecretUpdate::Keep
-    };
-    if client != before && !store.update_client(&client, secret_update).await? {
-        return Err(CommandError(format!("no client {:?}", client.id)));
-    }
+    let Updated {
+        client,
+        changed,
+        secret,
+    } = client_admin::update(store, &args.id, changes, kek_for_core(kek)).await?;
     if args.json.json {
         let mut out = describe(&client);
-        if let Some(secret) = &new_secret {
+        if let Some(secret) = &secret {
             out["client_secret"] = json!(secret.secret);
         }
         print_json(&out);
-    } else if client == before {
+    } else if !changed {
         println!("client {} unchanged", client.id);
     } else {
         println!("updated client {}", client.id);
-        if let Some(secret) = &new_secret {
+        if let Some(secret) = &secret {
             print_secret(secret);
         }
     }
     Ok(())
-}
-
-/// Makes a confidential client's credentials follow a change of its
-/// authentication method; returns the new secret, if one was made.
-///
-/// - to private_key_jwt: the secret goes; the keys come with the command.
-/// - from private_key_jwt to a secret method: the keys go (unless given
-///   anew, which the rules then refuse) and a secret is made.
-/// - to client_secret_jwt: a new secret, sealed, since until now only the
-///   secret's digest was kept and a digest cannot key an HMAC.
-/// - from client_secret_jwt to Basic or the body: the same secret serves;
-///   its sealed copy is dropped.
-fn follow_method(
-    client: &mut Client,
-    before: &Client,
-    keys_given: bool,
-    kek: impl KekLoader,
-) -> Result<Option<NewSecret>, CommandError> {
-    if client.auth_method == before.auth_method || before.is_public() {
-        return Ok(None);
-    }
-    if client.auth_method == Some(ClientAuthMethod::PrivateKeyJwt) {
-        client.secret_digest = None;
-        client.sealed_secret = None;
-        return Ok(None);
-    }
-    if before.auth_method == Some(ClientAuthMethod::PrivateKeyJwt) && !keys_given {
-        client.jwks = None;
-        client.jwks_uri = None;
-    }
-    if client.secret_digest.is_none()
-        || client.auth_method == Some(ClientAuthMethod::ClientSecretJwt)
-    {
-        let secret = new_secret(&client.id, client.auth_method, kek)?;
-        client.secret_digest = Some(secret.digest);
-        client.sealed_secret = secret.sealed.clone();
-        return Ok(Some(secret));
-    }
-    client.sealed_secret = None;
-    Ok(None)
 }
 
 fn parse_grants(names: &[String]) -> Result<Vec<GrantType>, CommandError> {
@@ -357,33 +256,28 @@ fn parse_alg(text: &str) -> Result<tessera_jose::Algorithm, CommandError> {
         .map_err(|e| CommandError(e.to_string()))
 }
 
-fn dedup(values: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(values.len());
-    for value in values {
-        if !out.contains(&value) {
-            out.push(value);
-        }
-    }
-    out
-}
-
-/// Adds and removes values, refusing to remove one that is not there (most
-/// likely a typo, which would otherwise leave the old value in force).
-fn edit_list(
-    list: &mut Vec<String>,
+/// The list with values added and removed, or `None` when neither was asked
+/// for. Removing a value that is not there is refused (most likely a typo,
+/// which would otherwise leave the old value in force).
+fn edited(
+    current: &[String],
     add: Vec<String>,
     remove_values: &[String],
     what: &str,
-) -> Result<(), CommandError> {
+) -> Result<Option<Vec<String>>, CommandError> {
+    if add.is_empty() && remove_values.is_empty() {
+        return Ok(None);
+    }
+    let mut list = current.to_vec();
     for value in remove_values {
-        remove(list, value, what)?;
+        remove(&mut list, value, what)?;
     }
     for value in add {
         if !list.contains(&value) {
             list.push(value);
         }
     }
-    Ok(())
+    Ok(Some(list))
 }
 
 fn remove<T: PartialEq + std::fmt::Display>(
@@ -454,9 +348,7 @@ pub async fn show(store: &dyn Store, id: &str, json: bool) -> CommandResult {
 }
 
 pub async fn delete(store: &dyn Store, id: &str, json: bool) -> CommandResult {
-    if !store.delete_client(id).await? {
-        return Err(CommandError(format!("no client {id:?}")));
-    }
+    client_admin::delete(store, id).await?;
     if json {
         print_json(&json!({"client_id": id, "deleted": true}));
     } else {
@@ -471,24 +363,7 @@ pub async fn rotate_secret(
     json: bool,
     kek: impl KekLoader,
 ) -> CommandResult {
-    let no_secret = || {
-        CommandError(format!(
-            "no client {id:?} with a secret (public clients have none; private_key_jwt clients \
-             change keys instead, with `client update --jwks` or at their jwks_uri)"
-        ))
-    };
-    let client = store.client(id).await?.ok_or_else(no_secret)?;
-    if client.secret_digest.is_none() {
-        return Err(no_secret());
-    }
-    // The digest and the sealed copy change in one statement.
-    let secret = new_secret(id, client.auth_method, kek)?;
-    if !store
-        .set_client_secret(id, &secret.digest, secret.sealed.as_deref())
-        .await?
-    {
-        return Err(no_secret());
-    }
+    let secret = client_admin::rotate_secret(store, id, kek_for_core(kek)).await?;
     if json {
         print_json(&json!({"client_id": id, "client_secret": secret.secret}));
     } else {

@@ -141,14 +141,47 @@ pub async fn run(cli: Cli) -> CommandResult {
                     email,
                     name,
                     password_stdin,
+                    developer,
+                    admin,
                     json,
                 } => {
                     user::create(
                         store.as_ref(),
-                        &username,
-                        email.as_deref(),
-                        name.as_deref(),
+                        user::NewUser {
+                            username: &username,
+                            email: email.as_deref(),
+                            name: name.as_deref(),
+                            roles: tessera_core::store::Roles { developer, admin },
+                        },
                         password_stdin,
+                        json.json,
+                    )
+                    .await
+                }
+                UserCommand::SetDeveloper {
+                    login,
+                    revoke,
+                    json,
+                } => {
+                    user::set_role(
+                        store.as_ref(),
+                        &login,
+                        user::Role::Developer,
+                        !revoke,
+                        json.json,
+                    )
+                    .await
+                }
+                UserCommand::SetAdmin {
+                    login,
+                    revoke,
+                    json,
+                } => {
+                    user::set_role(
+                        store.as_ref(),
+                        &login,
+                        user::Role::Admin,
+                        !revoke,
                         json.json,
                     )
                     .await

@@ -112,16 +112,24 @@ pub async fn serve(config: Config) -> CommandResult {
     let maintenance = tokio::spawn(maintain(Arc::clone(&provider)));
     let catalog_sync = tokio::spawn(sync_catalog(Arc::clone(&provider)));
     let housekeeping = tokio::spawn(keep_house(Arc::clone(&provider)));
+    let tracing_flush = tokio::spawn(flush_trace(Arc::clone(&provider)));
+    let router_provider = Arc::clone(&provider);
     let router = app(AppState {
         provider,
         open_registrations: Arc::new(crate::limits::PerAddress::per_hour(
             config.open_registration_per_hour,
         )),
     });
+    let flusher = Arc::clone(&router_provider);
     connections::serve(listener, router, limits, shutdown_signal()).await;
     maintenance.abort();
     catalog_sync.abort();
     housekeeping.abort();
+    tracing_flush.abort();
+    // What the last second traced.
+    if let Err(e) = flusher.flush_trace().await {
+        tracing::warn!(error = %e, "could not write the last trace events");
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -152,6 +160,21 @@ async fn maintain(provider: Arc<Provider>) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purge of expired records failed"),
             }
+        }
+    }
+}
+
+/// How often buffered trace events are written (see `tessera_core::trace`).
+const TRACE_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writes the clients' trace events off the request path.
+async fn flush_trace(provider: Arc<Provider>) {
+    let mut tick = tokio::time::interval(TRACE_FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = provider.flush_trace().await {
+            tracing::warn!(error = %e, "could not write trace events; they are dropped");
         }
     }
 }

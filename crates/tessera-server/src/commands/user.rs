@@ -5,19 +5,32 @@ use std::io::{BufRead, IsTerminal as _};
 use serde_json::{Value, json};
 use tessera_core::crypto::random_id;
 use tessera_core::password;
-use tessera_core::store::{Store, StoreError, User};
+use tessera_core::store::{Roles, Store, StoreError, User};
 use tessera_core::{Clock, SystemClock};
 
 use super::{CommandError, CommandResult, format_time, print_json};
 
+/// What `user create` was given, besides the password.
+#[derive(Debug)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub email: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub roles: Roles,
+}
+
 pub async fn create(
     store: &dyn Store,
-    username: &str,
-    email: Option<&str>,
-    name: Option<&str>,
+    new: NewUser<'_>,
     password_stdin: bool,
     json: bool,
 ) -> CommandResult {
+    let NewUser {
+        username,
+        email,
+        name,
+        roles,
+    } = new;
     check_username(username)?;
     if let Some(email) = email {
         check_email(email)?;
@@ -32,6 +45,7 @@ pub async fn create(
         email: email.map(str::to_owned),
         name: name.map(str::to_owned),
         password_hash,
+        roles,
         created_at: SystemClock.now(),
     };
     store.insert_user(&user).await.map_err(|e| match e {
@@ -86,6 +100,45 @@ pub async fn delete(store: &dyn Store, login: &str, json: bool) -> CommandResult
         print_json(&json!({"sub": user.id, "username": user.username, "deleted": true}));
     } else {
         println!("deleted user {} (sub {})", user.username, user.id);
+    }
+    Ok(())
+}
+
+/// A role `user set-developer` and `user set-admin` change.
+#[derive(Debug, Clone, Copy)]
+pub enum Role {
+    Developer,
+    Admin,
+}
+
+pub async fn set_role(
+    store: &dyn Store,
+    login: &str,
+    role: Role,
+    held: bool,
+    json: bool,
+) -> CommandResult {
+    let user = find(store, login).await?;
+    let mut roles = user.roles;
+    let name = match role {
+        Role::Developer => {
+            roles.developer = held;
+            "developer"
+        }
+        Role::Admin => {
+            roles.admin = held;
+            "admin"
+        }
+    };
+    if !store.set_user_roles(&user.id, roles).await? {
+        return Err(CommandError(format!("no user {login:?}")));
+    }
+    if json {
+        print_json(&json!({"sub": user.id, "username": user.username, name: held}));
+    } else if held {
+        println!("{} has the {name} role", user.username);
+    } else {
+        println!("{} no longer has the {name} role", user.username);
     }
     Ok(())
 }
@@ -145,6 +198,8 @@ fn describe(user: &User) -> Value {
         "username": user.username,
         "email": user.email,
         "name": user.name,
+        "developer": user.roles.developer,
+        "admin": user.roles.admin,
         "created_at": format_time(user.created_at),
     })
 }

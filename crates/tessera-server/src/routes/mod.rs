@@ -4,6 +4,7 @@ pub mod device;
 pub mod discovery;
 pub mod health;
 pub mod people;
+pub mod portal;
 pub mod registration;
 pub mod token;
 
@@ -106,6 +107,32 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// The pages' stylesheet and the portal's script: compiled in, cached for a
+/// day, versioned by the binary.
+pub async fn stylesheet() -> impl IntoResponse {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../../assets/tessera.css"),
+    )
+}
+
+pub async fn portal_script() -> impl IntoResponse {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/portal.js"),
+    )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
 }
 
 pub async fn not_found() -> impl IntoResponse {

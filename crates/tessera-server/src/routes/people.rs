@@ -12,6 +12,7 @@ use tessera_core::params::Params;
 use tessera_core::scope::Scope;
 use tessera_core::store::ClientStore as _;
 use tessera_core::store::{Consent, Session, User};
+use tessera_core::trace::{TraceEndpoint, TraceOutcome, TraceStep};
 use tessera_core::{Error, ErrorCode, Provider};
 
 use super::{AuthorizationForm, ClientAddress, PageForm};
@@ -55,7 +56,10 @@ async fn authorize(
 ) -> Response {
     let (client, request) = match provider.authorization_request(params).await {
         Ok(ok) => ok,
-        Err(e) => return authorize_error(e, after_post),
+        Err(e) => {
+            trace_refused_request(provider, params, &e).await;
+            return authorize_error(e, after_post);
+        }
     };
     let session = current_session(provider, &jar).await;
     let step = provider
@@ -81,8 +85,12 @@ async fn continue_with(
     after_post: bool,
 ) -> Response {
     match (step, session) {
-        (Err(e), _) => authorize_error(e, after_post),
+        (Err(e), _) => {
+            trace_step(provider, request, refusal(&e));
+            authorize_error(e, after_post)
+        }
         (Ok(Step::Login), _) | (Ok(_), None) => {
+            trace_step(provider, request, done("shows the sign-in page"));
             let interaction = seal_interaction(provider, request, PageStep::Login);
             let (jar, csrf) = csrf_token(provider, jar);
             let hint = request.login_hint.clone().unwrap_or_default();
@@ -102,6 +110,11 @@ async fn continue_with(
                 .into_response()
         }
         (Ok(Step::Consent), Some((session, user))) => {
+            trace_step(
+                provider,
+                request,
+                done("asks the person to approve the requested scopes"),
+            );
             let interaction = seal_interaction(
                 provider,
                 request,
@@ -132,11 +145,98 @@ async fn continue_with(
                 .authorization_response(client, request, &user, &session)
                 .await
             {
-                Ok(redirect) => (jar, deliver(redirect, after_post)).into_response(),
-                Err(e) => authorize_error(e, after_post),
+                Ok(redirect) => {
+                    let what = if request.response_type.is_implicit() {
+                        "tokens"
+                    } else {
+                        "an authorization code"
+                    };
+                    trace_step(
+                        provider,
+                        request,
+                        done(&format!(
+                            "sends the browser back to {} with {what}",
+                            request.redirect_uri
+                        )),
+                    );
+                    (jar, deliver(redirect, after_post)).into_response()
+                }
+                Err(e) => {
+                    trace_step(provider, request, refusal(&e));
+                    authorize_error(e, after_post)
+                }
             }
         }
     }
+}
+
+/// Adds a step of an authorization request to its client's trace.
+fn trace_step(provider: &Provider, request: &AuthorizationRequest, outcome: TraceOutcome) {
+    provider.trace(
+        request.client_id.clone(),
+        TraceStep {
+            endpoint: TraceEndpoint::Authorization,
+            flow: Some(request.response_type.as_str().to_owned()),
+            scope: Some(request.scope.clone()).filter(|s| !s.is_empty()),
+            outcome,
+        },
+    );
+}
+
+fn done(detail: &str) -> TraceOutcome {
+    TraceOutcome::Done {
+        detail: detail.to_owned(),
+    }
+}
+
+/// A refused authorization request as its trace shows it: the error sent to
+/// the redirect URI, or the error page shown instead.
+fn refusal(error: &AuthorizeError) -> TraceOutcome {
+    match error {
+        AuthorizeError::Page(message) => TraceOutcome::Refused {
+            error: "(error page: not sent to the application)".to_owned(),
+            reason: "redirect URI or client cannot be trusted".to_owned(),
+            description: message.clone(),
+        },
+        AuthorizeError::Redirect(redirect) => {
+            let param = |name: &str| {
+                redirect
+                    .params
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or_default()
+            };
+            match redirect.refusal {
+                Some(reason) => TraceOutcome::refused_for(reason, param("error_description")),
+                None => done("sends the browser back to the application"),
+            }
+        }
+    }
+}
+
+/// A request refused before it was understood: traced when it names a
+/// registered client (an unregistered redirect URI is the commonest mistake).
+async fn trace_refused_request(provider: &Provider, params: &Params, error: &AuthorizeError) {
+    let Some(client_id) = params.get("client_id") else {
+        return;
+    };
+    if !matches!(provider.catalog().client(client_id).await, Ok(Some(_))) {
+        return;
+    }
+    provider.trace(
+        client_id.to_owned(),
+        TraceStep {
+            endpoint: TraceEndpoint::Authorization,
+            flow: params
+                .get("response_type")
+                .map(|t| tessera_core::error::bounded(t).into_owned()),
+            scope: params
+                .get("scope")
+                .map(|s| tessera_core::error::bounded(s).into_owned()),
+            outcome: refusal(error),
+        },
+    );
 }
 
 /// The live session behind the browser's cookie, if any.
@@ -182,6 +282,30 @@ pub async fn login(
         return error_page(StatusCode::BAD_REQUEST, STALE);
     };
     let username = params.get("username").unwrap_or("");
+    if let Interaction::Portal { return_to } = &interaction {
+        return match provider
+            .authenticate_user(
+                username,
+                params.get("password").unwrap_or(""),
+                address.as_deref(),
+            )
+            .await
+        {
+            Ok(user) => match provider.start_session(&user).await {
+                Ok(new) => {
+                    let jar = replace_session(provider, jar).await;
+                    let jar = jar.add(session_cookie(provider, new.cookie));
+                    let to = super::portal::safe_return_to(return_to);
+                    (jar, Redirect::to(to)).into_response()
+                }
+                Err(e) => error_page(StatusCode::SERVICE_UNAVAILABLE, &e.description),
+            },
+            Err(e) => {
+                let sealed = params.get("interaction").unwrap_or_default().to_owned();
+                login_failed(provider, jar, "the developer portal", &sealed, username, &e)
+            }
+        };
+    }
     if let Interaction::Device { user_code, step } = &interaction {
         // The login form takes only the device interaction issued for it.
         if *step != DeviceStep::Login {
@@ -350,6 +474,7 @@ pub async fn consent(
             tessera_core::Reason::AccessDenied,
             "the user denied the request",
         );
+        trace_step(provider, &request, refusal(&denied));
         return authorize_error(denied, true);
     }
     // The login requirements again, as they stand now (prompt=login and
@@ -372,7 +497,10 @@ pub async fn consent(
             )
             .await;
         }
-        Err(e) => return authorize_error(e, true),
+        Err(e) => {
+            trace_step(provider, &request, refusal(&e));
+            return authorize_error(e, true);
+        }
         Ok(Step::Consent | Step::Respond) => {}
     }
     // Consent is remembered per user, client and scope: the union of what the

@@ -321,7 +321,7 @@ async fn poll_for_tokens(
 
 /// Clicks a button that submits a form and waits until the browser has left
 /// the current document, so the next look at the page sees the answer.
-async fn submit(browser: &Browser, label: &str) {
+pub(crate) async fn submit(browser: &Browser, label: &str) {
     let old = browser
         .client()
         .find(Locator::Css("html"))
@@ -341,7 +341,7 @@ async fn submit(browser: &Browser, label: &str) {
 }
 
 /// The page's visible text.
-async fn text(browser: &Browser) -> String {
+pub(crate) async fn text(browser: &Browser) -> String {
     let body = match browser.client().find(Locator::Css("body")).await {
         Ok(body) => body,
         Err(e) => panic!("no page body on {}: {e}", browser.current_url().await),
@@ -352,7 +352,7 @@ async fn text(browser: &Browser) -> String {
 }
 
 /// Asserts that the page shows each of `needles`, naming the page otherwise.
-async fn assert_shows(browser: &Browser, what: &str, needles: &[&str]) {
+pub(crate) async fn assert_shows(browser: &Browser, what: &str, needles: &[&str]) {
     let shown = text(browser).await;
     for needle in needles {
         assert!(
@@ -377,7 +377,7 @@ async fn field_value(browser: &Browser, name: &str) -> String {
 }
 
 /// Fills in the login form on the current page and submits it.
-async fn sign_in(browser: &Browser, username: &str, password: &str) {
+pub(crate) async fn sign_in(browser: &Browser, username: &str, password: &str) {
     assert_shows(browser, "login page", &["Sign in"]).await;
     browser.fill("username", username).await;
     browser.fill("password", password).await;

@@ -22,6 +22,8 @@ mod outside;
 mod outside_oidc;
 mod people;
 mod people_cli;
+mod portal;
+mod portal_browser;
 mod postgres;
 mod readme;
 mod registration;

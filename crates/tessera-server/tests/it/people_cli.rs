@@ -164,6 +164,8 @@ async fn users_are_created_listed_changed_and_deleted() {
             "username": "Alice",
             "email": "alice@example.com",
             "name": "Alice Liddell",
+            "developer": false,
+            "admin": false,
         })
     );
     assert!(!list.to_string().contains("$argon2"));

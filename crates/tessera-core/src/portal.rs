@@ -1,0 +1,99 @@
+//! Who may do what in the developer portal. The portal's pages call these
+//! before every read and change, and [`crate::client_admin`] for the change
+//! itself, so that the portal obeys the same registration rules as every
+//! other entry point.
+
+use crate::model::{Client, GrantType};
+use crate::registration::{RegistrationError, RegistrationErrorKind};
+use crate::settings::PortalAccess;
+use crate::store::User;
+
+/// Whether the person may use the portal at all.
+pub fn may_use(user: &User, access: PortalAccess) -> bool {
+    match access {
+        PortalAccess::Everyone => true,
+        PortalAccess::Developers => user.roles.developer || user.roles.admin,
+    }
+}
+
+/// Whether the person may see and change the client: its owner, or an admin.
+pub fn may_manage(user: &User, client: &Client) -> bool {
+    user.roles.admin || client.metadata.owner.as_deref() == Some(user.id.as_str())
+}
+
+/// The grants anyone who may use the portal can give an application: those
+/// where a person signs in and consents to what it gets, as with open
+/// dynamic registration.
+pub const PERSON_FACING: [GrantType; 3] = [
+    GrantType::AuthorizationCode,
+    GrantType::RefreshToken,
+    GrantType::DeviceCode,
+];
+
+/// Checks what a person registers or changes in the portal against their
+/// roles. A service acting on its own (client credentials and the delegation
+/// grants) and access to named APIs (audiences) need the developer or admin
+/// role: when every user may use the portal, they are the operator's
+/// decision, not any signed-in person's.
+pub fn check_request(
+    user: &User,
+    grants: &[GrantType],
+    audiences: &[String],
+) -> Result<(), RegistrationError> {
+    if user.roles.developer || user.roles.admin {
+        return Ok(());
+    }
+    let refuse = |message: String| RegistrationError {
+        kind: RegistrationErrorKind::InvalidClientMetadata,
+        message,
+    };
+    if let Some(grant) = grants.iter().find(|g| !PERSON_FACING.contains(g)) {
+        return Err(refuse(format!(
+            "the {grant} grant needs the developer role; applications for people who sign in \
+             (authorization code, refresh token, device) need none"
+        )));
+    }
+    if !audiences.is_empty() {
+        return Err(refuse(
+            "asking for APIs (audiences) needs the developer role; ask an administrator".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::store::Roles;
+
+    fn person(roles: Roles) -> User {
+        User {
+            id: "u1".into(),
+            username: "dev".into(),
+            email: None,
+            name: None,
+            password_hash: String::new(),
+            roles,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn roles_decide_access_and_what_may_be_asked_for() {
+        let plain = person(Roles::default());
+        let developer = person(Roles {
+            developer: true,
+            admin: false,
+        });
+        assert!(may_use(&plain, PortalAccess::Everyone));
+        assert!(!may_use(&plain, PortalAccess::Developers));
+        assert!(may_use(&developer, PortalAccess::Developers));
+
+        let login_app = [GrantType::AuthorizationCode, GrantType::RefreshToken];
+        assert!(check_request(&plain, &login_app, &[]).is_ok());
+        assert!(check_request(&plain, &[GrantType::ClientCredentials], &[]).is_err());
+        assert!(check_request(&plain, &login_app, &["https://api.example".into()]).is_err());
+        assert!(check_request(&developer, &[GrantType::ClientCredentials], &[]).is_ok());
+    }
+}
