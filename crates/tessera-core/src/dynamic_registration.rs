@@ -669,7 +669,10 @@ impl Provider {
     async fn check_initial_access_token(&self, token: &str) -> Result<(), Error> {
         let found = self
             .store()
-            .registration_token(&SecretDigest::of(token))
+            .operator_token(
+                crate::store::TokenPurpose::Registration,
+                &SecretDigest::of(token),
+            )
             .await?;
         match found {
             Some(found) if found.expires_at.is_none_or(|t| t > self.clock().now()) => Ok(()),

@@ -45,6 +45,7 @@ pub mod tokens;
 pub mod trace;
 pub mod trust;
 pub mod try_it;
+pub mod user_admin;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{Error, ErrorCode, Reason};

@@ -55,6 +55,13 @@ pub async fn verify_off_worker(password: &str, phc: Option<&str>) -> std::io::Re
     .await
 }
 
+/// Hashes a new password off the async workers, like
+/// [`verify_off_worker`]: the admin API sets passwords while tokens are served.
+pub async fn hash_off_worker(password: &str) -> std::io::Result<Result<String, String>> {
+    let password = password.to_owned();
+    off_worker(move || hash(&password)).await
+}
+
 /// Runs slow, CPU-bound `work` on a new thread once one of the per-core slots
 /// is free. Starting a thread costs microseconds next to the work's
 /// milliseconds, and leaves no idle pool behind. The slot goes with the

@@ -252,14 +252,34 @@ pub trait TrustStore: Send + Sync {
     ) -> StoreResult<bool>;
 }
 
-/// An initial access token (RFC 7591 §3): what an operator hands a developer
-/// so that they may register clients at the registration endpoint. Stored
-/// under the digest of its value; good for any number of registrations until
-/// it expires or is revoked.
+/// What an operator token lets its bearer do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenPurpose {
+    /// An initial access token (RFC 7591 §3): register clients at the
+    /// registration endpoint.
+    Registration,
+    /// The admin API: everything the CLI does.
+    Admin,
+}
+
+impl TokenPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenPurpose::Registration => "registration",
+            TokenPurpose::Admin => "admin",
+        }
+    }
+}
+
+/// A bearer token an operator hands out: an initial access token for dynamic
+/// registration, or an admin API credential. Stored under the digest of its
+/// value; good for any number of requests of its purpose, and no other,
+/// until it expires or is revoked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistrationToken {
+pub struct OperatorToken {
     /// Names the token in listings and to revoke it; not a secret.
     pub id: String,
+    pub purpose: TokenPurpose,
     pub digest: SecretDigest,
     pub created_at: UnixTime,
     /// `None`: until revoked.
@@ -267,17 +287,19 @@ pub struct RegistrationToken {
 }
 
 #[async_trait]
-pub trait RegistrationTokenStore: Send + Sync {
+pub trait OperatorTokenStore: Send + Sync {
     /// Fails with [`StoreError::Conflict`] if the ID or digest is taken.
-    async fn insert_registration_token(&self, token: &RegistrationToken) -> StoreResult<()>;
-    /// The token stored under `digest`, expired or not.
-    async fn registration_token(
+    async fn insert_operator_token(&self, token: &OperatorToken) -> StoreResult<()>;
+    /// The token of this purpose stored under `digest`, expired or not: a
+    /// token of another purpose is not found.
+    async fn operator_token(
         &self,
+        purpose: TokenPurpose,
         digest: &SecretDigest,
-    ) -> StoreResult<Option<RegistrationToken>>;
-    async fn registration_tokens(&self) -> StoreResult<Vec<RegistrationToken>>;
-    /// Returns whether a token was deleted.
-    async fn delete_registration_token(&self, id: &str) -> StoreResult<bool>;
+    ) -> StoreResult<Option<OperatorToken>>;
+    async fn operator_tokens(&self, purpose: TokenPurpose) -> StoreResult<Vec<OperatorToken>>;
+    /// Returns whether a token of this purpose was deleted.
+    async fn delete_operator_token(&self, purpose: TokenPurpose, id: &str) -> StoreResult<bool>;
 }
 
 /// How long [`TokenStore::purge_expired`] keeps a client's trace events.
@@ -319,7 +341,7 @@ pub trait Store:
     + RefreshStore
     + ThrottleStore
     + DeviceStore
-    + RegistrationTokenStore
+    + OperatorTokenStore
     + TraceStore
     + std::fmt::Debug
 {

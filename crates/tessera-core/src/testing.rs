@@ -20,9 +20,9 @@ use crate::store::{AssertionKind, SamlIdp, TrustStore, TrustedIssuer};
 use crate::store::{
     AuthorizationCode, CODE_RETENTION, ClientStore, CodeStore, CodeUse, Consent, ConsentStore,
     DeviceAuthorization, DevicePoll, DeviceStatus, DeviceStore, KeyStore, LOGIN_FAILURE_RETENTION,
-    LoginFailures, ReferenceToken, RefreshStore, RefreshToken, RefreshUse, RegistrationToken,
-    RegistrationTokenStore, ResourceStore, SecretUpdate, Session, SessionStore, Store, StoreError,
-    StoreResult, StoredKey, ThrottleStore, TokenStore, TraceStore, User, UserStore,
+    LoginFailures, OperatorToken, OperatorTokenStore, ReferenceToken, RefreshStore, RefreshToken,
+    RefreshUse, ResourceStore, SecretUpdate, Session, SessionStore, Store, StoreError, StoreResult,
+    StoredKey, ThrottleStore, TokenPurpose, TokenStore, TraceStore, User, UserStore,
 };
 
 /// Every store trait in memory, with the semantics of the SQL stores.
@@ -38,7 +38,7 @@ struct State {
     resources: HashMap<String, Resource>,
     keys: Vec<StoredKey>,
     reference_tokens: HashMap<[u8; 32], ReferenceToken>,
-    registration_tokens: Vec<RegistrationToken>,
+    operator_tokens: Vec<OperatorToken>,
     revoked_jtis: HashMap<String, UnixTime>,
     users: HashMap<String, User>,
     sessions: HashMap<[u8; 32], Session>,
@@ -197,47 +197,59 @@ impl ClientStore for MemoryStore {
 }
 
 #[async_trait]
-impl RegistrationTokenStore for MemoryStore {
-    async fn insert_registration_token(&self, token: &RegistrationToken) -> StoreResult<()> {
+impl OperatorTokenStore for MemoryStore {
+    async fn insert_operator_token(&self, token: &OperatorToken) -> StoreResult<()> {
         let mut state = self.state().await;
+        // IDs and digests are unique across purposes, as in the SQL stores.
         if state
-            .registration_tokens
+            .operator_tokens
             .iter()
             .any(|t| t.id == token.id || t.digest == token.digest)
         {
             return Err(StoreError::Conflict(format!(
-                "registration token {} exists",
+                "{} token {} exists",
+                token.purpose.as_str(),
                 token.id
             )));
         }
-        state.registration_tokens.push(token.clone());
+        state.operator_tokens.push(token.clone());
         Ok(())
     }
 
-    async fn registration_token(
+    async fn operator_token(
         &self,
+        purpose: TokenPurpose,
         digest: &SecretDigest,
-    ) -> StoreResult<Option<RegistrationToken>> {
+    ) -> StoreResult<Option<OperatorToken>> {
         Ok(self
             .state()
             .await
-            .registration_tokens
+            .operator_tokens
             .iter()
-            .find(|t| t.digest == *digest)
+            .find(|t| t.purpose == purpose && t.digest == *digest)
             .cloned())
     }
 
-    async fn registration_tokens(&self) -> StoreResult<Vec<RegistrationToken>> {
-        let mut tokens = self.state().await.registration_tokens.clone();
+    async fn operator_tokens(&self, purpose: TokenPurpose) -> StoreResult<Vec<OperatorToken>> {
+        let mut tokens: Vec<OperatorToken> = self
+            .state()
+            .await
+            .operator_tokens
+            .iter()
+            .filter(|t| t.purpose == purpose)
+            .cloned()
+            .collect();
         tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(tokens)
     }
 
-    async fn delete_registration_token(&self, id: &str) -> StoreResult<bool> {
+    async fn delete_operator_token(&self, purpose: TokenPurpose, id: &str) -> StoreResult<bool> {
         let mut state = self.state().await;
-        let before = state.registration_tokens.len();
-        state.registration_tokens.retain(|t| t.id != id);
-        Ok(state.registration_tokens.len() < before)
+        let before = state.operator_tokens.len();
+        state
+            .operator_tokens
+            .retain(|t| !(t.purpose == purpose && t.id == id));
+        Ok(state.operator_tokens.len() < before)
     }
 }
 
@@ -394,16 +406,16 @@ impl TokenStore for MemoryStore {
         let mut state = self.state().await;
         let kept_until = now.saturating_sub(CODE_RETENTION);
         let failures_until = now.saturating_sub(LOGIN_FAILURE_RETENTION);
-        let registration_tokens = state.registration_tokens.len();
+        let operator_tokens = state.operator_tokens.len();
         state
-            .registration_tokens
+            .operator_tokens
             .retain(|t| t.expires_at.is_none_or(|expires_at| expires_at > now));
-        let registration_tokens = (registration_tokens - state.registration_tokens.len()) as u64;
+        let operator_tokens = (operator_tokens - state.operator_tokens.len()) as u64;
         let traced = state.trace.len();
         let trace_until = now.saturating_sub(crate::store::TRACE_RETENTION);
         state.trace.retain(|e| e.at >= trace_until);
         let traced = (traced - state.trace.len()) as u64;
-        Ok(registration_tokens
+        Ok(operator_tokens
             + traced
             +
             purge(&mut state.revoked_jtis, |expires_at| *expires_at <= now)

@@ -31,7 +31,18 @@ impl AppState {
 }
 
 pub fn app(state: AppState) -> Router {
+    let (admin, openapi) = routes::admin::router();
+    // Generated once, from the admin API's handlers and types.
+    let openapi = Arc::new(openapi);
     Router::new()
+        .merge(admin)
+        .route(
+            "/openapi.json",
+            get(move || {
+                let openapi = Arc::clone(&openapi);
+                async move { axum::Json(openapi) }
+            }),
+        )
         .route("/oauth2/token", post(routes::token::token))
         .route("/oauth2/introspect", post(routes::token::introspect))
         .route("/oauth2/revoke", post(routes::token::revoke))

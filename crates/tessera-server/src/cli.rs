@@ -56,6 +56,10 @@ pub enum Command {
     /// at the registration endpoint (RFC 7591).
     #[command(subcommand, name = "registration-token")]
     RegistrationToken(RegistrationTokenCommand),
+    /// Manage admin tokens: bearer credentials for the admin API (`/admin`),
+    /// which does what this CLI does.
+    #[command(subcommand, name = "admin-token")]
+    AdminToken(AdminTokenCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +76,28 @@ pub enum RegistrationTokenCommand {
     /// List tokens (never their values).
     List(Json),
     /// Revoke a token at once; the clients registered with it stay.
+    Revoke {
+        /// The token's ID, as `create` and `list` print it.
+        id: String,
+        #[command(flatten)]
+        json: Json,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminTokenCommand {
+    /// Create a token and print it once (only its digest is stored). It
+    /// authenticates admin API requests until it expires or is revoked.
+    Create {
+        /// Seconds the token is good for; 0 for until revoked.
+        #[arg(long, default_value_t = 30 * 86_400)]
+        ttl: u64,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List tokens (never their values).
+    List(Json),
+    /// Revoke a token at once.
     Revoke {
         /// The token's ID, as `create` and `list` print it.
         id: String,

@@ -573,15 +573,102 @@ macro_rules! impl_store {
             }
         }
 
-        fn registration_token_from_row(
+        fn operator_token_from_row(
             row: &Row,
-        ) -> StoreResult<tessera_core::store::RegistrationToken> {
-            Ok(tessera_core::store::RegistrationToken {
+        ) -> StoreResult<tessera_core::store::OperatorToken> {
+            use tessera_core::store::TokenPurpose;
+            let purpose: String = row.try_get("purpose").map_err(map_err)?;
+            Ok(tessera_core::store::OperatorToken {
                 id: row.try_get("id").map_err(map_err)?,
+                purpose: match purpose.as_str() {
+                    "registration" => TokenPurpose::Registration,
+                    "admin" => TokenPurpose::Admin,
+                    other => return Err(StoreError::Corrupt(format!("token purpose {other:?}"))),
+                },
                 digest: digest_column(&row.try_get::<Vec<u8>, _>("digest").map_err(map_err)?, "digest")?,
                 created_at: row.try_get("created_at").map_err(map_err)?,
                 expires_at: row.try_get("expires_at").map_err(map_err)?,
             })
+        }
+
+        #[async_trait]
+        impl tessera_core::store::OperatorTokenStore for $store {
+            async fn insert_operator_token(
+                &self,
+                token: &tessera_core::store::OperatorToken,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO operator_tokens (id, purpose, digest, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&token.id)
+                .bind(token.purpose.as_str())
+                .bind(token.digest.0.to_vec())
+                .bind(token.created_at)
+                .bind(token.expires_at)
+                .execute(&mut *self.writer().await?)
+                .await
+                .map_err(|e| match map_err(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict(format!(
+                        "{} token {:?}",
+                        token.purpose.as_str(),
+                        token.id
+                    )),
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn operator_token(
+                &self,
+                purpose: tessera_core::store::TokenPurpose,
+                digest: &SecretDigest,
+            ) -> StoreResult<Option<tessera_core::store::OperatorToken>> {
+                sqlx::query(
+                    "SELECT id, purpose, digest, created_at, expires_at FROM operator_tokens \
+                     WHERE digest = $1 AND purpose = $2",
+                )
+                .bind(digest.0.to_vec())
+                .bind(purpose.as_str())
+                .fetch_optional(&mut *self.reader().await?)
+                .await
+                .map_err(map_err)?
+                .as_ref()
+                .map(operator_token_from_row)
+                .transpose()
+            }
+
+            async fn operator_tokens(
+                &self,
+                purpose: tessera_core::store::TokenPurpose,
+            ) -> StoreResult<Vec<tessera_core::store::OperatorToken>> {
+                sqlx::query(
+                    "SELECT id, purpose, digest, created_at, expires_at FROM operator_tokens \
+                     WHERE purpose = $1 ORDER BY created_at, id",
+                )
+                .bind(purpose.as_str())
+                .fetch_all(&mut *self.reader().await?)
+                .await
+                .map_err(map_err)?
+                .iter()
+                .map(operator_token_from_row)
+                .collect()
+            }
+
+            async fn delete_operator_token(
+                &self,
+                purpose: tessera_core::store::TokenPurpose,
+                id: &str,
+            ) -> StoreResult<bool> {
+                let deleted = sqlx::query("DELETE FROM operator_tokens WHERE id = $1 AND purpose = $2")
+                    .bind(id)
+                    .bind(purpose.as_str())
+                    .execute(&mut *self.writer().await?)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                Ok(deleted > 0)
+            }
         }
 
         #[async_trait]
@@ -651,73 +738,6 @@ macro_rules! impl_store {
                     })
                 })
                 .collect()
-            }
-        }
-
-        #[async_trait]
-        impl tessera_core::store::RegistrationTokenStore for $store {
-            async fn insert_registration_token(
-                &self,
-                token: &tessera_core::store::RegistrationToken,
-            ) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO registration_tokens (id, digest, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&token.id)
-                .bind(token.digest.0.to_vec())
-                .bind(token.created_at)
-                .bind(token.expires_at)
-                .execute(&mut *self.writer().await?)
-                .await
-                .map_err(|e| match map_err(e) {
-                    StoreError::Conflict(_) => {
-                        StoreError::Conflict(format!("registration token {:?}", token.id))
-                    }
-                    other => other,
-                })?;
-                Ok(())
-            }
-
-            async fn registration_token(
-                &self,
-                digest: &SecretDigest,
-            ) -> StoreResult<Option<tessera_core::store::RegistrationToken>> {
-                sqlx::query(
-                    "SELECT id, digest, created_at, expires_at FROM registration_tokens WHERE digest = $1",
-                )
-                .bind(digest.0.to_vec())
-                .fetch_optional(&mut *self.reader().await?)
-                .await
-                .map_err(map_err)?
-                .as_ref()
-                .map(registration_token_from_row)
-                .transpose()
-            }
-
-            async fn registration_tokens(
-                &self,
-            ) -> StoreResult<Vec<tessera_core::store::RegistrationToken>> {
-                sqlx::query(
-                    "SELECT id, digest, created_at, expires_at FROM registration_tokens \
-                     ORDER BY created_at, id",
-                )
-                .fetch_all(&mut *self.reader().await?)
-                .await
-                .map_err(map_err)?
-                .iter()
-                .map(registration_token_from_row)
-                .collect()
-            }
-
-            async fn delete_registration_token(&self, id: &str) -> StoreResult<bool> {
-                let deleted = sqlx::query("DELETE FROM registration_tokens WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *self.writer().await?)
-                    .await
-                    .map_err(map_err)?
-                    .rows_affected();
-                Ok(deleted > 0)
             }
         }
 
@@ -953,7 +973,7 @@ macro_rules! impl_store {
                 // them up for long.
                 let tables: [(&str, &str, &str, i64); 11] = [
                     ("revoked_jtis", "jti", "expires_at <= $1", now),
-                    ("registration_tokens", "id", "expires_at <= $1", now),
+                    ("operator_tokens", "id", "expires_at <= $1", now),
                     ("client_assertion_jtis", "client_id, jti", "expires_at <= $1", now),
                     ("assertion_ids", "kind, issuer, id", "expires_at <= $1", now),
                     ("reference_tokens", "digest", "expires_at <= $1", now),

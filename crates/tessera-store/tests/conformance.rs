@@ -19,8 +19,8 @@ use tessera_core::model::{
 use tessera_core::scope::Scope;
 use tessera_core::store::{
     AuthorizationCode, CodeUse, Consent, DeviceAuthorization, DevicePoll, DeviceStatus,
-    LoginFailures, ReferenceToken, RefreshToken, RefreshUse, RegistrationToken, Roles,
-    SecretUpdate, Session, Store, StoreError, StoredKey, User,
+    LoginFailures, OperatorToken, ReferenceToken, RefreshToken, RefreshUse, Roles, SecretUpdate,
+    Session, Store, StoreError, StoredKey, TokenPurpose, User,
 };
 use tessera_core::trace::{TraceEndpoint, TraceEvent, TraceOutcome, TraceStep};
 use tokio::sync::Barrier;
@@ -3561,31 +3561,34 @@ async fn check_reference_token_race(store: &Arc<dyn Store>) {
     }
 }
 
-/// Initial access tokens: found by digest, listed in creation order, IDs and
-/// digests unique, deleted by ID.
+/// Operator tokens: found by purpose and digest (never as a token of another
+/// purpose), listed per purpose in creation order, IDs and digests unique,
+/// deleted by purpose and ID.
 async fn check_registration_tokens(store: &dyn Store) {
-    let lasting = RegistrationToken {
+    let lasting = OperatorToken {
         id: unique("rt"),
+        purpose: TokenPurpose::Registration,
         digest: SecretDigest::of(&random_token()),
         created_at: 1_700_000_000,
         expires_at: None,
     };
-    let expiring = RegistrationToken {
+    let expiring = OperatorToken {
         id: unique("rt"),
+        purpose: TokenPurpose::Registration,
         digest: SecretDigest::of(&random_token()),
         created_at: 1_700_000_001,
         expires_at: Some(FAR_FUTURE),
     };
     for token in [&lasting, &expiring] {
         store
-            .insert_registration_token(token)
+            .insert_operator_token(token)
             .await
-            .expect("insert_registration_token");
+            .expect("insert_operator_token");
     }
     for token in [&lasting, &expiring] {
         assert_eq!(
             store
-                .registration_token(&token.digest)
+                .operator_token(TokenPurpose::Registration, &token.digest)
                 .await
                 .expect("registration_token")
                 .as_ref(),
@@ -3594,77 +3597,134 @@ async fn check_registration_tokens(store: &dyn Store) {
     }
     assert_eq!(
         store
-            .registration_token(&SecretDigest::of("never issued"))
+            .operator_token(
+                TokenPurpose::Registration,
+                &SecretDigest::of("never issued")
+            )
             .await
             .expect("registration_token"),
         None
     );
-    let same_id = RegistrationToken {
+    let same_id = OperatorToken {
         digest: SecretDigest::of(&random_token()),
         ..lasting.clone()
     };
     expect_conflict(
-        store.insert_registration_token(&same_id).await,
+        store.insert_operator_token(&same_id).await,
         "a registration token ID taken twice",
     );
-    let same_digest = RegistrationToken {
+    let same_digest = OperatorToken {
         id: unique("rt"),
         ..lasting.clone()
     };
     expect_conflict(
-        store.insert_registration_token(&same_digest).await,
+        store.insert_operator_token(&same_digest).await,
         "a registration token digest taken twice",
     );
     let listed = store
-        .registration_tokens()
+        .operator_tokens(TokenPurpose::Registration)
         .await
         .expect("registration_tokens");
-    let ours: Vec<&RegistrationToken> = listed
+    let ours: Vec<&OperatorToken> = listed
         .iter()
         .filter(|t| t.id == lasting.id || t.id == expiring.id)
         .collect();
     assert_eq!(ours, [&lasting, &expiring]);
     assert!(
         store
-            .delete_registration_token(&lasting.id)
+            .delete_operator_token(TokenPurpose::Registration, &lasting.id)
             .await
             .expect("delete_registration_token")
     );
     assert!(
         !store
-            .delete_registration_token(&lasting.id)
+            .delete_operator_token(TokenPurpose::Registration, &lasting.id)
             .await
             .expect("delete_registration_token again")
     );
     assert_eq!(
         store
-            .registration_token(&lasting.digest)
+            .operator_token(TokenPurpose::Registration, &lasting.digest)
             .await
             .expect("registration_token"),
         None
     );
+    // An admin token is found only as one, and the other way round.
+    let admin = OperatorToken {
+        id: unique("at"),
+        purpose: TokenPurpose::Admin,
+        digest: SecretDigest::of(&random_token()),
+        created_at: 1_700_000_002,
+        expires_at: None,
+    };
+    store
+        .insert_operator_token(&admin)
+        .await
+        .expect("insert admin token");
+    assert_eq!(
+        store
+            .operator_token(TokenPurpose::Registration, &admin.digest)
+            .await
+            .expect("operator_token"),
+        None
+    );
+    assert_eq!(
+        store
+            .operator_token(TokenPurpose::Admin, &expiring.digest)
+            .await
+            .expect("operator_token"),
+        None
+    );
+    assert_eq!(
+        store
+            .operator_token(TokenPurpose::Admin, &admin.digest)
+            .await
+            .expect("operator_token"),
+        Some(admin.clone())
+    );
+    assert!(
+        !store
+            .operator_tokens(TokenPurpose::Registration)
+            .await
+            .expect("operator_tokens")
+            .contains(&admin)
+    );
+    assert!(
+        !store
+            .delete_operator_token(TokenPurpose::Registration, &admin.id)
+            .await
+            .expect("delete across purposes"),
+        "a registration-token revoke never removes an admin token"
+    );
+    assert!(
+        store
+            .delete_operator_token(TokenPurpose::Admin, &admin.id)
+            .await
+            .expect("delete admin token")
+    );
     // Expired tokens are purged; the others stay.
-    let expired = RegistrationToken {
+    let expired = OperatorToken {
         id: unique("rt"),
+        purpose: TokenPurpose::Registration,
         digest: SecretDigest::of(&random_token()),
         created_at: 100,
         expires_at: Some(200),
     };
     store
-        .insert_registration_token(&expired)
+        .insert_operator_token(&expired)
         .await
-        .expect("insert_registration_token");
+        .expect("insert_operator_token");
     store.purge_expired(200).await.expect("purge_expired");
     assert_eq!(
         store
-            .registration_token(&expired.digest)
+            .operator_token(TokenPurpose::Registration, &expired.digest)
             .await
             .expect("registration_token"),
         None
     );
     assert!(
         store
-            .registration_token(&expiring.digest)
+            .operator_token(TokenPurpose::Registration, &expiring.digest)
             .await
             .expect("registration_token")
             .is_some()

@@ -15,7 +15,7 @@ use tessera_core::store::Store;
 use tessera_core::{Clock, SystemClock};
 use tessera_jose::JwkSet;
 
-use super::{CommandError, CommandResult, format_time, print_json, read_key_file};
+use super::{CommandError, CommandResult, print_json, read_key_file};
 use crate::cli::{ClientCreate, ClientUpdate};
 
 /// Loads the key-encryption key; asked for only when a secret must be sealed
@@ -373,8 +373,6 @@ pub async fn rotate_secret(
     Ok(())
 }
 
-/// A client as the CLI shows it: everything but the secret's digest and sealed
-/// copy. Its keys are public.
 /// `client try`: the ready requests of each of the client's grants.
 pub async fn try_it(store: &dyn Store, issuer: &str, id: &str, json: bool) -> CommandResult {
     let client = store
@@ -405,32 +403,7 @@ pub async fn try_it(store: &dyn Store, issuer: &str, id: &str, json: bool) -> Co
     Ok(())
 }
 
+/// A client as `show` and `list --json` print it: the admin API's view.
 fn describe(client: &Client) -> Value {
-    json!({
-        "client_id": client.id,
-        "name": client.name,
-        "type": if client.is_public() { "public" } else { "confidential" },
-        "auth_method": match (client.is_public(), client.auth_method) {
-            (true, _) => "none",
-            (false, Some(m)) => m.as_str(),
-            (false, None) => "client_secret_basic client_secret_post",
-        },
-        "grants": client.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-        "redirect_uris": client.redirect_uris,
-        "scope": client.scopes.to_string(),
-        "audiences": client.audiences,
-        "token_format": client.token_format.map(|f| f.as_str()),
-        "access_token_ttl": client.access_token_ttl,
-        "require_pkce": client.require_pkce || client.is_public(),
-        "id_token_alg": client.id_token_alg.map(|a| a.as_str()),
-        "post_logout_redirect_uris": client.post_logout_redirect_uris,
-        "introspection": client.introspection.as_str(),
-        "jwks": client.jwks,
-        "jwks_uri": client.jwks_uri,
-        "impersonation": client.metadata.impersonation,
-        "serves": client.metadata.serves,
-        "kind": client.metadata.kind.map(ClientKind::as_str),
-        "registered_dynamically": client.metadata.registration.is_some(),
-        "created_at": format_time(client.created_at),
-    })
+    serde_json::to_value(crate::routes::admin::ClientView::from(client)).unwrap_or_default()
 }

@@ -4,7 +4,7 @@ pub mod client;
 pub mod consent;
 pub mod inspect;
 pub mod keys;
-pub mod registration_token;
+pub mod operator_token;
 pub mod resource;
 pub mod serve;
 pub mod trust;
@@ -13,12 +13,12 @@ pub mod user;
 use std::sync::Arc;
 
 use tessera_core::crypto::KeyEncryptionKey;
-use tessera_core::store::{Store, StoreError};
+use tessera_core::store::{Store, StoreError, TokenPurpose};
 use tessera_core::{Provider, SystemClock};
 use tessera_store::IfMissing;
 
 use crate::cli::{
-    Cli, ClientCommand, Command, ConsentCommand, IssuerCommand, KeysCommand,
+    AdminTokenCommand, Cli, ClientCommand, Command, ConsentCommand, IssuerCommand, KeysCommand,
     RegistrationTokenCommand, ResourceCommand, SamlIdpCommand, TokenCommand, UserCommand,
 };
 use crate::config::Config;
@@ -250,15 +250,31 @@ pub async fn run(cli: Cli) -> CommandResult {
         }
         Command::RegistrationToken(command) => {
             let store = open_store(&config, IfMissing::Refuse).await?;
+            let purpose = TokenPurpose::Registration;
             match command {
                 RegistrationTokenCommand::Create { ttl, json } => {
-                    registration_token::create(store.as_ref(), ttl, json.json).await
+                    operator_token::create(store.as_ref(), purpose, ttl, json.json).await
                 }
                 RegistrationTokenCommand::List(json) => {
-                    registration_token::list(store.as_ref(), json.json).await
+                    operator_token::list(store.as_ref(), purpose, json.json).await
                 }
                 RegistrationTokenCommand::Revoke { id, json } => {
-                    registration_token::revoke(store.as_ref(), &id, json.json).await
+                    operator_token::revoke(store.as_ref(), purpose, &id, json.json).await
+                }
+            }
+        }
+        Command::AdminToken(command) => {
+            let store = open_store(&config, IfMissing::Refuse).await?;
+            let purpose = TokenPurpose::Admin;
+            match command {
+                AdminTokenCommand::Create { ttl, json } => {
+                    operator_token::create(store.as_ref(), purpose, ttl, json.json).await
+                }
+                AdminTokenCommand::List(json) => {
+                    operator_token::list(store.as_ref(), purpose, json.json).await
+                }
+                AdminTokenCommand::Revoke { id, json } => {
+                    operator_token::revoke(store.as_ref(), purpose, &id, json.json).await
                 }
             }
         }

@@ -3,9 +3,9 @@
 use std::io::{BufRead, IsTerminal as _};
 
 use serde_json::{Value, json};
-use tessera_core::crypto::random_id;
 use tessera_core::password;
-use tessera_core::store::{Roles, Store, StoreError, User};
+use tessera_core::store::{Roles, Store, User};
+use tessera_core::user_admin::{self, check_email, check_name, check_username};
 use tessera_core::{Clock, SystemClock};
 
 use super::{CommandError, CommandResult, format_time, print_json};
@@ -31,36 +31,29 @@ pub async fn create(
         name,
         roles,
     } = new;
-    check_username(username)?;
+    // The cheap checks first, so that a typo is reported before the
+    // password is asked for.
+    check_username(username).map_err(|e| CommandError(e.to_string()))?;
     if let Some(email) = email {
-        check_email(email)?;
+        check_email(email).map_err(|e| CommandError(e.to_string()))?;
     }
     if let Some(name) = name {
-        check_name(name)?;
+        check_name(name).map_err(|e| CommandError(e.to_string()))?;
     }
-    let password_hash = new_password_hash(password_stdin)?;
-    let user = User {
-        id: random_id(),
-        username: username.to_owned(),
-        email: email.map(str::to_owned),
-        name: name.map(str::to_owned),
-        password_hash,
-        roles,
-        created_at: SystemClock.now(),
-    };
-    store.insert_user(&user).await.map_err(|e| match e {
-        StoreError::Conflict(_) => {
-            let taken = match email {
-                Some(email) => format!("username {username:?} or email {email:?} is"),
-                None => format!("username {username:?} is"),
-            };
-            CommandError(format!(
-                "{taken} already taken (compared case-insensitively; a username may not \
-                 be another user's email either, since both sign in)"
-            ))
-        }
-        other => other.into(),
-    })?;
+    let password = read_new_password(password_stdin)?;
+    let user = user_admin::create(
+        store,
+        user_admin::NewUser {
+            username: username.to_owned(),
+            email: email.map(str::to_owned),
+            name: name.map(str::to_owned),
+            password,
+            roles,
+        },
+        SystemClock.now(),
+    )
+    .await
+    .map_err(|e| CommandError(e.to_string()))?;
     if json {
         print_json(&json!({"sub": user.id, "username": user.username}));
     } else {
@@ -192,23 +185,16 @@ pub async fn find(store: &dyn Store, login: &str) -> Result<User, CommandError> 
 }
 
 /// A user as the CLI shows it: everything but the password hash.
+/// A user as `list --json` prints them: the admin API's view.
 fn describe(user: &User) -> Value {
-    json!({
-        "sub": user.id,
-        "username": user.username,
-        "email": user.email,
-        "name": user.name,
-        "developer": user.roles.developer,
-        "admin": user.roles.admin,
-        "created_at": format_time(user.created_at),
-    })
+    serde_json::to_value(crate::routes::admin::UserView::from(user)).unwrap_or_default()
 }
 
-/// Reads, checks and hashes a new password. It only ever comes from stdin: on the
+/// Reads and checks a new password. It only ever comes from stdin: on the
 /// command line it would show in the process list and the shell history. A
 /// person at a terminal is asked for it twice without echo; a pipe or a file
 /// gives its first line.
-fn new_password_hash(password_stdin: bool) -> Result<String, CommandError> {
+fn read_new_password(password_stdin: bool) -> Result<String, CommandError> {
     if !password_stdin {
         return Err(CommandError(
             "give the password on stdin with --password-stdin (e.g. printf '%s\\n' \"$PW\" | tessera …)"
@@ -228,7 +214,12 @@ fn new_password_hash(password_stdin: bool) -> Result<String, CommandError> {
         read_password(std::io::stdin().lock())?
     };
     password::check_strength(&password).map_err(CommandError)?;
-    password::hash(&password).map_err(CommandError)
+    Ok(password)
+}
+
+/// A new password, read and hashed.
+fn new_password_hash(password_stdin: bool) -> Result<String, CommandError> {
+    password::hash(&read_new_password(password_stdin)?).map_err(CommandError)
 }
 
 /// Asks for a new password, then for the same again: what was typed cannot be
@@ -275,58 +266,10 @@ fn read_password(input: impl BufRead) -> Result<String, CommandError> {
 
 /// What a person types at sign-in: whitespace would be trimmed away there, and
 /// control characters have no place in a name shown on pages and in tokens.
-fn check_username(username: &str) -> Result<(), CommandError> {
-    let len = username.chars().count();
-    if !(1..=64).contains(&len) {
-        return Err(CommandError("a username needs 1 to 64 characters".into()));
-    }
-    if username
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(CommandError(format!(
-            "username {username:?} must not contain spaces or control characters"
-        )));
-    }
-    Ok(())
-}
-
-/// A plausibility check only: the address is not verified (`email_verified` is
-/// false).
-fn check_email(email: &str) -> Result<(), CommandError> {
-    let valid = match email.split_once('@') {
-        Some((local, domain)) => !local.is_empty() && !domain.is_empty() && !domain.contains('@'),
-        None => false,
-    };
-    if !valid || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(CommandError(format!(
-            "email {email:?} is not an address (one @ with text on both sides, no spaces)"
-        )));
-    }
-    // RFC 5321 §4.5.3.1.3 limits a path to 256 octets, an address to 254.
-    if email.len() > 254 {
-        return Err(CommandError(
-            "an email address may have at most 254 bytes".into(),
-        ));
-    }
-    Ok(())
-}
-
-fn check_name(name: &str) -> Result<(), CommandError> {
-    if name.trim().is_empty() {
-        return Err(CommandError("--name must not be empty".into()));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(CommandError(
-            "--name must not contain control characters".into(),
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{ask_twice, check_email, check_username, read_password};
+    use super::{ask_twice, read_password};
+    use tessera_core::user_admin::{check_email, check_username};
 
     #[test]
     fn passwords_are_the_first_line_without_its_ending() {

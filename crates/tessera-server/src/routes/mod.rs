@@ -1,5 +1,6 @@
 //! HTTP handlers: extract, call one core method, map the result.
 
+pub mod admin;
 pub mod device;
 pub mod discovery;
 pub mod health;

@@ -1,14 +1,16 @@
-//! `tessera registration-token …`: initial access tokens for dynamic client
-//! registration (RFC 7591 §3).
+//! `tessera registration-token …` and `tessera admin-token …`: the bearer
+//! tokens an operator hands out, initial access tokens for dynamic client
+//! registration (RFC 7591 §3) and admin API credentials. Each is accepted
+//! for its own purpose only.
 
 use serde_json::{Value, json};
 use tessera_core::crypto::{SecretDigest, random_id, random_token};
-use tessera_core::store::{RegistrationToken, Store};
+use tessera_core::store::{OperatorToken, Store, TokenPurpose};
 use tessera_core::{Clock, SystemClock};
 
 use super::{CommandError, CommandResult, format_time, print_json};
 
-fn describe(token: &RegistrationToken) -> Value {
+fn describe(token: &OperatorToken) -> Value {
     json!({
         "id": token.id,
         "created_at": token.created_at,
@@ -18,17 +20,23 @@ fn describe(token: &RegistrationToken) -> Value {
 
 /// Creates a token good for `ttl` seconds (`0`: until revoked) and prints it
 /// once; only its digest is stored.
-pub async fn create(store: &dyn Store, ttl: u64, json: bool) -> CommandResult {
+pub async fn create(
+    store: &dyn Store,
+    purpose: TokenPurpose,
+    ttl: u64,
+    json: bool,
+) -> CommandResult {
     let now = SystemClock.now();
     let ttl = i64::try_from(ttl).map_err(|_| CommandError("--ttl is too large".into()))?;
     let token = random_token();
-    let record = RegistrationToken {
+    let record = OperatorToken {
         id: random_id(),
+        purpose,
         digest: SecretDigest::of(&token),
         created_at: now,
         expires_at: (ttl > 0).then(|| now.saturating_add(ttl)),
     };
-    store.insert_registration_token(&record).await?;
+    store.insert_operator_token(&record).await?;
     if json {
         let mut out = describe(&record);
         out["token"] = json!(token);
@@ -45,12 +53,12 @@ pub async fn create(store: &dyn Store, ttl: u64, json: bool) -> CommandResult {
     Ok(())
 }
 
-pub async fn list(store: &dyn Store, json: bool) -> CommandResult {
-    let tokens = store.registration_tokens().await?;
+pub async fn list(store: &dyn Store, purpose: TokenPurpose, json: bool) -> CommandResult {
+    let tokens = store.operator_tokens(purpose).await?;
     if json {
         print_json(&Value::Array(tokens.iter().map(describe).collect()));
     } else if tokens.is_empty() {
-        println!("no registration tokens");
+        println!("no {} tokens", purpose.as_str());
     } else {
         for token in &tokens {
             let expiry = token
@@ -66,15 +74,24 @@ pub async fn list(store: &dyn Store, json: bool) -> CommandResult {
     Ok(())
 }
 
-/// Revokes a token at once; the clients registered with it stay.
-pub async fn revoke(store: &dyn Store, id: &str, json: bool) -> CommandResult {
-    if !store.delete_registration_token(id).await? {
-        return Err(CommandError(format!("no registration token {id:?}")));
+/// Revokes a token at once; the clients registered with a registration
+/// token stay.
+pub async fn revoke(
+    store: &dyn Store,
+    purpose: TokenPurpose,
+    id: &str,
+    json: bool,
+) -> CommandResult {
+    if !store.delete_operator_token(purpose, id).await? {
+        return Err(CommandError(format!(
+            "no {} token {id:?}",
+            purpose.as_str()
+        )));
     }
     if json {
         print_json(&json!({ "id": id, "revoked": true }));
     } else {
-        println!("registration token {id} revoked");
+        println!("{} token {id} revoked", purpose.as_str());
     }
     Ok(())
 }
