@@ -17,12 +17,17 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Deserializer, Serialize};
 use tessera_core::client_admin::{self, ClientChanges, ClientKeys, ManageError, NewClient};
 use tessera_core::crypto::SecretDigest;
+use tessera_core::model::{AcceptedTokens, Resource};
 use tessera_core::model::{
     Client, ClientAuthMethod, ClientKind, GrantType, IntrospectionPolicy, TokenFormat,
 };
 use tessera_core::registration::parse_client_jwks;
+use tessera_core::resources::{ResourceChange, ResourceError, ResourceSettings, SavedResource};
 use tessera_core::scope::Scope;
-use tessera_core::store::{Roles, TokenPurpose, User};
+use tessera_core::store::{
+    Roles, SamlIdp, StoreError, TokenPurpose, TrustStore as _, TrustedIssuer, User,
+};
+use tessera_core::trust::{IssuerKeys, new_saml_idp, new_trusted_issuer};
 use tessera_core::user_admin::{self, UserAdminError};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -46,7 +51,9 @@ pub const MAX_BODY: usize = 64 * 1024;
     tags(
         (name = "clients", description = "OAuth clients"),
         (name = "users", description = "People who sign in"),
-        (name = "keys", description = "Signing keys")
+        (name = "keys", description = "Signing keys"),
+        (name = "resources", description = "APIs that tokens are for"),
+        (name = "trust", description = "Trusted JWT issuers and SAML identity providers")
     )
 )]
 struct AdminApi;
@@ -74,6 +81,14 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(set_user_roles))
         .routes(routes!(list_keys))
         .routes(routes!(rotate_keys))
+        .routes(routes!(revoke_key))
+        .routes(routes!(list_resources, create_resource))
+        .routes(routes!(get_resource, update_resource))
+        .routes(routes!(rotate_resource_secret))
+        .routes(routes!(list_issuers, add_issuer))
+        .routes(routes!(remove_issuer))
+        .routes(routes!(list_saml_idps, add_saml_idp))
+        .routes(routes!(remove_saml_idp))
         .split_for_parts()
 }
 
@@ -917,4 +932,516 @@ async fn rotate_keys(
         activates_at: key.activates_at,
     })
     .into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    /// Revoke even the only key that signs its algorithm, or one whose
+    /// successor does not sign yet.
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RevokedKeyView {
+    kid: String,
+    alg: &'static str,
+    was_signing: bool,
+    /// The key that signs its algorithm now; `null`: none, until a rotation.
+    signing_now: Option<String>,
+}
+
+/// Withdraw a key at once, after a compromise, as `tessera keys revoke` does:
+/// it leaves the JWKS and its tokens are refused here.
+#[utoipa::path(post, path = "/admin/keys/{kid}/revoke", tag = "keys",
+    params(("kid" = String, Path)), request_body = RevokeRequest,
+    responses((status = 200, body = RevokedKeyView), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn revoke_key(
+    _: AdminToken,
+    State(state): State<AppState>,
+    Path(kid): Path<String>,
+    AdminJson(request): AdminJson<RevokeRequest>,
+) -> Result<Response, AdminError> {
+    use tessera_core::keys::KeyError;
+    let provider = &state.provider;
+    let revoked = provider
+        .keys()
+        .revoke(provider.store(), &kid, request.force, provider.clock())
+        .await
+        .map_err(|e| match e {
+            KeyError::NotFound(_) => {
+                AdminError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            KeyError::AlreadyRevoked(_)
+            | KeyError::OnlySigningKey { .. }
+            | KeyError::SuccessorPending { .. } => {
+                AdminError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            other => AdminError::unavailable(&other),
+        })?;
+    tracing::warn!(kid = %revoked.kid, "signing key revoked through the admin API");
+    Ok(Json(RevokedKeyView {
+        kid: revoked.kid,
+        alg: revoked.alg.as_str(),
+        was_signing: revoked.was_signing,
+        signing_now: revoked.signing_now,
+    })
+    .into_response())
+}
+
+// ---------------------------------------------------------------------------
+// Resources
+// ---------------------------------------------------------------------------
+
+/// A resource as the API shows it: the `kid` of its shared secret, never
+/// the secret.
+#[derive(Serialize, ToSchema)]
+struct ResourceView {
+    audience: String,
+    scope: String,
+    token_format: Option<&'static str>,
+    /// `user`, `app` or `both`.
+    accepts: &'static str,
+    signing_alg: Option<&'static str>,
+    secret_kid: Option<String>,
+}
+
+impl From<&Resource> for ResourceView {
+    fn from(resource: &Resource) -> Self {
+        ResourceView {
+            audience: resource.audience.clone(),
+            scope: resource.scopes.to_string(),
+            token_format: resource.token_format.map(TokenFormat::as_str),
+            accepts: resource.accepts.as_str(),
+            signing_alg: resource.signing_alg.map(|a| a.as_str()),
+            secret_kid: resource.secret_kid(),
+        }
+    }
+}
+
+/// What a registration, change or rotation of a resource did.
+#[derive(Serialize, ToSchema)]
+struct SavedResourceView {
+    resource: ResourceView,
+    changed: bool,
+    /// A new HS256 shared secret: shown once, stored sealed.
+    shared_secret: Option<String>,
+    /// The `kid` of a signing key made for the resource's algorithm.
+    new_signing_key: Option<String>,
+    /// The `kid` of a shared secret the change dropped.
+    retired_secret_kid: Option<String>,
+}
+
+impl From<SavedResource> for SavedResourceView {
+    fn from(saved: SavedResource) -> Self {
+        SavedResourceView {
+            resource: ResourceView::from(&saved.resource),
+            changed: saved.changed,
+            shared_secret: saved.secret.map(|s| s.value),
+            new_signing_key: saved.new_key.map(|k| k.kid),
+            retired_secret_kid: saved.dropped_secret,
+        }
+    }
+}
+
+impl From<ResourceError> for AdminError {
+    fn from(error: ResourceError) -> Self {
+        match error {
+            ResourceError::Invalid(message) => AdminError::invalid(message),
+            ResourceError::Exists(_) | ResourceError::Concurrent(_) => {
+                AdminError::new(StatusCode::CONFLICT, "conflict", error.to_string())
+            }
+            ResourceError::NotFound(_) | ResourceError::NoSecret { .. } => {
+                AdminError::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+            }
+            ResourceError::NoSigningKey { .. } => {
+                AdminError::new(StatusCode::CONFLICT, "conflict", error.to_string())
+            }
+            ResourceError::Key(_) | ResourceError::Store(_) => AdminError::unavailable(&error),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewResourceRequest {
+    /// The API's identifier, the `aud` of its tokens (an absolute URI).
+    audience: String,
+    /// The scopes it defines, space-separated.
+    #[serde(default)]
+    scope: String,
+    /// `jwt` or `reference`.
+    token_format: Option<String>,
+    /// `user`, `app` or `both` (default).
+    accepts: Option<String>,
+    /// `ES256`, `RS256`, `PS256`, `EdDSA` or `HS256` (a shared secret).
+    signing_alg: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ResourcePatch {
+    scope: Option<String>,
+    #[serde(default, deserialize_with = "set_or_reset")]
+    #[schema(value_type = Option<String>, nullable)]
+    token_format: Option<Option<String>>,
+    accepts: Option<String>,
+    #[serde(default, deserialize_with = "set_or_reset")]
+    #[schema(value_type = Option<String>, nullable)]
+    signing_alg: Option<Option<String>>,
+}
+
+/// List resources.
+#[utoipa::path(get, path = "/admin/resources", tag = "resources",
+    responses((status = 200, body = [ResourceView]), (status = 401, body = ErrorBody)))]
+async fn list_resources(
+    _: AdminToken,
+    State(state): State<AppState>,
+) -> Result<Response, AdminError> {
+    let resources = state
+        .provider
+        .store()
+        .resources()
+        .await
+        .map_err(|e| AdminError::unavailable(&e))?;
+    Ok(Json(resources.iter().map(ResourceView::from).collect::<Vec<_>>()).into_response())
+}
+
+/// Register a resource, as `tessera resource create` does.
+#[utoipa::path(post, path = "/admin/resources", tag = "resources",
+    request_body = NewResourceRequest,
+    responses((status = 201, body = SavedResourceView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_resource(
+    _: AdminToken,
+    State(state): State<AppState>,
+    AdminJson(request): AdminJson<NewResourceRequest>,
+) -> Result<Response, AdminError> {
+    let settings = ResourceSettings {
+        scopes: parse_scope(&request.scope)?,
+        token_format: request
+            .token_format
+            .as_deref()
+            .map(parse::<TokenFormat>)
+            .transpose()?,
+        accepts: match request.accepts.as_deref() {
+            Some(accepts) => parse::<AcceptedTokens>(accepts)?,
+            None => AcceptedTokens::Both,
+        },
+        signing_alg: request
+            .signing_alg
+            .as_deref()
+            .map(parse::<tessera_jose::Algorithm>)
+            .transpose()?,
+    };
+    let saved = state
+        .provider
+        .create_resource(&request.audience, settings)
+        .await?;
+    Ok((StatusCode::CREATED, Json(SavedResourceView::from(saved))).into_response())
+}
+
+/// Show a resource. The audience is one path segment, percent-encoded.
+#[utoipa::path(get, path = "/admin/resources/{audience}", tag = "resources",
+    params(("audience" = String, Path)),
+    responses((status = 200, body = ResourceView), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn get_resource(
+    _: AdminToken,
+    State(state): State<AppState>,
+    Path(audience): Path<String>,
+) -> Result<Response, AdminError> {
+    let resource = state
+        .provider
+        .store()
+        .resource(&audience)
+        .await
+        .map_err(|e| AdminError::unavailable(&e))?
+        .ok_or(ResourceError::NotFound(audience))?;
+    Ok(Json(ResourceView::from(&resource)).into_response())
+}
+
+/// Change a resource, as `tessera resource update` does.
+#[utoipa::path(patch, path = "/admin/resources/{audience}", tag = "resources",
+    params(("audience" = String, Path)), request_body = ResourcePatch,
+    responses((status = 200, body = SavedResourceView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn update_resource(
+    _: AdminToken,
+    State(state): State<AppState>,
+    Path(audience): Path<String>,
+    AdminJson(patch): AdminJson<ResourcePatch>,
+) -> Result<Response, AdminError> {
+    let change = ResourceChange {
+        scopes: patch.scope.as_deref().map(parse_scope).transpose()?,
+        token_format: patch
+            .token_format
+            .map(|f| f.as_deref().map(parse::<TokenFormat>).transpose())
+            .transpose()?,
+        accepts: patch
+            .accepts
+            .as_deref()
+            .map(parse::<AcceptedTokens>)
+            .transpose()?,
+        signing_alg: patch
+            .signing_alg
+            .map(|a| {
+                a.as_deref()
+                    .map(parse::<tessera_jose::Algorithm>)
+                    .transpose()
+            })
+            .transpose()?,
+    };
+    let saved = state.provider.update_resource(&audience, change).await?;
+    Ok(Json(SavedResourceView::from(saved)).into_response())
+}
+
+/// A new shared secret for an HS256 resource; the old one stops working.
+#[utoipa::path(post, path = "/admin/resources/{audience}/secret", tag = "resources",
+    params(("audience" = String, Path)),
+    responses((status = 200, body = SavedResourceView), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn rotate_resource_secret(
+    _: AdminToken,
+    State(state): State<AppState>,
+    Path(audience): Path<String>,
+) -> Result<Response, AdminError> {
+    let saved = state.provider.rotate_resource_secret(&audience).await?;
+    Ok(Json(SavedResourceView::from(saved)).into_response())
+}
+
+// ---------------------------------------------------------------------------
+// Trusted issuers and SAML identity providers
+// ---------------------------------------------------------------------------
+
+#[derive(Serialize, ToSchema)]
+struct IssuerView {
+    issuer: String,
+    jwks_uri: Option<String>,
+    /// The `kid`s of its keys registered inline.
+    key_ids: Option<Vec<Option<String>>>,
+    /// RFC 3339.
+    created_at: String,
+}
+
+impl From<&TrustedIssuer> for IssuerView {
+    fn from(issuer: &TrustedIssuer) -> Self {
+        IssuerView {
+            issuer: issuer.issuer.clone(),
+            jwks_uri: issuer.jwks_uri.clone(),
+            key_ids: issuer
+                .jwks
+                .as_ref()
+                .map(|set| set.keys.iter().map(|k| k.kid.clone()).collect()),
+            created_at: tessera_core::clock::rfc3339(issuer.created_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewIssuerRequest {
+    /// The `iss` of its JWTs, compared exactly.
+    issuer: String,
+    /// Its public keys, as a JWK Set...
+    #[schema(value_type = Option<Object>)]
+    jwks: Option<serde_json::Value>,
+    /// ...or where it publishes them.
+    jwks_uri: Option<String>,
+}
+
+fn trust_error(error: tessera_core::registration::RegistrationError) -> AdminError {
+    AdminError::invalid(error.message)
+}
+
+fn trust_conflict(error: StoreError, what: String) -> AdminError {
+    match error {
+        StoreError::Conflict(_) => AdminError::new(StatusCode::CONFLICT, "conflict", what),
+        other => AdminError::unavailable(&other),
+    }
+}
+
+/// List trusted JWT issuers (for JWT bearer assertions and token exchange).
+#[utoipa::path(get, path = "/admin/issuers", tag = "trust",
+    responses((status = 200, body = [IssuerView]), (status = 401, body = ErrorBody)))]
+async fn list_issuers(
+    _: AdminToken,
+    State(state): State<AppState>,
+) -> Result<Response, AdminError> {
+    let issuers = state
+        .provider
+        .store()
+        .trusted_issuers()
+        .await
+        .map_err(|e| AdminError::unavailable(&e))?;
+    Ok(Json(issuers.iter().map(IssuerView::from).collect::<Vec<_>>()).into_response())
+}
+
+/// Trust an issuer, as `tessera issuer add` does.
+#[utoipa::path(post, path = "/admin/issuers", tag = "trust", request_body = NewIssuerRequest,
+    responses((status = 201, body = IssuerView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn add_issuer(
+    _: AdminToken,
+    State(state): State<AppState>,
+    AdminJson(request): AdminJson<NewIssuerRequest>,
+) -> Result<Response, AdminError> {
+    let provider = &state.provider;
+    let inline;
+    let keys = match (&request.jwks, &request.jwks_uri) {
+        (Some(jwks), None) => {
+            inline = jwks.to_string();
+            IssuerKeys::Inline(inline.as_bytes())
+        }
+        (None, Some(uri)) => IssuerKeys::Uri(uri),
+        _ => return Err(AdminError::invalid("give exactly one of jwks and jwks_uri")),
+    };
+    let trusted = new_trusted_issuer(
+        &provider.settings().issuer,
+        &request.issuer,
+        keys,
+        provider.clock().now(),
+    )
+    .map_err(trust_error)?;
+    provider
+        .catalog()
+        .insert_trusted_issuer(&trusted)
+        .await
+        .map_err(|e| {
+            trust_conflict(e, format!("issuer {:?} is trusted already", request.issuer))
+        })?;
+    Ok((StatusCode::CREATED, Json(IssuerView::from(&trusted))).into_response())
+}
+
+/// Stop trusting an issuer. The issuer is one path segment, percent-encoded.
+#[utoipa::path(delete, path = "/admin/issuers/{issuer}", tag = "trust",
+    params(("issuer" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn remove_issuer(
+    _: AdminToken,
+    State(state): State<AppState>,
+    Path(issuer): Path<String>,
+) -> Result<Response, AdminError> {
+    let removed = state
+        .provider
+        .catalog()
+        .delete_trusted_issuer(&issuer)
+        .await
+        .map_err(|e| AdminError::unavailable(&e))?;
+    if removed {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(AdminError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("issuer {issuer:?} is not trusted"),
+        ))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct SamlIdpView {
+    entity_id: String,
+    /// The algorithm of the certificate's key.
+    key_algorithm: &'static str,
+    /// RFC 3339.
+    created_at: String,
+}
+
+impl From<&SamlIdp> for SamlIdpView {
+    fn from(idp: &SamlIdp) -> Self {
+        SamlIdpView {
+            entity_id: idp.entity_id.clone(),
+            key_algorithm: tessera_core::saml::IdpCertificate::from_pem(&idp.certificate_pem)
+                .map(|c| c.key_algorithm())
+                .unwrap_or("unusable"),
+            created_at: tessera_core::clock::rfc3339(idp.created_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewSamlIdpRequest {
+    /// Its entity ID: the `Issuer` of its assertions.
+    entity_id: String,
+    /// The certificate it signs assertions with, PEM.
+    certificate_pem: String,
+}
+
+/// List trusted SAML identity providers (for the SAML 2.0 bearer grant).
+#[utoipa::path(get, path = "/admin/saml-idps", tag = "trust",
+    responses((status = 200, body = [SamlIdpView]), (status = 401, body = ErrorBody)))]
+async fn list_saml_idps(
+    _: AdminToken,
+    State(state): State<AppState>,
+) -> Result<Response, AdminError> {
+    let idps = state
+        .provider
+        .store()
+        .saml_idps()
+        .await
+        .map_err(|e| AdminError::unavailable(&e))?;
+    Ok(Json(idps.iter().map(SamlIdpView::from).collect::<Vec<_>>()).into_response())
+}
+
+/// Trust a SAML identity provider, as `tessera saml-idp add` does.
+#[utoipa::path(post, path = "/admin/saml-idps", tag = "trust", request_body = NewSamlIdpRequest,
+    responses((status = 201, body = SamlIdpView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn add_saml_idp(
+    _: AdminToken,
+    State(state): State<AppState>,
+    AdminJson(request): AdminJson<NewSamlIdpRequest>,
+) -> Result<Response, AdminError> {
+    let provider = &state.provider;
+    let idp = new_saml_idp(
+        &request.entity_id,
+        &request.certificate_pem,
+        provider.clock().now(),
+    )
+    .map_err(trust_error)?;
+    provider
+        .catalog()
+        .insert_saml_idp(&idp)
+        .await
+        .map_err(|e| {
+            trust_conflict(
+                e,
+                format!(
+                    "identity provider {:?} is configured already",
+                    request.entity_id
+                ),
+            )
+        })?;
+    Ok((StatusCode::CREATED, Json(SamlIdpView::from(&idp))).into_response())
+}
+
+/// Stop trusting a SAML identity provider. The entity ID is one path
+/// segment, percent-encoded.
+#[utoipa::path(delete, path = "/admin/saml-idps/{entity_id}", tag = "trust",
+    params(("entity_id" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn remove_saml_idp(
+    _: AdminToken,
+    State(state): State<AppState>,
+    Path(entity_id): Path<String>,
+) -> Result<Response, AdminError> {
+    let removed = state
+        .provider
+        .catalog()
+        .delete_saml_idp(&entity_id)
+        .await
+        .map_err(|e| AdminError::unavailable(&e))?;
+    if removed {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(AdminError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("identity provider {entity_id:?} is not configured"),
+        ))
+    }
 }

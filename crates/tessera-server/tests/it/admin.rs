@@ -390,6 +390,43 @@ async fn users_and_keys_are_managed_too() {
         .map(|k| k["kid"].as_str().unwrap())
         .collect();
     assert!(kids.contains(&rotated["kid"].as_str().unwrap()), "{keys}");
+
+    // Revocation: the new key does not sign yet, so the one that does is
+    // refused without force; the pending one can go.
+    let next = rotated["kid"].as_str().unwrap();
+    let (status, _, revoked) = call(
+        &server,
+        t,
+        Method::POST,
+        &format!("/admin/keys/{next}/revoke"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert_eq!(revoked["was_signing"], false);
+    let jwks = server.get_json("/jwks.json").await;
+    assert!(
+        !jwks.to_string().contains(next),
+        "gone from the JWKS at once"
+    );
+    let (status, _, body) = call(
+        &server,
+        t,
+        Method::POST,
+        &format!("/admin/keys/{next}/revoke"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _, _) = call(
+        &server,
+        t,
+        Method::POST,
+        "/admin/keys/no-such-kid/revoke",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -411,6 +448,14 @@ async fn the_openapi_document_describes_every_admin_route() {
         ("/admin/users/{sub}/roles", &["put"]),
         ("/admin/keys", &["get"]),
         ("/admin/keys/rotate", &["post"]),
+        ("/admin/keys/{kid}/revoke", &["post"]),
+        ("/admin/resources", &["get", "post"]),
+        ("/admin/resources/{audience}", &["get", "patch"]),
+        ("/admin/resources/{audience}/secret", &["post"]),
+        ("/admin/issuers", &["get", "post"]),
+        ("/admin/issuers/{issuer}", &["delete"]),
+        ("/admin/saml-idps", &["get", "post"]),
+        ("/admin/saml-idps/{entity_id}", &["delete"]),
     ] {
         for method in methods {
             assert!(
@@ -436,7 +481,11 @@ async fn the_openapi_document_describes_every_admin_route() {
         for method in methods.as_object().unwrap().keys() {
             let concrete = path
                 .replace("{client_id}", &client_id)
-                .replace("{sub}", "nobody");
+                .replace("{sub}", "nobody")
+                .replace("{audience}", "aud")
+                .replace("{issuer}", "iss")
+                .replace("{entity_id}", "idp")
+                .replace("{kid}", "kid");
             let response = server
                 .http
                 .request(
@@ -453,4 +502,168 @@ async fn the_openapi_document_describes_every_admin_route() {
             );
         }
     }
+}
+
+fn segment(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn resources_and_trust_are_managed_too() {
+    let server = TestServer::start().await;
+    let (_, token) = admin_token(&server);
+    let t = Some(token.as_str());
+
+    let (status, _, saved) = call(
+        &server,
+        t,
+        Method::POST,
+        "/admin/resources",
+        Some(
+            json!({"audience": "https://reports.example", "scope": "reports:read",
+                    "signing_alg": "HS256"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{saved}");
+    let first = saved["shared_secret"]
+        .as_str()
+        .expect("an HS256 secret, once")
+        .to_owned();
+    assert_eq!(saved["resource"]["signing_alg"], "HS256");
+    let (status, _, _) = call(
+        &server,
+        t,
+        Method::POST,
+        "/admin/resources",
+        Some(json!({"audience": "https://reports.example"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _, body) = call(
+        &server,
+        t,
+        Method::POST,
+        "/admin/resources",
+        Some(json!({"audience": "https://x.example", "signing_alg": "none"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let path = format!("/admin/resources/{}", segment("https://reports.example"));
+    let (status, _, shown) = call(&server, t, Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert!(
+        !shown.to_string().contains(&first),
+        "never the secret again"
+    );
+    let (status, _, rotated) =
+        call(&server, t, Method::POST, &format!("{path}/secret"), None).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert_ne!(rotated["shared_secret"].as_str().unwrap(), first);
+    let (status, _, changed) = call(
+        &server,
+        t,
+        Method::PATCH,
+        &path,
+        Some(json!({"scope": "reports:read reports:write", "signing_alg": null})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["resource"]["scope"], "reports:read reports:write");
+    assert_eq!(changed["resource"]["signing_alg"], Value::Null);
+    assert!(changed["retired_secret_kid"].is_string(), "{changed}");
+    let listed = server.cli(&["resource", "list", "--json"]);
+    assert_eq!(listed[0]["scope"], "reports:read reports:write", "{listed}");
+
+    let jwks = json!({"keys": [{"kty": "EC", "kid": "k1", "alg": "ES256", "use": "sig",
+        "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]});
+    let issuer = "https://idp.example";
+    let (status, _, added) = call(
+        &server,
+        t,
+        Method::POST,
+        "/admin/issuers",
+        Some(json!({"issuer": issuer, "jwks": jwks})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(added["key_ids"], json!(["k1"]));
+    let (status, _, _) = call(
+        &server,
+        t,
+        Method::POST,
+        "/admin/issuers",
+        Some(json!({"issuer": issuer, "jwks": jwks})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _, body) = call(
+        &server,
+        t,
+        Method::POST,
+        "/admin/issuers",
+        Some(json!({"issuer": server.issuer, "jwks": jwks})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "never this server itself: {body}"
+    );
+    let (status, _, body) = call(
+        &server,
+        t,
+        Method::POST,
+        "/admin/issuers",
+        Some(json!({"issuer": "https://other.example"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "keys are needed: {body}");
+    let listed = server.cli(&["issuer", "list", "--json"]);
+    assert_eq!(listed[0]["issuer"], issuer, "{listed}");
+    let path = format!("/admin/issuers/{}", segment(issuer));
+    let (status, _, _) = call(&server, t, Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = call(&server, t, Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _, body) = call(
+        &server,
+        t,
+        Method::POST,
+        "/admin/saml-idps",
+        Some(json!({"entity_id": "https://saml.example", "certificate_pem": "not a certificate"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A real certificate, from the SAML tool of the outside tests.
+    let Some(python) = crate::common::python() else {
+        return;
+    };
+    let dir = crate::common::TempDir::new("admin-saml");
+    let cert = dir.path().join("idp.pem");
+    crate::common::python_json(
+        &python,
+        "saml_tool.py",
+        &json!({"cert_out": cert, "issuer": "https://saml.example",
+                "audience": server.issuer, "recipient": server.url("/oauth2/token"),
+                "assertions": []}),
+    );
+    let pem = std::fs::read_to_string(&cert).unwrap();
+    let (status, _, added) = call(
+        &server,
+        t,
+        Method::POST,
+        "/admin/saml-idps",
+        Some(json!({"entity_id": "https://saml.example", "certificate_pem": pem})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(added["key_algorithm"], "RSA");
+    let (_, _, listed) = call(&server, t, Method::GET, "/admin/saml-idps", None).await;
+    assert_eq!(listed[0]["entity_id"], "https://saml.example", "{listed}");
+    let path = format!("/admin/saml-idps/{}", segment("https://saml.example"));
+    let (status, _, _) = call(&server, t, Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 }
