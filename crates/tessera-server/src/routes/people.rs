@@ -283,27 +283,10 @@ pub async fn login(
     };
     let username = params.get("username").unwrap_or("");
     if let Interaction::Portal { return_to } = &interaction {
-        return match provider
-            .authenticate_user(
-                username,
-                params.get("password").unwrap_or(""),
-                address.as_deref(),
-            )
-            .await
-        {
-            Ok(user) => match provider.start_session(&user).await {
-                Ok(new) => {
-                    let jar = replace_session(provider, jar).await;
-                    let jar = jar.add(session_cookie(provider, new.cookie));
-                    let to = super::portal::safe_return_to(return_to);
-                    (jar, Redirect::to(to)).into_response()
-                }
-                Err(e) => error_page(StatusCode::SERVICE_UNAVAILABLE, &e.description),
-            },
-            Err(e) => {
-                let sealed = params.get("interaction").unwrap_or_default().to_owned();
-                login_failed(provider, jar, "the developer portal", &sealed, username, &e)
-            }
+        let to = super::portal::safe_return_to(return_to);
+        return match sign_in(provider, jar, &params, address.as_deref()).await {
+            Ok((jar, _, _)) => (jar, Redirect::to(to)).into_response(),
+            Err(failed) => failed.page(provider, "the developer portal", &params),
         };
     }
     if let Interaction::Device { user_code, step } = &interaction {
@@ -311,26 +294,11 @@ pub async fn login(
         if *step != DeviceStep::Login {
             return error_page(StatusCode::BAD_REQUEST, STALE);
         }
-        return match provider
-            .authenticate_user(
-                username,
-                params.get("password").unwrap_or(""),
-                address.as_deref(),
-            )
-            .await
-        {
-            Ok(user) => match provider.start_session(&user).await {
-                Ok(new) => {
-                    let jar = replace_session(provider, jar).await;
-                    let jar = jar.add(session_cookie(provider, new.cookie));
-                    super::device::confirmation(provider, jar, user_code, &new.session, &user).await
-                }
-                Err(e) => error_page(StatusCode::SERVICE_UNAVAILABLE, &e.description),
-            },
-            Err(e) => {
-                let sealed = params.get("interaction").unwrap_or_default().to_owned();
-                login_failed(provider, jar, "your device", &sealed, username, &e)
+        return match sign_in(provider, jar, &params, address.as_deref()).await {
+            Ok((jar, session, user)) => {
+                super::device::confirmation(provider, jar, user_code, &session, &user).await
             }
+            Err(failed) => failed.page(provider, "your device", &params),
         };
     }
     // The login form takes only an interaction issued for the login form: a
@@ -382,6 +350,73 @@ pub async fn login(
         true,
     )
     .await
+}
+
+/// Why a login form's sign-in failed, with the browser's cookies.
+struct SignInFailed {
+    jar: CookieJar,
+    error: Error,
+    /// The session could not be started: not the person's fault.
+    unavailable: bool,
+}
+
+impl SignInFailed {
+    /// The login page again (or, when the store failed, an error page).
+    fn page(self, provider: &Provider, continuing_to: &str, params: &Params) -> Response {
+        if self.unavailable {
+            return error_page(StatusCode::SERVICE_UNAVAILABLE, &self.error.description);
+        }
+        let sealed = params.get("interaction").unwrap_or_default();
+        let username = params.get("username").unwrap_or("");
+        login_failed(
+            provider,
+            self.jar,
+            continuing_to,
+            sealed,
+            username,
+            &self.error,
+        )
+    }
+}
+
+/// Checks the login form's credentials and starts a session in place of the
+/// browser's current one.
+async fn sign_in(
+    provider: &Provider,
+    jar: CookieJar,
+    params: &Params,
+    address: Option<&str>,
+) -> Result<(CookieJar, Session, User), SignInFailed> {
+    let username = params.get("username").unwrap_or("");
+    let password = params.get("password").unwrap_or("");
+    let user = match provider
+        .authenticate_user(username, password, address)
+        .await
+    {
+        Ok(user) => user,
+        Err(error) => {
+            return Err(SignInFailed {
+                jar,
+                error,
+                unavailable: false,
+            });
+        }
+    };
+    match provider.start_session(&user).await {
+        Ok(new) => {
+            let jar = replace_session(provider, jar).await;
+            Ok((
+                jar.add(session_cookie(provider, new.cookie)),
+                new.session,
+                user,
+            ))
+        }
+        Err(error) => Err(SignInFailed {
+            jar,
+            error,
+            unavailable: true,
+        }),
+    }
 }
 
 /// A new login replaces the browser's session: the old one ends, with what it

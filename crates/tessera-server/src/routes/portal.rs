@@ -253,6 +253,17 @@ impl FormValues {
     }
 }
 
+/// What is wrong with an application's name, if anything.
+fn name_error(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("Give the application a name.".into())
+    } else if name.chars().count() > 200 {
+        Some("The name has at most 200 characters.".into())
+    } else {
+        None
+    }
+}
+
 /// Messages shown next to the fields they are about.
 #[derive(Default)]
 struct FieldErrors {
@@ -368,12 +379,10 @@ pub async fn create(
     };
     let provider = &state.provider;
     let form = FormValues::read(&params);
-    let mut errors = FieldErrors::default();
-    if form.name.is_empty() {
-        errors.name = Some("Give the application a name.".into());
-    } else if form.name.chars().count() > 200 {
-        errors.name = Some("The name has at most 200 characters.".into());
-    }
+    let mut errors = FieldErrors {
+        name: name_error(&form.name),
+        ..FieldErrors::default()
+    };
     let kind = match form.kind.parse::<ClientKind>() {
         Ok(kind) => kind,
         Err(e) => {
@@ -480,6 +489,18 @@ async fn managed_client(provider: &Provider, user: &User, id: &str) -> Result<Cl
     }
 }
 
+/// The signed-in person and the application `id`, if they may manage it.
+async fn app_of(
+    state: &AppState,
+    jar: CookieJar,
+    id: &str,
+    return_to: &str,
+) -> Result<(CookieJar, User, Client), Response> {
+    let (jar, _, user) = portal_user(state, jar, return_to).await?;
+    let client = managed_client(&state.provider, &user, id).await?;
+    Ok((jar, user, client))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn app_page(
     provider: &Provider,
@@ -566,15 +587,11 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Response {
     let return_to = format!("/portal/apps/{}", urlencoding(&id));
-    let (jar, _, user) = match portal_user(&state, jar, &return_to).await {
+    let (jar, user, client) = match app_of(&state, jar, &id, &return_to).await {
         Ok(found) => found,
         Err(response) => return response,
     };
     let provider = &state.provider;
-    let client = match managed_client(provider, &user, &id).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
     let form = FormValues::of(&client);
     app_page(
         provider,
@@ -597,20 +614,16 @@ pub async fn update(
     Path(id): Path<String>,
     PageForm(params): PageForm,
 ) -> Response {
-    let (jar, _, user) = match portal_user(&state, jar, PORTAL_PATH).await {
+    let (jar, user, client) = match app_of(&state, jar, &id, PORTAL_PATH).await {
         Ok(found) => found,
         Err(response) => return response,
     };
     let provider = &state.provider;
-    let client = match managed_client(provider, &user, &id).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
     let form = FormValues::read(&params);
-    let mut errors = FieldErrors::default();
-    if form.name.is_empty() {
-        errors.name = Some("Give the application a name.".into());
-    }
+    let mut errors = FieldErrors {
+        name: name_error(&form.name),
+        ..FieldErrors::default()
+    };
     let scopes = match Scope::parse(&form.scope) {
         Ok(scopes) => Some(scopes),
         Err(e) => {
@@ -683,15 +696,11 @@ pub async fn rotate(
     Path(id): Path<String>,
     _csrf_checked: PageForm,
 ) -> Response {
-    let (jar, _, user) = match portal_user(&state, jar, PORTAL_PATH).await {
+    let (jar, user, client) = match app_of(&state, jar, &id, PORTAL_PATH).await {
         Ok(found) => found,
         Err(response) => return response,
     };
     let provider = &state.provider;
-    let client = match managed_client(provider, &user, &id).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
     match client_admin::rotate_secret(provider.catalog(), &client.id, || {
         Ok::<_, String>(provider.keys().kek())
     })
@@ -714,15 +723,11 @@ pub async fn delete(
     Path(id): Path<String>,
     PageForm(params): PageForm,
 ) -> Response {
-    let (jar, _, user) = match portal_user(&state, jar, PORTAL_PATH).await {
+    let (jar, user, client) = match app_of(&state, jar, &id, PORTAL_PATH).await {
         Ok(found) => found,
         Err(response) => return response,
     };
     let provider = &state.provider;
-    let client = match managed_client(provider, &user, &id).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
     if params.get("confirm") != Some("yes") {
         let form = FormValues::of(&client);
         let errors = FieldErrors {
