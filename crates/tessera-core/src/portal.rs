@@ -21,6 +21,26 @@ pub fn may_manage(user: &User, client: &Client) -> bool {
     user.roles.admin || client.metadata.owner.as_deref() == Some(user.id.as_str())
 }
 
+/// How many applications one person may register in the portal (an admin
+/// is not counted): enough for any team, and a bound on what one account
+/// can fill the client table with.
+pub const MAX_APPS_PER_PERSON: usize = 50;
+
+/// Checks that the person may register one more application, owning
+/// `owned` already.
+pub fn check_quota(user: &User, owned: usize) -> Result<(), RegistrationError> {
+    if user.roles.admin || owned < MAX_APPS_PER_PERSON {
+        return Ok(());
+    }
+    Err(RegistrationError {
+        kind: RegistrationErrorKind::InvalidClientMetadata,
+        message: format!(
+            "you have {owned} applications, the most one person may register here; delete one \
+             first"
+        ),
+    })
+}
+
 /// The grants anyone who may use the portal can give an application: those
 /// where a person signs in and consents to what it gets, as with open
 /// dynamic registration.
@@ -95,5 +115,12 @@ mod tests {
         assert!(check_request(&plain, &[GrantType::ClientCredentials], &[]).is_err());
         assert!(check_request(&plain, &login_app, &["https://api.example".into()]).is_err());
         assert!(check_request(&developer, &[GrantType::ClientCredentials], &[]).is_ok());
+        assert!(check_quota(&plain, MAX_APPS_PER_PERSON - 1).is_ok());
+        assert!(check_quota(&plain, MAX_APPS_PER_PERSON).is_err());
+        let admin = person(Roles {
+            developer: false,
+            admin: true,
+        });
+        assert!(check_quota(&admin, MAX_APPS_PER_PERSON).is_ok());
     }
 }

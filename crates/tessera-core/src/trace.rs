@@ -10,8 +10,10 @@
 //!
 //! An event holds what a developer needs and nothing that grants access:
 //! the endpoint, the grant or response type, the scope, and the outcome with
-//! its OAuth error and precise reason. Never a secret, code, token, password
-//! or user.
+//! its OAuth error, precise reason and the description the client got.
+//! Never a secret, code, token or password, and never who signed in (a
+//! description may echo what the client itself sent, such as an assertion's
+//! subject).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -25,9 +27,11 @@ use crate::store::{StoreResult, TraceStore};
 /// How many events of each client are kept.
 pub const KEEP_PER_CLIENT: usize = 50;
 
-/// How many clients' events the buffer holds between two flushes; events of
-/// further clients are dropped (and counted) until the next flush.
+/// How many clients' events, and how many events in all, the buffer holds
+/// between two flushes; further events are dropped (and counted) until the
+/// next flush.
 const MAX_BUFFERED_CLIENTS: usize = 10_000;
+const MAX_BUFFERED_EVENTS: usize = 20_000;
 
 /// One request of a client, as its trace shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +128,8 @@ pub struct Tracer {
 #[derive(Debug, Default)]
 struct Buffer {
     events: HashMap<String, VecDeque<TraceEvent>>,
+    /// The events held, across clients.
+    held: usize,
     dropped: u64,
 }
 
@@ -132,19 +138,24 @@ impl Tracer {
     pub fn record(&self, event: TraceEvent) {
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
         let clients = buffer.events.len();
+        let full = buffer.held >= MAX_BUFFERED_EVENTS;
         match buffer.events.get_mut(&event.client_id) {
-            Some(events) => {
-                if events.len() == KEEP_PER_CLIENT {
-                    events.pop_front();
-                }
+            // A client's own newest events replace its oldest.
+            Some(events) if events.len() == KEEP_PER_CLIENT => {
+                events.pop_front();
                 events.push_back(event);
             }
-            None if clients < MAX_BUFFERED_CLIENTS => {
+            Some(events) if !full => {
+                events.push_back(event);
+                buffer.held += 1;
+            }
+            None if !full && clients < MAX_BUFFERED_CLIENTS => {
                 buffer
                     .events
                     .insert(event.client_id.clone(), VecDeque::from([event]));
+                buffer.held += 1;
             }
-            None => buffer.dropped += 1,
+            _ => buffer.dropped += 1,
         }
     }
 
@@ -158,6 +169,7 @@ impl Tracer {
                 return Ok(0);
             }
             let dropped = std::mem::take(&mut buffer.dropped);
+            buffer.held = 0;
             (std::mem::take(&mut buffer.events), dropped)
         };
         if dropped > 0 {
@@ -218,6 +230,22 @@ mod tests {
         assert_eq!(trace.len(), KEEP_PER_CLIENT);
         assert_eq!(trace[0].at, 109, "newest first");
         assert_eq!(store.trace("b", 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_buffer_holds_a_bounded_number_of_events_in_all() {
+        let tracer = Tracer::default();
+        let clients = MAX_BUFFERED_EVENTS / KEEP_PER_CLIENT + 10;
+        for client in 0..clients {
+            for at in 0..KEEP_PER_CLIENT as i64 {
+                tracer.record(event(&format!("c{client}"), at));
+            }
+        }
+        let store = MemoryStore::new();
+        assert_eq!(tracer.flush(&store).await.unwrap(), MAX_BUFFERED_EVENTS);
+        // Room again after the flush.
+        tracer.record(event("late", 1));
+        assert_eq!(tracer.flush(&store).await.unwrap(), 1);
     }
 
     #[test]

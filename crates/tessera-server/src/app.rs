@@ -35,7 +35,11 @@ pub fn app(state: AppState) -> Router {
     // Generated once, from the admin API's handlers and types.
     let openapi = Arc::new(openapi);
     Router::new()
-        .merge(admin)
+        // Admin answers may carry secrets shown once.
+        .merge(admin.layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        )))
         .route(
             "/openapi.json",
             get(move || {

@@ -36,9 +36,6 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 
-/// The largest JSON body the admin API reads.
-pub const MAX_BODY: usize = 64 * 1024;
-
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -123,6 +120,16 @@ impl FromRequestParts<AppState> for AdminToken {
             .map_err(|e| AdminError::unavailable(&e))?;
         match found {
             Some(found) if found.expires_at.is_none_or(|t| t > provider.clock().now()) => {
+                // Every change is logged with the token that made it (the
+                // route, never the body: it may carry a password).
+                if parts.method != axum::http::Method::GET {
+                    tracing::info!(
+                        admin_token = %found.id,
+                        method = %parts.method,
+                        path = %parts.uri.path(),
+                        "admin API change"
+                    );
+                }
                 Ok(AdminToken)
             }
             _ => Err(AdminError {

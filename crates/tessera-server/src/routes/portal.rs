@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use tessera_core::Provider;
 use tessera_core::client_admin::{self, ClientChanges, ManageError, NewClient};
+use tessera_core::crypto::SecretDigest;
 use tessera_core::model::{Client, ClientKind, GrantType};
 use tessera_core::params::Params;
 use tessera_core::registration::{RegistrationError, RegistrationErrorKind};
@@ -106,7 +107,8 @@ pub fn safe_return_to(path: &str) -> &str {
         || path
             .strip_prefix(PORTAL_PATH)
             .is_some_and(|rest| rest.starts_with('/'));
-    if below_portal && !path.contains("//") && !path.contains('\\') && path.is_ascii() {
+    let printable = path.bytes().all(|b| b.is_ascii_graphic());
+    if below_portal && printable && !path.contains("//") && !path.contains('\\') {
         path
     } else {
         PORTAL_PATH
@@ -373,7 +375,7 @@ pub async fn create(
     jar: CookieJar,
     PageForm(params): PageForm,
 ) -> Response {
-    let (jar, _, user) = match portal_user(&state, jar, "/portal/apps/new").await {
+    let (jar, session, user) = match portal_user(&state, jar, "/portal/apps/new").await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -414,6 +416,16 @@ pub async fn create(
     if let Err(e) = tessera_core::portal::check_request(&user, &[], &audiences) {
         errors.audiences = Some(e.message);
     }
+    let owned = match provider.store().clients().await {
+        Ok(clients) => clients
+            .iter()
+            .filter(|c| c.metadata.owner.as_deref() == Some(user.id.as_str()))
+            .count(),
+        Err(e) => return unavailable(&e),
+    };
+    if let Err(e) = tessera_core::portal::check_quota(&user, owned) {
+        errors.general = Some(e.message);
+    }
     if errors.any() {
         return new_page(provider, jar, &user, StatusCode::BAD_REQUEST, form, errors);
     }
@@ -434,7 +446,13 @@ pub async fn create(
         Ok(created) => {
             tracing::info!(client_id = %created.client.id, owner = %user.id, "client registered in the portal");
             let jar = match &created.secret {
-                Some(secret) => reveal_later(provider, jar, &created.client.id, &secret.secret),
+                Some(secret) => reveal_later(
+                    provider,
+                    jar,
+                    &session.sid,
+                    &created.client.id,
+                    &secret.secret,
+                ),
                 None => jar,
             };
             (jar, see_other_app(&created.client.id)).into_response()
@@ -495,10 +513,10 @@ async fn app_of(
     jar: CookieJar,
     id: &str,
     return_to: &str,
-) -> Result<(CookieJar, User, Client), Response> {
-    let (jar, _, user) = portal_user(state, jar, return_to).await?;
+) -> Result<(CookieJar, Session, User, Client), Response> {
+    let (jar, session, user) = portal_user(state, jar, return_to).await?;
     let client = managed_client(&state.provider, &user, id).await?;
-    Ok((jar, user, client))
+    Ok((jar, session, user, client))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -506,13 +524,14 @@ async fn app_page(
     provider: &Provider,
     jar: CookieJar,
     user: &User,
+    session: &Session,
     client: &Client,
     status: StatusCode,
     form: FormValues,
     errors: FieldErrors,
     notice: Option<&str>,
 ) -> Response {
-    let (jar, secret) = take_revealed(provider, jar, &client.id);
+    let (jar, secret) = take_revealed(provider, jar, &session.sid, client);
     if let Err(e) = provider.flush_trace().await {
         tracing::warn!(error = %e, "could not write trace events");
     }
@@ -587,7 +606,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Response {
     let return_to = format!("/portal/apps/{}", urlencoding(&id));
-    let (jar, user, client) = match app_of(&state, jar, &id, &return_to).await {
+    let (jar, session, user, client) = match app_of(&state, jar, &id, &return_to).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -597,6 +616,7 @@ pub async fn show(
         provider,
         jar,
         &user,
+        &session,
         &client,
         StatusCode::OK,
         form,
@@ -614,7 +634,7 @@ pub async fn update(
     Path(id): Path<String>,
     PageForm(params): PageForm,
 ) -> Response {
-    let (jar, user, client) = match app_of(&state, jar, &id, PORTAL_PATH).await {
+    let (jar, session, user, client) = match app_of(&state, jar, &id, PORTAL_PATH).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -659,6 +679,7 @@ pub async fn update(
                     provider,
                     jar,
                     &user,
+                    &session,
                     &updated.client,
                     StatusCode::OK,
                     FormValues::of(&updated.client),
@@ -679,6 +700,7 @@ pub async fn update(
         provider,
         jar,
         &user,
+        &session,
         &client,
         StatusCode::BAD_REQUEST,
         form,
@@ -696,7 +718,7 @@ pub async fn rotate(
     Path(id): Path<String>,
     _csrf_checked: PageForm,
 ) -> Response {
-    let (jar, user, client) = match app_of(&state, jar, &id, PORTAL_PATH).await {
+    let (jar, session, user, client) = match app_of(&state, jar, &id, PORTAL_PATH).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -708,7 +730,7 @@ pub async fn rotate(
     {
         Ok(secret) => {
             tracing::info!(client_id = %client.id, by = %user.id, "client secret rotated in the portal");
-            let jar = reveal_later(provider, jar, &client.id, &secret.secret);
+            let jar = reveal_later(provider, jar, &session.sid, &client.id, &secret.secret);
             (jar, see_other_app(&client.id)).into_response()
         }
         Err(e) => manage_failed(&e),
@@ -723,7 +745,7 @@ pub async fn delete(
     Path(id): Path<String>,
     PageForm(params): PageForm,
 ) -> Response {
-    let (jar, user, client) = match app_of(&state, jar, &id, PORTAL_PATH).await {
+    let (jar, session, user, client) = match app_of(&state, jar, &id, PORTAL_PATH).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -738,6 +760,7 @@ pub async fn delete(
             provider,
             jar,
             &user,
+            &session,
             &client,
             StatusCode::BAD_REQUEST,
             form,
@@ -881,8 +904,15 @@ fn reveal_cookie_name(provider: &Provider) -> &'static str {
 }
 
 /// Seals a new secret for the next page of this client only.
-fn reveal_later(provider: &Provider, jar: CookieJar, client_id: &str, secret: &str) -> CookieJar {
+fn reveal_later(
+    provider: &Provider,
+    jar: CookieJar,
+    sid: &str,
+    client_id: &str,
+    secret: &str,
+) -> CookieJar {
     let payload = serde_json::json!({
+        "sid": sid,
         "client_id": client_id,
         "secret": secret,
         "exp": provider.clock().now() + REVEAL_TTL,
@@ -902,12 +932,17 @@ fn reveal_later(provider: &Provider, jar: CookieJar, client_id: &str, secret: &s
 }
 
 /// The secret sealed for this client's page, if any, and the jar without it:
-/// whatever the cookie held, it is removed, so a reload shows nothing.
+/// whatever the cookie held, it is removed, so a reload shows nothing. A
+/// secret that is no longer the client's (rotated again meanwhile, from
+/// another tab or the CLI) is not shown: it would not work.
 fn take_revealed(
     provider: &Provider,
     jar: CookieJar,
-    client_id: &str,
+    sid: &str,
+    client: &Client,
 ) -> (CookieJar, Option<String>) {
+    use subtle::ConstantTimeEq as _;
+    let client_id = client.id.as_str();
     let name = reveal_cookie_name(provider);
     let Some(cookie) = jar.get(name) else {
         return (jar, None);
@@ -917,12 +952,20 @@ fn take_revealed(
         .and_then(|sealed| provider.keys().kek().open("portal-reveal", &sealed).ok())
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
         .filter(|v| v["client_id"].as_str() == Some(client_id))
+        // Only in the login session that made it: not to whoever signs in
+        // next in this browser.
+        .filter(|v| v["sid"].as_str() == Some(sid))
         .filter(|v| {
             v["exp"]
                 .as_i64()
                 .is_some_and(|exp| exp >= provider.clock().now())
         })
-        .and_then(|v| v["secret"].as_str().map(str::to_owned));
+        .and_then(|v| v["secret"].as_str().map(str::to_owned))
+        .filter(|secret| {
+            client
+                .secret_digest
+                .is_some_and(|current| bool::from(SecretDigest::of(secret).0.ct_eq(&current.0)))
+        });
     let removal = Cookie::build((name, ""))
         .http_only(true)
         .secure(provider.settings().issuer.starts_with("https://"))
@@ -990,6 +1033,7 @@ mod tests {
             "/portalx",
             "/oauth2/token",
             "/portal/\\evil",
+            "/portal/a\r\nLocation: x",
             "",
         ] {
             assert_eq!(safe_return_to(outside), "/portal", "{outside:?}");

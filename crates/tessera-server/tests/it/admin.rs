@@ -140,13 +140,14 @@ async fn clients_are_managed_by_the_same_rules_as_the_cli() {
         async move { call(server, Some(&token), method, &path, body).await }
     };
 
-    let (status, _, created) = admin(
+    let (status, headers, created) = admin(
         Method::POST,
         "/admin/clients",
         Some(json!({"name": "Billing", "kind": "service", "client_id": "billing"})),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(headers["cache-control"], "no-store", "it carries a secret");
     assert_eq!(created["client"]["client_id"], "billing");
     assert_eq!(created["client"]["grants"], json!(["client_credentials"]));
     let secret = created["client_secret"].as_str().unwrap().to_owned();
@@ -666,4 +667,37 @@ async fn resources_and_trust_are_managed_too() {
     let path = format!("/admin/saml-idps/{}", segment("https://saml.example"));
     let (status, _, _) = call(&server, t, Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn concurrent_creations_of_one_client_id_make_one_client() {
+    let server = TestServer::start().await;
+    let (_, token) = admin_token(&server);
+    let create = || {
+        call(
+            &server,
+            Some(&token),
+            Method::POST,
+            "/admin/clients",
+            Some(json!({"name": "Billing", "kind": "service", "client_id": "billing"})),
+        )
+    };
+    let (a, b, c, d) = tokio::join!(create(), create(), create(), create());
+    let statuses: Vec<StatusCode> = [a, b, c, d].into_iter().map(|(s, _, _)| s).collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT),
+        "{statuses:?}"
+    );
+    let listed = server.cli(&["client", "list", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
 }

@@ -496,3 +496,121 @@ async fn the_trace_follows_an_authorization_request_step_by_step() {
     assert!(trace.contains("invalid_request"), "{trace}");
     assert!(trace.contains("browser → /oauth2/authorize"), "{trace}");
 }
+
+#[tokio::test]
+async fn concurrent_rotations_leave_exactly_one_working_secret() {
+    let server = TestServer::start().await;
+    create_user(&server, "dev", None, None);
+    server.cli(&["user", "set-developer", "dev", "--json"]);
+    let mut dev = portal_session(&server, "dev").await;
+    let (id, _) = register_ok(&mut dev, &[("name", "Billing"), ("kind", "service")]).await;
+    let page = dev.get(&format!("/portal/apps/{id}")).await;
+    let csrf = page.input("csrf").unwrap();
+
+    // Four tabs of one browser rotate at once.
+    let path = format!("/portal/apps/{id}/rotate");
+    let rotate = || {
+        let mut tab = Browser {
+            server: &server,
+            cookies: dev.cookies.clone(),
+        };
+        let (path, csrf, id) = (path.clone(), csrf.clone(), id.clone());
+        async move {
+            let rotated = tab.post(&path, &[("csrf", csrf.as_str())]).await;
+            assert_eq!(
+                rotated.status,
+                StatusCode::SEE_OTHER,
+                "{}",
+                rotated.describe()
+            );
+            let page = tab.get(&format!("/portal/apps/{id}")).await;
+            // None when another tab rotated again before this page loaded:
+            // a secret that no longer works is not shown.
+            test_id(&page, "client-secret")
+        }
+    };
+    let (a, b, c, d) = tokio::join!(rotate(), rotate(), rotate(), rotate());
+    let shown: Vec<String> = [a, b, c, d].into_iter().flatten().collect();
+    assert!(
+        !shown.is_empty(),
+        "the last rotation's tab shows its secret"
+    );
+    let mut working = 0;
+    for secret in &shown {
+        if client_credentials(&server, &id, secret).await.0 == StatusCode::OK {
+            working += 1;
+        }
+    }
+    assert_eq!(
+        working, 1,
+        "exactly the last rotation's secret works: {shown:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_is_shown_only_on_its_own_applications_page() {
+    let server = TestServer::start().await;
+    create_user(&server, "dev", None, None);
+    server.cli(&["user", "set-developer", "dev", "--json"]);
+    let mut dev = portal_session(&server, "dev").await;
+    let (other, _) = register_ok(&mut dev, &[("name", "Other"), ("kind", "service")]).await;
+    // The next registration's secret is carried to its page; opening another
+    // application's page first shows nothing and uses the carrier up.
+    let created = register(&mut dev, &[("name", "Billing"), ("kind", "service")]).await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER);
+    let location = created.location().unwrap().to_owned();
+    let elsewhere = dev.get(&format!("/portal/apps/{other}")).await;
+    assert!(test_id(&elsewhere, "client-secret").is_none());
+    let own = dev.get(&location).await;
+    assert!(
+        test_id(&own, "client-secret").is_none(),
+        "shown nowhere once the carrier is gone: rotate for a new secret"
+    );
+    // A secret carried for one login session is not shown to the next one
+    // in the same browser, even an admin's.
+    create_user(&server, "carol", None, None);
+    server.cli(&["user", "set-admin", "carol", "--json"]);
+    let rotated = post_app_form(&mut dev, &other, "/rotate", &[]).await;
+    assert_eq!(rotated.status, StatusCode::SEE_OTHER);
+    let logout = dev.get("/oauth2/logout").await;
+    let csrf = logout.input("csrf").expect("a sign-out form");
+    dev.post("/oauth2/logout", &[("csrf", csrf.as_str())]).await;
+    let login = dev.get("/portal").await;
+    let back = dev.login(&login, "carol", PASSWORD).await;
+    assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.describe());
+    let page = dev.get(&format!("/portal/apps/{other}")).await;
+    assert_eq!(page.status, StatusCode::OK, "the admin sees it");
+    assert!(
+        test_id(&page, "client-secret").is_none(),
+        "but not dev's secret"
+    );
+    // A public application has no secret to rotate.
+    let (spa, _) = register_ok(
+        &mut dev,
+        &[
+            ("name", "SPA"),
+            ("kind", "spa"),
+            ("redirect_uris", "https://spa.example/cb"),
+        ],
+    )
+    .await;
+    let refused = post_app_form(&mut dev, &spa, "/rotate", &[]).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        refused.describe()
+    );
+    // Deleted once; the second deletion finds nothing.
+    let deleted = post_app_form(&mut dev, &other, "/delete", &[("confirm", "yes")]).await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    let form = dev.get("/portal/apps/new").await;
+    let csrf = form.input("csrf").unwrap();
+    let again = dev
+        .post(
+            &format!("/portal/apps/{other}/delete"),
+            &[("csrf", csrf.as_str()), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+}
