@@ -438,6 +438,9 @@ async fn the_token_inspector_verifies_against_the_servers_keys() {
         .post("/portal/inspect", &[("csrf", &csrf), ("token", &forged)])
         .await;
     assert_eq!(test_id(&shown, "verdict").as_deref(), Some("Not valid"));
+    // A forged token learns nothing of the server's records.
+    assert!(shown.body.contains("not looked up"), "{}", shown.describe());
+    assert!(!shown.body.contains("registered"), "{}", shown.describe());
 }
 
 #[tokio::test]
