@@ -32,13 +32,9 @@ pub fn check_quota(user: &User, owned: usize) -> Result<(), RegistrationError> {
     if user.roles.admin || owned < MAX_APPS_PER_PERSON {
         return Ok(());
     }
-    Err(RegistrationError {
-        kind: RegistrationErrorKind::InvalidClientMetadata,
-        message: format!(
-            "you have {owned} applications, the most one person may register here; delete one \
-             first"
-        ),
-    })
+    Err(refuse(format!(
+        "you have {owned} applications, the most one person may register here; delete one first"
+    )))
 }
 
 /// The grants anyone who may use the portal can give an application: those
@@ -50,35 +46,36 @@ pub const PERSON_FACING: [GrantType; 3] = [
     GrantType::DeviceCode,
 ];
 
-/// Checks what a person registers or changes in the portal against their
-/// roles. A service acting on its own (client credentials and the delegation
-/// grants) and access to named APIs (audiences) need the developer or admin
-/// role: when every user may use the portal, they are the operator's
-/// decision, not any signed-in person's.
-pub fn check_request(
-    user: &User,
-    grants: &[GrantType],
-    audiences: &[String],
-) -> Result<(), RegistrationError> {
-    if user.roles.developer || user.roles.admin {
-        return Ok(());
-    }
-    let refuse = |message: String| RegistrationError {
-        kind: RegistrationErrorKind::InvalidClientMetadata,
-        message,
-    };
-    if let Some(grant) = grants.iter().find(|g| !PERSON_FACING.contains(g)) {
-        return Err(refuse(format!(
+/// Checks the grants a person gives an application in the portal against
+/// their roles. A service acting on its own (client credentials and the
+/// delegation grants) needs the developer or admin role: when every user may
+/// use the portal, it is the operator's decision, not any signed-in person's.
+pub fn check_grants(user: &User, grants: &[GrantType]) -> Result<(), RegistrationError> {
+    match grants.iter().find(|g| !PERSON_FACING.contains(g)) {
+        Some(grant) if !(user.roles.developer || user.roles.admin) => Err(refuse(format!(
             "the {grant} grant needs the developer role; applications for people who sign in \
              (authorization code, refresh token, device) need none"
-        )));
+        ))),
+        _ => Ok(()),
     }
-    if !audiences.is_empty() {
-        return Err(refuse(
-            "asking for APIs (audiences) needs the developer role; ask an administrator".into(),
-        ));
+}
+
+/// Checks the APIs (audiences) a person asks for in the portal against their
+/// roles: asking for any needs the developer or admin role.
+pub fn check_audiences(user: &User, audiences: &[String]) -> Result<(), RegistrationError> {
+    if audiences.is_empty() || user.roles.developer || user.roles.admin {
+        return Ok(());
     }
-    Ok(())
+    Err(refuse(
+        "asking for APIs (audiences) needs the developer role; ask an administrator".into(),
+    ))
+}
+
+fn refuse(message: String) -> RegistrationError {
+    RegistrationError {
+        kind: RegistrationErrorKind::InvalidClientMetadata,
+        message,
+    }
 }
 
 #[cfg(test)]
@@ -111,10 +108,12 @@ mod tests {
         assert!(may_use(&developer, PortalAccess::Developers));
 
         let login_app = [GrantType::AuthorizationCode, GrantType::RefreshToken];
-        assert!(check_request(&plain, &login_app, &[]).is_ok());
-        assert!(check_request(&plain, &[GrantType::ClientCredentials], &[]).is_err());
-        assert!(check_request(&plain, &login_app, &["https://api.example".into()]).is_err());
-        assert!(check_request(&developer, &[GrantType::ClientCredentials], &[]).is_ok());
+        assert!(check_grants(&plain, &login_app).is_ok());
+        assert!(check_grants(&plain, &[GrantType::ClientCredentials]).is_err());
+        assert!(check_audiences(&plain, &[]).is_ok());
+        assert!(check_audiences(&plain, &["https://api.example".into()]).is_err());
+        assert!(check_grants(&developer, &[GrantType::ClientCredentials]).is_ok());
+        assert!(check_audiences(&developer, &["https://api.example".into()]).is_ok());
         assert!(check_quota(&plain, MAX_APPS_PER_PERSON - 1).is_ok());
         assert!(check_quota(&plain, MAX_APPS_PER_PERSON).is_err());
         let admin = person(Roles {

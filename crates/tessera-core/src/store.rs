@@ -271,6 +271,17 @@ impl TokenPurpose {
     }
 }
 
+impl std::str::FromStr for TokenPurpose {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        [TokenPurpose::Registration, TokenPurpose::Admin]
+            .into_iter()
+            .find(|p| p.as_str() == text)
+            .ok_or_else(|| format!("unknown token purpose {text:?}"))
+    }
+}
+
 /// A bearer token an operator hands out: an initial access token for dynamic
 /// registration, or an admin API credential. Stored under the digest of its
 /// value; good for any number of requests of its purpose, and no other,

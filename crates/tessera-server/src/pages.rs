@@ -184,7 +184,8 @@ fn csrf_cookie_name(provider: &Provider) -> &'static str {
     }
 }
 
-fn secure(provider: &Provider) -> bool {
+/// Whether cookies are marked Secure: the issuer is https.
+pub fn secure(provider: &Provider) -> bool {
     provider.settings().issuer.starts_with("https://")
 }
 

@@ -576,15 +576,10 @@ macro_rules! impl_store {
         fn operator_token_from_row(
             row: &Row,
         ) -> StoreResult<tessera_core::store::OperatorToken> {
-            use tessera_core::store::TokenPurpose;
             let purpose: String = row.try_get("purpose").map_err(map_err)?;
             Ok(tessera_core::store::OperatorToken {
                 id: row.try_get("id").map_err(map_err)?,
-                purpose: match purpose.as_str() {
-                    "registration" => TokenPurpose::Registration,
-                    "admin" => TokenPurpose::Admin,
-                    other => return Err(StoreError::Corrupt(format!("token purpose {other:?}"))),
-                },
+                purpose: parse_column(&purpose, "purpose")?,
                 digest: digest_column(&row.try_get::<Vec<u8>, _>("digest").map_err(map_err)?, "digest")?,
                 created_at: row.try_get("created_at").map_err(map_err)?,
                 expires_at: row.try_get("expires_at").map_err(map_err)?,

@@ -116,8 +116,7 @@ impl FromRequestParts<AppState> for AdminToken {
         let found = provider
             .store()
             .operator_token(TokenPurpose::Admin, &SecretDigest::of(token))
-            .await
-            .map_err(|e| AdminError::unavailable(&e))?;
+            .await?;
         match found {
             Some(found) if found.expires_at.is_none_or(|t| t > provider.clock().now()) => {
                 // Every change is logged with the token that made it (the
@@ -201,6 +200,26 @@ impl IntoResponse for AdminError {
             );
         }
         response
+    }
+}
+
+/// The store failed: 503, the details in the log only.
+impl From<StoreError> for AdminError {
+    fn from(error: StoreError) -> Self {
+        AdminError::unavailable(&error)
+    }
+}
+
+/// `204` when something was removed, else `404` saying what was missing.
+fn removed_or(removed: bool, missing: impl FnOnce() -> String) -> Result<Response, AdminError> {
+    if removed {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(AdminError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            missing(),
+        ))
     }
 }
 
@@ -486,12 +505,7 @@ async fn list_clients(
     _: AdminToken,
     State(state): State<AppState>,
 ) -> Result<Response, AdminError> {
-    let clients = state
-        .provider
-        .store()
-        .clients()
-        .await
-        .map_err(|e| AdminError::unavailable(&e))?;
+    let clients = state.provider.store().clients().await?;
     let views: Vec<ClientView> = clients.iter().map(ClientView::from).collect();
     Ok(Json(views).into_response())
 }
@@ -575,8 +589,7 @@ async fn get_client(
         .provider
         .store()
         .client(&client_id)
-        .await
-        .map_err(|e| AdminError::unavailable(&e))?
+        .await?
         .ok_or_else(|| ManageError::NotFound(client_id.clone()))?;
     Ok(Json(ClientView::from(&client)).into_response())
 }
@@ -746,12 +759,7 @@ struct RolesRequest {
 #[utoipa::path(get, path = "/admin/users", tag = "users",
     responses((status = 200, body = [UserView]), (status = 401, body = ErrorBody)))]
 async fn list_users(_: AdminToken, State(state): State<AppState>) -> Result<Response, AdminError> {
-    let users = state
-        .provider
-        .store()
-        .users()
-        .await
-        .map_err(|e| AdminError::unavailable(&e))?;
+    let users = state.provider.store().users().await?;
     Ok(Json(users.iter().map(UserView::from).collect::<Vec<_>>()).into_response())
 }
 
@@ -787,8 +795,7 @@ async fn find_user(state: &AppState, sub: &str) -> Result<User, AdminError> {
         .provider
         .store()
         .user(sub)
-        .await
-        .map_err(|e| AdminError::unavailable(&e))?
+        .await?
         .ok_or_else(|| UserAdminError::NotFound(sub.to_owned()).into())
 }
 
@@ -1107,12 +1114,7 @@ async fn list_resources(
     _: AdminToken,
     State(state): State<AppState>,
 ) -> Result<Response, AdminError> {
-    let resources = state
-        .provider
-        .store()
-        .resources()
-        .await
-        .map_err(|e| AdminError::unavailable(&e))?;
+    let resources = state.provider.store().resources().await?;
     Ok(Json(resources.iter().map(ResourceView::from).collect::<Vec<_>>()).into_response())
 }
 
@@ -1164,8 +1166,7 @@ async fn get_resource(
         .provider
         .store()
         .resource(&audience)
-        .await
-        .map_err(|e| AdminError::unavailable(&e))?
+        .await?
         .ok_or(ResourceError::NotFound(audience))?;
     Ok(Json(ResourceView::from(&resource)).into_response())
 }
@@ -1277,12 +1278,7 @@ async fn list_issuers(
     _: AdminToken,
     State(state): State<AppState>,
 ) -> Result<Response, AdminError> {
-    let issuers = state
-        .provider
-        .store()
-        .trusted_issuers()
-        .await
-        .map_err(|e| AdminError::unavailable(&e))?;
+    let issuers = state.provider.store().trusted_issuers().await?;
     Ok(Json(issuers.iter().map(IssuerView::from).collect::<Vec<_>>()).into_response())
 }
 
@@ -1335,17 +1331,8 @@ async fn remove_issuer(
         .provider
         .catalog()
         .delete_trusted_issuer(&issuer)
-        .await
-        .map_err(|e| AdminError::unavailable(&e))?;
-    if removed {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(AdminError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("issuer {issuer:?} is not trusted"),
-        ))
-    }
+        .await?;
+    removed_or(removed, || format!("issuer {issuer:?} is not trusted"))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -1385,12 +1372,7 @@ async fn list_saml_idps(
     _: AdminToken,
     State(state): State<AppState>,
 ) -> Result<Response, AdminError> {
-    let idps = state
-        .provider
-        .store()
-        .saml_idps()
-        .await
-        .map_err(|e| AdminError::unavailable(&e))?;
+    let idps = state.provider.store().saml_idps().await?;
     Ok(Json(idps.iter().map(SamlIdpView::from).collect::<Vec<_>>()).into_response())
 }
 
@@ -1436,19 +1418,8 @@ async fn remove_saml_idp(
     State(state): State<AppState>,
     Path(entity_id): Path<String>,
 ) -> Result<Response, AdminError> {
-    let removed = state
-        .provider
-        .catalog()
-        .delete_saml_idp(&entity_id)
-        .await
-        .map_err(|e| AdminError::unavailable(&e))?;
-    if removed {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(AdminError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("identity provider {entity_id:?} is not configured"),
-        ))
-    }
+    let removed = state.provider.catalog().delete_saml_idp(&entity_id).await?;
+    removed_or(removed, || {
+        format!("identity provider {entity_id:?} is not configured")
+    })
 }

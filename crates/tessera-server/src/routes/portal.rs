@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use tessera_core::Provider;
 use tessera_core::client_admin::{self, ClientChanges, ManageError, NewClient};
-use tessera_core::crypto::SecretDigest;
 use tessera_core::model::{Client, ClientKind, GrantType};
 use tessera_core::params::Params;
 use tessera_core::registration::{RegistrationError, RegistrationErrorKind};
@@ -410,10 +409,10 @@ pub async fn create(
     } else {
         grants.clone()
     };
-    if let Err(e) = tessera_core::portal::check_request(&user, &effective_grants, &[]) {
+    if let Err(e) = tessera_core::portal::check_grants(&user, &effective_grants) {
         errors.grants = Some(e.message);
     }
-    if let Err(e) = tessera_core::portal::check_request(&user, &[], &audiences) {
+    if let Err(e) = tessera_core::portal::check_audiences(&user, &audiences) {
         errors.audiences = Some(e.message);
     }
     let owned = match provider.store().clients().await {
@@ -658,7 +657,7 @@ pub async fn update(
         .filter(|a| !client.audiences.contains(a))
         .cloned()
         .collect();
-    if let Err(e) = tessera_core::portal::check_request(&user, &[], &added) {
+    if let Err(e) = tessera_core::portal::check_audiences(&user, &added) {
         errors.audiences = Some(e.message);
     }
     if !errors.any() {
@@ -896,7 +895,7 @@ pub async fn inspect(
 
 /// The cookie that carries a new secret to the one page that shows it.
 fn reveal_cookie_name(provider: &Provider) -> &'static str {
-    if provider.settings().issuer.starts_with("https://") {
+    if crate::pages::secure(provider) {
         "__Secure-tessera_reveal"
     } else {
         "tessera_reveal"
@@ -924,7 +923,7 @@ fn reveal_later(
         .seal("portal-reveal", payload.as_bytes()));
     let cookie = Cookie::build((reveal_cookie_name(provider), sealed))
         .http_only(true)
-        .secure(provider.settings().issuer.starts_with("https://"))
+        .secure(crate::pages::secure(provider))
         .same_site(SameSite::Strict)
         .path(PORTAL_PATH)
         .build();
@@ -941,7 +940,6 @@ fn take_revealed(
     sid: &str,
     client: &Client,
 ) -> (CookieJar, Option<String>) {
-    use subtle::ConstantTimeEq as _;
     let client_id = client.id.as_str();
     let name = reveal_cookie_name(provider);
     let Some(cookie) = jar.get(name) else {
@@ -961,14 +959,10 @@ fn take_revealed(
                 .is_some_and(|exp| exp >= provider.clock().now())
         })
         .and_then(|v| v["secret"].as_str().map(str::to_owned))
-        .filter(|secret| {
-            client
-                .secret_digest
-                .is_some_and(|current| bool::from(SecretDigest::of(secret).0.ct_eq(&current.0)))
-        });
+        .filter(|secret| client.secret_digest.is_some_and(|d| d.matches(secret)));
     let removal = Cookie::build((name, ""))
         .http_only(true)
-        .secure(provider.settings().issuer.starts_with("https://"))
+        .secure(crate::pages::secure(provider))
         .same_site(SameSite::Strict)
         .path(PORTAL_PATH)
         .removal()

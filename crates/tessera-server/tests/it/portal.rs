@@ -73,7 +73,12 @@ async fn post_app_form(
         .await
 }
 
-async fn client_credentials(server: &TestServer, id: &str, secret: &str) -> (StatusCode, Value) {
+/// A client-credentials request with Basic authentication: status and body.
+pub async fn client_credentials(
+    server: &TestServer,
+    id: &str,
+    secret: &str,
+) -> (StatusCode, Value) {
     let response = server
         .http
         .post(server.url("/oauth2/token"))

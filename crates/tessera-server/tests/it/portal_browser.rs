@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::browser::{Browser, TIMEOUT};
 use crate::browser_flows::{assert_shows, sign_in, submit, text};
 use crate::common::TestServer;
+use crate::portal::client_credentials;
 use crate::web::{PASSWORD, create_user};
 
 /// Where the screenshots go: beside the build, kept by CI as artifacts.
@@ -67,18 +68,6 @@ async fn wait_for_text(browser: &Browser, needle: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn client_credentials(server: &TestServer, id: &str, secret: &str) -> (StatusCode, Value) {
-    let response = server
-        .http
-        .post(server.url("/oauth2/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
-    (response.status(), response.json().await.unwrap())
 }
 
 /// Runs a try-it command as the page shows it, with the secret in the
