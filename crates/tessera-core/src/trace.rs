@@ -123,6 +123,10 @@ fn reason_words(name: &str) -> String {
 #[derive(Debug, Default)]
 pub struct Tracer {
     buffer: Mutex<Buffer>,
+    /// Held from taking the buffer until the store has the events, so that
+    /// a reader's flush waits for one already under way instead of finding
+    /// the buffer empty and reading the store before those events land.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +167,7 @@ impl Tracer {
     /// the store refused are dropped: a trace is a diagnostic, and keeping
     /// them would let a failing database grow the buffer.
     pub async fn flush(&self, store: &dyn TraceStore) -> StoreResult<usize> {
+        let _flushing = self.flushing.lock().await;
         let (events, dropped) = {
             let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
             if buffer.events.is_empty() {
@@ -246,6 +251,40 @@ mod tests {
         // Room again after the flush.
         tracer.record(event("late", 1));
         assert_eq!(tracer.flush(&store).await.unwrap(), 1);
+    }
+
+    /// A store whose writes take a few turns of the scheduler.
+    struct SlowStore(MemoryStore);
+
+    #[async_trait::async_trait]
+    impl TraceStore for SlowStore {
+        async fn record_trace(&self, events: &[TraceEvent], keep: usize) -> StoreResult<()> {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            self.0.record_trace(events, keep).await
+        }
+        async fn trace(&self, client_id: &str, limit: usize) -> StoreResult<Vec<TraceEvent>> {
+            self.0.trace(client_id, limit).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flush_waits_for_the_one_under_way() {
+        let tracer = std::sync::Arc::new(Tracer::default());
+        let store = std::sync::Arc::new(SlowStore(MemoryStore::new()));
+        tracer.record(event("a", 1));
+        let periodic = tokio::spawn({
+            let (tracer, store) = (tracer.clone(), store.clone());
+            async move { tracer.flush(store.as_ref()).await }
+        });
+        // The periodic flush takes the buffer and is writing it.
+        tokio::task::yield_now().await;
+        // A reader's flush then finds nothing to write, but must not return
+        // before the event is readable.
+        tracer.flush(store.as_ref()).await.unwrap();
+        assert_eq!(store.trace("a", 10).await.unwrap().len(), 1);
+        assert_eq!(periodic.await.unwrap().unwrap(), 1);
     }
 
     #[test]
