@@ -53,10 +53,8 @@ impl Provider {
             None => throttle::AccountKey::Unknown(login),
         };
         let keys = throttle::keys(account, client_address);
-        // Always account first, then address: no two checks wait on each other
-        // in opposite orders.
-        let mut held = Vec::with_capacity(keys.len());
-        for key in &keys {
+        let mut held = Vec::with_capacity(3);
+        for key in keys.all() {
             held.push(self.login_locks().lock(key).await);
         }
         let now = self.clock().now();

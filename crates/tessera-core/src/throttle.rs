@@ -2,6 +2,13 @@
 //! per account and per client address, delays grow after 5 failures and a lock of
 //! 15 minutes follows 20 (SPEC.md defaults). A throttled attempt is refused even
 //! with the right password, so guessing gains nothing by going faster.
+//!
+//! The account's own throttle must not let anyone lock a known user out: guesses
+//! at an account from many addresses throttle the account, but an address that
+//! has not itself failed on that account still gets its attempt, so the user
+//! signs in from their own machine. Such an address is counted as usual, so
+//! each one an attacker controls gets one guess per account while the account
+//! is throttled, and its own address budget bounds it across accounts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,19 +24,38 @@ pub const FREE_ATTEMPTS: u32 = 5;
 pub const LOCK_AFTER: u32 = 20;
 pub const LOCK: i64 = 15 * 60;
 
-/// The keys an attempt is counted under: the account (its user ID when the
-/// login names one, so that the username and the email share one budget;
-/// otherwise what was typed, so that unknown names are throttled alike) and the
-/// client address.
-pub fn keys(account: AccountKey<'_>, address: Option<&str>) -> Vec<String> {
-    let mut keys = vec![match account {
+/// The counters one login attempt is kept under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptKeys {
+    /// The account: its user ID when the login names one, so that the
+    /// username and the email share one budget; otherwise what was typed, so
+    /// that unknown names are throttled alike.
+    account: String,
+    /// The client address, and the account at that address.
+    address: Option<(String, String)>,
+}
+
+/// The keys an attempt is counted under.
+pub fn keys(account: AccountKey<'_>, address: Option<&str>) -> AttemptKeys {
+    let account = match account {
         AccountKey::User(id) => format!("user:{id}"),
         AccountKey::Unknown(login) => format!("login:{}", login.trim().to_lowercase()),
-    }];
-    if let Some(address) = address {
-        keys.push(format!("addr:{address}"));
+    };
+    let address =
+        address.map(|address| (format!("addr:{address}"), format!("{account}@{address}")));
+    AttemptKeys { account, address }
+}
+
+impl AttemptKeys {
+    /// Every key, in the order their locks are taken: account first, then
+    /// address, so that no two checks wait on each other in opposite orders.
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.account.as_str()).chain(
+            self.address
+                .iter()
+                .flat_map(|(address, pair)| [address.as_str(), pair.as_str()]),
+        )
     }
-    keys
 }
 
 /// Whom a login attempt is for.
@@ -64,20 +90,6 @@ fn wait_after(failures: Option<&LoginFailures>, now: UnixTime) -> Option<i64> {
     (wait > 0).then_some(wait)
 }
 
-/// Seconds until an attempt is allowed under every key, or `None` if it is now.
-pub async fn retry_after(
-    store: &dyn ThrottleStore,
-    keys: &[String],
-    now: UnixTime,
-) -> StoreResult<Option<i64>> {
-    let mut wait = 0;
-    for key in keys {
-        let failures = store.login_failures(key).await?;
-        wait = wait.max(wait_after(failures.as_ref(), now).unwrap_or(0));
-    }
-    Ok((wait > 0).then_some(wait))
-}
-
 /// How often a reservation is retried after losing a race on its key.
 const RESERVE_TRIES: usize = 8;
 
@@ -85,69 +97,112 @@ const RESERVE_TRIES: usize = 8;
 /// key's counter goes up by one, atomically and only if the policy allows an
 /// attempt now, so that parallel guesses cannot all read the same old count.
 /// The attempt counts as a failure unless [`release`] takes it back.
-/// `Ok(Err(wait))` when some key is throttled; nothing is then reserved.
+/// `Ok(Err(wait))` when the attempt is throttled; nothing is then reserved.
 pub async fn reserve(
     store: &dyn ThrottleStore,
-    keys: &[String],
+    keys: &AttemptKeys,
     now: UnixTime,
 ) -> StoreResult<Result<(), i64>> {
-    for (done, key) in keys.iter().enumerate() {
-        let refused = match reserve_one(store, key, now).await {
-            Ok(()) => continue,
-            Err(refused) => refused,
-        };
-        for earlier in &keys[..done] {
-            store.release_login_attempt(earlier).await?;
+    let mut reserved: Vec<&str> = Vec::with_capacity(2);
+    let mut address_is_clean = false;
+    if let Some((address, pair)) = &keys.address {
+        for key in [address, pair] {
+            match reserve_one(store, key, now, Limit::Enforce).await {
+                Ok(earlier_failures) => {
+                    reserved.push(key);
+                    address_is_clean = earlier_failures == 0;
+                }
+                Err(refused) => return undo(store, &reserved, refused).await,
+            }
         }
-        return refused.map(Err);
     }
-    Ok(Ok(()))
+    // The account is throttled, but this address has not failed on it in the
+    // window: the attempt goes ahead all the same, and is counted.
+    let limit = if address_is_clean {
+        Limit::CountOnly
+    } else {
+        Limit::Enforce
+    };
+    match reserve_one(store, &keys.account, now, limit).await {
+        Ok(_) => Ok(Ok(())),
+        Err(refused) => undo(store, &reserved, refused).await,
+    }
 }
 
-/// `Err(Ok(wait))`: throttled; `Err(Err(e))`: the store failed.
+/// Gives back the reservations made before one was refused.
+async fn undo(
+    store: &dyn ThrottleStore,
+    reserved: &[&str],
+    refused: Result<i64, crate::store::StoreError>,
+) -> StoreResult<Result<(), i64>> {
+    for key in reserved {
+        store.release_login_attempt(key).await?;
+    }
+    refused.map(Err)
+}
+
+/// Whether a key's policy may refuse the attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    Enforce,
+    CountOnly,
+}
+
+/// Reserves one attempt under `key`, returning how many failures it already
+/// had in the window. `Err(Ok(wait))`: throttled; `Err(Err(e))`: the store
+/// failed.
 async fn reserve_one(
     store: &dyn ThrottleStore,
     key: &str,
     now: UnixTime,
-) -> Result<(), Result<i64, crate::store::StoreError>> {
+    limit: Limit,
+) -> Result<u32, Result<i64, crate::store::StoreError>> {
     for _ in 0..RESERVE_TRIES {
         let current = store.login_failures(key).await.map_err(Err)?;
-        if let Some(wait) = wait_after(current.as_ref(), now) {
+        if let Some(wait) = wait_after(current.as_ref(), now)
+            && limit == Limit::Enforce
+        {
             return Err(Ok(wait));
         }
-        let next = match current {
-            Some(f) if f.first_at >= now - WINDOW => LoginFailures {
-                count: f.count + 1,
-                first_at: f.first_at,
-                last_at: now,
-            },
-            _ => LoginFailures {
-                count: 1,
-                first_at: now,
-                last_at: now,
-            },
+        let (earlier, next) = match current {
+            Some(f) if f.first_at >= now - WINDOW => (
+                f.count,
+                LoginFailures {
+                    count: f.count + 1,
+                    first_at: f.first_at,
+                    last_at: now,
+                },
+            ),
+            _ => (
+                0,
+                LoginFailures {
+                    count: 1,
+                    first_at: now,
+                    last_at: now,
+                },
+            ),
         };
         if store
             .swap_login_failures(key, current.as_ref(), &next)
             .await
             .map_err(Err)?
         {
-            return Ok(());
+            return Ok(earlier);
         }
     }
     // Lost every race: others are guessing under this key at this moment.
     Err(Ok(1))
 }
 
-/// Takes back a reservation after a successful login: the account's counter is
-/// cleared, the address's loses the one reserved attempt (one right password
-/// must not reset an attacker's budget for other accounts).
-pub async fn release(store: &dyn ThrottleStore, keys: &[String]) -> StoreResult<()> {
-    if let Some((account, others)) = keys.split_first() {
-        store.clear_login_failures(account).await?;
-        for key in others {
-            store.release_login_attempt(key).await?;
-        }
+/// Takes back a reservation after a successful login: the account's counters
+/// (everywhere and at this address) are cleared, the address's loses the one
+/// reserved attempt (one right password must not reset an attacker's budget
+/// for other accounts).
+pub async fn release(store: &dyn ThrottleStore, keys: &AttemptKeys) -> StoreResult<()> {
+    store.clear_login_failures(&keys.account).await?;
+    if let Some((address, pair)) = &keys.address {
+        store.clear_login_failures(pair).await?;
+        store.release_login_attempt(address).await?;
     }
     Ok(())
 }
@@ -311,10 +366,74 @@ mod tests {
 
     #[test]
     fn the_account_key_is_the_user_whatever_was_typed() {
-        assert_eq!(keys(AccountKey::User("id-1"), None), vec!["user:id-1"]);
+        let keys_of = |account, address| {
+            keys(account, address)
+                .all()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys_of(AccountKey::User("id-1"), None), vec!["user:id-1"]);
         assert_eq!(
-            keys(AccountKey::Unknown(" Mallory "), Some("::1")),
-            vec!["login:mallory", "addr:::1"]
+            keys_of(AccountKey::Unknown(" Mallory "), Some("::1")),
+            vec!["login:mallory", "addr:::1", "login:mallory@::1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn guesses_from_elsewhere_do_not_lock_the_user_out() {
+        let store = MemoryStore::new();
+        // A botnet: each address one wrong guess at dave, until he is locked.
+        for i in 0..LOCK_AFTER {
+            let bot = keys(AccountKey::User("dave"), Some(&format!("203.0.113.{i}")));
+            assert_eq!(reserve(&store, &bot, 1_000).await.unwrap(), Ok(()));
+        }
+        assert_eq!(count(&store, "user:dave").await, LOCK_AFTER);
+        // A bot that has guessed before waits out the lock.
+        let bot = keys(AccountKey::User("dave"), Some("203.0.113.0"));
+        assert_eq!(reserve(&store, &bot, 1_000).await.unwrap(), Err(LOCK + 1));
+        assert_eq!(
+            count(&store, "addr:203.0.113.0").await,
+            1,
+            "nothing reserved"
+        );
+        // Dave's own address has not failed on his account: he gets his attempt
+        // and, with the right password, clears the account.
+        let dave = keys(AccountKey::User("dave"), Some("198.51.100.2"));
+        assert_eq!(reserve(&store, &dave, 1_000).await.unwrap(), Ok(()));
+        release(&store, &dave).await.unwrap();
+        assert_eq!(count(&store, "user:dave").await, 0);
+        assert_eq!(count(&store, "user:dave@198.51.100.2").await, 0);
+        assert_eq!(count(&store, "addr:198.51.100.2").await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_address_gets_one_guess_at_a_throttled_account() {
+        let store = MemoryStore::new();
+        for i in 0..FREE_ATTEMPTS {
+            let bot = keys(AccountKey::User("erin"), Some(&format!("203.0.113.{i}")));
+            assert_eq!(reserve(&store, &bot, 1_000).await.unwrap(), Ok(()));
+        }
+        let fresh = keys(AccountKey::User("erin"), Some("192.0.2.50"));
+        assert_eq!(reserve(&store, &fresh, 1_000).await.unwrap(), Ok(()));
+        // Its guess failed: now it waits like everyone else, and the account
+        // counted it (6 failures: 2 s, and the whole-second margin).
+        assert_eq!(reserve(&store, &fresh, 1_000).await.unwrap(), Err(3));
+        // Concurrent first guesses from one fresh address: one goes through.
+        let store = Arc::new(store);
+        let other = keys(AccountKey::User("erin"), Some("192.0.2.51"));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let (store, other) = (Arc::clone(&store), other.clone());
+            tasks.spawn(async move { reserve(store.as_ref(), &other, 1_000).await.unwrap() });
+        }
+        let granted = tasks.join_all().await.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(granted, 1);
+        // Without an address there is nobody to tell apart: the account rules
+        // (7 failures: 4 s).
+        let nowhere = keys(AccountKey::User("erin"), None);
+        assert_eq!(
+            reserve(store.as_ref(), &nowhere, 1_000).await.unwrap(),
+            Err(5)
         );
     }
 

@@ -885,7 +885,8 @@ async fn the_password_grant_is_throttled_after_five_failures_even_with_the_right
 
 #[tokio::test]
 async fn the_username_and_the_email_share_one_throttle_budget() {
-    // Each attempt from another address, so that only the account counts.
+    // The first attempts each from another address, so that only the account
+    // counts them.
     let world = World::new().await;
     let alice = world.add_user("alice").await;
     let client = world.add_client(legacy()).await;
@@ -914,10 +915,16 @@ async fn the_username_and_the_email_share_one_throttle_budget() {
         );
     }
     assert_eq!(world.failures(&format!("user:{}", alice.id)).await, 5);
+    // An address that has failed on the account, under any of its names, is
+    // throttled by the account's count, even with the right password.
     refused(
-        attempt("alice@example.com", PASSWORD, "198.51.100.99".into()).await,
+        attempt("alice@example.com", PASSWORD, "198.51.100.0".into()).await,
         ErrorCode::TemporarilyUnavailable,
     );
+    // One that has not gets its attempt: guesses from elsewhere never lock
+    // the user out.
+    issued(attempt("ALICE", PASSWORD, "198.51.100.99".into()).await);
+    assert_eq!(world.failures(&format!("user:{}", alice.id)).await, 0);
 }
 
 #[tokio::test]

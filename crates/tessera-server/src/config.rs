@@ -13,6 +13,7 @@ use tessera_core::crypto::KeyEncryptionKey;
 use tessera_core::model::TokenFormat;
 use tessera_jose::Algorithm;
 
+use crate::client_address::{ForwardedHeader, TrustedProxies};
 use crate::connections::{ConnectionLimits, open_files_limit};
 
 /// The configuration file's keys. All are optional.
@@ -83,6 +84,13 @@ pub struct FileConfig {
     /// Registrations without an initial access token one address may make in
     /// an hour. Default 10.
     pub open_registration_per_hour: Option<u32>,
+    /// Proxies whose forwarding header names the client's address: CIDR
+    /// blocks or addresses (a TOML array, or a comma-separated string).
+    /// Default: none, so that the socket's peer is the client.
+    pub trusted_proxies: Option<StringList>,
+    /// The header the trusted proxies write: `x-forwarded-for` (default) or
+    /// `forwarded` (RFC 7239).
+    pub forwarded_header: Option<String>,
     /// Who may use the developer portal: `everyone` who can sign in
     /// (default) or `developers` (users with the developer or admin role).
     pub portal_access: Option<String>,
@@ -128,6 +136,46 @@ pub struct Config {
     /// Registrations without an initial access token one address may make
     /// in an hour, under `open_registration`.
     pub open_registration_per_hour: u32,
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// A list of strings: a TOML array in the file, comma-separated in the
+/// environment.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "ListOrString")]
+pub struct StringList(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ListOrString {
+    List(Vec<String>),
+    String(String),
+}
+
+impl From<ListOrString> for StringList {
+    fn from(value: ListOrString) -> Self {
+        match value {
+            ListOrString::List(items) => StringList(items),
+            ListOrString::String(text) => {
+                let Ok(list) = text.parse();
+                list
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for StringList {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(StringList(
+            s.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +241,8 @@ impl Config {
             registration_allows_private_urls,
             open_registration_per_hour,
             portal_access,
+            trusted_proxies,
+            forwarded_header,
             log_format,
             header_read_timeout,
             body_read_timeout,
@@ -369,6 +419,18 @@ impl Config {
             }
             Some(count) => count,
         };
+        let forwarded_header = match file.forwarded_header.as_deref() {
+            None => ForwardedHeader::default(),
+            Some(name) => name
+                .parse()
+                .map_err(|e| ConfigError(format!("forwarded_header: {e}")))?,
+        };
+        let networks = TrustedProxies::parse_networks(
+            file.trusted_proxies
+                .iter()
+                .flat_map(|list| list.0.iter().map(String::as_str)),
+        )
+        .map_err(|e| ConfigError(format!("trusted_proxies: {e}")))?;
         Ok(Config {
             listen,
             database_url,
@@ -377,6 +439,7 @@ impl Config {
             log_format,
             connections,
             open_registration_per_hour,
+            trusted_proxies: TrustedProxies::new(networks, forwarded_header),
         })
     }
 
@@ -585,6 +648,42 @@ mod tests {
         assert!(err.0.contains("TESSERA_APP_ACCESS_TOKEN_TTL"));
         assert!(from_env(&[("TESSERA_SIGNING_ALG", "none")]).is_err());
         assert!(from_env(&[("TESSERA_SIGNING_ALG", "HS256")]).is_err());
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn trusted_proxies_come_as_a_list_or_a_comma_separated_string() {
+        let peer: std::net::IpAddr = "10.0.0.5".parse().unwrap();
+        let forwarded = {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert("x-forwarded-for", "198.51.100.7".parse().unwrap());
+            headers
+        };
+        assert_eq!(
+            from_env(&[])
+                .unwrap()
+                .trusted_proxies
+                .resolve(peer, &forwarded),
+            peer,
+            "no proxy is trusted by default"
+        );
+        let config = from_env(&[("TESSERA_TRUSTED_PROXIES", "10.0.0.0/8, ::1")]).unwrap();
+        assert_eq!(
+            config.trusted_proxies.resolve(peer, &forwarded).to_string(),
+            "198.51.100.7"
+        );
+        let file: FileConfig =
+            toml::from_str("trusted_proxies = [\"10.0.0.0/8\"]\nforwarded_header = \"forwarded\"")
+                .unwrap();
+        let config = Config::from_parts(file, |_| None).unwrap();
+        assert_eq!(
+            config.trusted_proxies.resolve(peer, &forwarded),
+            peer,
+            "only the configured header is read"
+        );
+        let err = from_env(&[("TESSERA_TRUSTED_PROXIES", "10.0.0.0/8, proxy")]).unwrap_err();
+        assert!(err.0.contains("trusted_proxies"), "{}", err.0);
+        assert!(from_env(&[("TESSERA_FORWARDED_HEADER", "x-real-ip")]).is_err());
     }
 
     #[test]

@@ -25,6 +25,8 @@ use tokio::time::Instant;
 use tower::ServiceExt as _;
 use tower_http::timeout::RequestBodyDeadlineLayer;
 
+use crate::client_address::{ResolvedAddress, TrustedProxies};
+
 /// How many connections may be open and how long a client may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -81,6 +83,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    proxies: TrustedProxies,
     shutdown: impl Future<Output = ()>,
 ) {
     // A deadline, not an idle timeout: one byte a second would reset an idle
@@ -93,7 +96,11 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    let builder = Arc::new(builder);
+    let shared = Arc::new(PerConnection {
+        builder,
+        proxies,
+        limits,
+    });
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
     let (closing, closing_rx) = watch::channel(());
     let mut failures = AcceptFailures::default();
@@ -117,8 +124,7 @@ pub async fn serve(
             stream,
             remote,
             router.clone(),
-            Arc::clone(&builder),
-            limits,
+            Arc::clone(&shared),
             closing_rx.clone(),
             slot,
         ));
@@ -217,22 +223,35 @@ impl AcceptFailures {
     }
 }
 
+/// What every connection is served with.
+struct PerConnection {
+    builder: auto::Builder<TokioExecutor>,
+    proxies: TrustedProxies,
+    limits: ConnectionLimits,
+}
+
 async fn serve_connection(
     stream: TcpStream,
     remote: SocketAddr,
     router: Router,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    limits: ConnectionLimits,
+    shared: Arc<PerConnection>,
     mut closing: watch::Receiver<()>,
     _slot: OwnedSemaphorePermit,
 ) {
+    let limits = shared.limits;
     let activity = Activity::default();
     let service = {
         let activity = activity.clone();
+        let shared = Arc::clone(&shared);
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let in_progress = activity.begin();
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(remote));
+            // Without trusted proxies the peer is the client: nothing to add.
+            if !shared.proxies.is_empty() {
+                let client = shared.proxies.resolve(remote.ip(), request.headers());
+                request.extensions_mut().insert(ResolvedAddress(client));
+            }
             let response = router.clone().oneshot(request);
             async move {
                 let response = response.await;
@@ -241,7 +260,11 @@ async fn serve_connection(
             }
         })
     };
-    let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
+    let mut connection = pin!(
+        shared
+            .builder
+            .serve_connection(TokioIo::new(stream), service)
+    );
     let mut idle = pin!(activity.idle(limits.header_read_timeout, limits.keep_alive_timeout));
     let mut give_up: Option<Instant> = None;
     loop {

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod client_address;
 pub mod client_keys;
 pub mod commands;
 pub mod config;

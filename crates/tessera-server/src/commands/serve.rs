@@ -121,7 +121,14 @@ pub async fn serve(config: Config) -> CommandResult {
         )),
     });
     let flusher = Arc::clone(&router_provider);
-    connections::serve(listener, router, limits, shutdown_signal()).await;
+    connections::serve(
+        listener,
+        router,
+        limits,
+        config.trusted_proxies.clone(),
+        shutdown_signal(),
+    )
+    .await;
     maintenance.abort();
     catalog_sync.abort();
     housekeeping.abort();

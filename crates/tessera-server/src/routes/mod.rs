@@ -143,7 +143,9 @@ pub async fn not_found() -> impl IntoResponse {
     )
 }
 
-/// The caller's IP address, as the socket saw it (for brute-force protection).
+/// The caller's IP address (for brute-force protection and limits): the
+/// socket's peer, or behind a trusted proxy the address it forwards for (see
+/// [`crate::client_address`]).
 #[derive(Debug, Clone)]
 pub struct ClientAddress(pub Option<String>);
 
@@ -154,11 +156,18 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
         parts: &mut axum::http::request::Parts,
         _: &S,
     ) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddress(
+        let resolved = parts
+            .extensions
+            .get::<crate::client_address::ResolvedAddress>()
+            .map(|resolved| resolved.0);
+        let peer = || {
             parts
                 .extensions
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0.ip().to_string()),
+                .map(|info| info.0.ip())
+        };
+        Ok(ClientAddress(
+            resolved.or_else(peer).map(|ip| ip.to_string()),
         ))
     }
 }

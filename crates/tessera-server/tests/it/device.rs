@@ -747,6 +747,37 @@ async fn wrong_codes_are_throttled_per_browser_and_per_address() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_wrong_codes_throttle_only_their_own_address() {
+    let server = start(&[("TESSERA_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let tv = tv_client(&server);
+    let (_, user_code) = start_device(&server, &Auth::Public(&tv), "openid").await;
+    // A guesser behind the proxy, a fresh browser for each code, until its
+    // address is throttled.
+    let mut refused = None;
+    for i in 0..12 {
+        let mut guesser = Browser::new(&server);
+        guesser.forwarded_for = Some("203.0.113.7".into());
+        let page = guesser
+            .enter_code(&format!("BBBB-BBB{}", &ALPHABET[i..=i]))
+            .await;
+        if page.status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(i);
+            break;
+        }
+    }
+    assert_eq!(
+        refused,
+        Some(10),
+        "the address's eleventh attempt is refused"
+    );
+    // Someone else behind the same proxy enters their code.
+    let mut viewer = Browser::new(&server);
+    viewer.forwarded_for = Some("198.51.100.2".into());
+    let login = viewer.enter_code(&user_code).await;
+    assert!(login.is_login(), "{}", login.describe());
+}
+
+#[tokio::test]
 async fn a_signed_in_browser_goes_straight_to_the_confirmation() {
     let server = start(&[]).await;
     create_user(&server, "grace", None, None);

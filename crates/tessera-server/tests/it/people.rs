@@ -1661,6 +1661,112 @@ async fn parallel_guesses_cannot_outrun_the_throttle() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
 
+/// A password-grant request relayed by a reverse proxy for `client_address`
+/// (the proxy appends the address it saw to what the client sent).
+async fn password_grant_via_proxy(
+    server: &TestServer,
+    client: &(String, String),
+    forwarded_for: &str,
+    username: &str,
+    password: &str,
+) -> StatusCode {
+    server
+        .http
+        .post(server.url("/oauth2/token"))
+        .basic_auth(&client.0, Some(&client.1))
+        .header("x-forwarded-for", forwarded_for)
+        .form(&[
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_one_guesser_does_not_lock_out_everyone() {
+    let server = TestServer::start_with(&[("TESSERA_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    create_user(&server, "alice", None, None);
+    let client = create_client(&server, "Legacy", &["--grant", "password"]);
+    // One address guesses at random names, forging a different address
+    // left of the one the proxy appended each time: the proxy's entry counts.
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        let forwarded = format!("10.9.{i}.1, 203.0.113.7");
+        let status =
+            password_grant_via_proxy(&server, &client, &forwarded, &format!("user{i}"), "guess")
+                .await;
+        statuses.push(status);
+    }
+    assert!(
+        statuses[..5].iter().all(|s| *s == StatusCode::BAD_REQUEST),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    // Everyone else behind the same proxy signs in.
+    let status =
+        password_grant_via_proxy(&server, &client, "198.51.100.2", "alice", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_a_forwarding_header_changes_nothing() {
+    let (server, _) = start_with_alice().await;
+    let client = create_client(&server, "Legacy", &["--grant", "password"]);
+    for i in 0..5 {
+        let status = password_grant_via_proxy(
+            &server,
+            &client,
+            &format!("203.0.113.{i}"),
+            &format!("user{i}"),
+            "guess",
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    // The header is anyone's to write: every guess came from one peer.
+    let status =
+        password_grant_via_proxy(&server, &client, "198.51.100.2", "alice", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn guesses_at_an_account_from_many_addresses_do_not_lock_its_user_out() {
+    let server = TestServer::start_with(&[("TESSERA_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    create_user(&server, "alice", None, None);
+    let client = create_client(&server, "Legacy", &["--grant", "password"]);
+    // 25 addresses, one wrong guess each: past the account's lock.
+    for i in 0..25 {
+        let status = password_grant_via_proxy(
+            &server,
+            &client,
+            &format!("203.0.113.{i}"),
+            "alice",
+            "guess",
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "guess {i}");
+    }
+    // An address that has guessed at alice waits out the account's lock,
+    // even with the right password.
+    let status = password_grant_via_proxy(&server, &client, "203.0.113.3", "alice", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // Alice, from an address that has not failed on her account, signs in.
+    let status =
+        password_grant_via_proxy(&server, &client, "198.51.100.2", "alice", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    // Her success cleared the account: the throttle starts over.
+    let status = password_grant_via_proxy(&server, &client, "203.0.113.3", "alice", "guess").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
 #[tokio::test]
 async fn the_username_and_the_email_share_one_budget() {
     let (server, _) = start_with_alice().await;

@@ -521,6 +521,7 @@ async fn concurrent_rotations_leave_exactly_one_working_secret() {
         let mut tab = Browser {
             server: &server,
             cookies: dev.cookies.clone(),
+            forwarded_for: None,
         };
         let (path, csrf, id) = (path.clone(), csrf.clone(), id.clone());
         async move {

@@ -186,6 +186,8 @@ pub fn unescape(text: &str) -> String {
 pub struct Browser<'a> {
     pub server: &'a TestServer,
     pub cookies: BTreeMap<String, String>,
+    /// Sent as `X-Forwarded-For`, as a reverse proxy in front would.
+    pub forwarded_for: Option<String>,
 }
 
 impl<'a> Browser<'a> {
@@ -193,6 +195,7 @@ impl<'a> Browser<'a> {
         Browser {
             server,
             cookies: BTreeMap::new(),
+            forwarded_for: None,
         }
     }
 
@@ -205,6 +208,9 @@ impl<'a> Browser<'a> {
                 .collect::<Vec<_>>()
                 .join("; ");
             request = request.header(reqwest::header::COOKIE, header);
+        }
+        if let Some(address) = &self.forwarded_for {
+            request = request.header("x-forwarded-for", address);
         }
         let response = request.send().await.unwrap();
         let status = response.status();
