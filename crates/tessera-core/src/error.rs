@@ -166,6 +166,9 @@ pub enum Reason {
     WrongCredentials,
     UserGone,
     Throttled,
+    /// Over a request rate limit (per client or per address), whatever the
+    /// request's merit.
+    RateLimited,
     /// An `invalid_grant` not covered above.
     GrantRefused,
     // Assertions (RFC 7521 §4.1.1: each is `invalid_grant`): JWT and SAML 2.0
@@ -288,7 +291,7 @@ impl Reason {
             RedirectUriInvalid => ErrorCode::InvalidRedirectUri,
             ClientMetadataInvalid => ErrorCode::InvalidClientMetadata,
             InsufficientScope => ErrorCode::InsufficientScope,
-            Throttled | StoreUnavailable => ErrorCode::TemporarilyUnavailable,
+            Throttled | RateLimited | StoreUnavailable => ErrorCode::TemporarilyUnavailable,
             Internal => ErrorCode::ServerError,
         }
     }
@@ -353,6 +356,15 @@ impl Error {
             reason: Reason::Throttled,
             description: "too many failed attempts; wait before trying again".into(),
             retry_after: Some(retry_after),
+        }
+    }
+
+    /// Over a request rate limit; `what` says whose, for the description.
+    pub fn rate_limited(wait: std::time::Duration, what: &str) -> Self {
+        Error {
+            reason: Reason::RateLimited,
+            description: format!("too many requests {what}; wait before trying again").into(),
+            retry_after: Some(crate::rate_limit::retry_after_seconds(wait)),
         }
     }
 
@@ -434,6 +446,7 @@ mod tests {
             (Reason::DeviceSlowDown, ErrorCode::SlowDown),
             (Reason::DeviceCodeExpired, ErrorCode::ExpiredToken),
             (Reason::Throttled, ErrorCode::TemporarilyUnavailable),
+            (Reason::RateLimited, ErrorCode::TemporarilyUnavailable),
             (Reason::TokenInactive, ErrorCode::InvalidToken),
             (Reason::RegistrationTokenInvalid, ErrorCode::InvalidToken),
             (Reason::RedirectUriInvalid, ErrorCode::InvalidRedirectUri),

@@ -30,6 +30,7 @@ pub mod people;
 pub mod pkce;
 pub mod portal;
 pub mod provider;
+pub mod rate_limit;
 pub mod registration;
 pub mod resources;
 pub mod revocation;

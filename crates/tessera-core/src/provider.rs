@@ -36,6 +36,8 @@ pub struct Provider {
     /// What a client assertion's `aud` may name: see [`assertion_audiences`].
     assertion_audiences: Vec<String>,
     tracer: crate::trace::Tracer,
+    /// `token_rate_limit`, per authenticated client.
+    token_limit: Option<crate::rate_limit::KeyedLimit>,
 }
 
 impl Provider {
@@ -50,6 +52,9 @@ impl Provider {
             .map(|g| (g.grant_type(), g))
             .collect();
         Provider {
+            token_limit: settings
+                .token_rate_limit
+                .map(crate::rate_limit::KeyedLimit::per_second),
             assertion_audiences: assertion_audiences(&settings.issuer),
             catalog: Catalog::new(Arc::clone(&store)),
             store,
@@ -209,6 +214,13 @@ impl Provider {
         };
         if let Some(client) = &client {
             *traced = TracedClient::Authenticated(client.id.clone());
+            // Counted once the client is known, so that nobody can spend
+            // another client's budget by naming it.
+            if let Some(limit) = &self.token_limit
+                && let Err(wait) = limit.take(&client.id)
+            {
+                return Err(Error::rate_limited(wait, "for this client"));
+            }
         }
         let grant = grant.ok_or_else(|| {
             Error::new(

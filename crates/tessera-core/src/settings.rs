@@ -54,6 +54,9 @@ pub struct Settings {
     pub registration_allows_private_urls: bool,
     /// Who may use the developer portal.
     pub portal_access: PortalAccess,
+    /// Token requests one client may make a second, all in a burst; `None`
+    /// is no limit.
+    pub token_rate_limit: Option<std::num::NonZeroU32>,
 }
 
 /// Who may use the developer portal (`portal_access`).
@@ -108,6 +111,7 @@ impl Settings {
             open_registration: false,
             registration_allows_private_urls: false,
             portal_access: PortalAccess::Everyone,
+            token_rate_limit: None,
         }
     }
 }

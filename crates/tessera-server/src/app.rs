@@ -14,18 +14,20 @@ use crate::routes;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub provider: Arc<Provider>,
-    /// Registrations without an initial access token, per address.
-    pub open_registrations: Arc<crate::limits::PerAddress>,
+    /// Request budgets per client address.
+    pub limits: Arc<crate::limits::RequestLimits>,
 }
 
 impl AppState {
     /// The state with the default limits.
     pub fn new(provider: Arc<Provider>) -> Self {
+        Self::with_limits(provider, &crate::limits::RateLimits::default())
+    }
+
+    pub fn with_limits(provider: Arc<Provider>, limits: &crate::limits::RateLimits) -> Self {
         AppState {
             provider,
-            open_registrations: Arc::new(crate::limits::PerAddress::per_hour(
-                crate::limits::DEFAULT_OPEN_REGISTRATIONS_PER_HOUR,
-            )),
+            limits: Arc::new(crate::limits::RequestLimits::new(limits)),
         }
     }
 }

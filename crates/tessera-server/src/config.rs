@@ -5,6 +5,7 @@
 //! be overridden with the environment variable `TESSERA_NAME` (upper case).
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -15,6 +16,7 @@ use tessera_jose::Algorithm;
 
 use crate::client_address::{ForwardedHeader, TrustedProxies};
 use crate::connections::{ConnectionLimits, open_files_limit};
+use crate::limits::RateLimits;
 
 /// The configuration file's keys. All are optional.
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +86,18 @@ pub struct FileConfig {
     /// Registrations without an initial access token one address may make in
     /// an hour. Default 10.
     pub open_registration_per_hour: Option<u32>,
+    /// Token requests one client may make a second (all in a burst); `0`,
+    /// the default, is no limit.
+    pub token_rate_limit: Option<u32>,
+    /// Sign-in form submissions one address may make a minute; `0`, the
+    /// default, is no limit.
+    pub login_rate_limit: Option<u32>,
+    /// Device user-code submissions one address may make a minute; `0`, the
+    /// default, is no limit.
+    pub device_rate_limit: Option<u32>,
+    /// Registration requests one address may make an hour; `0`, the default,
+    /// is no limit.
+    pub registration_rate_limit: Option<u32>,
     /// Proxies whose forwarding header names the client's address: CIDR
     /// blocks or addresses (a TOML array, or a comma-separated string).
     /// Default: none, so that the socket's peer is the client.
@@ -133,9 +147,8 @@ pub struct Config {
     pub settings: Settings,
     pub log_format: LogFormat,
     pub connections: ConnectionLimits,
-    /// Registrations without an initial access token one address may make
-    /// in an hour, under `open_registration`.
-    pub open_registration_per_hour: u32,
+    /// Request budgets per address.
+    pub rate_limits: RateLimits,
     pub trusted_proxies: TrustedProxies,
 }
 
@@ -240,6 +253,10 @@ impl Config {
             open_registration,
             registration_allows_private_urls,
             open_registration_per_hour,
+            token_rate_limit,
+            login_rate_limit,
+            device_rate_limit,
+            registration_rate_limit,
             portal_access,
             trusted_proxies,
             forwarded_header,
@@ -411,13 +428,21 @@ impl Config {
         };
         let open_registration_per_hour = match file.open_registration_per_hour {
             None => crate::limits::DEFAULT_OPEN_REGISTRATIONS_PER_HOUR,
-            Some(0) => {
-                return Err(ConfigError(
+            Some(count) => NonZeroU32::new(count).ok_or_else(|| {
+                ConfigError(
                     "open_registration_per_hour must be at least 1 (turn open_registration off instead)"
                         .into(),
-                ));
-            }
-            Some(count) => count,
+                )
+            })?,
+        };
+        // 0 (or nothing) is no limit.
+        let budget = |count: Option<u32>| count.and_then(NonZeroU32::new);
+        settings.token_rate_limit = budget(file.token_rate_limit);
+        let rate_limits = RateLimits {
+            open_registration_per_hour,
+            registration_per_hour: budget(file.registration_rate_limit),
+            login_per_minute: budget(file.login_rate_limit),
+            device_entry_per_minute: budget(file.device_rate_limit),
         };
         let forwarded_header = match file.forwarded_header.as_deref() {
             None => ForwardedHeader::default(),
@@ -438,7 +463,7 @@ impl Config {
             settings,
             log_format,
             connections,
-            open_registration_per_hour,
+            rate_limits,
             trusted_proxies: TrustedProxies::new(networks, forwarded_header),
         })
     }
@@ -648,6 +673,33 @@ mod tests {
         assert!(err.0.contains("TESSERA_APP_ACCESS_TOKEN_TTL"));
         assert!(from_env(&[("TESSERA_SIGNING_ALG", "none")]).is_err());
         assert!(from_env(&[("TESSERA_SIGNING_ALG", "HS256")]).is_err());
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn rate_limits_are_off_unless_set_and_zero_is_off() {
+        let config = from_env(&[]).unwrap();
+        assert_eq!(config.rate_limits, RateLimits::default());
+        assert_eq!(config.settings.token_rate_limit, None);
+        let config = from_env(&[
+            ("TESSERA_TOKEN_RATE_LIMIT", "50"),
+            ("TESSERA_LOGIN_RATE_LIMIT", "0"),
+            ("TESSERA_DEVICE_RATE_LIMIT", "6"),
+            ("TESSERA_REGISTRATION_RATE_LIMIT", "20"),
+        ])
+        .unwrap();
+        assert_eq!(config.settings.token_rate_limit, NonZeroU32::new(50));
+        assert_eq!(config.rate_limits.login_per_minute, None);
+        assert_eq!(
+            config.rate_limits.device_entry_per_minute,
+            NonZeroU32::new(6)
+        );
+        assert_eq!(
+            config.rate_limits.registration_per_hour,
+            NonZeroU32::new(20)
+        );
+        assert!(from_env(&[("TESSERA_TOKEN_RATE_LIMIT", "-1")]).is_err());
+        assert!(from_env(&[("TESSERA_OPEN_REGISTRATION_PER_HOUR", "0")]).is_err());
     }
 
     #[test]

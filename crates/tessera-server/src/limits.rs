@@ -1,61 +1,65 @@
-//! Request limits per client address, in memory on each instance.
+//! Request rate limits per client address, at the pages and endpoints that
+//! anyone can reach (the token endpoint's, per client, is the core's). See
+//! [`tessera_core::rate_limit`].
 
 use std::num::NonZeroU32;
-use std::time::Duration;
 
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tessera_core::error::Error;
+use tessera_core::rate_limit::KeyedLimit;
 
 /// Registrations without an initial access token one address may make in an
 /// hour (`open_registration_per_hour`), in a burst or spread out.
-pub const DEFAULT_OPEN_REGISTRATIONS_PER_HOUR: u32 = 10;
+pub const DEFAULT_OPEN_REGISTRATIONS_PER_HOUR: NonZeroU32 = NonZeroU32::new(10).expect("not 0");
 
-/// Past this many addresses, those whose allowance has refilled are dropped.
-const TRACKED_ADDRESSES: usize = 10_000;
+/// The configured budgets; `None` is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub open_registration_per_hour: NonZeroU32,
+    /// Every registration request, with an initial access token or not.
+    pub registration_per_hour: Option<NonZeroU32>,
+    /// Sign-in form submissions.
+    pub login_per_minute: Option<NonZeroU32>,
+    /// Device user-code submissions.
+    pub device_entry_per_minute: Option<NonZeroU32>,
+}
 
-/// A budget of requests per address that refills evenly over the period.
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            open_registration_per_hour: DEFAULT_OPEN_REGISTRATIONS_PER_HOUR,
+            registration_per_hour: None,
+            login_per_minute: None,
+            device_entry_per_minute: None,
+        }
+    }
+}
+
+/// The budgets, per address, as they are being spent.
 #[derive(Debug)]
-pub struct PerAddress {
-    limiter: DefaultKeyedRateLimiter<String>,
-    clock: DefaultClock,
+pub struct RequestLimits {
+    pub open_registrations: KeyedLimit,
+    pub registrations: Option<KeyedLimit>,
+    pub logins: Option<KeyedLimit>,
+    pub device_entries: Option<KeyedLimit>,
 }
 
-impl PerAddress {
-    /// `count` requests an hour; at least one.
-    pub fn per_hour(count: u32) -> Self {
-        let count = NonZeroU32::new(count).unwrap_or(NonZeroU32::MIN);
-        PerAddress {
-            limiter: RateLimiter::keyed(Quota::per_hour(count)),
-            clock: DefaultClock::default(),
+impl RequestLimits {
+    pub fn new(limits: &RateLimits) -> Self {
+        RequestLimits {
+            open_registrations: KeyedLimit::per_hour(limits.open_registration_per_hour),
+            registrations: limits.registration_per_hour.map(KeyedLimit::per_hour),
+            logins: limits.login_per_minute.map(KeyedLimit::per_minute),
+            device_entries: limits.device_entry_per_minute.map(KeyedLimit::per_minute),
         }
-    }
-
-    /// Takes one request from `address`'s budget; `Err` with the time until
-    /// the next is allowed when it is spent. Requests without an address
-    /// share one budget.
-    pub fn take(&self, address: Option<&str>) -> Result<(), Duration> {
-        if self.limiter.len() > TRACKED_ADDRESSES {
-            self.limiter.retain_recent();
-        }
-        let key = address.unwrap_or("unknown").to_owned();
-        self.limiter
-            .check_key(&key)
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_address_has_its_own_budget() {
-        let limits = PerAddress::per_hour(2);
-        assert!(limits.take(Some("192.0.2.1")).is_ok());
-        assert!(limits.take(Some("192.0.2.1")).is_ok());
-        let wait = limits.take(Some("192.0.2.1")).expect_err("the third");
-        // One request comes back every half hour.
-        assert!(wait > Duration::from_secs(29 * 60) && wait <= Duration::from_secs(30 * 60));
-        assert!(limits.take(Some("192.0.2.2")).is_ok());
+/// Takes one request from `address`'s budget under `limit`, if there is one.
+pub fn take(limit: Option<&KeyedLimit>, address: Option<&str>) -> Result<(), Error> {
+    match limit {
+        Some(limit) => limit
+            .take_for_address(address)
+            .map_err(|wait| Error::rate_limited(wait, "from this address")),
+        None => Ok(()),
     }
 }

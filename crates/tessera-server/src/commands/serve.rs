@@ -114,12 +114,7 @@ pub async fn serve(config: Config) -> CommandResult {
     let housekeeping = tokio::spawn(keep_house(Arc::clone(&provider)));
     let tracing_flush = tokio::spawn(flush_trace(Arc::clone(&provider)));
     let router_provider = Arc::clone(&provider);
-    let router = app(AppState {
-        provider,
-        open_registrations: Arc::new(crate::limits::PerAddress::per_hour(
-            config.open_registration_per_hour,
-        )),
-    });
+    let router = app(AppState::with_limits(provider, &config.rate_limits));
     let flusher = Arc::clone(&router_provider);
     connections::serve(
         listener,

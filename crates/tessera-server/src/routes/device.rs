@@ -94,7 +94,12 @@ pub async fn submit(
         }
         (jar, response).into_response()
     };
-    let (device, client) = match provider.find_device(typed, &keys).await {
+    let found = match crate::limits::take(state.limits.device_entries.as_ref(), address.as_deref())
+    {
+        Ok(()) => provider.find_device(typed, &keys).await,
+        Err(limited) => Err(limited),
+    };
+    let (device, client) = match found {
         Ok(Some(found)) => found,
         Ok(None) => {
             return again(
@@ -106,6 +111,14 @@ pub async fn submit(
         }
         Err(e) => {
             return match e.retry_after {
+                Some(wait) if e.reason == tessera_core::error::Reason::RateLimited => again(
+                    jar,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "Too many codes entered from your network. Wait {wait} seconds and try again."
+                    ),
+                    Some(wait),
+                ),
                 Some(wait) => again(
                     jar,
                     StatusCode::TOO_MANY_REQUESTS,

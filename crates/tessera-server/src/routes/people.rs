@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use tessera_core::authorize::{AuthorizationRequest, AuthorizeError, Step};
+use tessera_core::error::Reason;
 use tessera_core::model::Client;
 use tessera_core::params::Params;
 use tessera_core::scope::Scope;
@@ -284,7 +285,7 @@ pub async fn login(
     let username = params.get("username").unwrap_or("");
     if let Interaction::Portal { return_to } = &interaction {
         let to = super::portal::safe_return_to(return_to);
-        return match sign_in(provider, jar, &params, address.as_deref()).await {
+        return match sign_in(&state, jar, &params, address.as_deref()).await {
             Ok((jar, _, _)) => (jar, Redirect::to(to)).into_response(),
             Err(failed) => failed.page(provider, "the developer portal", &params),
         };
@@ -294,7 +295,7 @@ pub async fn login(
         if *step != DeviceStep::Login {
             return error_page(StatusCode::BAD_REQUEST, STALE);
         }
-        return match sign_in(provider, jar, &params, address.as_deref()).await {
+        return match sign_in(&state, jar, &params, address.as_deref()).await {
             Ok((jar, session, user)) => {
                 super::device::confirmation(provider, jar, user_code, &session, &user).await
             }
@@ -320,10 +321,7 @@ pub async fn login(
         return error_page(StatusCode::BAD_REQUEST, STALE);
     };
     let password = params.get("password").unwrap_or("");
-    let user = match provider
-        .authenticate_user(username, password, address.as_deref())
-        .await
-    {
+    let user = match check_credentials(&state, username, password, address.as_deref()).await {
         Ok(user) => user,
         Err(e) => {
             let interaction = seal_interaction(provider, &request, PageStep::Login);
@@ -382,17 +380,15 @@ impl SignInFailed {
 /// Checks the login form's credentials and starts a session in place of the
 /// browser's current one.
 async fn sign_in(
-    provider: &Provider,
+    state: &AppState,
     jar: CookieJar,
     params: &Params,
     address: Option<&str>,
 ) -> Result<(CookieJar, Session, User), SignInFailed> {
+    let provider = &state.provider;
     let username = params.get("username").unwrap_or("");
     let password = params.get("password").unwrap_or("");
-    let user = match provider
-        .authenticate_user(username, password, address)
-        .await
-    {
+    let user = match check_credentials(state, username, password, address).await {
         Ok(user) => user,
         Err(error) => {
             return Err(SignInFailed {
@@ -419,6 +415,21 @@ async fn sign_in(
     }
 }
 
+/// Checks a login form's credentials, within the address's budget of
+/// sign-in attempts (`login_rate_limit`).
+async fn check_credentials(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    address: Option<&str>,
+) -> Result<User, Error> {
+    crate::limits::take(state.limits.logins.as_ref(), address)?;
+    state
+        .provider
+        .authenticate_user(username, password, address)
+        .await
+}
+
 /// A new login replaces the browser's session: the old one ends, with what it
 /// granted (its online refresh tokens), whoever it belonged to.
 pub async fn replace_session(provider: &Provider, jar: CookieJar) -> CookieJar {
@@ -441,6 +452,12 @@ fn login_failed(
     error: &Error,
 ) -> Response {
     let (status, message) = match error.retry_after {
+        Some(wait) if error.reason == Reason::RateLimited => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many sign-in attempts from your network. Wait {wait} seconds and try again."
+            ),
+        ),
         Some(wait) => (
             StatusCode::TOO_MANY_REQUESTS,
             format!("Too many failed sign-in attempts. Wait {wait} seconds and try again."),

@@ -27,18 +27,16 @@ pub async fn register(
 ) -> Response {
     // Each registration is a client stored for good: without an operator's
     // token, an address gets a few an hour.
-    if bearer_token(&headers).is_none()
-        && state.provider.settings().open_registration
-        && let Err(wait) = state.open_registrations.take(address.as_deref())
-    {
-        let seconds = i64::try_from(wait.as_secs()).unwrap_or(i64::MAX).max(1);
-        let error = Error {
-            retry_after: Some(seconds),
-            ..Error::new(
-                Reason::Throttled,
-                "too many registrations from this address; wait before trying again",
-            )
-        };
+    let open = bearer_token(&headers).is_none() && state.provider.settings().open_registration;
+    let limited = crate::limits::take(state.limits.registrations.as_ref(), address.as_deref())
+        .and_then(|()| {
+            if open {
+                crate::limits::take(Some(&state.limits.open_registrations), address.as_deref())
+            } else {
+                Ok(())
+            }
+        });
+    if let Err(error) = limited {
         return failure(error, &headers);
     }
     let result = match json_body(&headers) {

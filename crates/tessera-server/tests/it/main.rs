@@ -19,6 +19,7 @@ mod device;
 mod guard;
 mod in_process;
 mod keys;
+mod limits;
 mod outside;
 mod outside_oidc;
 mod people;
