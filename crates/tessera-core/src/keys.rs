@@ -114,6 +114,14 @@ impl RingKey {
     }
 }
 
+/// When the key that signs an algorithm began, and when the next one starts,
+/// in seconds from now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SigningSchedule {
+    pub age: i64,
+    pub next_key_in: Option<i64>,
+}
+
 /// Every stored key, decrypted and parsed.
 #[derive(Debug, Default)]
 pub struct KeyRing {
@@ -192,6 +200,41 @@ impl KeyRing {
                 && k.revoked_at.is_none()
                 && k.superseded_at.is_none_or(|t| t > now)
         })
+    }
+
+    /// For each algorithm a key signs now: how long that key has signed, and
+    /// in how long the next key takes over (a key already published to do
+    /// so, or the scheduled rotation; `None` with rotation off). For metrics.
+    pub fn signing_schedule(
+        &self,
+        now: UnixTime,
+        rotation_interval: i64,
+    ) -> Vec<(Algorithm, SigningSchedule)> {
+        let mut algs: Vec<Algorithm> = self.keys.iter().map(RingKey::alg).collect();
+        algs.sort_by_key(|alg| alg.as_str());
+        algs.dedup();
+        algs.into_iter()
+            .filter_map(|alg| {
+                let current = self.signing_ring_key(alg, now)?;
+                let next = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.alg() == alg && k.revoked_at.is_none() && k.activates_at > now)
+                    .map(|k| k.activates_at)
+                    .min()
+                    .or_else(|| {
+                        (rotation_interval > 0)
+                            .then(|| current.activates_at.saturating_add(rotation_interval))
+                    });
+                Some((
+                    alg,
+                    SigningSchedule {
+                        age: now - current.activates_at,
+                        next_key_in: next.map(|at| (at - now).max(0)),
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// The published key with this `kid`.
@@ -855,6 +898,47 @@ mod tests {
             signing_kid(&manager, Algorithm::ES256, pending.activates_at),
             Some(pending.kid)
         );
+    }
+
+    #[tokio::test]
+    async fn the_signing_schedule_counts_to_the_next_key() {
+        let store = MemoryStore::new();
+        let clock = FixedClock::new(T0);
+        let settings = settings();
+        let manager = KeyManager::new(kek_pair().0);
+        manager
+            .ensure_key(&store, Algorithm::ES256, &clock)
+            .await
+            .expect("ensure_key");
+        let interval = settings.key_rotation_interval;
+        let schedule = |now| manager.ring().signing_schedule(now, interval);
+        let at = |age, next| {
+            vec![(
+                Algorithm::ES256,
+                SigningSchedule {
+                    age,
+                    next_key_in: next,
+                },
+            )]
+        };
+        assert_eq!(schedule(T0 + 10), at(10, Some(interval - 10)));
+        // Overdue (the rotation task not run yet): due now, never negative.
+        assert_eq!(schedule(T0 + interval + 5), at(interval + 5, Some(0)));
+        assert_eq!(
+            manager.ring().signing_schedule(T0 + 10, 0),
+            at(10, None),
+            "rotation off"
+        );
+        // A published successor: its activation is the next change.
+        let due = T0 + interval - settings.key_prepublish;
+        clock.set(due);
+        manager
+            .rotate_if_due(&store, Algorithm::ES256, &settings, &clock)
+            .await
+            .expect("rotate_if_due")
+            .expect("due");
+        assert_eq!(schedule(due), at(due - T0, Some(settings.key_prepublish)));
+        assert_eq!(schedule(T0 + interval + 1), at(1, Some(interval - 1)));
     }
 
     #[tokio::test]

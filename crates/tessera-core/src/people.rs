@@ -59,6 +59,7 @@ impl Provider {
         }
         let now = self.clock().now();
         if let Err(wait) = throttle::reserve(self.store(), &keys, now).await? {
+            count_login("throttled");
             return Err(Error::throttled(wait));
         }
         // Off the async workers; an unknown user costs the same time.
@@ -69,12 +70,16 @@ impl Provider {
         match user {
             Some(user) if verified => {
                 throttle::release(self.store(), &keys).await?;
+                count_login("success");
                 Ok(user)
             }
-            _ => Err(Error::new(
-                Reason::WrongCredentials,
-                "the username or password is wrong",
-            )),
+            _ => {
+                count_login("failure");
+                Err(Error::new(
+                    Reason::WrongCredentials,
+                    "the username or password is wrong",
+                ))
+            }
         }
     }
 
@@ -230,4 +235,10 @@ impl Provider {
     async fn verify_id_token_hint(&self, token: &str) -> Result<Option<IdTokenClaims>, Error> {
         Ok(self.verify_own(token).await?.ok())
     }
+}
+
+/// Counts a password check's outcome (`tessera_logins_total`): `success`,
+/// `failure` or `throttled`.
+pub fn count_login(outcome: &'static str) {
+    metrics::counter!("tessera_logins_total", "outcome" => outcome).increment(1);
 }

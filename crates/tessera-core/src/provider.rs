@@ -187,6 +187,9 @@ impl Provider {
             .token_steps(authorization, params, client_address, &mut traced)
             .await;
         self.trace_token(traced, params, &result).await;
+        if let Ok(response) = &result {
+            count_issued(params, response);
+        }
         result
     }
 
@@ -383,4 +386,36 @@ fn issued(response: &TokenResponse) -> String {
         parts.push("an ID token".to_owned());
     }
     parts.join(", ")
+}
+
+/// The `grant_type` label of metrics: a known grant's name, or `other` (a
+/// label never takes what a client typed, which would grow without bound).
+pub fn grant_label(params: &Params) -> &'static str {
+    params
+        .get("grant_type")
+        .and_then(GrantType::from_wire)
+        .map_or("other", GrantType::as_str)
+}
+
+/// Counts what a token response carries, per grant and kind
+/// (`tessera_tokens_issued_total`).
+fn count_issued(params: &Params, response: &TokenResponse) {
+    let grant = grant_label(params);
+    // A reference token is random base64url: it has no dots, unlike a JWS.
+    let access = if response.access_token.contains('.') {
+        "access_jwt"
+    } else {
+        "access_reference"
+    };
+    let issued = |token: &'static str| {
+        metrics::counter!("tessera_tokens_issued_total", "grant_type" => grant, "token" => token)
+            .increment(1);
+    };
+    issued(access);
+    if response.refresh_token.is_some() {
+        issued("refresh");
+    }
+    if response.id_token.is_some() {
+        issued("id");
+    }
 }

@@ -358,6 +358,8 @@ pub trait Store:
 {
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;
+    /// The database connections held now, for metrics.
+    fn connections(&self) -> ConnectionCounts;
     /// Whether the database answers (for `/health/ready`).
     async fn ping(&self) -> StoreResult<()>;
     /// A number that every change to a client, resource, trusted issuer or
@@ -371,6 +373,15 @@ pub trait Store:
     async fn housekeeping(&self) -> StoreResult<()> {
         Ok(())
     }
+}
+
+/// A store's database connections at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionCounts {
+    /// Open connections.
+    pub open: u32,
+    /// Of those, the ones lent out to a statement or transaction now.
+    pub busy: u32,
 }
 
 // ---------------------------------------------------------------------------

@@ -1054,6 +1054,10 @@ impl Store for MemoryStore {
         "memory"
     }
 
+    fn connections(&self) -> crate::store::ConnectionCounts {
+        crate::store::ConnectionCounts::default()
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
     }

@@ -16,10 +16,13 @@ pub struct AppState {
     pub provider: Arc<Provider>,
     /// Request budgets per client address.
     pub limits: Arc<crate::limits::RequestLimits>,
+    /// Served at `/metrics` on this router; `None` when they are served on
+    /// their own listener (or not at all).
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl AppState {
-    /// The state with the default limits.
+    /// The state with the default limits, and metrics at `/metrics`.
     pub fn new(provider: Arc<Provider>) -> Self {
         Self::with_limits(provider, &crate::limits::RateLimits::default())
     }
@@ -28,11 +31,23 @@ impl AppState {
         AppState {
             provider,
             limits: Arc::new(crate::limits::RequestLimits::new(limits)),
+            metrics: crate::metrics::Metrics::install(),
         }
     }
 }
 
+/// `/metrics` alone, for `metrics_listen`.
+pub fn metrics_app(metrics: crate::metrics::Metrics, provider: Arc<Provider>) -> Router {
+    Router::new()
+        .route("/metrics", get(crate::metrics::scrape))
+        .with_state((metrics, provider))
+}
+
 pub fn app(state: AppState) -> Router {
+    let metrics = state
+        .metrics
+        .clone()
+        .map(|metrics| metrics_app(metrics, Arc::clone(&state.provider)));
     let (admin, openapi) = routes::admin::router();
     // Generated once, from the admin API's handlers and types.
     let openapi = Arc::new(openapi);
@@ -116,6 +131,9 @@ pub fn app(state: AppState) -> Router {
         .route("/assets/portal.js", get(routes::portal_script))
         .route("/health/live", get(routes::health::live))
         .route("/health/ready", get(routes::health::ready))
+        // Inside routing, so that each request is counted under its route's
+        // template.
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(routes::MAX_FORM_BODY))
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -123,4 +141,5 @@ pub fn app(state: AppState) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .with_state(state)
+        .merge(metrics.unwrap_or_default())
 }

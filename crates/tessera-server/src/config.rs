@@ -98,6 +98,10 @@ pub struct FileConfig {
     /// Registration requests one address may make an hour; `0`, the default,
     /// is no limit.
     pub registration_rate_limit: Option<u32>,
+    /// Where `/metrics` is served instead of the main listener (for example
+    /// an address only the monitoring network reaches). Default: on the
+    /// main listener.
+    pub metrics_listen: Option<String>,
     /// Proxies whose forwarding header names the client's address: CIDR
     /// blocks or addresses (a TOML array, or a comma-separated string).
     /// Default: none, so that the socket's peer is the client.
@@ -149,6 +153,8 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// Request budgets per address.
     pub rate_limits: RateLimits,
+    /// `/metrics` on its own listener; `None`: on the main one.
+    pub metrics_listen: Option<SocketAddr>,
     pub trusted_proxies: TrustedProxies,
 }
 
@@ -258,6 +264,7 @@ impl Config {
             device_rate_limit,
             registration_rate_limit,
             portal_access,
+            metrics_listen,
             trusted_proxies,
             forwarded_header,
             log_format,
@@ -456,7 +463,22 @@ impl Config {
                 .flat_map(|list| list.0.iter().map(String::as_str)),
         )
         .map_err(|e| ConfigError(format!("trusted_proxies: {e}")))?;
+        let metrics_listen = file
+            .metrics_listen
+            .as_deref()
+            .map(|address| {
+                address
+                    .parse::<SocketAddr>()
+                    .map_err(|e| ConfigError(format!("metrics_listen: {e}")))
+            })
+            .transpose()?;
+        if metrics_listen == Some(listen) {
+            return Err(ConfigError(
+                "metrics_listen is the listen address; leave it out to serve /metrics there".into(),
+            ));
+        }
         Ok(Config {
+            metrics_listen,
             listen,
             database_url,
             kek,

@@ -12,6 +12,7 @@ pub mod config;
 pub mod connections;
 pub mod issuer_keys;
 pub mod limits;
+pub mod metrics;
 pub mod oauth_error;
 pub mod pages;
 pub mod routes;

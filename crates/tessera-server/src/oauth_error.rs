@@ -59,6 +59,14 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     }
 }
 
+/// What the metrics count a refusal under.
+fn refusal(error: &Error) -> crate::metrics::Refusal {
+    crate::metrics::Refusal {
+        code: error.code(),
+        reason: error.reason,
+    }
+}
+
 /// Logs why a request was refused: the reason, never sent, is what an
 /// operator needs.
 fn log(error: &Error) {
@@ -82,6 +90,7 @@ impl IntoResponse for OAuthError {
             error_description: &self.0.description,
         };
         let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(refusal(&self.0));
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -115,6 +124,7 @@ pub fn bearer_error(error: &Error) -> Response {
         error_description: &error.description,
     };
     let mut response = (status_of(code), Json(body)).into_response();
+    response.extensions_mut().insert(refusal(error));
     if let Ok(value) = HeaderValue::from_str(&challenge) {
         response
             .headers_mut()

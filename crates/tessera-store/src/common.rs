@@ -2015,6 +2015,10 @@ macro_rules! impl_store {
                 $backend
             }
 
+            fn connections(&self) -> tessera_core::store::ConnectionCounts {
+                <$store>::connection_counts(self)
+            }
+
             async fn ping(&self) -> StoreResult<()> {
                 sqlx::query("SELECT 1")
                     .execute(&mut *self.reader().await?)

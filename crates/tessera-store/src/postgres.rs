@@ -17,6 +17,15 @@ pub struct PgStore {
 
 impl PgStore {
     /// A pooled connection for reads.
+    fn connection_counts(&self) -> tessera_core::store::ConnectionCounts {
+        let open = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        tessera_core::store::ConnectionCounts {
+            open,
+            busy: open.saturating_sub(idle),
+        }
+    }
+
     async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
         self.pool.acquire().await.map_err(crate::common::map_err)
     }

@@ -187,6 +187,26 @@ impl SqliteStore {
         })
     }
 
+    /// Every connection this store holds, and how many are lent out now (a
+    /// free one is taken for a moment to tell, as [`Connections::lend`]
+    /// would, which only sends a lender on to the next).
+    fn connection_counts(&self) -> tessera_core::store::ConnectionCounts {
+        let all = self
+            .readers
+            .connections
+            .iter()
+            .chain(std::iter::once(&self.writer))
+            .chain(self.checkpointer.iter());
+        let mut counts = tessera_core::store::ConnectionCounts::default();
+        for connection in all {
+            counts.open += 1;
+            if connection.try_lock().is_err() {
+                counts.busy += 1;
+            }
+        }
+        counts
+    }
+
     /// A connection for reads.
     async fn reader(&self) -> Result<MutexGuard<'_, SqliteConnection>, StoreError> {
         Ok(self.readers.lend().await)

@@ -114,7 +114,38 @@ pub async fn serve(config: Config) -> CommandResult {
     let housekeeping = tokio::spawn(keep_house(Arc::clone(&provider)));
     let tracing_flush = tokio::spawn(flush_trace(Arc::clone(&provider)));
     let router_provider = Arc::clone(&provider);
-    let router = app(AppState::with_limits(provider, &config.rate_limits));
+    let mut state = AppState::with_limits(provider, &config.rate_limits);
+    let metrics_upkeep = state.metrics.clone().map(|metrics| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::metrics::UPKEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                metrics.run_upkeep();
+            }
+        })
+    });
+    let metrics_server = match (config.metrics_listen, state.metrics.take()) {
+        (Some(address), Some(metrics)) => {
+            let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+                CommandError(format!("cannot listen on {address} (metrics_listen): {e}"))
+            })?;
+            tracing::info!(metrics_listen = %listener.local_addr()?, "serving /metrics");
+            let router = crate::app::metrics_app(metrics, Arc::clone(&router_provider));
+            Some(tokio::spawn(connections::serve(
+                listener,
+                router,
+                limits,
+                crate::client_address::TrustedProxies::default(),
+                std::future::pending(),
+            )))
+        }
+        (None, metrics) => {
+            state.metrics = metrics;
+            None
+        }
+        (Some(_), None) => None,
+    };
+    let router = app(state);
     let flusher = Arc::clone(&router_provider);
     connections::serve(
         listener,
@@ -128,6 +159,9 @@ pub async fn serve(config: Config) -> CommandResult {
     catalog_sync.abort();
     housekeeping.abort();
     tracing_flush.abort();
+    for task in metrics_upkeep.into_iter().chain(metrics_server) {
+        task.abort();
+    }
     // What the last second traced.
     if let Err(e) = flusher.flush_trace().await {
         tracing::warn!(error = %e, "could not write the last trace events");

@@ -423,7 +423,10 @@ async fn check_credentials(
     password: &str,
     address: Option<&str>,
 ) -> Result<User, Error> {
-    crate::limits::take(state.limits.logins.as_ref(), address)?;
+    if let Err(limited) = crate::limits::take(state.limits.logins.as_ref(), address) {
+        tessera_core::people::count_login("rate_limited");
+        return Err(limited);
+    }
     state
         .provider
         .authenticate_user(username, password, address)

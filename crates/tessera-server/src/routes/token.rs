@@ -15,12 +15,18 @@ pub async fn token(
     ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     Form(params): Form,
-) -> Result<Response, OAuthError> {
-    let response = state
+) -> Response {
+    let grant = crate::metrics::GrantLabel(tessera_core::provider::grant_label(&params));
+    let mut response = match state
         .provider
         .token(authorization(&headers), &params, address.as_deref())
-        .await?;
-    Ok(no_store(Json(response).into_response()))
+        .await
+    {
+        Ok(issued) => no_store(Json(issued).into_response()),
+        Err(error) => OAuthError(error).into_response(),
+    };
+    response.extensions_mut().insert(grant);
+    response
 }
 
 pub async fn introspect(

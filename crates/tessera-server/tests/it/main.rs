@@ -20,6 +20,7 @@ mod guard;
 mod in_process;
 mod keys;
 mod limits;
+mod metrics;
 mod outside;
 mod outside_oidc;
 mod people;
