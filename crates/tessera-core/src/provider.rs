@@ -182,15 +182,29 @@ impl Provider {
         params: &Params,
         client_address: Option<&str>,
     ) -> Result<TokenResponse, Error> {
+        self.token_with_client(authorization, params, client_address)
+            .await
+            .0
+    }
+
+    /// [`token`](Self::token), with the ID of the client that asked when it
+    /// is a registered one (for request logs; never what an unknown caller
+    /// typed).
+    pub async fn token_with_client(
+        &self,
+        authorization: Option<&str>,
+        params: &Params,
+        client_address: Option<&str>,
+    ) -> (Result<TokenResponse, Error>, Option<String>) {
         let mut traced = TracedClient::None;
         let result = self
             .token_steps(authorization, params, client_address, &mut traced)
             .await;
-        self.trace_token(traced, params, &result).await;
+        let client_id = self.trace_token(traced, params, &result).await;
         if let Ok(response) = &result {
             count_issued(params, response);
         }
-        result
+        (result, client_id)
     }
 
     async fn token_steps(
@@ -267,18 +281,19 @@ impl Provider {
         traced: TracedClient,
         params: &Params,
         result: &Result<TokenResponse, Error>,
-    ) {
+    ) -> Option<String> {
         use crate::trace::{TraceEndpoint, TraceOutcome, TraceStep};
         let client_id = match traced {
-            TracedClient::None => return,
+            TracedClient::None => return None,
             TracedClient::Authenticated(id) => id,
             TracedClient::Presented(id) => {
                 match crate::store::ClientStore::client(&self.catalog, &id).await {
                     Ok(Some(_)) => id,
-                    _ => return,
+                    _ => return None,
                 }
             }
         };
+        let logged = client_id.clone();
         let outcome = match result {
             Ok(response) => TraceOutcome::Done {
                 detail: issued(response),
@@ -301,6 +316,7 @@ impl Provider {
                 outcome,
             },
         );
+        Some(logged)
     }
 
     /// Adds a step to a client's trace (see [`crate::trace`]); never waits.

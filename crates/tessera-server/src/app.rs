@@ -142,4 +142,5 @@ pub fn app(state: AppState) -> Router {
         ))
         .with_state(state)
         .merge(metrics.unwrap_or_default())
+        .layer(axum::middleware::from_fn(crate::request_log::log_request))
 }

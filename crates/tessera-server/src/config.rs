@@ -125,6 +125,9 @@ pub struct FileConfig {
     /// Connections served at once; further ones wait. Default: half the
     /// open-files limit, at most 10000.
     pub max_connections: Option<i64>,
+    /// After SIGTERM or SIGINT, seconds requests in progress get to finish.
+    /// Default 30.
+    pub shutdown_grace: Option<i64>,
 }
 
 /// Where the key-encryption key comes from.
@@ -271,7 +274,8 @@ impl Config {
             header_read_timeout,
             body_read_timeout,
             keep_alive_timeout,
-            max_connections
+            max_connections,
+            shutdown_grace
         );
 
         let connections = connection_limits(&file)?;
@@ -576,6 +580,11 @@ fn connection_limits(file: &FileConfig) -> Result<ConnectionLimits, ConfigError>
             ConnectionLimits::DEFAULT_KEEP_ALIVE_TIMEOUT,
         )?,
         max_connections,
+        shutdown_grace: timeout(
+            "shutdown_grace",
+            file.shutdown_grace,
+            ConnectionLimits::DEFAULT_SHUTDOWN_GRACE,
+        )?,
     })
 }
 
@@ -799,6 +808,7 @@ mod tests {
             ("TESSERA_BODY_READ_TIMEOUT", "3"),
             ("TESSERA_KEEP_ALIVE_TIMEOUT", "4"),
             ("TESSERA_MAX_CONNECTIONS", "5"),
+            ("TESSERA_SHUTDOWN_GRACE", "6"),
         ])
         .expect("valid");
         assert_eq!(
@@ -808,6 +818,7 @@ mod tests {
                 body_read_timeout: Duration::from_secs(3),
                 keep_alive_timeout: Duration::from_secs(4),
                 max_connections: 5,
+                shutdown_grace: Duration::from_secs(6),
             }
         );
         // No timeout can be switched off, nor the cap.

@@ -40,12 +40,16 @@ pub struct ConnectionLimits {
     pub keep_alive_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: u32,
+    /// After SIGTERM or SIGINT, how long requests in progress get to finish
+    /// before their connections are dropped.
+    pub shutdown_grace: Duration,
 }
 
 impl ConnectionLimits {
     pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
     pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
     /// The default cap where the open-files limit is high or unknown.
     pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 
@@ -133,8 +137,19 @@ pub async fn serve(
     drop(listener);
     drop(closing_rx);
     let _ = closing.send(());
-    // Every connection holds a slot until it ends: all slots back means all done.
-    let _ = slots.acquire_many(limits.max_connections).await;
+    // Every connection holds a slot until it ends: all slots back means all
+    // done. Past the grace period the rest are dropped with the process.
+    let all_done = slots.acquire_many(limits.max_connections);
+    if tokio::time::timeout(limits.shutdown_grace, all_done)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = limits.max_connections as usize - slots.available_permits(),
+            grace = ?limits.shutdown_grace,
+            "requests still in progress at the end of shutdown_grace; dropping their connections"
+        );
+    }
 }
 
 /// The next connection. Errors are the listener's, not a peer's: most often the

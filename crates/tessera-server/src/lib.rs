@@ -15,6 +15,7 @@ pub mod limits;
 pub mod metrics;
 pub mod oauth_error;
 pub mod pages;
+pub mod request_log;
 pub mod routes;
 
 pub use app::{AppState, app};

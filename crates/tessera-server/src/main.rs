@@ -9,7 +9,7 @@ use tessera_server::config::{Config, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli);
+    let log_writer = init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -20,7 +20,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let outcome = runtime.block_on(commands::run(cli));
+    // What is still queued is written before the last word.
+    drop(log_writer);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tessera: {}", e.0);
@@ -33,7 +36,12 @@ fn main() -> ExitCode {
 /// that their output stays clean. `RUST_LOG` overrides. Colours only on a
 /// terminal, so that log files and collectors get plain text, and never with
 /// `NO_COLOR` set (no-color.org).
-fn init_logging(cli: &Cli) {
+///
+/// Lines are formatted where they are logged and written by a thread of
+/// their own, several at a time: a request's log line must not cost it a
+/// write(2). Nothing is dropped: when the writer falls 128k lines behind (a
+/// stuck stderr), logging waits.
+fn init_logging(cli: &Cli) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let default = if matches!(cli.command, Command::Serve) {
@@ -47,13 +55,18 @@ fn init_logging(cli: &Cli) {
         .unwrap_or(false);
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("tessera-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }

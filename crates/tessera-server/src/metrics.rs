@@ -10,7 +10,8 @@
 //! Labels only ever take values from a fixed set (route templates, grant
 //! names, error codes and reasons), never what a client sent.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -159,27 +160,27 @@ pub struct Refusal {
 pub async fn track(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(request.method());
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     let elapsed = started.elapsed();
-    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = intern(matched.as_ref().map_or("unmatched", MatchedPath::as_str));
     let grant = response.extensions().get::<GrantLabel>().map(|g| g.0);
     metrics::counter!(
         "tessera_http_requests_total",
-        "route" => route.clone(),
+        "route" => route,
         "method" => method,
-        "status" => response.status().as_u16().to_string(),
+        "status" => intern(response.status().as_str()),
     )
     .increment(1);
     match grant {
         Some(grant) => metrics::histogram!(
             "tessera_http_request_duration_seconds",
-            "route" => route.clone(),
+            "route" => route,
             "grant_type" => grant,
         )
         .record(elapsed),
         None => metrics::histogram!(
             "tessera_http_request_duration_seconds",
-            "route" => route.clone(),
+            "route" => route,
         )
         .record(elapsed),
     }
@@ -193,7 +194,34 @@ pub async fn track(matched: Option<MatchedPath>, request: Request, next: Next) -
         )
         .increment(1);
     }
+    if let Some(matched) = matched {
+        // For the request log, which runs outside routing.
+        response
+            .extensions_mut()
+            .insert(crate::request_log::RouteLabel(matched));
+    }
     response
+}
+
+/// A label value from a small, fixed set (route templates, status codes)
+/// as a `&'static str`, made once per value, so that counting a request
+/// allocates nothing.
+fn intern(value: &str) -> &'static str {
+    static SEEN: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(known) = seen.read().unwrap_or_else(|e| e.into_inner()).get(value) {
+        return known;
+    }
+    let mut seen = seen.write().unwrap_or_else(|e| e.into_inner());
+    match seen.get(value) {
+        Some(known) => known,
+        None => {
+            // Bounded: the router's routes and HTTP's status codes.
+            let leaked: &'static str = Box::leak(value.to_owned().into_boxed_str());
+            seen.insert(leaked);
+            leaked
+        }
+    }
 }
 
 fn method_label(method: &Method) -> &'static str {

@@ -17,15 +17,20 @@ pub async fn token(
     Form(params): Form,
 ) -> Response {
     let grant = crate::metrics::GrantLabel(tessera_core::provider::grant_label(&params));
-    let mut response = match state
+    let (result, client) = state
         .provider
-        .token(authorization(&headers), &params, address.as_deref())
-        .await
-    {
+        .token_with_client(authorization(&headers), &params, address.as_deref())
+        .await;
+    let mut response = match result {
         Ok(issued) => no_store(Json(issued).into_response()),
         Err(error) => OAuthError(error).into_response(),
     };
     response.extensions_mut().insert(grant);
+    if let Some(client) = client {
+        response
+            .extensions_mut()
+            .insert(crate::request_log::ClientLabel(client));
+    }
     response
 }
 

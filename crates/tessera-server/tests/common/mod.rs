@@ -77,7 +77,7 @@ impl TestServer {
     /// port, unless the caller fixed the issuer.
     async fn spawn(&mut self) {
         for attempt in 0..5 {
-            let from = self.log().len();
+            let from = self.log_now().len();
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -160,7 +160,7 @@ impl TestServer {
         let deadline = Instant::now() + Duration::from_secs(30);
         let logged = |server: &TestServer, text: &str| {
             server
-                .log()
+                .log_now()
                 .get(log_from..)
                 .is_some_and(|new| new.contains(text))
         };
@@ -190,8 +190,25 @@ impl TestServer {
         }
     }
 
-    /// What the server has logged so far.
+    /// What the server has logged so far. The server writes its log from a
+    /// thread of its own, a moment after the line was logged: this waits
+    /// until the file has stopped growing (20 ms without a write, 2 s at
+    /// most), so that what a request logged is there once its answer is in.
     pub fn log(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut seen = self.log_now();
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = self.log_now();
+            if now.len() == seen.len() || Instant::now() > deadline {
+                return now;
+            }
+            seen = now;
+        }
+    }
+
+    /// The log file as it is this instant.
+    fn log_now(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
@@ -291,6 +308,27 @@ impl TestServer {
     }
 
     /// Stops the server (SIGKILL-free: the process is killed and reaped).
+    /// Sends SIGTERM and waits (up to `limit`) for the process to exit; its
+    /// exit status, or `None` if it was still running (then it is killed).
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

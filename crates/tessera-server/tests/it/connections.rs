@@ -265,6 +265,82 @@ async fn running_out_of_file_descriptors_is_reported_once_and_survived() {
     assert!(log.contains("accepting connections again"), "{log}");
 }
 
+/// A token request whose body is sent but for its last bytes: the reader,
+/// the writer, and those last bytes.
+async fn half_sent_token_request(
+    server: &TestServer,
+) -> (
+    tokio::net::tcp::OwnedReadHalf,
+    tokio::net::tcp::OwnedWriteHalf,
+    &'static [u8],
+) {
+    let (id, secret) = server.client(&["--grant", "client_credentials"]);
+    let (reader, mut writer) = connect(server).await.into_split();
+    let credentials = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    };
+    let body = "grant_type=client_credentials";
+    let head = format!(
+        "POST /oauth2/token HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {credentials}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..17]
+    );
+    writer.write_all(head.as_bytes()).await.unwrap();
+    (reader, writer, b"_credentials")
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_request_in_progress_finish_then_exits_0() {
+    let mut server = TestServer::start_with(&[("TESSERA_SHUTDOWN_GRACE", "10")]).await;
+    let (mut reader, mut writer, rest) = half_sent_token_request(&server).await;
+    // The headers are in: the request is in progress.
+    sleep(Duration::from_millis(200)).await;
+    let port = server.port;
+    let finish = tokio::spawn(async move {
+        // New connections are refused once the listener is closed.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+            sleep(Duration::from_millis(20)).await;
+        }
+        writer.write_all(rest).await.unwrap();
+        let (response, _) = until_closed(&mut reader, Duration::from_secs(5)).await;
+        String::from_utf8_lossy(&response).into_owned()
+    });
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.terminate(Duration::from_secs(8));
+        (status, server.log())
+    });
+    let response = finish.await.unwrap();
+    let (status, log) = status.await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    assert!(response.contains("access_token"), "{response}");
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[tokio::test]
+async fn a_request_that_outlasts_the_grace_period_is_dropped() {
+    let mut server = TestServer::start_with(&[("TESSERA_SHUTDOWN_GRACE", "1")]).await;
+    let (_reader, _writer, _) = half_sent_token_request(&server).await;
+    sleep(Duration::from_millis(200)).await;
+    let asked = Instant::now();
+    let status = server.terminate(Duration::from_secs(8));
+    let took = asked.elapsed();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "exited after {took:?}"
+    );
+    assert!(
+        server.log().contains("end of shutdown_grace"),
+        "{}",
+        server.log()
+    );
+}
+
 async fn connect(server: &TestServer) -> TcpStream {
     TcpStream::connect(("127.0.0.1", server.port))
         .await

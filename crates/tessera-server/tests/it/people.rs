@@ -2666,3 +2666,110 @@ async fn a_reference_access_token_ends_with_its_session_too() {
         false
     );
 }
+
+// ---------------------------------------------------------------------------
+// Request logs
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn request_logs_follow_a_whole_flow_and_hold_no_secret() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let pkce = Pkce::new();
+    let request = Authz::code(&client.0, &pkce).set("scope", SCOPES);
+    let login = browser.authorize(&request).await;
+    let csrf = login.input("csrf").expect("csrf");
+    let consent = browser.login(&login, "alice", PASSWORD).await;
+    let page = browser.decide(&consent, "approve").await;
+    let code = code_of(&server, &page, &request);
+    let (status, tokens) = exchange(&server, &client, &code, Some(&pkce.verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (status, rotated) = refresh(&server, &client, s(&tokens["refresh_token"]), None).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let (status, _, _) = userinfo(&server, Some(s(&rotated["access_token"]))).await;
+    assert_eq!(status, StatusCode::OK);
+    let introspected = server
+        .introspect(&client.0, &client.1, s(&rotated["access_token"]))
+        .await;
+    assert_eq!(introspected["active"], true);
+    let (status, refused) = exchange(&server, &client, &code, Some(&pkce.verifier)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    // A request ID from the proxy in front is kept and echoed; a malformed
+    // one is replaced.
+    let echoed = server
+        .http
+        .get(server.url("/jwks.json?trace=me"))
+        .header("x-request-id", "edge-7f3a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "edge-7f3a");
+    let replaced = server
+        .http
+        .get(server.url("/health/live"))
+        .header("x-request-id", "two words")
+        .send()
+        .await
+        .unwrap();
+    let id = replaced.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!id.is_empty() && id != "two words");
+
+    let log = server.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("tessera::request"))
+        .collect();
+    let token_lines: Vec<&&str> = lines
+        .iter()
+        .filter(|line| line.contains("route=\"/oauth2/token\""))
+        .collect();
+    assert_eq!(token_lines.len(), 3, "{log}");
+    assert!(
+        token_lines.iter().any(|line| line.contains("status=200")
+            && line.contains("grant_type=\"authorization_code\"")
+            && line.contains(&format!("client_id=\"{}\"", client.0))
+            && line.contains("method=POST")
+            && line.contains("latency_us=")),
+        "{log}"
+    );
+    assert!(
+        token_lines.iter().any(|line| line.contains("status=400")
+            && line.contains("grant_type=\"authorization_code\"")),
+        "the replayed code: {log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("request_id=edge-7f3a")
+                && line.contains("route=\"/jwks.json\""))
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains(&format!("request_id={id}")))
+    );
+    assert!(!log.contains("trace=me"), "the query is never logged");
+    let session = browser
+        .cookies
+        .get("tessera_session")
+        .expect("session cookie");
+    for value in [
+        client.1.as_str(),
+        PASSWORD,
+        code.as_str(),
+        pkce.verifier.as_str(),
+        csrf.as_str(),
+        session.as_str(),
+        s(&tokens["access_token"]),
+        s(&tokens["refresh_token"]),
+        s(&tokens["id_token"]),
+        s(&rotated["access_token"]),
+        s(&rotated["refresh_token"]),
+    ] {
+        assert!(!log.contains(value), "{value:?} is in the log:\n{log}");
+    }
+}
