@@ -98,6 +98,11 @@ pub struct FileConfig {
     /// Registration requests one address may make an hour; `0`, the default,
     /// is no limit.
     pub registration_rate_limit: Option<u32>,
+    /// A PEM certificate chain (leaf first) to serve TLS with; needs
+    /// `tls_key`. Reloaded when the file changes.
+    pub tls_cert: Option<String>,
+    /// The PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<String>,
     /// Where `/metrics` is served instead of the main listener (for example
     /// an address only the monitoring network reaches). Default: on the
     /// main listener.
@@ -158,6 +163,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// `/metrics` on its own listener; `None`: on the main one.
     pub metrics_listen: Option<SocketAddr>,
+    /// TLS on the main listener; `None`: plain HTTP (behind a TLS proxy).
+    pub tls: Option<crate::tls::TlsFiles>,
     pub trusted_proxies: TrustedProxies,
 }
 
@@ -268,6 +275,8 @@ impl Config {
             registration_rate_limit,
             portal_access,
             metrics_listen,
+            tls_cert,
+            tls_key,
             trusted_proxies,
             forwarded_header,
             log_format,
@@ -285,7 +294,22 @@ impl Config {
             .unwrap_or("127.0.0.1:8080")
             .parse()
             .map_err(|e| ConfigError(format!("listen: {e}")))?;
-        let issuer = file.issuer.unwrap_or_else(|| format!("http://{listen}"));
+        let tls = match (file.tls_cert, file.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError(
+                    "tls_cert and tls_key go together: give both, or neither for plain HTTP".into(),
+                ));
+            }
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let issuer = file
+            .issuer
+            .unwrap_or_else(|| format!("{scheme}://{listen}"));
         validate_issuer(&issuer)?;
         let database_url = file
             .database_url
@@ -482,6 +506,7 @@ impl Config {
             ));
         }
         Ok(Config {
+            tls,
             metrics_listen,
             listen,
             database_url,
@@ -704,6 +729,36 @@ mod tests {
         assert!(err.0.contains("TESSERA_APP_ACCESS_TOKEN_TTL"));
         assert!(from_env(&[("TESSERA_SIGNING_ALG", "none")]).is_err());
         assert!(from_env(&[("TESSERA_SIGNING_ALG", "HS256")]).is_err());
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn tls_takes_a_certificate_and_a_key_and_makes_the_issuer_https() {
+        let config = from_env(&[
+            ("TESSERA_TLS_CERT", "/etc/tessera/cert.pem"),
+            ("TESSERA_TLS_KEY", "/etc/tessera/key.pem"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.tls,
+            Some(crate::tls::TlsFiles {
+                cert: "/etc/tessera/cert.pem".into(),
+                key: "/etc/tessera/key.pem".into(),
+            })
+        );
+        assert_eq!(config.settings.issuer, "https://127.0.0.1:8080");
+        assert_eq!(from_env(&[]).unwrap().tls, None);
+        let err = from_env(&[("TESSERA_TLS_CERT", "/etc/tessera/cert.pem")]).unwrap_err();
+        assert!(err.0.contains("tls_key"), "{}", err.0);
+        // The issuer rule stays: https, except on a loopback host.
+        assert!(
+            from_env(&[
+                ("TESSERA_TLS_CERT", "c.pem"),
+                ("TESSERA_TLS_KEY", "k.pem"),
+                ("TESSERA_ISSUER", "http://auth.example.com"),
+            ])
+            .is_err()
+        );
     }
 
     #[test]

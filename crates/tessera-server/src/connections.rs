@@ -88,6 +88,7 @@ pub async fn serve(
     router: Router,
     limits: ConnectionLimits,
     proxies: TrustedProxies,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     // A deadline, not an idle timeout: one byte a second would reset an idle
@@ -104,6 +105,7 @@ pub async fn serve(
         builder,
         proxies,
         limits,
+        tls,
     });
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
     let (closing, closing_rx) = watch::channel(());
@@ -124,7 +126,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        tokio::spawn(serve_connection(
+        tokio::spawn(open_connection(
             stream,
             remote,
             router.clone(),
@@ -243,16 +245,41 @@ struct PerConnection {
     builder: auto::Builder<TokioExecutor>,
     proxies: TrustedProxies,
     limits: ConnectionLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-async fn serve_connection(
+/// Serves a connection, after its TLS handshake when TLS is on. The
+/// handshake must be over within the header read timeout: a client that
+/// stalls in it holds a slot as one that stalls in its headers would.
+async fn open_connection(
     stream: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    shared: Arc<PerConnection>,
+    closing: watch::Receiver<()>,
+    slot: OwnedSemaphorePermit,
+) {
+    let Some(acceptor) = shared.tls.clone() else {
+        return serve_connection(stream, remote, router, shared, closing, slot).await;
+    };
+    let handshake = acceptor.accept(stream);
+    match tokio::time::timeout(shared.limits.header_read_timeout, handshake).await {
+        Ok(Ok(stream)) => serve_connection(stream, remote, router, shared, closing, slot).await,
+        Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%remote, "TLS handshake not finished in time"),
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
     remote: SocketAddr,
     router: Router,
     shared: Arc<PerConnection>,
     mut closing: watch::Receiver<()>,
     _slot: OwnedSemaphorePermit,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let limits = shared.limits;
     let activity = Activity::default();
     let service = {

@@ -17,5 +17,6 @@ pub mod oauth_error;
 pub mod pages;
 pub mod request_log;
 pub mod routes;
+pub mod tls;
 
 pub use app::{AppState, app};

@@ -80,6 +80,18 @@ pub async fn serve(config: Config) -> CommandResult {
         tracing::info!(kid = %key.kid, alg = %key.alg, "generated a signing key");
     }
 
+    let tls = match &config.tls {
+        Some(files) => Some(
+            crate::tls::ReloadingCertificate::load(files.clone())
+                .map_err(|e| CommandError(format!("TLS: {e}")))?,
+        ),
+        None => None,
+    };
+    let acceptor = tls
+        .as_ref()
+        .map(crate::tls::ReloadingCertificate::acceptor)
+        .transpose()
+        .map_err(CommandError)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| CommandError(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -90,6 +102,7 @@ pub async fn serve(config: Config) -> CommandResult {
         issuer = %issuer,
         discovery = %format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/')),
         database = store.backend(),
+        tls = tls.is_some(),
         max_connections = config.connections.max_connections,
         "tessera is ready"
     );
@@ -136,6 +149,7 @@ pub async fn serve(config: Config) -> CommandResult {
                 router,
                 limits,
                 crate::client_address::TrustedProxies::default(),
+                None,
                 std::future::pending(),
             )))
         }
@@ -145,13 +159,21 @@ pub async fn serve(config: Config) -> CommandResult {
         }
         (Some(_), None) => None,
     };
-    let router = app(state);
+    let mut router = app(state);
+    if tls.is_some() {
+        router = router.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static(crate::tls::HSTS),
+        ));
+    }
+    let tls_reload = tls.map(|certificate| tokio::spawn(reload_certificate(certificate)));
     let flusher = Arc::clone(&router_provider);
     connections::serve(
         listener,
         router,
         limits,
         config.trusted_proxies.clone(),
+        acceptor,
         shutdown_signal(),
     )
     .await;
@@ -159,7 +181,11 @@ pub async fn serve(config: Config) -> CommandResult {
     catalog_sync.abort();
     housekeeping.abort();
     tracing_flush.abort();
-    for task in metrics_upkeep.into_iter().chain(metrics_server) {
+    for task in metrics_upkeep
+        .into_iter()
+        .chain(metrics_server)
+        .chain(tls_reload)
+    {
         task.abort();
     }
     // What the last second traced.
@@ -195,6 +221,22 @@ async fn maintain(provider: Arc<Provider>) {
                 Ok(n) if n > 0 => tracing::debug!(purged = n, "purged expired records"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purge of expired records failed"),
+            }
+        }
+    }
+}
+
+/// Takes a renewed certificate when its files change (see [`crate::tls`]).
+async fn reload_certificate(certificate: Arc<crate::tls::ReloadingCertificate>) {
+    let mut tick = tokio::time::interval(crate::tls::RELOAD_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match certificate.reload_if_changed() {
+            Ok(true) => tracing::info!("TLS certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS certificate changed but did not load; keeping the previous one")
             }
         }
     }

@@ -18,6 +18,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 pub struct TestServer {
     pub issuer: String,
     pub port: u16,
+    /// `https` when the server runs TLS itself.
+    pub scheme: &'static str,
     pub dir: TempDir,
     pub database_url: String,
     pub http: reqwest::Client,
@@ -48,22 +50,30 @@ impl TestServer {
             ("TESSERA_DATABASE_URL".into(), database_url.clone()),
         ];
         all_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        // With TLS on, the server's own certificate is the one to trust.
+        let tls_cert = all_env
+            .iter()
+            .find(|(k, _)| k == "TESSERA_TLS_CERT")
+            .map(|(_, v)| std::fs::read(v).expect("the TLS certificate"));
+        let scheme = if tls_cert.is_some() { "https" } else { "http" };
         let issuer = all_env
             .iter()
             .rev()
             .find(|(k, _)| k == "TESSERA_ISSUER")
             .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+            .unwrap_or_else(|| format!("{scheme}://127.0.0.1:{port}"));
+        let mut http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = &tls_cert {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap());
+        }
         let log_path = dir.path().join(format!("server-{port}.log"));
         let mut server = TestServer {
             issuer,
             port,
             dir,
             database_url,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            scheme,
+            http: http.build().unwrap(),
             env: all_env,
             child: None,
             log_path,
@@ -94,7 +104,8 @@ impl TestServer {
             if self.wait_ready(from).await {
                 return;
             }
-            let derived_issuer = self.issuer == format!("http://127.0.0.1:{}", self.port);
+            let derived_issuer =
+                self.issuer == format!("{}://127.0.0.1:{}", self.scheme, self.port);
             assert!(
                 attempt < 4 && derived_issuer,
                 "port {} is taken:\n{}",
@@ -102,7 +113,7 @@ impl TestServer {
                 self.log()
             );
             self.port = free_port();
-            self.issuer = format!("http://127.0.0.1:{}", self.port);
+            self.issuer = format!("{}://127.0.0.1:{}", self.scheme, self.port);
             for (key, value) in &mut self.env {
                 if key == "TESSERA_LISTEN" {
                     *value = format!("127.0.0.1:{}", self.port);
@@ -213,7 +224,7 @@ impl TestServer {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.port)
     }
 
     /// Runs a CLI command that must succeed and print JSON.

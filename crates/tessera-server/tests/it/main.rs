@@ -32,4 +32,5 @@ mod readme;
 mod registration;
 mod resource_signing;
 mod server;
+mod tls;
 mod web;
