@@ -1,5 +1,6 @@
 //! One log line per request (target `tessera::request`, level `info`): its
-//! request ID, method, route template (never the path's values or the
+//! request ID, the client's address (the forwarded one behind trusted
+//! proxies), method, route template (never the path's values or the
 //! query), status, latency, and at the token endpoint the grant and the
 //! registered client that asked.
 //!
@@ -47,6 +48,17 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
         .filter(|value| is_well_formed(value))
         .map_or_else(new_request_id, Arc::from);
     let method = request.method().clone();
+    // The resolved address behind trusted proxies, else the peer's.
+    let address = request
+        .extensions()
+        .get::<crate::client_address::ResolvedAddress>()
+        .map(|resolved| resolved.0)
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip())
+        });
     request.extensions_mut().insert(RequestId(Arc::clone(&id)));
     let mut response = next.run(request).await;
     let elapsed = started.elapsed();
@@ -56,6 +68,7 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
     tracing::info!(
         target: "tessera::request",
         request_id = %id,
+        address = address.map(tracing::field::display),
         method = %method,
         route = route.map_or("unmatched", |r| r.0.as_str()),
         status = response.status().as_u16(),

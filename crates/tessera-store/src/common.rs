@@ -851,9 +851,14 @@ macro_rules! impl_store {
                 key: &StoredKey,
                 newer_than: i64,
             ) -> StoreResult<bool> {
-                // One statement: the check and the insert cannot be split by another
-                // writer on SQLite; on PostgreSQL two instances racing in the same
-                // instant could both insert, which only publishes one extra key.
+                // The check and the insert in one transaction that holds the
+                // store's key lock: instances starting or rotating at the same
+                // instant on one database make one key, not one each.
+                let mut writer = self.writer().await?;
+                let mut tx = sqlx::Connection::begin(&mut *writer)
+                    .await
+                    .map_err(map_err)?;
+                <$store>::lock_signing_keys(&mut tx).await?;
                 let inserted = sqlx::query(
                     "INSERT INTO signing_keys (kid, alg, sealed_private_key, created_at, activates_at) \
                      SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS \
@@ -866,10 +871,11 @@ macro_rules! impl_store {
                 .bind(key.activates_at)
                 .bind(&key.alg)
                 .bind(newer_than)
-                .execute(&mut *self.writer().await?)
+                .execute(&mut *tx)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
+                tx.commit().await.map_err(map_err)?;
                 Ok(inserted > 0)
             }
 

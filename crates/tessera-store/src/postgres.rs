@@ -15,7 +15,23 @@ pub struct PgStore {
     pool: sqlx::PgPool,
 }
 
+/// The advisory lock that serialises signing-key inserts across instances
+/// (an arbitrary constant, the same for every instance).
+const SIGNING_KEY_LOCK: i64 = 0x7465_7373_6b65_7973;
+
 impl PgStore {
+    /// Takes the signing-key lock until `tx` ends. Under READ COMMITTED each
+    /// statement sees what committed before it began, so the insert that
+    /// follows sees a key another instance made while this one waited.
+    async fn lock_signing_keys(tx: &mut sqlx::PgConnection) -> StoreResult<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SIGNING_KEY_LOCK)
+            .execute(tx)
+            .await
+            .map_err(crate::common::map_err)?;
+        Ok(())
+    }
+
     /// A pooled connection for reads.
     fn connection_counts(&self) -> tessera_core::store::ConnectionCounts {
         let open = self.pool.size();

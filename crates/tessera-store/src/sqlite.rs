@@ -82,6 +82,11 @@ const WRITER_CATCH_UP_FRAMES: i64 = 256;
 const WAL_BACKSTOP_PAGES: u32 = 16_384;
 
 impl SqliteStore {
+    /// Nothing to take: one writer connection serialises every write.
+    async fn lock_signing_keys(_: &mut SqliteConnection) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Opens (creating if needed) the database and runs its migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(url, IfMissing::Create).await

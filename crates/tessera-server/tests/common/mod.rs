@@ -27,6 +27,8 @@ pub struct TestServer {
     pub env: Vec<(String, String)>,
     child: Option<Child>,
     log_path: PathBuf,
+    /// The PostgreSQL database the server runs on, dropped after it stops.
+    database: Option<PgDatabase>,
 }
 
 impl TestServer {
@@ -35,8 +37,24 @@ impl TestServer {
         Self::start_with(&[]).await
     }
 
-    /// A server with extra `TESSERA_*` settings.
+    /// A server with extra `TESSERA_*` settings: on a fresh SQLite database,
+    /// or with `TESSERA_TEST_ON_POSTGRES=1` (and the test cluster's URL) on a
+    /// fresh PostgreSQL database, so that the whole suite runs on both.
     pub async fn start_with(env: &[(&str, &str)]) -> TestServer {
+        if std::env::var_os("TESSERA_TEST_ON_POSTGRES").is_some_and(|v| v == "1")
+            && let Some(database) = PgDatabase::create().await
+        {
+            let url = database.url.clone();
+            let mut server = Self::start_on(TempDir::new("server"), url, env).await;
+            server.database = Some(database);
+            return server;
+        }
+        Self::start_on_sqlite(env).await
+    }
+
+    /// A server on a fresh SQLite database whatever the suite runs on, for
+    /// tests that look into SQLite's files.
+    pub async fn start_on_sqlite(env: &[(&str, &str)]) -> TestServer {
         let dir = TempDir::new("server");
         let database_url = format!("sqlite://{}/tessera.db", dir.path().display());
         Self::start_on(dir, database_url, env).await
@@ -77,6 +95,7 @@ impl TestServer {
             env: all_env,
             child: None,
             log_path,
+            database: None,
         };
         server.spawn().await;
         server
@@ -215,6 +234,15 @@ impl TestServer {
                 return now;
             }
             seen = now;
+        }
+    }
+
+    /// The key-encryption key file the server made for its database (the
+    /// default one): what another instance on the same database needs.
+    pub fn key_file(&self) -> PathBuf {
+        match self.database_url.strip_prefix("sqlite://") {
+            Some(path) => PathBuf::from(format!("{path}.kek")),
+            None => self.dir.path().join("tessera.kek"),
         }
     }
 

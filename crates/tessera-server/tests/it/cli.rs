@@ -498,7 +498,7 @@ fn an_empty_sqlite_path_is_refused_before_anything_is_written() {
 
 #[tokio::test]
 async fn a_database_copied_without_its_key_file_leaves_no_stray_key() {
-    let mut server = TestServer::start().await;
+    let mut server = TestServer::start_on_sqlite(&[]).await;
     server.stop();
     let copy = TempDir::new("copied");
     for name in files_in(server.dir.path()) {

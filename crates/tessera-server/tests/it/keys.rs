@@ -80,7 +80,13 @@ async fn a_revoked_key_is_withdrawn_at_once_everywhere() {
     let other = TestServer::start_on(
         TempDir::new("second"),
         server.database_url.clone(),
-        &[("TESSERA_ISSUER", &server.issuer)],
+        &[
+            ("TESSERA_ISSUER", &server.issuer),
+            (
+                "TESSERA_KEY_ENCRYPTION_KEY_FILE",
+                &server.key_file().display().to_string(),
+            ),
+        ],
     )
     .await;
     let old_kid = active_kid(&server, "ES256");

@@ -1032,7 +1032,9 @@ async fn authorization_parameters_that_are_not_utf8_are_refused() {
 
 #[tokio::test]
 async fn a_stored_redirect_uri_that_breaks_the_rules_is_never_followed() {
-    let (server, _) = start_with_alice().await;
+    // It edits a stored client in SQLite's file.
+    let server = TestServer::start_on_sqlite(&[]).await;
+    create_user(&server, "alice", None, None);
     let client = web_app(&server);
     // A row written before the registration rules existed, or by hand.
     {
@@ -1714,6 +1716,14 @@ async fn behind_a_trusted_proxy_one_guesser_does_not_lock_out_everyone() {
     let status =
         password_grant_via_proxy(&server, &client, "198.51.100.2", "alice", PASSWORD).await;
     assert_eq!(status, StatusCode::OK);
+    // The request log names the forwarded address, not the proxy's.
+    let log = server.log();
+    assert!(log.contains("address=198.51.100.2"), "{log}");
+    assert!(log.contains("address=203.0.113.7"), "{log}");
+    assert!(
+        !log.contains("address=10.9."),
+        "a forged hop was logged: {log}"
+    );
 }
 
 #[tokio::test]
@@ -2733,6 +2743,7 @@ async fn request_logs_follow_a_whole_flow_and_hold_no_secret() {
             && line.contains("grant_type=\"authorization_code\"")
             && line.contains(&format!("client_id=\"{}\"", client.0))
             && line.contains("method=POST")
+            && line.contains("address=127.0.0.1")
             && line.contains("latency_us=")),
         "{log}"
     );
@@ -2771,5 +2782,123 @@ async fn request_logs_follow_a_whole_flow_and_hold_no_secret() {
         s(&rotated["refresh_token"]),
     ] {
         assert!(!log.contains(value), "{value:?} is in the log:\n{log}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Several instances on one PostgreSQL database
+// ---------------------------------------------------------------------------
+
+/// A code for alice through `browser`'s instance (signing in and consenting
+/// the first time), with its PKCE verifier.
+async fn mint_code(
+    server: &TestServer,
+    browser: &mut Browser<'_>,
+    client_id: &str,
+) -> (String, String) {
+    let pkce = Pkce::new();
+    let request = Authz::code(client_id, &pkce);
+    let mut page = browser.authorize(&request).await;
+    if page.is_login() {
+        page = browser.login(&page, "alice", PASSWORD).await;
+    }
+    if page.is_consent() {
+        page = browser.decide(&page, "approve").await;
+    }
+    (code_of(server, &page, &request), pkce.verifier)
+}
+
+/// Exactly one of `answers` succeeded; the others got `invalid_grant`.
+fn one_winner(answers: &[(StatusCode, Value)]) -> Value {
+    let winners: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != StatusCode::OK) {
+        assert_oauth_error(*status, body, StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+    winners[0].clone()
+}
+
+#[tokio::test]
+async fn three_instances_on_postgres_share_codes_refresh_tokens_and_revocations() {
+    let Some(db) = crate::common::PgDatabase::create().await else {
+        return;
+    };
+    let kek = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(tessera_core::crypto::random_bytes::<32>())
+    };
+    // Behind one load balancer: one issuer, three listeners.
+    let env = [
+        ("TESSERA_KEY_ENCRYPTION_KEY", kek.as_str()),
+        ("TESSERA_ISSUER", "http://localhost:8443"),
+    ];
+    let (one, two, three) = tokio::join!(
+        TestServer::start_on(crate::common::TempDir::new("pg-a"), db.url.clone(), &env),
+        TestServer::start_on(crate::common::TempDir::new("pg-b"), db.url.clone(), &env),
+        TestServer::start_on(crate::common::TempDir::new("pg-c"), db.url.clone(), &env),
+    );
+    create_user(&one, "alice", Some("alice@example.com"), None);
+    let client = web_app(&two);
+    let mut browser = Browser::new(&three);
+
+    // A code minted at one instance, exchanged at all three at once.
+    let (code, verifier) = mint_code(&three, &mut browser, &client.0).await;
+    let (a, b, c) = tokio::join!(
+        exchange(&one, &client, &code, Some(&verifier)),
+        exchange(&two, &client, &code, Some(&verifier)),
+        exchange(&three, &client, &code, Some(&verifier)),
+    );
+    one_winner(&[a, b, c]);
+
+    // A refresh token from another code, rotated at all three at once.
+    let (code, verifier) = mint_code(&three, &mut browser, &client.0).await;
+    let (status, tokens) = exchange(&one, &client, &code, Some(&verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let rt = s(&tokens["refresh_token"]).to_owned();
+    let (a, b, c) = tokio::join!(
+        refresh(&one, &client, &rt, None),
+        refresh(&two, &client, &rt, None),
+        refresh(&three, &client, &rt, None),
+    );
+    one_winner(&[a, b, c]);
+
+    // Issued at one, used and introspected at another, revoked at the third:
+    // inactive everywhere.
+    let (code, verifier) = mint_code(&three, &mut browser, &client.0).await;
+    let (status, tokens) = exchange(&one, &client, &code, Some(&verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let access = s(&tokens["access_token"]);
+    let (status, _, _) = userinfo(&two, Some(access)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        two.introspect(&client.0, &client.1, access).await["active"],
+        true
+    );
+    let rt = s(&tokens["refresh_token"]);
+    let (status, rotated) = refresh(&two, &client, rt, None).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let (status, _) = three
+        .post_form(
+            "/oauth2/revoke",
+            &client.0,
+            &client.1,
+            &[("token", s(&rotated["refresh_token"]))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for server in [&one, &two, &three] {
+        let (status, body) = refresh(server, &client, s(&rotated["refresh_token"]), None).await;
+        assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+        assert_eq!(
+            server
+                .introspect(&client.0, &client.1, s(&rotated["refresh_token"]))
+                .await["active"],
+            false
+        );
     }
 }

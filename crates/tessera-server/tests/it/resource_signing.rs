@@ -221,7 +221,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test]
 async fn an_hs256_resource_shares_a_secret_that_is_never_published_nor_stored_in_clear() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_on_sqlite(&[]).await;
     let created = resource(
         &server,
         &[

@@ -426,7 +426,7 @@ async fn the_config_file_is_read_and_the_environment_overrides_it() {
 
 #[tokio::test]
 async fn reference_tokens_per_client_and_per_resource() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_on_sqlite(&[]).await;
     let (id, secret) = server.client(&[
         "--grant",
         "client_credentials",
@@ -1177,7 +1177,7 @@ async fn cli_manages_clients_and_changes_apply_to_the_running_server() {
 
 #[tokio::test]
 async fn keys_are_encrypted_at_rest_and_rotate_with_pre_publication() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_on_sqlite(&[]).await;
     let (id, secret) = server.client(&["--grant", "client_credentials"]);
     let first_kid = |body: &Value| s(&decode_jwt(s(&body["access_token"])).0["kid"]).to_owned();
     let token = server
