@@ -2902,3 +2902,128 @@ async fn three_instances_on_postgres_share_codes_refresh_tokens_and_revocations(
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// A crash under load
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_kill_9_under_load_loses_nothing_acknowledged_and_spends_no_code_twice() {
+    let (mut server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let service = server.client(&[
+        "--grant",
+        "client_credentials",
+        "--token-format",
+        "reference",
+    ]);
+    let mut browser = Browser::new(&server);
+    let mut codes = Vec::new();
+    for _ in 0..40 {
+        codes.push(mint_code(&server, &mut browser, &client.0).await);
+    }
+    let pid = server.pid().expect("running").to_string();
+
+    // Code exchanges and reference tokens as fast as they go, until the
+    // process is killed under them.
+    let exchanged = std::sync::Mutex::new(Vec::new());
+    let issued = std::sync::Mutex::new(Vec::new());
+    let exchanges = async {
+        for (code, verifier) in &codes {
+            let response = server
+                .http
+                .post(server.url("/oauth2/token"))
+                .basic_auth(&client.0, Some(&client.1))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", verifier.as_str()),
+                ])
+                .send()
+                .await;
+            let Ok(response) = response else { break };
+            if response.status() != StatusCode::OK {
+                break;
+            }
+            let Ok(body) = response.json::<Value>().await else {
+                break;
+            };
+            exchanged.lock().unwrap().push((code.clone(), body));
+        }
+    };
+    let references = async {
+        loop {
+            let response = server
+                .http
+                .post(server.url("/oauth2/token"))
+                .basic_auth(&service.0, Some(&service.1))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await;
+            let Ok(response) = response else { break };
+            let Ok(body) = response.json::<Value>().await else {
+                break;
+            };
+            let Some(token) = body["access_token"].as_str() else {
+                break;
+            };
+            issued.lock().unwrap().push(token.to_owned());
+        }
+    };
+    let kill = async {
+        // Once both loops are under way.
+        while exchanged.lock().unwrap().len() < 5 || issued.lock().unwrap().len() < 20 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    };
+    tokio::join!(exchanges, references, kill);
+    let exchanged = exchanged.into_inner().unwrap();
+    let issued = issued.into_inner().unwrap();
+    assert!(
+        exchanged.len() < codes.len(),
+        "the kill came after the last code"
+    );
+
+    server.restart().await;
+    // Every acknowledged reference token is there.
+    for token in &issued {
+        let answer = server.introspect(&service.0, &service.1, token).await;
+        assert_eq!(answer["active"], true, "{token}: {answer}");
+    }
+    // Every acknowledged exchange's code is spent: a second exchange is
+    // refused. Its refresh token was stored: the replay revokes it (RFC 6749
+    // §4.1.2), which a token never written could not show.
+    for (code, body) in &exchanged {
+        let refresh_token = s(&body["refresh_token"]);
+        assert_eq!(
+            server.introspect(&client.0, &client.1, refresh_token).await["active"],
+            true,
+            "an acknowledged refresh token is missing"
+        );
+        let verifier = &codes.iter().find(|(c, _)| c == code).unwrap().1;
+        let (status, again) = exchange(&server, &client, code, Some(verifier)).await;
+        assert_oauth_error(status, &again, StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+    // The codes never tried still work, once each; the one in flight at the
+    // kill either was committed (refused now) or not (works now): never both.
+    for (code, verifier) in codes.iter().skip(exchanged.len()) {
+        let first = exchange(&server, &client, code, Some(verifier)).await;
+        let second = exchange(&server, &client, code, Some(verifier)).await;
+        assert_ne!(second.0, StatusCode::OK, "a code was spent twice");
+        if code != &codes[exchanged.len()].0 {
+            assert_eq!(first.0, StatusCode::OK, "{}", first.1);
+        }
+    }
+    // The client, the user and her consent survived: a new code comes
+    // without the login or consent page.
+    let mut browser = Browser::new(&server);
+    let (code, verifier) = mint_code(&server, &mut browser, &client.0).await;
+    let (status, body) = exchange(&server, &client, &code, Some(&verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
