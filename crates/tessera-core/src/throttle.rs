@@ -104,16 +104,20 @@ pub async fn reserve(
     now: UnixTime,
 ) -> StoreResult<Result<(), i64>> {
     let mut reserved: Vec<&str> = Vec::with_capacity(2);
+    // Whether this address has failed on this account in the window: the
+    // account@address counter's count before this attempt.
     let mut address_is_clean = false;
     if let Some((address, pair)) = &keys.address {
-        for key in [address, pair] {
-            match reserve_one(store, key, now, Limit::Enforce).await {
-                Ok(earlier_failures) => {
-                    reserved.push(key);
-                    address_is_clean = earlier_failures == 0;
-                }
-                Err(refused) => return undo(store, &reserved, refused).await,
+        if let Err(refused) = reserve_one(store, address, now, Limit::Enforce).await {
+            return undo(store, &reserved, refused).await;
+        }
+        reserved.push(address);
+        match reserve_one(store, pair, now, Limit::Enforce).await {
+            Ok(earlier_failures) => {
+                reserved.push(pair);
+                address_is_clean = earlier_failures == 0;
             }
+            Err(refused) => return undo(store, &reserved, refused).await,
         }
     }
     // The account is throttled, but this address has not failed on it in the

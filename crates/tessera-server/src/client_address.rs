@@ -148,6 +148,20 @@ impl TrustedProxies {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResolvedAddress(pub IpAddr);
 
+/// A request's client address: the resolved one behind trusted proxies, else
+/// the socket's peer. `None` only for a request that came through no socket
+/// (a router driven in-process).
+pub fn of_request(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ResolvedAddress>()
+        .map(|resolved| resolved.0)
+        .or_else(|| {
+            extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip())
+        })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -48,17 +48,7 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
         .filter(|value| is_well_formed(value))
         .map_or_else(new_request_id, Arc::from);
     let method = request.method().clone();
-    // The resolved address behind trusted proxies, else the peer's.
-    let address = request
-        .extensions()
-        .get::<crate::client_address::ResolvedAddress>()
-        .map(|resolved| resolved.0)
-        .or_else(|| {
-            request
-                .extensions()
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0.ip())
-        });
+    let address = crate::client_address::of_request(request.extensions());
     request.extensions_mut().insert(RequestId(Arc::clone(&id)));
     let mut response = next.run(request).await;
     let elapsed = started.elapsed();

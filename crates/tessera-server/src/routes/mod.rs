@@ -156,18 +156,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
         parts: &mut axum::http::request::Parts,
         _: &S,
     ) -> Result<Self, Self::Rejection> {
-        let resolved = parts
-            .extensions
-            .get::<crate::client_address::ResolvedAddress>()
-            .map(|resolved| resolved.0);
-        let peer = || {
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0.ip())
-        };
         Ok(ClientAddress(
-            resolved.or_else(peer).map(|ip| ip.to_string()),
+            crate::client_address::of_request(&parts.extensions).map(|ip| ip.to_string()),
         ))
     }
 }
