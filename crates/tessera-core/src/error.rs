@@ -153,6 +153,9 @@ pub enum Reason {
     RefreshTokenOfAnotherClient,
     /// A rotated refresh token used again: its family is revoked.
     RefreshTokenReused,
+    /// A refresh token that another request rotated while this one was
+    /// being handled: a concurrent use, refused without revoking the family.
+    RefreshTokenRotatedConcurrently,
     RefreshTokenRevoked,
     /// An online refresh token whose login session has ended.
     SessionEnded,
@@ -260,6 +263,7 @@ impl Reason {
             | RefreshTokenInvalid
             | RefreshTokenOfAnotherClient
             | RefreshTokenReused
+            | RefreshTokenRotatedConcurrently
             | RefreshTokenRevoked
             | SessionEnded
             | DeviceCodeUnknown

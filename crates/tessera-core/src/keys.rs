@@ -48,6 +48,14 @@ pub enum KeyError {
 /// "rotate first".
 const SUCCESSOR_GRACE: i64 = 5;
 
+/// Seconds between an emergency rotation (`keys rotate --now`) and the new
+/// key's first signature. Every server reloads its keys from the store at
+/// least once a second, so in this time each instance sharing the store
+/// publishes the key before any token names it: a verifier that fetches the
+/// JWKS from any of them on seeing the new `kid` finds it. Instances' clocks
+/// must agree to within a second for this to hold.
+pub const KEY_PROPAGATION: i64 = 2;
+
 /// Where a key is in its life cycle at some instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyStatus {
@@ -388,8 +396,9 @@ impl KeyManager {
     }
 
     /// Adds a key for `alg`. It is published at once and signs after the
-    /// pre-publication delay, or at once with `immediately` (an emergency
-    /// rotation after a compromise).
+    /// pre-publication delay, or with `immediately` (an emergency rotation
+    /// after a compromise) as soon as every instance publishes it
+    /// ([`KEY_PROPAGATION`]).
     pub async fn rotate(
         &self,
         store: &dyn KeyStore,
@@ -401,7 +410,7 @@ impl KeyManager {
         let now = clock.now();
         self.refresh(store).await?;
         let earliest = if immediately {
-            now
+            now + KEY_PROPAGATION
         } else {
             now + settings.key_prepublish
         };
@@ -742,7 +751,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn immediate_rotation_signs_at_once() {
+    async fn an_emergency_key_is_published_at_once_and_signs_once_everywhere_has_it() {
         let store = MemoryStore::new();
         let clock = FixedClock::new(T0);
         let settings = settings();
@@ -760,7 +769,15 @@ mod tests {
             .rotate(&store, Algorithm::ES256, true, &settings, &clock)
             .await
             .expect("rotate");
-        assert_eq!(new.activates_at, now);
+        assert_eq!(new.activates_at, now + KEY_PROPAGATION);
+        // Published, and the old key signs until every instance has reloaded.
+        assert_eq!(status(&manager, &new.kid, now, &settings), KeyStatus::Next);
+        assert!(published(&manager, now, &settings).contains(&new.kid));
+        assert_eq!(
+            signing_kid(&manager, Algorithm::ES256, now + KEY_PROPAGATION - 1),
+            Some(old.clone())
+        );
+        let now = now + KEY_PROPAGATION;
         assert_eq!(
             signing_kid(&manager, Algorithm::ES256, now),
             Some(new.kid.clone())
@@ -802,6 +819,7 @@ mod tests {
             .await
             .expect("rotate")
             .kid;
+        clock.advance(KEY_PROPAGATION);
         // A scheduled successor that never activated, revoked: it superseded
         // nothing, so `second` keeps signing after its activation time.
         let pending = manager
@@ -862,7 +880,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn immediate_rotation_in_the_same_second_still_takes_over() {
+    async fn emergency_rotations_in_one_second_take_over_in_order() {
         let store = MemoryStore::new();
         let clock = FixedClock::new(T0);
         let settings = settings();
@@ -880,18 +898,22 @@ mod tests {
             .rotate(&store, Algorithm::ES256, true, &settings, &clock)
             .await
             .expect("rotate now");
-        assert_eq!(urgent.activates_at, T0 + 1, "same second as the first key");
+        assert_eq!(urgent.activates_at, T0 + KEY_PROPAGATION);
         assert_eq!(
-            signing_kid(&manager, Algorithm::ES256, T0 + 1),
+            signing_kid(&manager, Algorithm::ES256, T0 + KEY_PROPAGATION),
             Some(urgent.kid.clone())
         );
         let again = manager
             .rotate(&store, Algorithm::ES256, true, &settings, &clock)
             .await
             .expect("rotate now again");
-        assert_eq!(again.activates_at, T0 + 2, "the newest rotation wins");
         assert_eq!(
-            signing_kid(&manager, Algorithm::ES256, T0 + 2),
+            again.activates_at,
+            T0 + KEY_PROPAGATION + 1,
+            "never the same second: the newest rotation wins"
+        );
+        assert_eq!(
+            signing_kid(&manager, Algorithm::ES256, T0 + KEY_PROPAGATION + 1),
             Some(again.kid.clone())
         );
         assert_eq!(

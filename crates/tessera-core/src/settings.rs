@@ -39,6 +39,11 @@ pub struct Settings {
     pub refresh_token_absolute_ttl: i64,
     /// `offline_access` refresh tokens, for background jobs.
     pub offline_token_ttl: i64,
+    /// Seconds after a rotation in which presenting the rotated refresh token
+    /// again answers with the same successor instead of revoking the family
+    /// as reuse: for clients whose response was lost. 0 (the default) is
+    /// strict RFC 9700 §4.14.2 reuse detection.
+    pub refresh_reuse_grace: i64,
     /// A login session ends after this much inactivity...
     pub session_idle_ttl: i64,
     /// ...and after this much in any case.
@@ -104,6 +109,7 @@ impl Settings {
             refresh_token_ttl: 24 * 3600,
             refresh_token_absolute_ttl: 30 * 24 * 3600,
             offline_token_ttl: 90 * 24 * 3600,
+            refresh_reuse_grace: 0,
             session_idle_ttl: 8 * 3600,
             session_absolute_ttl: 7 * 24 * 3600,
             device_code_ttl: 600,

@@ -611,30 +611,61 @@ pub struct RefreshToken {
     pub access_expires_at: Option<UnixTime>,
     pub rotated_at: Option<UnixTime>,
     pub revoked: bool,
+    /// Once rotated: the token that replaced it.
+    pub successor_jti: Option<String>,
 }
 
-/// The outcome of presenting a refresh token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RefreshUse {
-    /// Valid and now marked rotated: the caller issues its successor.
-    Fresh(RefreshToken),
-    /// Already rotated while its family lives: the caller revokes the family
-    /// (RFC 9700 §4.14.2).
-    Reused(RefreshToken),
+impl RefreshToken {
+    /// Where the token stands at `now`.
+    pub fn state(&self, now: UnixTime) -> RefreshState {
+        // A rotated or revoked token presented while its family lives is
+        // reuse, also past its own sliding expiry: the family is still there
+        // to revoke (RFC 9700 §4.14.2). Once the family has ended, or for a
+        // token merely expired, there is nothing to defend.
+        if self.family_expires_at <= now {
+            RefreshState::Ended
+        } else if self.revoked {
+            RefreshState::Revoked
+        } else if self.rotated_at.is_some() {
+            RefreshState::Rotated
+        } else if self.expires_at <= now {
+            RefreshState::Ended
+        } else {
+            RefreshState::Current
+        }
+    }
+}
+
+/// Where a refresh token stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshState {
+    /// Valid: presenting it rotates it.
+    Current,
+    /// Already replaced by its successor while its family lives: presenting it
+    /// again is reuse (RFC 9700 §4.14.2), unless it is a retry within the
+    /// grace window.
+    Rotated,
     /// Revoked (with its family: by the revocation endpoint, a consent
     /// withdrawal, a user's deletion or logout). Refused, but no sign of theft.
-    Revoked(RefreshToken),
-    /// Unknown or expired.
-    Invalid,
+    Revoked,
+    /// Expired, or its family has ended.
+    Ended,
 }
 
 #[async_trait]
 pub trait RefreshStore: Send + Sync {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
     async fn refresh_token(&self, jti: &str) -> StoreResult<Option<RefreshToken>>;
-    /// Marks the token rotated in one statement: of two concurrent uses exactly one
-    /// is [`RefreshUse::Fresh`].
-    async fn rotate_refresh_token(&self, jti: &str, now: UnixTime) -> StoreResult<RefreshUse>;
+    /// In one transaction, marks the current token `jti` rotated to `successor`
+    /// and inserts `successor`. Returns whether it did: of concurrent
+    /// rotations exactly one does, and a token that is not current (rotated,
+    /// revoked, expired, unknown) is left as it was and nothing is inserted.
+    async fn rotate_refresh_token(
+        &self,
+        jti: &str,
+        successor: &RefreshToken,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
     /// Revokes every token of the family and records the `jti`s of the access
     /// tokens issued with them as revoked, in one transaction. Returns how many
     /// refresh tokens were revoked.

@@ -20,9 +20,9 @@ use crate::store::{AssertionKind, SamlIdp, TrustStore, TrustedIssuer};
 use crate::store::{
     AuthorizationCode, CODE_RETENTION, ClientStore, CodeStore, CodeUse, Consent, ConsentStore,
     DeviceAuthorization, DevicePoll, DeviceStatus, DeviceStore, KeyStore, LOGIN_FAILURE_RETENTION,
-    LoginFailures, OperatorToken, OperatorTokenStore, ReferenceToken, RefreshStore, RefreshToken,
-    RefreshUse, ResourceStore, SecretUpdate, Session, SessionStore, Store, StoreError, StoreResult,
-    StoredKey, ThrottleStore, TokenPurpose, TokenStore, TraceStore, User, UserStore,
+    LoginFailures, OperatorToken, OperatorTokenStore, ReferenceToken, RefreshState, RefreshStore,
+    RefreshToken, ResourceStore, SecretUpdate, Session, SessionStore, Store, StoreError,
+    StoreResult, StoredKey, ThrottleStore, TokenPurpose, TokenStore, TraceStore, User, UserStore,
 };
 
 /// Every store trait in memory, with the semantics of the SQL stores.
@@ -696,31 +696,31 @@ impl RefreshStore for MemoryStore {
         Ok(self.state().await.refresh_tokens.get(jti).cloned())
     }
 
-    async fn rotate_refresh_token(&self, jti: &str, now: UnixTime) -> StoreResult<RefreshUse> {
+    async fn rotate_refresh_token(
+        &self,
+        jti: &str,
+        successor: &RefreshToken,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
         let mut state = self.state().await;
-        let Some(token) = state.refresh_tokens.get_mut(jti) else {
-            return Ok(RefreshUse::Invalid);
-        };
-        if token.rotated_at.is_none()
-            && !token.revoked
-            && token.expires_at > now
-            && token.family_expires_at > now
-        {
-            token.rotated_at = Some(now);
-            return Ok(RefreshUse::Fresh(token.clone()));
+        if state.refresh_tokens.contains_key(&successor.jti) {
+            return Err(StoreError::Conflict(format!(
+                "refresh token {:?}",
+                successor.jti
+            )));
         }
-        // A rotated or revoked token presented while its family lives is
-        // reuse, also past its own sliding expiry (RFC 9700 §4.14.2); once the
-        // family has ended, or for a token merely expired, it is invalid.
-        Ok(if token.family_expires_at <= now {
-            RefreshUse::Invalid
-        } else if token.revoked {
-            RefreshUse::Revoked(token.clone())
-        } else if token.rotated_at.is_some() {
-            RefreshUse::Reused(token.clone())
-        } else {
-            RefreshUse::Invalid
-        })
+        let Some(token) = state.refresh_tokens.get_mut(jti) else {
+            return Ok(false);
+        };
+        if token.state(now) != RefreshState::Current {
+            return Ok(false);
+        }
+        token.rotated_at = Some(now);
+        token.successor_jti = Some(successor.jti.clone());
+        state
+            .refresh_tokens
+            .insert(successor.jti.clone(), successor.clone());
+        Ok(true)
     }
 
     async fn revoke_refresh_family(&self, family_id: &str, now: UnixTime) -> StoreResult<u64> {

@@ -50,10 +50,16 @@ struct World {
 
 impl World {
     async fn new() -> World {
+        World::with_settings(|_| {}).await
+    }
+
+    async fn with_settings(change: impl FnOnce(&mut Settings)) -> World {
+        Log::install_fallback();
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(FixedClock::new(T0));
         let (kek, _) = KeyEncryptionKey::generate();
-        let settings = Settings::new(ISSUER);
+        let mut settings = Settings::new(ISSUER);
+        change(&mut settings);
         let alg = settings.signing_alg;
         let provider = Provider::new(store.clone(), clock.clone(), settings, kek);
         // The signing algorithm's key only: ID tokens use it too unless a
@@ -1332,6 +1338,91 @@ async fn reusing_a_rotated_refresh_token_revokes_the_family() {
     assert_eq!(log.count("a revoked refresh token was presented"), 1);
 }
 
+/// `refresh_reuse_grace` of 10 seconds, alice and the web app, and alice's
+/// first tokens and their rotation.
+async fn rotated_with_grace() -> (World, Client, TokenResponse, TokenResponse) {
+    let world = World::with_settings(|s| s.refresh_reuse_grace = 10).await;
+    let alice = world.add_user("alice").await;
+    let client = world.add_client(web_app()).await;
+    let first = world
+        .code_tokens(&client, &alice, "openid offline_access")
+        .await;
+    let second = issued(world.refresh(&client, refresh_token(&first), None).await);
+    (world, client, first, second)
+}
+
+#[tokio::test]
+async fn a_refresh_retried_within_the_grace_gets_the_same_successor() {
+    let (world, client, first, second) = rotated_with_grace().await;
+    world.clock.advance(9);
+    let retried = issued(world.refresh(&client, refresh_token(&first), None).await);
+    let successor = world.refresh_record(refresh_token(&second)).await;
+    assert_eq!(
+        world.refresh_record(refresh_token(&retried)).await,
+        successor,
+        "the same successor, still current"
+    );
+    assert_eq!(successor.rotated_at, None);
+    assert_ne!(retried.access_token, second.access_token);
+    assert!(world.is_active(&second.access_token).await);
+    assert!(world.is_active(&retried.access_token).await);
+
+    // The successor rotates on as usual; the first token is now two steps
+    // behind, and its use is reuse: the whole family goes, the retry's
+    // access token with it.
+    let third = issued(world.refresh(&client, refresh_token(&retried), None).await);
+    let reused = refused(
+        world.refresh(&client, refresh_token(&first), None).await,
+        ErrorCode::InvalidGrant,
+    );
+    assert_eq!(reused.reason, Reason::RefreshTokenReused);
+    for token in [&second, &retried, &third] {
+        assert!(!world.is_active(&token.access_token).await);
+    }
+    assert!(world.refresh_record(refresh_token(&third)).await.revoked);
+}
+
+#[tokio::test]
+async fn past_the_grace_a_retried_refresh_is_reuse() {
+    let (world, client, first, second) = rotated_with_grace().await;
+    world.clock.advance(10);
+    let reused = refused(
+        world.refresh(&client, refresh_token(&first), None).await,
+        ErrorCode::InvalidGrant,
+    );
+    assert_eq!(reused.reason, Reason::RefreshTokenReused);
+    assert!(world.refresh_record(refresh_token(&second)).await.revoked);
+    assert!(!world.is_active(&second.access_token).await);
+}
+
+#[tokio::test]
+async fn within_the_grace_a_retry_after_the_successor_rotated_is_reuse() {
+    let (world, client, first, second) = rotated_with_grace().await;
+    let third = issued(world.refresh(&client, refresh_token(&second), None).await);
+    let reused = refused(
+        world.refresh(&client, refresh_token(&first), None).await,
+        ErrorCode::InvalidGrant,
+    );
+    assert_eq!(reused.reason, Reason::RefreshTokenReused);
+    assert!(world.refresh_record(refresh_token(&third)).await.revoked);
+}
+
+#[tokio::test]
+async fn without_a_grace_a_retried_refresh_is_reuse_at_once() {
+    let world = World::new().await;
+    assert_eq!(world.settings().refresh_reuse_grace, 0, "strict by default");
+    let alice = world.add_user("alice").await;
+    let client = world.add_client(web_app()).await;
+    let first = world.code_tokens(&client, &alice, "openid").await;
+    let second = issued(world.refresh(&client, refresh_token(&first), None).await);
+    let reused = refused(
+        world.refresh(&client, refresh_token(&first), None).await,
+        ErrorCode::InvalidGrant,
+    );
+    assert_eq!(reused.reason, Reason::RefreshTokenReused);
+    assert!(world.refresh_record(refresh_token(&second)).await.revoked);
+}
+
 #[tokio::test]
 async fn a_revoked_refresh_token_is_refused_without_a_theft_alarm() {
     let world = World::new().await;
@@ -1678,6 +1769,38 @@ async fn another_clients_device_code_is_invalid_grant_and_left_alone() {
 struct Log(Arc<Mutex<Vec<String>>>);
 
 impl Log {
+    /// Tests run in parallel, and a callsite first reached where no `Log` is
+    /// listening would otherwise be cached as "never interesting" for every
+    /// `Log` after it. A global subscriber that takes no events but keeps
+    /// every callsite's interest at "sometimes" rules that race out.
+    fn install_fallback() {
+        struct Undecided;
+        impl tracing::Subscriber for Undecided {
+            fn register_callsite(
+                &self,
+                _: &'static tracing::Metadata<'static>,
+            ) -> tracing::subscriber::Interest {
+                tracing::subscriber::Interest::sometimes()
+            }
+            fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+                false
+            }
+            fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+                tracing::span::Id::from_u64(1)
+            }
+            fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+            fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+            fn event(&self, _: &tracing::Event<'_>) {}
+            fn enter(&self, _: &tracing::span::Id) {}
+            fn exit(&self, _: &tracing::span::Id) {}
+        }
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // Fails only if another subscriber is already global, which then decides.
+            let _ = tracing::subscriber::set_global_default(Undecided);
+        });
+    }
+
     /// How many messages contain `text`.
     fn count(&self, text: &str) -> usize {
         self.0

@@ -463,13 +463,14 @@ pub enum KeysCommand {
     /// List signing keys with their status (next, active, retired, expired, revoked).
     List(Json),
     /// Add a new signing key. It is published at once and signs after the
-    /// pre-publication delay (key_prepublish), or at once with --now.
+    /// pre-publication delay (key_prepublish), or within 2 s with --now.
     Rotate {
         /// ES256, RS256, PS256 or EdDSA. Default: the configured signing_alg.
         #[arg(long)]
         alg: Option<String>,
-        /// Sign with the new key at once (emergency rotation after a compromise;
-        /// then withdraw the old key with `keys revoke`).
+        /// Sign with the new key in 2 s, once every instance publishes it
+        /// (emergency rotation after a compromise; then withdraw the old key
+        /// with `keys revoke`).
         #[arg(long)]
         now: bool,
         #[command(flatten)]

@@ -7,6 +7,11 @@
 //! `trusted_proxies` are believed about who they forward for; nobody else
 //! is, since anyone can send a forwarding header.
 //!
+//! Layer-4 load balancers (HAProxy in TCP mode, AWS NLB) instead open each
+//! connection with a PROXY protocol header (`proxy_protocol`); the address in
+//! it is the client's, read by the connection loop with the `proxy-header`
+//! crate.
+//!
 //! The address is the right-most hop that is not a trusted proxy: each proxy
 //! appends the address it received the request from, so everything left of
 //! the first untrusted hop (reading from the right) was written by the
@@ -52,11 +57,34 @@ pub struct TrustedProxies {
     /// `X-Forwarded-For` may pass a client's own `Forwarded` through
     /// untouched, and reading both would let the client choose.
     header: ForwardedHeader,
+    /// The proxies speak the PROXY protocol: the connection names the client,
+    /// and the headers, which a layer-4 proxy passes through as the client
+    /// wrote them, are not read.
+    proxy_protocol: bool,
 }
 
 impl TrustedProxies {
     pub fn new(networks: Vec<IpNet>, header: ForwardedHeader) -> Self {
-        TrustedProxies { networks, header }
+        TrustedProxies {
+            networks,
+            header,
+            proxy_protocol: false,
+        }
+    }
+
+    /// The same proxies, opening their connections with a PROXY protocol
+    /// header when `on`.
+    pub fn with_proxy_protocol(self, on: bool) -> Self {
+        TrustedProxies {
+            proxy_protocol: on,
+            ..self
+        }
+    }
+
+    /// Whether a connection from `peer` must begin with a PROXY protocol
+    /// header: only a trusted proxy's, when they speak it.
+    pub fn expects_proxy_header(&self, peer: IpAddr) -> bool {
+        self.proxy_protocol && self.trusts(peer.to_canonical())
     }
 
     /// Parses a list of CIDR blocks or single addresses.

@@ -68,6 +68,10 @@ pub struct FileConfig {
     pub refresh_token_absolute_ttl: Option<i64>,
     /// Seconds an `offline_access` refresh token lives. Default 7776000.
     pub offline_token_ttl: Option<i64>,
+    /// Seconds after a refresh in which the rotated token, presented again,
+    /// gets the same successor instead of revoking its family as reuse; at
+    /// most 60. Default 0 (strict reuse detection).
+    pub refresh_reuse_grace: Option<i64>,
     /// Seconds of inactivity that end a login session. Default 28800.
     pub session_idle_ttl: Option<i64>,
     /// Seconds after which a login session ends in any case. Default 604800.
@@ -114,6 +118,11 @@ pub struct FileConfig {
     /// The header the trusted proxies write: `x-forwarded-for` (default) or
     /// `forwarded` (RFC 7239).
     pub forwarded_header: Option<String>,
+    /// The trusted proxies are layer-4 load balancers that open each
+    /// connection with a PROXY protocol header (v1 or v2) naming the client;
+    /// their connections without one are dropped, and forwarding headers are
+    /// not read on them. Needs `trusted_proxies`. Default false.
+    pub proxy_protocol: Option<bool>,
     /// Who may use the developer portal: `everyone` who can sign in
     /// (default) or `developers` (users with the developer or admin role).
     pub portal_access: Option<String>,
@@ -207,6 +216,9 @@ impl std::str::FromStr for StringList {
     }
 }
 
+/// The longest `refresh_reuse_grace` accepted.
+const MAX_REFRESH_REUSE_GRACE: i64 = 60;
+
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
@@ -262,6 +274,7 @@ impl Config {
             refresh_token_ttl,
             refresh_token_absolute_ttl,
             offline_token_ttl,
+            refresh_reuse_grace,
             session_idle_ttl,
             session_absolute_ttl,
             device_code_ttl,
@@ -279,6 +292,7 @@ impl Config {
             tls_key,
             trusted_proxies,
             forwarded_header,
+            proxy_protocol,
             log_format,
             header_read_timeout,
             body_read_timeout,
@@ -403,6 +417,11 @@ impl Config {
                 &mut settings.offline_token_ttl,
             ),
             (
+                "refresh_reuse_grace",
+                file.refresh_reuse_grace,
+                &mut settings.refresh_reuse_grace,
+            ),
+            (
                 "session_idle_ttl",
                 file.session_idle_ttl,
                 &mut settings.session_idle_ttl,
@@ -452,6 +471,13 @@ impl Config {
                 )));
             }
         }
+        // A long grace would hand a stolen token's successor to its thief for
+        // that long; providers that offer one keep it to seconds.
+        if settings.refresh_reuse_grace > MAX_REFRESH_REUSE_GRACE {
+            return Err(ConfigError(format!(
+                "refresh_reuse_grace must be at most {MAX_REFRESH_REUSE_GRACE} seconds"
+            )));
+        }
         let log_format = match file.log_format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -491,6 +517,14 @@ impl Config {
                 .flat_map(|list| list.0.iter().map(String::as_str)),
         )
         .map_err(|e| ConfigError(format!("trusted_proxies: {e}")))?;
+        let proxy_protocol = file.proxy_protocol.unwrap_or(false);
+        if proxy_protocol && networks.is_empty() {
+            return Err(ConfigError(
+                "proxy_protocol needs trusted_proxies: only the listed proxies' connections \
+                 are read for a PROXY protocol header"
+                    .into(),
+            ));
+        }
         let metrics_listen = file
             .metrics_listen
             .as_deref()
@@ -515,7 +549,8 @@ impl Config {
             log_format,
             connections,
             rate_limits,
-            trusted_proxies: TrustedProxies::new(networks, forwarded_header),
+            trusted_proxies: TrustedProxies::new(networks, forwarded_header)
+                .with_proxy_protocol(proxy_protocol),
         })
     }
 
@@ -822,6 +857,34 @@ mod tests {
         let err = from_env(&[("TESSERA_TRUSTED_PROXIES", "10.0.0.0/8, proxy")]).unwrap_err();
         assert!(err.0.contains("trusted_proxies"), "{}", err.0);
         assert!(from_env(&[("TESSERA_FORWARDED_HEADER", "x-real-ip")]).is_err());
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn the_proxy_protocol_is_expected_from_trusted_proxies_only() {
+        let err = from_env(&[("TESSERA_PROXY_PROTOCOL", "true")]).unwrap_err();
+        assert!(err.0.contains("needs trusted_proxies"), "{}", err.0);
+        let config = from_env(&[
+            ("TESSERA_PROXY_PROTOCOL", "true"),
+            ("TESSERA_TRUSTED_PROXIES", "10.0.0.0/8"),
+        ])
+        .unwrap();
+        let proxies = &config.trusted_proxies;
+        assert!(proxies.expects_proxy_header("10.1.2.3".parse().unwrap()));
+        assert!(proxies.expects_proxy_header("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!proxies.expects_proxy_header("192.0.2.1".parse().unwrap()));
+        let off = from_env(&[("TESSERA_TRUSTED_PROXIES", "10.0.0.0/8")]).unwrap();
+        assert!(
+            !off.trusted_proxies
+                .expects_proxy_header("10.1.2.3".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_refresh_reuse_grace_is_bounded() {
+        assert!(from_env(&[("TESSERA_REFRESH_REUSE_GRACE", "60")]).is_ok());
+        assert!(from_env(&[("TESSERA_REFRESH_REUSE_GRACE", "61")]).is_err());
+        assert!(from_env(&[("TESSERA_REFRESH_REUSE_GRACE", "-1")]).is_err());
     }
 
     #[test]

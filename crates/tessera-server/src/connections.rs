@@ -9,7 +9,7 @@
 //! in progress.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,8 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use proxy_header::ParseConfig;
+use proxy_header::io::ProxiedStream;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
@@ -248,9 +250,10 @@ struct PerConnection {
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-/// Serves a connection, after its TLS handshake when TLS is on. The
-/// handshake must be over within the header read timeout: a client that
-/// stalls in it holds a slot as one that stalls in its headers would.
+/// Reads a trusted proxy's PROXY protocol header where one is expected, then
+/// serves the connection. The header must arrive within the header read
+/// timeout; a trusted proxy's connection without a valid one is dropped,
+/// since nothing on it could say who the client is.
 async fn open_connection(
     stream: TcpStream,
     remote: SocketAddr,
@@ -259,20 +262,65 @@ async fn open_connection(
     closing: watch::Receiver<()>,
     slot: OwnedSemaphorePermit,
 ) {
+    if !shared.proxies.expects_proxy_header(remote.ip()) {
+        return secure_connection(stream, remote, None, router, shared, closing, slot).await;
+    }
+    // TLVs (the proxy's TLS details, its own IDs) are not used.
+    let config = ParseConfig {
+        include_tlvs: false,
+        ..ParseConfig::default()
+    };
+    let header = ProxiedStream::create_from_tokio(stream, config);
+    match tokio::time::timeout(shared.limits.header_read_timeout, header).await {
+        Ok(Ok(stream)) => {
+            // A LOCAL header (the proxy's own health check) names nobody:
+            // the proxy is the client then.
+            let client = stream
+                .proxy_header()
+                .proxied_address()
+                .map_or(remote.ip(), |address| address.source.ip());
+            secure_connection(stream, remote, Some(client), router, shared, closing, slot).await;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "no valid PROXY protocol header from a trusted proxy");
+        }
+        Err(_) => tracing::debug!(%remote, "PROXY protocol header not received in time"),
+    }
+}
+
+/// Serves a connection, after its TLS handshake when TLS is on. The
+/// handshake must be over within the header read timeout: a client that
+/// stalls in it holds a slot as one that stalls in its headers would.
+async fn secure_connection<S>(
+    stream: S,
+    remote: SocketAddr,
+    client: Option<IpAddr>,
+    router: Router,
+    shared: Arc<PerConnection>,
+    closing: watch::Receiver<()>,
+    slot: OwnedSemaphorePermit,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let Some(acceptor) = shared.tls.clone() else {
-        return serve_connection(stream, remote, router, shared, closing, slot).await;
+        return serve_connection(stream, remote, client, router, shared, closing, slot).await;
     };
     let handshake = acceptor.accept(stream);
     match tokio::time::timeout(shared.limits.header_read_timeout, handshake).await {
-        Ok(Ok(stream)) => serve_connection(stream, remote, router, shared, closing, slot).await,
+        Ok(Ok(stream)) => {
+            serve_connection(stream, remote, client, router, shared, closing, slot).await;
+        }
         Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%remote, "TLS handshake not finished in time"),
     }
 }
 
+/// `client`: the address a PROXY protocol header named, which stands; else
+/// the client is resolved from each request's forwarding header.
 async fn serve_connection<S>(
     stream: S,
     remote: SocketAddr,
+    client: Option<IpAddr>,
     router: Router,
     shared: Arc<PerConnection>,
     mut closing: watch::Receiver<()>,
@@ -289,8 +337,12 @@ async fn serve_connection<S>(
             let in_progress = activity.begin();
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(remote));
-            // Without trusted proxies the peer is the client: nothing to add.
-            if !shared.proxies.is_empty() {
+            if let Some(client) = client {
+                request
+                    .extensions_mut()
+                    .insert(ResolvedAddress(client.to_canonical()));
+            } else if !shared.proxies.is_empty() {
+                // Without trusted proxies the peer is the client: nothing to add.
                 let client = shared.proxies.resolve(remote.ip(), request.headers());
                 request.extensions_mut().insert(ResolvedAddress(client));
             }

@@ -68,7 +68,7 @@ pub(crate) const CODE_COLUMNS: &str = "digest, client_id, user_id, redirect_uri,
 
 pub(crate) const REFRESH_COLUMNS: &str = "jti, family_id, client_id, user_id, scope, audiences, auth_time, \
      sid, offline, issued_at, expires_at, family_expires_at, access_jti, access_expires_at, rotated_at, \
-     revoked";
+     revoked, successor_jti";
 
 // Part of the store contract, so that every implementation purges alike.
 pub(crate) use tessera_core::store::{CODE_RETENTION, LOGIN_FAILURE_RETENTION};
@@ -98,7 +98,7 @@ macro_rules! impl_store {
         use tessera_core::scope::Scope;
         use tessera_core::store::{
             AuthorizationCode, ClientStore, CodeStore, CodeUse, Consent, ConsentStore, KeyStore,
-            LoginFailures, ReferenceToken, RefreshStore, RefreshToken, RefreshUse, ResourceStore,
+            LoginFailures, ReferenceToken, RefreshStore, RefreshToken, ResourceStore,
             SecretUpdate, Session, SessionStore, Store, StoreError, StoreResult, StoredKey, ThrottleStore,
             TokenStore, User, UserStore, DeviceAuthorization, DevicePoll, DeviceStatus, DeviceStore,
         };
@@ -1097,7 +1097,40 @@ macro_rules! impl_store {
                 access_expires_at: row.try_get("access_expires_at").map_err(get_err)?,
                 rotated_at: row.try_get("rotated_at").map_err(get_err)?,
                 revoked: row.try_get("revoked").map_err(get_err)?,
+                successor_jti: row.try_get("successor_jti").map_err(get_err)?,
             })
+        }
+
+        async fn insert_refresh(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            token: &RefreshToken,
+        ) -> StoreResult<()> {
+            let sql = const_format::concatcp!(
+                "INSERT INTO refresh_tokens (", REFRESH_COLUMNS, ") VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            );
+            sqlx::query(sql)
+                .bind(&token.jti)
+                .bind(&token.family_id)
+                .bind(&token.client_id)
+                .bind(&token.user_id)
+                .bind(token.scope.to_string())
+                .bind(to_json(&token.audiences))
+                .bind(token.auth_time)
+                .bind(&token.sid)
+                .bind(token.offline)
+                .bind(token.issued_at)
+                .bind(token.expires_at)
+                .bind(token.family_expires_at)
+                .bind(&token.access_jti)
+                .bind(token.access_expires_at)
+                .bind(token.rotated_at)
+                .bind(token.revoked)
+                .bind(&token.successor_jti)
+                .execute(conn)
+                .await
+                .map_err(map_err)?;
+            Ok(())
         }
 
         fn failures_from_row(row: &Row) -> StoreResult<LoginFailures> {
@@ -1640,31 +1673,7 @@ macro_rules! impl_store {
         #[async_trait]
         impl RefreshStore for $store {
             async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
-                let sql = const_format::concatcp!(
-                    "INSERT INTO refresh_tokens (", REFRESH_COLUMNS, ") VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-                );
-                sqlx::query(sql)
-                    .bind(&token.jti)
-                    .bind(&token.family_id)
-                    .bind(&token.client_id)
-                    .bind(&token.user_id)
-                    .bind(token.scope.to_string())
-                    .bind(to_json(&token.audiences))
-                    .bind(token.auth_time)
-                    .bind(&token.sid)
-                    .bind(token.offline)
-                    .bind(token.issued_at)
-                    .bind(token.expires_at)
-                    .bind(token.family_expires_at)
-                    .bind(&token.access_jti)
-                    .bind(token.access_expires_at)
-                    .bind(token.rotated_at)
-                    .bind(token.revoked)
-                    .execute(&mut *self.writer().await?)
-                    .await
-                    .map_err(map_err)?;
-                Ok(())
+                insert_refresh(&mut *self.writer().await?, token).await
             }
 
             async fn refresh_token(&self, jti: &str) -> StoreResult<Option<RefreshToken>> {
@@ -1681,39 +1690,37 @@ macro_rules! impl_store {
                     .transpose()
             }
 
-            async fn rotate_refresh_token(&self, jti: &str, now: i64) -> StoreResult<RefreshUse> {
-                // As in `consume_code`, the guarded UPDATE admits one winner.
-                let sql = const_format::concatcp!(
-                    "UPDATE refresh_tokens SET rotated_at = $1 \
-                     WHERE jti = $2 AND rotated_at IS NULL AND NOT revoked \
-                     AND expires_at > $1 AND family_expires_at > $1 RETURNING ",
-                    REFRESH_COLUMNS
-                );
-                if let Some(row) = sqlx::query(sql)
-                    .bind(now)
-                    .bind(jti)
-                    .fetch_optional(&mut *self.writer().await?)
-                    .await
-                    .map_err(map_err)?
-                {
-                    return Ok(RefreshUse::Fresh(refresh_from_row(&row)?));
+            async fn rotate_refresh_token(
+                &self,
+                jti: &str,
+                successor: &RefreshToken,
+                now: i64,
+            ) -> StoreResult<bool> {
+                // One transaction (issue 15's "rotation is one transaction"): a
+                // rotation whose successor could not be written leaves the token
+                // current, so the client's retry is not mistaken for reuse. The
+                // guarded UPDATE admits one winner, as in `consume_code`.
+                let mut conn = self.writer().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
+                let rotated = sqlx::query(
+                    "UPDATE refresh_tokens SET rotated_at = $1, successor_jti = $2 \
+                     WHERE jti = $3 AND rotated_at IS NULL AND NOT revoked \
+                     AND expires_at > $1 AND family_expires_at > $1",
+                )
+                .bind(now)
+                .bind(&successor.jti)
+                .bind(jti)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+                    == 1;
+                if !rotated {
+                    return Ok(false);
                 }
-                let Some(token) = self.refresh_token(jti).await? else {
-                    return Ok(RefreshUse::Invalid);
-                };
-                // A rotated or revoked token presented while its family lives is
-                // reuse, also past its own sliding expiry: the family is still
-                // there to revoke (RFC 9700 §4.14.2). Once the family has ended, or
-                // for a token merely expired, there is nothing to defend.
-                Ok(if token.family_expires_at <= now {
-                    RefreshUse::Invalid
-                } else if token.revoked {
-                    RefreshUse::Revoked(token)
-                } else if token.rotated_at.is_some() {
-                    RefreshUse::Reused(token)
-                } else {
-                    RefreshUse::Invalid
-                })
+                insert_refresh(&mut *tx, successor).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(true)
             }
 
             async fn revoke_refresh_family(&self, family_id: &str, now: i64) -> StoreResult<u64> {

@@ -19,7 +19,7 @@ use tessera_core::model::{
 use tessera_core::scope::Scope;
 use tessera_core::store::{
     AuthorizationCode, CodeUse, Consent, DeviceAuthorization, DevicePoll, DeviceStatus,
-    LoginFailures, OperatorToken, ReferenceToken, RefreshToken, RefreshUse, Roles, SecretUpdate,
+    LoginFailures, OperatorToken, ReferenceToken, RefreshState, RefreshToken, Roles, SecretUpdate,
     Session, Store, StoreError, StoredKey, TokenPurpose, User,
 };
 use tessera_core::trace::{TraceEndpoint, TraceEvent, TraceOutcome, TraceStep};
@@ -314,6 +314,7 @@ fn refresh(user_id: &str, client_id: &str, family_id: &str) -> RefreshToken {
         access_expires_at: Some(T0 + 900),
         rotated_at: None,
         revoked: false,
+        successor_jti: None,
     }
 }
 
@@ -1903,14 +1904,16 @@ async fn check_consents(store: &dyn Store) {
         assert!(read.revoked, "the withdrawn client's family is revoked");
         assert!(access_revoked(store, token).await);
     }
-    // The revoked family's live token now shows up as revoked, not reused.
-    assert!(matches!(
-        store
-            .rotate_refresh_token(&current.jti, T0)
+    // The revoked family's live token now shows up as revoked, not reused,
+    // and cannot rotate.
+    let read = stored_refresh(store, &current.jti).await.expect("kept");
+    assert_eq!(read.state(T0), RefreshState::Revoked);
+    assert!(
+        !store
+            .rotate_refresh_token(&current.jti, &refresh(&user_id, &c1, &family1), T0)
             .await
-            .expect("rotate_refresh_token"),
-        RefreshUse::Revoked(_)
-    ));
+            .expect("rotate_refresh_token")
+    );
     for token in [&for_c2, &bystander] {
         assert_eq!(
             stored_refresh(store, &token.jti).await.as_ref(),
@@ -2119,47 +2122,67 @@ async fn check_refresh_tokens(store: &dyn Store) {
     );
     assert_eq!(stored_refresh(store, &token.jti).await, Some(token.clone()));
 
-    let rotate = |jti: String, now: i64| async move {
-        store
-            .rotate_refresh_token(&jti, now)
-            .await
-            .expect("rotate_refresh_token")
+    // Rotation marks the token and inserts its successor, or does neither.
+    let rotate = |jti: String, now: i64| {
+        let successor = RefreshToken {
+            issued_at: now,
+            ..refresh(&user_id, &client_id, &family)
+        };
+        async move {
+            let rotated = store
+                .rotate_refresh_token(&jti, &successor, now)
+                .await
+                .expect("rotate_refresh_token");
+            let stored = stored_refresh(store, &successor.jti).await;
+            if rotated {
+                assert_eq!(stored, Some(successor.clone()), "the successor is written");
+            } else {
+                assert_eq!(stored, None, "a refused rotation writes no successor");
+            }
+            rotated.then_some(successor)
+        }
     };
+    let state = |jti: String, now: i64| async move {
+        stored_refresh(store, &jti).await.map(|t| t.state(now))
+    };
+    let successor = rotate(token.jti.clone(), T0).await.expect("rotates");
     let rotated = RefreshToken {
         rotated_at: Some(T0),
+        successor_jti: Some(successor.jti.clone()),
         ..token.clone()
     };
-    assert_eq!(
-        rotate(token.jti.clone(), T0).await,
-        RefreshUse::Fresh(rotated.clone())
-    );
-    assert_eq!(
-        rotate(token.jti.clone(), T0 + 1).await,
-        RefreshUse::Reused(rotated.clone()),
-        "a second use is reuse and keeps the first rotation's time"
-    );
     assert_eq!(
         stored_refresh(store, &token.jti).await,
         Some(rotated.clone())
     );
+    assert_eq!(
+        state(successor.jti.clone(), T0).await,
+        Some(RefreshState::Current)
+    );
+    assert!(
+        rotate(token.jti.clone(), T0 + 1).await.is_none(),
+        "a second use does not rotate"
+    );
+    assert_eq!(
+        stored_refresh(store, &token.jti).await,
+        Some(rotated),
+        "and keeps the first rotation's time and successor"
+    );
+    assert_eq!(
+        state(token.jti.clone(), T0 + 1).await,
+        Some(RefreshState::Rotated)
+    );
     // Reuse while the family lives, also past the token's own sliding expiry...
     assert_eq!(
-        rotate(token.jti.clone(), token.expires_at + 1).await,
-        RefreshUse::Reused(rotated)
+        state(token.jti.clone(), token.expires_at + 1).await,
+        Some(RefreshState::Rotated)
     );
     // ...but once the family has ended there is nothing left to revoke.
     assert_eq!(
-        rotate(token.jti.clone(), token.family_expires_at).await,
-        RefreshUse::Invalid
+        state(token.jti.clone(), token.family_expires_at).await,
+        Some(RefreshState::Ended)
     );
-
-    assert_eq!(
-        rotate(bare.jti.clone(), T0).await,
-        RefreshUse::Fresh(RefreshToken {
-            rotated_at: Some(T0),
-            ..bare
-        })
-    );
+    assert!(rotate(bare.jti.clone(), T0).await.is_some());
 
     // A revoked token is told apart from a reused one: revocation is no sign
     // of theft. Revoked after a rotation, it still reads as revoked.
@@ -2173,26 +2196,24 @@ async fn check_refresh_tokens(store: &dyn Store) {
         ..refresh(&user_id, &client_id, &unique("family"))
     };
     insert_refresh(store, &[&revoked, &rotated_then_revoked]).await;
-    assert_eq!(
-        rotate(revoked.jti.clone(), T0).await,
-        RefreshUse::Revoked(revoked.clone())
-    );
-    assert_eq!(
-        rotate(rotated_then_revoked.jti.clone(), T0).await,
-        RefreshUse::Revoked(rotated_then_revoked.clone())
-    );
+    for t in [&revoked, &rotated_then_revoked] {
+        assert!(rotate(t.jti.clone(), T0).await.is_none());
+        assert_eq!(state(t.jti.clone(), T0).await, Some(RefreshState::Revoked));
+        assert_eq!(stored_refresh(store, &t.jti).await.as_ref(), Some(t));
+    }
 
-    // Expired (`expires_at <= now`) is invalid, and a refused rotation marks
+    // Expired (`expires_at <= now`) ends it, and a refused rotation marks
     // nothing.
     let expiring = RefreshToken {
         expires_at: T0,
         ..refresh(&user_id, &client_id, &unique("family"))
     };
     insert_refresh(store, &[&expiring]).await;
-    assert_eq!(rotate(expiring.jti.clone(), T0).await, RefreshUse::Invalid);
+    assert!(rotate(expiring.jti.clone(), T0).await.is_none());
+    assert!(rotate(expiring.jti.clone(), T0 + 10).await.is_none());
     assert_eq!(
-        rotate(expiring.jti.clone(), T0 + 10).await,
-        RefreshUse::Invalid
+        state(expiring.jti.clone(), T0).await,
+        Some(RefreshState::Ended)
     );
     assert_eq!(stored_refresh(store, &expiring.jti).await, Some(expiring));
     // The family's end bounds rotation even where the token's own end does not.
@@ -2201,12 +2222,30 @@ async fn check_refresh_tokens(store: &dyn Store) {
         ..refresh(&user_id, &client_id, &unique("family"))
     };
     insert_refresh(store, &[&family_ending]).await;
+    assert!(rotate(family_ending.jti.clone(), T0).await.is_none());
     assert_eq!(
-        rotate(family_ending.jti.clone(), T0).await,
-        RefreshUse::Invalid
+        state(family_ending.jti.clone(), T0).await,
+        Some(RefreshState::Ended)
     );
 
-    assert_eq!(rotate(unique("rt"), T0).await, RefreshUse::Invalid);
+    assert!(rotate(unique("rt"), T0).await.is_none());
+
+    // A successor that cannot be written (its jti is taken) undoes the
+    // rotation: the token stays current for the client's retry.
+    let current = refresh(&user_id, &client_id, &unique("family"));
+    insert_refresh(store, &[&current]).await;
+    let clash = RefreshToken {
+        jti: bare.jti.clone(),
+        ..refresh(&user_id, &client_id, &unique("family"))
+    };
+    assert!(
+        store
+            .rotate_refresh_token(&current.jti, &clash, T0)
+            .await
+            .is_err(),
+        "the successor's insert fails"
+    );
+    assert_eq!(stored_refresh(store, &current.jti).await, Some(current));
 }
 
 async fn check_revoke_family(store: &dyn Store) {
@@ -2270,13 +2309,10 @@ async fn check_revoke_family(store: &dyn Store) {
     );
     assert!(!access_revoked(store, &other_family).await);
 
-    assert!(matches!(
-        store
-            .rotate_refresh_token(&live.jti, T0)
-            .await
-            .expect("rotate_refresh_token"),
-        RefreshUse::Revoked(_)
-    ));
+    assert_eq!(
+        stored_refresh(store, &live.jti).await.map(|t| t.state(T0)),
+        Some(RefreshState::Revoked)
+    );
     // Revoking again revokes nothing new and is not an error.
     assert_eq!(
         store
@@ -2459,13 +2495,11 @@ async fn check_people_purge(store: &dyn Store) {
     assert!(matches!(consumed(&c_recent).await, CodeUse::Replayed(_)));
     assert_eq!(stored_refresh(store, &r_ended.jti).await, None);
     assert_eq!(
-        store
-            .rotate_refresh_token(&r_live.jti, now)
-            .await
-            .expect("rotate_refresh_token"),
-        RefreshUse::Reused(r_live.clone()),
+        stored_refresh(store, &r_live.jti).await,
+        Some(r_live.clone()),
         "a rotated token is kept while its family lives"
     );
+    assert_eq!(r_live.state(now), RefreshState::Rotated);
     assert_eq!(
         store.login_failures(&f_old).await.expect("login_failures"),
         None
@@ -2839,32 +2873,40 @@ async fn check_code_race(store: &Arc<dyn Store>) {
 }
 
 async fn check_refresh_race(store: &Arc<dyn Store>) {
-    let token = refresh(&unique("user"), &unique("client"), &unique("family"));
+    let (user_id, client_id, family) = (unique("user"), unique("client"), unique("family"));
+    let token = refresh(&user_id, &client_id, &family);
     insert_refresh(&**store, &[&token]).await;
     let results = race(store, |store, _| {
         let jti = token.jti.clone();
+        let successor = refresh(&user_id, &client_id, &family);
         async move {
-            store
-                .rotate_refresh_token(&jti, T0)
+            let rotated = store
+                .rotate_refresh_token(&jti, &successor, T0)
                 .await
-                .expect("racing rotate_refresh_token")
+                .expect("racing rotate_refresh_token");
+            (rotated, successor.jti)
         }
     })
     .await;
-    let rotated = RefreshToken {
-        rotated_at: Some(T0),
-        ..token
-    };
-    let fresh = results
+    let winners: Vec<&String> = results
         .iter()
-        .filter(|r| **r == RefreshUse::Fresh(rotated.clone()))
-        .count();
-    let reused = results
-        .iter()
-        .filter(|r| **r == RefreshUse::Reused(rotated.clone()))
-        .count();
-    assert_eq!(fresh, 1, "racing rotations of one token: {results:?}");
-    assert_eq!(reused, RACERS - 1, "the losers see reuse");
+        .filter(|(rotated, _)| *rotated)
+        .map(|(_, jti)| jti)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "racing rotations of one token: {results:?}"
+    );
+    let stored = stored_refresh(&**store, &token.jti).await.expect("kept");
+    assert_eq!(stored.successor_jti.as_ref(), Some(winners[0]));
+    for (rotated, jti) in &results {
+        assert_eq!(
+            stored_refresh(&**store, jti).await.is_some(),
+            *rotated,
+            "only the winner's successor is written"
+        );
+    }
 }
 
 async fn check_login_failure_swaps(store: &Arc<dyn Store>) {

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
 use crate::crypto::{SecretDigest, random_id, random_token};
-use crate::error::Error;
+use crate::error::{Error, Reason};
+use crate::grants::refresh_token::repeatable_successor;
 use crate::grants::{AccessSigning, SubjectKind, Targets};
 use crate::model::{Client, GrantType, TokenFormat};
 use crate::oidc;
@@ -90,7 +91,18 @@ pub enum RefreshIssue {
         family_expires_at: UnixTime,
         offline: bool,
         scope: Scope,
+        rotation: Rotation,
     },
+}
+
+/// How a refresh continues its family.
+#[derive(Debug, Clone)]
+pub enum Rotation {
+    /// The current token with this `jti` is replaced by a new successor.
+    From(String),
+    /// A retry within the grace window: the successor the first rotation made
+    /// is issued again (see `grants::refresh_token::repeatable_successor`).
+    Repeat(Box<RefreshToken>),
 }
 
 /// An ID token to issue beside the access token (when the scope has `openid`).
@@ -268,30 +280,33 @@ impl Issuer<'_> {
             shared_secret::seal_jti(provider.keys().kek(), &mut claims)
                 .map_err(|e| Error::server_error(&e))?;
         }
+        // The refresh token first: a rotation can still be refused (another
+        // request rotated the token meanwhile), and then no access token
+        // should exist.
+        let (refresh_token, family_id) = match &issue.subject {
+            IssueSubject::User(user) if client.allows(GrantType::RefreshToken) => {
+                self.refresh_token(client, user, &issue, &claims).await?
+            }
+            _ => (None, None),
+        };
         let access_token = self.access_token(&claims, signing).await?;
         let mut response = TokenResponse::bearer(access_token.clone(), ttl, scope_text);
         response.issued_token_type = issue.issued_token_type.map(|t| t.as_str().to_owned());
+        response.refresh_token = refresh_token;
 
-        let mut family_id = None;
-        if let IssueSubject::User(user) = &issue.subject {
-            if client.allows(GrantType::RefreshToken) {
-                let (token, family) = self.refresh_token(client, user, &issue, &claims).await?;
-                response.refresh_token = token;
-                family_id = family;
-            }
-            if let (Some(id_token), Some(auth_time)) = (&issue.id_token, issue.auth_time)
-                && issue.scope.contains("openid")
-            {
-                response.id_token = Some(self.id_token(IdTokenFor {
-                    client,
-                    user,
-                    scope: &issue.scope,
-                    nonce: id_token.nonce.clone(),
-                    auth_time,
-                    sid: issue.sid.clone(),
-                    access_token: Some(&access_token),
-                })?);
-            }
+        if let IssueSubject::User(user) = &issue.subject
+            && let (Some(id_token), Some(auth_time)) = (&issue.id_token, issue.auth_time)
+            && issue.scope.contains("openid")
+        {
+            response.id_token = Some(self.id_token(IdTokenFor {
+                client,
+                user,
+                scope: &issue.scope,
+                nonce: id_token.nonce.clone(),
+                auth_time,
+                sid: issue.sid.clone(),
+                access_token: Some(&access_token),
+            })?);
         }
         if let GrantRecord::Code(digest) = &issue.record {
             provider
@@ -378,7 +393,7 @@ impl Issuer<'_> {
         let provider = self.provider;
         let settings = provider.settings();
         let now = access.iat;
-        let (family_id, family_expires_at, offline, scope) = match &issue.refresh {
+        let (family_id, family_expires_at, offline, scope, rotation) = match &issue.refresh {
             RefreshIssue::None => return Ok((None, None)),
             RefreshIssue::New => {
                 let offline = issue.scope.contains("offline_access");
@@ -387,18 +402,26 @@ impl Issuer<'_> {
                 } else {
                     settings.refresh_token_absolute_ttl
                 };
-                (random_id(), now + lifetime, offline, issue.scope.clone())
+                (
+                    random_id(),
+                    now + lifetime,
+                    offline,
+                    issue.scope.clone(),
+                    None,
+                )
             }
             RefreshIssue::Continue {
                 family_id,
                 family_expires_at,
                 offline,
                 scope,
+                rotation,
             } => (
                 family_id.clone(),
                 *family_expires_at,
                 *offline,
                 scope.clone(),
+                Some(rotation),
             ),
         };
         // Offline tokens live to the family's end; online ones slide.
@@ -407,13 +430,69 @@ impl Issuer<'_> {
         } else {
             (now + settings.refresh_token_ttl).min(family_expires_at)
         };
+        let record = RefreshToken {
+            jti: random_id(),
+            family_id: family_id.clone(),
+            client_id: client.id.clone(),
+            user_id: user.id.clone(),
+            scope,
+            // As requested, not as resolved: the refresh resolves them again
+            // under the rules then in force.
+            audiences: issue.targets.requested.clone(),
+            auth_time: issue.auth_time.unwrap_or(now),
+            sid: issue.sid.clone(),
+            offline,
+            issued_at: now,
+            expires_at,
+            family_expires_at,
+            access_jti: Some(access.jti.clone()),
+            access_expires_at: Some(access.exp),
+            rotated_at: None,
+            revoked: false,
+            successor_jti: None,
+        };
+        let store = provider.store();
+        let issued = match rotation {
+            None => {
+                store.insert_refresh_token(&record).await?;
+                record
+            }
+            Some(Rotation::From(previous)) => {
+                if store.rotate_refresh_token(previous, &record, now).await? {
+                    record
+                } else {
+                    // Another request rotated it after the grant read it as
+                    // current. Within the grace window, that rotation's
+                    // successor is this request's answer too.
+                    let repeat = match store.refresh_token(previous).await? {
+                        Some(rotated) => repeatable_successor(provider, &rotated, now).await?,
+                        None => None,
+                    };
+                    let Some(successor) = repeat else {
+                        // The token was current when this request read it:
+                        // a concurrent use, not a replay of a used token, so
+                        // the family stands for whoever won.
+                        return Err(Error::new(
+                            Reason::RefreshTokenRotatedConcurrently,
+                            "the refresh token is invalid, expired or revoked",
+                        ));
+                    };
+                    self.record_repeat(record, &successor).await?;
+                    successor
+                }
+            }
+            Some(Rotation::Repeat(successor)) => {
+                self.record_repeat(record, successor).await?;
+                (**successor).clone()
+            }
+        };
         let claims = RefreshTokenClaims {
             iss: settings.issuer.clone(),
-            sub: user.id.clone(),
-            aud: client.id.clone(),
-            iat: now,
-            exp: expires_at,
-            jti: random_id(),
+            sub: issued.user_id,
+            aud: issued.client_id,
+            iat: issued.issued_at,
+            exp: issued.expires_at,
+            jti: issued.jti,
         };
         let ring = provider.keys().ring();
         let key = ring
@@ -421,30 +500,24 @@ impl Issuer<'_> {
             .ok_or_else(|| Error::server_error(&"no active signing key"))?;
         let token = tessera_jose::encode(key, REFRESH_TOKEN_TYP, &claims)
             .map_err(|e| Error::server_error(&e))?;
-        provider
-            .store()
-            .insert_refresh_token(&RefreshToken {
-                jti: claims.jti,
-                family_id: family_id.clone(),
-                client_id: client.id.clone(),
-                user_id: user.id.clone(),
-                scope,
-                // As requested, not as resolved: the refresh resolves them again
-                // under the rules then in force.
-                audiences: issue.targets.requested.clone(),
-                auth_time: issue.auth_time.unwrap_or(now),
-                sid: issue.sid.clone(),
-                offline,
-                issued_at: now,
-                expires_at,
-                family_expires_at,
-                access_jti: Some(access.jti.clone()),
-                access_expires_at: Some(access.exp),
-                rotated_at: None,
-                revoked: false,
-            })
-            .await?;
         Ok((Some(token), Some(family_id)))
+    }
+
+    /// Issuing `successor` again (a retry within the grace window) comes with
+    /// a new access token. Its `jti` is kept in a record of the family that is
+    /// born rotated, never handed out and naming `successor`, so that revoking
+    /// the family, the session, the user or the client revokes that access
+    /// token as it does every other.
+    async fn record_repeat(
+        &self,
+        mut record: RefreshToken,
+        successor: &RefreshToken,
+    ) -> Result<(), Error> {
+        record.rotated_at = Some(record.issued_at);
+        record.successor_jti = Some(successor.jti.clone());
+        record.expires_at = successor.expires_at;
+        self.provider.store().insert_refresh_token(&record).await?;
+        Ok(())
     }
 
     /// An ID token (OIDC Core §2) with the client's algorithm (RS256 for

@@ -16,6 +16,9 @@ use crate::issuer_keys::HttpIssuerKeys;
 
 /// How often keys rotated elsewhere (the CLI, another instance) are picked up.
 const KEY_REFRESH: Duration = Duration::from_secs(1);
+// An emergency rotation's key must reach every instance's JWKS before it
+// signs: at least one refresh (and a tick of lateness) before activation.
+const _: () = assert!(2 * KEY_REFRESH.as_secs() <= tessera_core::keys::KEY_PROPAGATION as u64);
 /// How often (in ticks of `KEY_REFRESH`) expired records are deleted: often
 /// enough that each purge has little to do.
 const PURGE_EVERY: u32 = 60;

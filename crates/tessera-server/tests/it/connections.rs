@@ -396,3 +396,96 @@ async fn read_response(stream: &mut TcpStream) -> String {
 fn assert_ok(response: &str) {
     assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
 }
+
+/// A layer-4 load balancer on 127.0.0.2 that speaks the PROXY protocol: the
+/// address in its header is the client's, whatever forwarding header the
+/// client itself wrote; its connections without a header are dropped. Others
+/// (the test's own readiness checks from 127.0.0.1) are served as usual.
+#[tokio::test]
+async fn behind_a_proxy_protocol_load_balancer_the_header_names_the_client() {
+    use proxy_header::{Protocol, ProxiedAddress, ProxyHeader};
+    let server = TestServer::start_with(&[
+        ("TESSERA_TRUSTED_PROXIES", "127.0.0.2"),
+        ("TESSERA_PROXY_PROTOCOL", "true"),
+        ("TESSERA_HEADER_READ_TIMEOUT", "1"),
+    ])
+    .await;
+    let request = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             X-Forwarded-For: 10.9.8.7\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let address = |source: &str| ProxiedAddress {
+        protocol: Protocol::Stream,
+        source: source.parse().unwrap(),
+        destination: format!("127.0.0.1:{}", server.port).parse().unwrap(),
+    };
+
+    // Version 1 (text), then version 2 (binary) with IPv6, each followed by a
+    // request on the same connection.
+    let mut v1 = Vec::new();
+    ProxyHeader::with_address(address("203.0.113.7:40000"))
+        .encode_v1(&mut v1)
+        .unwrap();
+    // Source and destination are of one family.
+    let mut v2 = Vec::new();
+    ProxyHeader::with_address(ProxiedAddress {
+        destination: "[::1]:443".parse().unwrap(),
+        ..address("[2001:db8::42]:40001")
+    })
+    .encode_v2(&mut v2)
+    .unwrap();
+    let mut local = Vec::new();
+    ProxyHeader::with_local().encode_v2(&mut local).unwrap();
+    for (header, path) in [
+        (&v1, "/health/live?v1"),
+        (&v2, "/health/live?v2"),
+        (&local, "/health/live?local"),
+    ] {
+        let mut stream = connect_from_proxy(&server).await;
+        stream.write_all(header).await.unwrap();
+        stream.write_all(request(path).as_bytes()).await.unwrap();
+        assert_ok(&read_response(&mut stream).await);
+    }
+
+    // Without a header, a trusted proxy's connection is dropped unanswered.
+    let mut bare = connect_from_proxy(&server).await;
+    bare.write_all(request("/health/live?bare").as_bytes())
+        .await
+        .unwrap();
+    let (received, closed) = until_closed(&mut bare, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "still open");
+    assert!(
+        received.is_empty(),
+        "answered: {}",
+        String::from_utf8_lossy(&received)
+    );
+
+    // The request log names the header's addresses: never the client's own
+    // X-Forwarded-For, and the proxy only for its health check.
+    let log = server.log();
+    assert!(log.contains("address=203.0.113.7"), "{log}");
+    assert!(log.contains("address=2001:db8::42"), "{log}");
+    assert!(log.contains("address=127.0.0.2"), "{log}");
+    assert!(!log.contains("address=10.9.8.7"), "{log}");
+    // A peer that is not a trusted proxy needs no header, and its
+    // forwarding header is not believed either.
+    let mut direct = connect(&server).await;
+    direct
+        .write_all(request("/health/live?direct").as_bytes())
+        .await
+        .unwrap();
+    assert_ok(&read_response(&mut direct).await);
+    assert!(!server.log().contains("address=10.9.8.7"));
+}
+
+/// A connection from 127.0.0.2, the test's load balancer.
+async fn connect_from_proxy(server: &TestServer) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    socket
+        .connect(format!("127.0.0.1:{}", server.port).parse().unwrap())
+        .await
+        .unwrap()
+}

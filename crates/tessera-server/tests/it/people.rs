@@ -1121,6 +1121,28 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_whole_family() {
 }
 
 #[tokio::test]
+async fn of_concurrent_refreshes_of_one_token_exactly_one_rotates_it() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    for _ in 0..3 {
+        let tokens = tokens_for(&server, &mut browser, &client, SCOPES).await;
+        let rt = s(&tokens["refresh_token"]);
+        let at_once = || refresh(&server, &client, rt, None);
+        let (a, b, c, d, e, f) = tokio::join!(
+            at_once(),
+            at_once(),
+            at_once(),
+            at_once(),
+            at_once(),
+            at_once()
+        );
+        let winner = one_winner(&[a, b, c, d, e, f]);
+        assert_ne!(s(&winner["refresh_token"]), rt);
+    }
+}
+
+#[tokio::test]
 async fn refresh_can_narrow_the_scope_but_never_widen_it() {
     let (server, _) = start_with_alice().await;
     let client = web_app(&server);
@@ -2832,10 +2854,12 @@ async fn three_instances_on_postgres_share_codes_refresh_tokens_and_revocations(
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(tessera_core::crypto::random_bytes::<32>())
     };
-    // Behind one load balancer: one issuer, three listeners.
+    // Behind one load balancer: one issuer, three listeners; a client that
+    // retries a refresh at another instance gets the same successor.
     let env = [
         ("TESSERA_KEY_ENCRYPTION_KEY", kek.as_str()),
         ("TESSERA_ISSUER", "http://localhost:8443"),
+        ("TESSERA_REFRESH_REUSE_GRACE", "30"),
     ];
     let (one, two, three) = tokio::join!(
         TestServer::start_on(crate::common::TempDir::new("pg-a"), db.url.clone(), &env),
@@ -2865,7 +2889,36 @@ async fn three_instances_on_postgres_share_codes_refresh_tokens_and_revocations(
         refresh(&two, &client, &rt, None),
         refresh(&three, &client, &rt, None),
     );
-    one_winner(&[a, b, c]);
+    // One rotation: every answer carries the same successor (within the
+    // grace, RFC 9700 §4.14.2 reuse detection answers a retry with it), each
+    // with an access token of its own, and the family lives on.
+    let jti = |body: &Value| decode_jwt(s(&body["refresh_token"])).1["jti"].clone();
+    for (status, body) in [&a, &b, &c] {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(jti(body), jti(&a.1), "{a:?} {b:?} {c:?}");
+    }
+    for (server, (_, body)) in [(&one, &a), (&two, &b), (&three, &c)] {
+        assert_eq!(
+            server
+                .introspect(&client.0, &client.1, s(&body["access_token"]))
+                .await["active"],
+            true
+        );
+    }
+    let (status, next) = refresh(&three, &client, s(&b.1["refresh_token"]), None).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    // Two steps behind: reuse, and the whole family goes at every instance.
+    let (status, body) = refresh(&two, &client, &rt, None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let (status, body) = refresh(&one, &client, s(&next["refresh_token"]), None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    for (_, body) in [&a, &b, &c] {
+        assert_eq!(
+            one.introspect(&client.0, &client.1, s(&body["access_token"]))
+                .await["active"],
+            false
+        );
+    }
 
     // Issued at one, used and introspected at another, revoked at the third:
     // inactive everywhere.
@@ -2909,7 +2962,11 @@ async fn three_instances_on_postgres_share_codes_refresh_tokens_and_revocations(
 
 #[tokio::test]
 async fn a_kill_9_under_load_loses_nothing_acknowledged_and_spends_no_code_twice() {
-    let (mut server, _) = start_with_alice().await;
+    // A grace long enough for the restart: the rotation in flight at the kill
+    // may have been committed without its answer reaching the client, which
+    // then retries it (see `refresh_reuse_grace`).
+    let mut server = TestServer::start_with(&[("TESSERA_REFRESH_REUSE_GRACE", "60")]).await;
+    create_user(&server, "alice", Some("alice@example.com"), None);
     let client = web_app(&server);
     let service = server.client(&[
         "--grant",
@@ -2922,12 +2979,39 @@ async fn a_kill_9_under_load_loses_nothing_acknowledged_and_spends_no_code_twice
     for _ in 0..40 {
         codes.push(mint_code(&server, &mut browser, &client.0).await);
     }
+    let (code, verifier) = mint_code(&server, &mut browser, &client.0).await;
+    let (status, tokens) = exchange(&server, &client, &code, Some(&verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
     let pid = server.pid().expect("running").to_string();
 
-    // Code exchanges and reference tokens as fast as they go, until the
-    // process is killed under them.
+    // Code exchanges, refresh rotations and reference tokens as fast as they
+    // go, until the process is killed under them.
     let exchanged = std::sync::Mutex::new(Vec::new());
     let issued = std::sync::Mutex::new(Vec::new());
+    let rotated = std::sync::Mutex::new(vec![s(&tokens["refresh_token"]).to_owned()]);
+    let rotations = async {
+        loop {
+            let latest = rotated.lock().unwrap().last().unwrap().clone();
+            let response = server
+                .http
+                .post(server.url("/oauth2/token"))
+                .basic_auth(&client.0, Some(&client.1))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", latest.as_str()),
+                ])
+                .send()
+                .await;
+            let Ok(response) = response else { break };
+            let Ok(body) = response.json::<Value>().await else {
+                break;
+            };
+            let Some(token) = body["refresh_token"].as_str() else {
+                break;
+            };
+            rotated.lock().unwrap().push(token.to_owned());
+        }
+    };
     let exchanges = async {
         for (code, verifier) in &codes {
             let response = server
@@ -2973,7 +3057,10 @@ async fn a_kill_9_under_load_loses_nothing_acknowledged_and_spends_no_code_twice
     };
     let kill = async {
         // Once both loops are under way.
-        while exchanged.lock().unwrap().len() < 5 || issued.lock().unwrap().len() < 20 {
+        while exchanged.lock().unwrap().len() < 5
+            || issued.lock().unwrap().len() < 20
+            || rotated.lock().unwrap().len() < 5
+        {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         let killed = std::process::Command::new("kill")
@@ -2982,9 +3069,10 @@ async fn a_kill_9_under_load_loses_nothing_acknowledged_and_spends_no_code_twice
             .unwrap();
         assert!(killed.success());
     };
-    tokio::join!(exchanges, references, kill);
+    tokio::join!(exchanges, references, rotations, kill);
     let exchanged = exchanged.into_inner().unwrap();
     let issued = issued.into_inner().unwrap();
+    let rotated = rotated.into_inner().unwrap();
     assert!(
         exchanged.len() < codes.len(),
         "the kill came after the last code"
@@ -3020,6 +3108,16 @@ async fn a_kill_9_under_load_loses_nothing_acknowledged_and_spends_no_code_twice
             assert_eq!(first.0, StatusCode::OK, "{}", first.1);
         }
     }
+    // The last acknowledged refresh token still refreshes: either it was
+    // current (the rotation in flight never committed) or its committed
+    // rotation wrote the successor in the same transaction, which the retry
+    // gets. A rotation marked without its successor would read as reuse here.
+    // The family goes on after it.
+    let latest = rotated.last().unwrap();
+    let (status, body) = refresh(&server, &client, latest, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = refresh(&server, &client, s(&body["refresh_token"]), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     // The client, the user and her consent survived: a new code comes
     // without the login or consent page.
     let mut browser = Browser::new(&server);

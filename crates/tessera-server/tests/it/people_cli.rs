@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tessera_core::scope::Scope;
-use tessera_core::store::{Consent, RefreshToken, RefreshUse, Store};
+use tessera_core::store::{Consent, RefreshState, RefreshToken, Store};
 use tessera_core::{Clock, SystemClock};
 
 use crate::common::TestServer;
@@ -287,6 +287,7 @@ async fn consent_is_listed_and_withdrawn_with_its_refresh_tokens() {
         access_expires_at: None,
         rotated_at: None,
         revoked: false,
+        successor_jti: None,
     })
     .await
     .unwrap();
@@ -327,14 +328,12 @@ async fn consent_is_listed_and_withdrawn_with_its_refresh_tokens() {
         json!([])
     );
     assert!(db.consent(&sub, &client_id).await.unwrap().is_none());
-    match db
-        .rotate_refresh_token("rt-1", SystemClock.now())
-        .await
-        .unwrap()
-    {
-        RefreshUse::Revoked(token) => assert!(token.revoked, "{token:?}"),
-        other => panic!("the refresh token still works after the withdrawal: {other:?}"),
-    }
+    let token = db.refresh_token("rt-1").await.unwrap().expect("kept");
+    assert_eq!(
+        token.state(SystemClock.now()),
+        RefreshState::Revoked,
+        "the refresh token still works after the withdrawal: {token:?}"
+    );
 }
 
 #[tokio::test]

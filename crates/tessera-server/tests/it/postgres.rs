@@ -292,7 +292,8 @@ async fn two_instances_share_one_postgres_database() {
     let old_kid = kid_of(&from_one);
     let rotated = one.cli(&["keys", "rotate", "--now", "--json"]);
     assert_eq!(rotated["alg"], "ES256");
-    assert_eq!(rotated["status"], "active");
+    // Published now, signing once every instance publishes it too.
+    assert_eq!(rotated["status"], "next");
     let new_kid = rotated["kid"].as_str().unwrap().to_owned();
     assert_ne!(new_kid, old_kid);
     let started = Instant::now();
@@ -579,4 +580,97 @@ async fn a_client_registered_at_one_instance_is_managed_at_the_other() {
             .await;
         assert_eq!(status, 401);
     }
+}
+
+/// (c) An emergency rotation through one instance's admin API, while three
+/// instances issue tokens round robin: no token names a key that any
+/// instance's JWKS lacks, so verifiers that each fetch the JWKS from a
+/// different instance accept every token, before, during and after.
+#[tokio::test]
+async fn an_emergency_rotation_under_load_fails_no_verification_anywhere() {
+    use tessera_guard::Verifier;
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let kek = new_kek();
+    let env = [
+        ("TESSERA_KEY_ENCRYPTION_KEY", kek.as_str()),
+        ("TESSERA_ISSUER", SHARED_ISSUER),
+    ];
+    let (one, two, three) = tokio::join!(
+        TestServer::start_on(TempDir::new("pg-one"), db.url.clone(), &env),
+        TestServer::start_on(TempDir::new("pg-two"), db.url.clone(), &env),
+        TestServer::start_on(TempDir::new("pg-three"), db.url.clone(), &env),
+    );
+    let instances = [&one, &two, &three];
+    let client = one.client(&["--grant", "client_credentials", "--scope", SCOPE]);
+    let admin = one.cli(&["admin-token", "create", "--json"])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let verifiers: Vec<Verifier> = instances
+        .iter()
+        .map(|server| {
+            Verifier::builder(SHARED_ISSUER, SHARED_ISSUER)
+                .jwks_uri(server.url("/jwks.json"))
+                .insecure_allow_http()
+                .build()
+                .expect("verifier")
+        })
+        .collect();
+    let old_kid = kid_of(&access_token(&one, &client).await);
+
+    let new_kid = std::sync::Mutex::new(None::<String>);
+    let load = async {
+        let mut failures = Vec::new();
+        let mut signed_with_new = [0; 3];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for round in 0.. {
+            let at = round % 3;
+            let token = access_token(instances[at], &client).await;
+            for (from, verifier) in verifiers.iter().enumerate() {
+                if let Err(e) = verifier.verify(&token).await {
+                    failures.push(format!("signed by {at}, JWKS of {from}: {e}"));
+                }
+            }
+            if new_kid.lock().unwrap().as_deref() == Some(kid_of(&token).as_str()) {
+                signed_with_new[at] += 1;
+            }
+            if signed_with_new.iter().all(|n| *n >= 10) {
+                return (round, failures);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the new key did not sign everywhere: {signed_with_new:?}"
+            );
+        }
+        unreachable!()
+    };
+    let rotate = async {
+        // Once the load is under way.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let response = three
+            .http
+            .post(three.url("/admin/keys/rotate"))
+            .bearer_auth(&admin)
+            .json(&json!({"now": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        *new_kid.lock().unwrap() = Some(body["kid"].as_str().unwrap().to_owned());
+    };
+    let ((rounds, failures), ()) = tokio::join!(load, rotate);
+    assert!(
+        failures.is_empty(),
+        "{} tokens, failures: {failures:?}",
+        rounds + 1
+    );
+    let new_kid = new_kid.into_inner().unwrap().unwrap();
+    assert_ne!(new_kid, old_kid);
+    eprintln!(
+        "{} tokens across the rotation, every one verified",
+        rounds + 1
+    );
 }

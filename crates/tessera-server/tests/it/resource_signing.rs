@@ -190,7 +190,26 @@ async fn a_resource_algorithm_without_a_key_gets_one_published_before_use() {
     let unchanged = server.cli(&["resource", "list", "--json"]);
     assert_eq!(unchanged[0]["signing_alg"], "EdDSA");
     server.cli(&["keys", "rotate", "--alg", "PS256", "--now", "--json"]);
-    let updated = resource(&server, &["update", ORDERS, "--signing-alg", "PS256"]);
+    // The key signs once every instance publishes it, two seconds on: until
+    // then the command says how long to wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let updated = loop {
+        let out = server.cli_output(&[
+            "resource",
+            "update",
+            ORDERS,
+            "--signing-alg",
+            "PS256",
+            "--json",
+        ]);
+        if out.status.success() {
+            break serde_json::from_slice::<Value>(&out.stdout).unwrap();
+        }
+        let message = String::from_utf8_lossy(&out.stderr);
+        assert!(message.contains("starts signing in"), "{message}");
+        assert!(std::time::Instant::now() < deadline, "{message}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     crate::common::catalog_settles().await;
     assert_eq!(updated["signing_alg"], "PS256");
     let token = access_token(&server, &client, &[ORDERS]).await;
