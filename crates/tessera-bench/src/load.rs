@@ -175,13 +175,15 @@ struct UserOutcome {
 /// What a run needs besides the work.
 #[derive(Debug, Clone)]
 pub struct Run {
-    pub addr: SocketAddr,
+    /// The instances to load: user `i` connects to `addrs[i % addrs.len()]`,
+    /// as a round-robin load balancer with keep-alive would spread them.
+    pub addrs: Vec<SocketAddr>,
     pub users: usize,
     pub window: Window,
     /// A successful answer's body must contain this (e.g. `"active":true`).
     pub expect: Option<&'static [u8]>,
-    /// The server process, for its CPU time.
-    pub server_pid: u32,
+    /// The server processes, for their CPU time (summed).
+    pub server_pids: Vec<u32>,
     /// Clock ticks per second, for `/proc` CPU times.
     pub clock_ticks: u64,
     /// Requests per second expected at most, to size the latency vectors.
@@ -201,9 +203,9 @@ pub async fn drive(run: &Run, work: &Work) -> Measured {
     let per_user =
         run.capacity_hint / run.users.max(1) * (window.to - window.from).as_secs().max(1) as usize;
     let mut tasks = Vec::with_capacity(users.len());
-    for work in users {
+    for (i, work) in users.into_iter().enumerate() {
         let (addr, expect, live, all_done) = (
-            run.addr,
+            run.addrs[i % run.addrs.len()],
             run.expect,
             Arc::clone(&live),
             Arc::clone(&all_done),
@@ -219,7 +221,13 @@ pub async fn drive(run: &Run, work: &Work) -> Measured {
 
     // The window's edges: CPU times read as it opens and as it closes (or as
     // the last user stops, when the work ran out).
-    let pid = run.server_pid.to_string();
+    let pids: Vec<String> = run.server_pids.iter().map(u32::to_string).collect();
+    // Every instance's CPU time, or none if one cannot be read.
+    let servers_cpu = || {
+        pids.iter()
+            .map(|pid| procfs::cpu_ticks(pid))
+            .sum::<Option<u64>>()
+    };
     let early = tokio::select! {
         () = tokio::time::sleep_until(window.from) => false,
         () = all_done.notified() => true,
@@ -232,7 +240,7 @@ pub async fn drive(run: &Run, work: &Work) -> Measured {
             procfs::cpus_busy_ticks(cpus)
         }
     };
-    let server_before = procfs::cpu_ticks(&pid);
+    let server_before = servers_cpu();
     let driver_before = procfs::cpu_ticks("self");
     let (server_busy_before, driver_busy_before) = (busy(&run.server_cpus), busy(&run.driver_cpus));
     if !early {
@@ -246,7 +254,7 @@ pub async fn drive(run: &Run, work: &Work) -> Measured {
     let woke = Instant::now();
     let ended_early = woke < window.to;
     let closed = woke.min(window.to).max(opened);
-    let server_after = procfs::cpu_ticks(&pid);
+    let server_after = servers_cpu();
     let driver_after = procfs::cpu_ticks("self");
     let (server_busy_after, driver_busy_after) = (busy(&run.server_cpus), busy(&run.driver_cpus));
 
@@ -381,11 +389,11 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, router(Arc::new(floor))).await });
         let run = move |window| Run {
-            addr,
+            addrs: vec![addr],
             users: 2,
             window,
             expect: Some(b"\"access_token\""),
-            server_pid: std::process::id(),
+            server_pids: vec![std::process::id()],
             clock_ticks: 100,
             capacity_hint: 1000,
             server_cpus: Vec::new(),

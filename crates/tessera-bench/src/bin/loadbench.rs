@@ -1,7 +1,8 @@
 //! `loadbench`: Tessera under load, from the outside, next to a floor.
 //!
 //! Starts the release `tessera` binary on 127.0.0.1 with a fresh SQLite
-//! database in a temporary directory, provisions it through its CLI, signs
+//! database in a temporary directory (or several instances sharing an empty
+//! PostgreSQL database, `--postgres`), provisions it through its CLI, signs
 //! people in through the login and consent pages, starts the `floor` server,
 //! and drives each scenario with virtual users (one keep-alive connection
 //! each, requests one after another) for a warm-up and a measured window.
@@ -90,6 +91,15 @@ struct Args {
     /// Do not pin the servers and the driver to separate CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Run on PostgreSQL at this URL (an empty database), with `--instances`
+    /// instances sharing it, instead of one instance on SQLite.
+    /// `scripts/bench-load --postgres` starts a throwaway cluster for it.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Instances sharing the PostgreSQL database; the virtual users'
+    /// connections are spread over them round robin.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    instances: usize,
 }
 
 /// The scenarios, in the order they run: (id, title). `--help` lists the ids.
@@ -193,10 +203,25 @@ struct Provisioned {
     login_users: Vec<String>,
 }
 
+/// The SQLite write-ahead log, whose size the write scenarios report; none on
+/// PostgreSQL.
+fn args_wal(args: &Args, tessera: &Tessera) -> Option<PathBuf> {
+    args.postgres.is_none().then(|| tessera.wal())
+}
+
+/// A key-encryption key as operators configure one: 32 random bytes, base64url.
+fn random_kek() -> Result<String, String> {
+    random_base64(32)
+}
+
 fn random_secret() -> Result<String, String> {
+    random_base64(24)
+}
+
+fn random_base64(len: usize) -> Result<String, String> {
     use aws_lc_rs::rand::{SecureRandom, SystemRandom};
     use base64::Engine as _;
-    let mut bytes = [0u8; 24];
+    let mut bytes = vec![0u8; len];
     SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| "no randomness")?;
@@ -437,24 +462,28 @@ impl Bench {
         &mut self,
         (id, title): (&'static str, &'static str),
         users: usize,
-        server: &Server,
+        servers: &[&Server],
         wal: Option<&Path>,
         plan: Plan,
     ) -> Result<(), String> {
         eprintln!("  {title} with {users} users…");
-        let pid = server.proc_id();
-        let reset = procfs::reset_peak_rss(&pid);
+        let first = servers.first().ok_or("no server to measure")?;
+        let pids: Vec<String> = servers.iter().map(|s| s.proc_id()).collect();
+        let mut reset = true;
+        for pid in &pids {
+            reset &= procfs::reset_peak_rss(pid);
+        }
         let window = Window::after(self.warmup, self.duration, plan.deadline);
         let logins = plan
             .logins
             .clone()
-            .map(|(people, password)| Logins::start(server.addr, people, password, window));
+            .map(|(people, password)| Logins::start(first.addr, people, password, window));
         let run = Run {
-            addr: server.addr,
+            addrs: servers.iter().map(|s| s.addr).collect(),
             users,
             window,
             expect: plan.expect,
-            server_pid: server.pid,
+            server_pids: servers.iter().map(|s| s.pid).collect(),
             clock_ticks: self.clock_ticks,
             capacity_hint: plan.capacity_hint,
             server_cpus: self.pinning.server_cpu.into_iter().collect(),
@@ -493,7 +522,23 @@ impl Bench {
                 first.chars().take(160).collect::<String>()
             ));
         }
-        let peak = procfs::status_kib(&pid, "VmHWM");
+        // Each instance's own peak: the largest is the one to provision for.
+        let peak = pids
+            .iter()
+            .filter_map(|pid| procfs::status_kib(pid, "VmHWM"))
+            .max();
+        if servers.len() > 1 {
+            let each = measured.per_second() / servers.len() as f64;
+            notes.push(format!(
+                "{} instances: {each:.0} req/s each; CPU/req sums them, PostgreSQL's own not counted",
+                servers.len()
+            ));
+            extra.insert("instances".into(), json!(servers.len()));
+            extra.insert(
+                "requests_per_second_per_instance".into(),
+                json!((each * 10.0).round() / 10.0),
+            );
+        }
         let cpu = measured.cpu_per_request();
         if id == "floor"
             && let Some(cpu) = cpu
@@ -650,7 +695,25 @@ async fn bench(args: Args, pinning: Pinning) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if args.postgres.is_some() && args.instances == 0 {
+        return Err("--instances needs a number above 0".into());
+    }
+    let instances = if args.postgres.is_some() {
+        args.instances
+    } else {
+        1
+    };
     println!("- tessera: {}", tessera_bin.display());
+    println!(
+        "- database: {}",
+        if args.postgres.is_some() {
+            format!(
+                "PostgreSQL, {instances} instance(s) sharing it, the users spread over them round robin"
+            )
+        } else {
+            "SQLite, one instance".to_owned()
+        }
+    );
     println!(
         "- ID tokens of the code exchange and refresh rotation: {}",
         args.id_token_alg
@@ -658,8 +721,17 @@ async fn bench(args: Args, pinning: Pinning) -> Result<(), String> {
 
     // A fresh database; the first start creates it and the signing keys.
     let dir = TempDir::new("tessera-loadbench")?;
-    let tessera = Tessera::new(&tessera_bin, dir.path(), free_port()?)
+    let port = free_port()?;
+    let mut tessera = Tessera::new(&tessera_bin, dir.path(), port)
         .with("TESSERA_CODE_TTL", &CODE_TTL.to_string());
+    if let Some(url) = &args.postgres {
+        // Instances behind one load balancer: one issuer, one key-encryption
+        // key, one database.
+        tessera = tessera
+            .with("TESSERA_DATABASE_URL", url)
+            .with("TESSERA_KEY_ENCRYPTION_KEY", &random_kek()?)
+            .with("TESSERA_ISSUER", &format!("http://127.0.0.1:{port}"));
+    }
     eprintln!(
         "starting tessera on a new database in {}",
         dir.path().display()
@@ -669,6 +741,12 @@ async fn bench(args: Args, pinning: Pinning) -> Result<(), String> {
     first.stop().await;
     // The measured start: an existing database.
     let (server, ready) = tessera.serve("tessera", &pinning).await?;
+    let mut servers = vec![server];
+    for i in 1..instances {
+        let other = tessera.with("TESSERA_LISTEN", &format!("127.0.0.1:{}", free_port()?));
+        servers.push(other.serve(&format!("tessera-{i}"), &pinning).await?.0);
+    }
+    let server = &servers[0];
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = procfs::status_kib(&server.proc_id(), "VmRSS");
     println!(
@@ -702,7 +780,7 @@ async fn bench(args: Args, pinning: Pinning) -> Result<(), String> {
     println!();
     println!("{HEADER}");
     let concurrency = bench.args.concurrency.clone();
-    let wal = tessera.wal();
+    let wal = args_wal(&bench.args, &tessera);
     let p = &provisioned;
     for &scenario in SCENARIOS {
         let id = scenario.0;
@@ -711,21 +789,27 @@ async fn bench(args: Args, pinning: Pinning) -> Result<(), String> {
         }
         // Each scenario's own server and work, prepared outside the timing.
         let mut eddsa: Option<Server> = None;
+        if id == "cc-eddsa" && servers.len() > 1 {
+            eprintln!("  {id}: skipped with several instances (it needs one configured for EdDSA)");
+            continue;
+        }
         if id == "cc-eddsa" {
             let other = tessera
                 .with("TESSERA_LISTEN", &format!("127.0.0.1:{}", free_port()?))
                 .with("TESSERA_SIGNING_ALG", "EdDSA");
             eddsa = Some(other.serve("tessera-eddsa", &pinning).await?.0);
         }
-        let target = match id {
-            "floor" => &floor,
-            "cc-eddsa" => eddsa.as_ref().ok_or("no EdDSA server")?,
-            _ => &server,
+        let targets: Vec<&Server> = match id {
+            "floor" => vec![&floor],
+            "cc-eddsa" => vec![eddsa.as_ref().ok_or("no EdDSA server")?],
+            _ => servers.iter().collect(),
         };
         for &users in &concurrency {
-            let plan = plan(id, users, target.addr, p, &people, &bench, &floor_secret).await?;
+            // Prepared at the first instance: they share one database.
+            let addr = targets[0].addr;
+            let plan = plan(id, users, addr, p, &people, &bench, &floor_secret).await?;
             bench
-                .measure(scenario, users, target, Some(&wal), plan)
+                .measure(scenario, users, &targets, wal.as_deref(), plan)
                 .await?;
         }
         if let Some(eddsa) = eddsa {
@@ -742,6 +826,8 @@ async fn bench(args: Args, pinning: Pinning) -> Result<(), String> {
             "memory_mib": machine.memory_mib,
         },
         "pinning": pinning.note,
+        "database": if bench.args.postgres.is_some() { "postgresql" } else { "sqlite" },
+        "instances": servers.len(),
         "warmup_seconds": warmup.as_secs_f64(),
         "duration_seconds": duration.as_secs_f64(),
         "concurrency": concurrency,
@@ -780,7 +866,9 @@ async fn bench(args: Args, pinning: Pinning) -> Result<(), String> {
         .map(|r| format!("{} ({} users)", r.id, r.users))
         .collect();
     drop(floor);
-    server.stop().await;
+    for server in servers {
+        server.stop().await;
+    }
     drop(dir);
     if failed.is_empty() {
         Ok(())
