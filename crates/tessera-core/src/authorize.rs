@@ -143,6 +143,11 @@ impl Provider {
                     "the request's {name} is not valid UTF-8"
                 )));
             }
+            if params.is_repeated(name) {
+                return Err(AuthorizeError::Page(format!(
+                    "the request's {name} is repeated"
+                )));
+            }
         }
         let client_id = params
             .get("client_id")
@@ -178,6 +183,8 @@ impl Provider {
                 "the application's redirect URI is not allowed by this server".into(),
             ));
         }
+        // A repeated `state` was set aside: which one to return is unknown,
+        // so the error goes back without one (RFC 6749 §4.1.2.1).
         let state = params.get("state").map(str::to_owned);
 
         // From here on, errors go back to the client.
@@ -210,7 +217,7 @@ impl Provider {
                 refusal: Some(reason),
             })
         };
-        if let Some(e) = params.utf8_error() {
+        if let Some(e) = params.deferred_error() {
             return Err(fail(e.reason, &e.description));
         }
         if params.get("request").is_some() {

@@ -34,7 +34,26 @@ impl Provider {
         authorization: Option<&str>,
         params: &Params,
     ) -> Result<Value, Error> {
-        let client = self.authenticate_client(authorization, params).await?;
+        self.introspect_with_client(authorization, params).await.0
+    }
+
+    /// [`introspect`](Self::introspect), with the ID of the client once it
+    /// authenticated (for request logs).
+    pub async fn introspect_with_client(
+        &self,
+        authorization: Option<&str>,
+        params: &Params,
+    ) -> (Result<Value, Error>, Option<String>) {
+        match self.authenticate_client(authorization, params).await {
+            Ok(client) => {
+                let answer = self.introspect_for(&client, params).await;
+                (answer, Some(client.id))
+            }
+            Err(e) => (Err(e), None),
+        }
+    }
+
+    async fn introspect_for(&self, client: &Client, params: &Params) -> Result<Value, Error> {
         // RFC 7662 §2.1 requires authorization to introspect; a public client has
         // no credentials to prove who it is.
         if client.is_public() {
@@ -44,13 +63,13 @@ impl Provider {
         // token_type_hint is optional and only an optimisation (RFC 7662 §2.1);
         // both token kinds are told apart by their shape anyway.
         let claims = match self.validate_access_token(token).await? {
-            Ok(claims) if may_introspect(&client, &claims) => claims,
+            Ok(claims) if may_introspect(client, &claims) => claims,
             Ok(_) => {
                 tracing::debug!(client_id = %client.id, "introspection of a foreign token refused");
                 return Ok(inactive());
             }
             Err(reason) => {
-                if let Some(body) = self.introspect_refresh_token(&client, token).await? {
+                if let Some(body) = self.introspect_refresh_token(client, token).await? {
                     return Ok(body);
                 }
                 tracing::debug!(?reason, "introspected token is not active");

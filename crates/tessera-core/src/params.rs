@@ -19,8 +19,11 @@ pub struct Params {
     /// several times.
     audiences: Vec<String>,
     /// The first parameter whose name or value is not UTF-8 (its name decoded
-    /// lossily), set aside by [`Params::from_form_deferring_utf8_errors`].
+    /// lossily), set aside by [`Params::from_form_deferring_errors`].
     not_utf8: Option<String>,
+    /// Parameters sent more than once, set aside (every occurrence) by
+    /// [`Params::from_form_deferring_errors`], in the order they were found.
+    repeated: Vec<String>,
 }
 
 impl Params {
@@ -31,7 +34,7 @@ impl Params {
     /// replacement character in place of a byte would make a different value
     /// from the one the client sent, so such a request is refused.
     pub fn from_form(body: &[u8]) -> Result<Self, Error> {
-        let params = Self::from_form_deferring_utf8_errors(body)?;
+        let params = Self::parse(body, false)?;
         match params.not_utf8 {
             Some(name) => Err(not_utf8_error(&name)),
             None => Ok(params),
@@ -39,11 +42,16 @@ impl Params {
     }
 
     /// Like [`Params::from_form`], except that a parameter whose name or value
-    /// is not UTF-8 is left out and remembered ([`Params::utf8_error`]) instead
-    /// of failing the whole request. For the authorization endpoint, which
-    /// must first learn whether the client and its redirect URI can be trusted
-    /// before it knows how to report an error (RFC 6749 §4.1.2.1).
-    pub fn from_form_deferring_utf8_errors(body: &[u8]) -> Result<Self, Error> {
+    /// is not UTF-8, or that is repeated, is left out (every occurrence) and
+    /// remembered ([`Params::deferred_error`]) instead of failing the whole
+    /// request. For the authorization endpoint, which must first learn
+    /// whether the client and its redirect URI can be trusted before it knows
+    /// how to report an error (RFC 6749 §4.1.2.1).
+    pub fn from_form_deferring_errors(body: &[u8]) -> Result<Self, Error> {
+        Self::parse(body, true)
+    }
+
+    fn parse(body: &[u8], defer: bool) -> Result<Self, Error> {
         let mut params = Params::default();
         for (count, pair) in body
             .split(|&b| b == b'&')
@@ -75,11 +83,15 @@ impl Params {
                 params.resources.push(value);
             } else if name == "audience" {
                 params.audiences.push(value);
+            } else if params.repeated.contains(&name) {
+                // A third occurrence (or more) of one already set aside.
             } else if params.get(&name).is_some() {
-                return Err(Error::new(
-                    crate::Reason::RepeatedParameter,
-                    format!("parameter {:?} is repeated", crate::error::bounded(&name)),
-                ));
+                if !defer {
+                    return Err(repeated_error(&name));
+                }
+                // Neither value can be told to be the one meant.
+                params.single.retain(|(n, _)| *n != name);
+                params.repeated.push(name);
             } else {
                 params.single.push((name, value));
             }
@@ -88,9 +100,21 @@ impl Params {
     }
 
     /// The error for a parameter that was not UTF-8, if one was set aside by
-    /// [`Params::from_form_deferring_utf8_errors`].
+    /// [`Params::from_form_deferring_errors`].
     pub fn utf8_error(&self) -> Option<Error> {
         self.not_utf8.as_deref().map(not_utf8_error)
+    }
+
+    /// The error for what [`Params::from_form_deferring_errors`] set aside: a
+    /// parameter that was not UTF-8, else the first repeated one.
+    pub fn deferred_error(&self) -> Option<Error> {
+        self.utf8_error()
+            .or_else(|| self.repeated.first().map(|name| repeated_error(name)))
+    }
+
+    /// Whether `name` was sent more than once (and so set aside).
+    pub fn is_repeated(&self, name: &str) -> bool {
+        self.repeated.iter().any(|n| n == name)
     }
 
     /// Whether the parameter set aside as not UTF-8 is `name`.
@@ -160,6 +184,13 @@ impl<'a> Declared<'a> {
     }
 }
 
+fn repeated_error(name: &str) -> Error {
+    Error::new(
+        crate::Reason::RepeatedParameter,
+        format!("parameter {:?} is repeated", crate::error::bounded(name)),
+    )
+}
+
 fn not_utf8_error(name: &str) -> Error {
     Error::new(
         crate::Reason::ParameterNotUtf8,
@@ -227,6 +258,34 @@ mod tests {
     }
 
     #[test]
+    fn the_authorization_endpoint_sets_repeated_parameters_aside() {
+        let params =
+            Params::from_form_deferring_errors(b"state=a&client_id=c&state=b&scope=x&state=c")
+                .expect("deferred");
+        assert_eq!(params.get("state"), None, "ambiguous: neither value");
+        assert!(params.is_repeated("state"));
+        assert!(!params.is_repeated("client_id"));
+        assert_eq!(params.get("client_id"), Some("c"));
+        assert_eq!(params.get("scope"), Some("x"));
+        let err = params.deferred_error().expect("the repeat is reported");
+        assert_eq!(err.reason, crate::Reason::RepeatedParameter);
+        assert!(err.description.contains("state"), "{}", err.description);
+        // A value that is not UTF-8 is reported first.
+        let both =
+            Params::from_form_deferring_errors(b"scope=a&scope=b&nonce=%FF").expect("deferred");
+        assert_eq!(
+            both.deferred_error().map(|e| e.reason),
+            Some(crate::Reason::ParameterNotUtf8)
+        );
+        assert!(
+            Params::from_form_deferring_errors(b"a=1")
+                .expect("valid")
+                .deferred_error()
+                .is_none()
+        );
+    }
+
+    #[test]
     fn forms_decode_as_the_url_standard_says() {
         let params = Params::from_form(b"&a=x+y%2Bz&b=%C3%A9t%C3%A9&c=1=2&d&e=%zz&&f=%E2%82%AC")
             .expect("valid");
@@ -255,7 +314,7 @@ mod tests {
             assert!(err.description.contains("UTF-8"), "{}", err.description);
         }
         // Deferred, the rest is kept and the error is named.
-        let params = Params::from_form_deferring_utf8_errors(
+        let params = Params::from_form_deferring_errors(
             b"client_id=app&state=%FF&redirect_uri=https%3A%2F%2Fa",
         )
         .expect("deferred");
@@ -267,7 +326,5 @@ mod tests {
         let err = params.utf8_error().expect("remembered");
         assert_eq!(err.code(), crate::ErrorCode::InvalidRequest);
         assert!(err.description.contains("\"state\""), "{}", err.description);
-        // Repeats are still refused at once.
-        assert!(Params::from_form_deferring_utf8_errors(b"a=1&a=2").is_err());
     }
 }

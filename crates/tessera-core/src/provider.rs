@@ -200,7 +200,9 @@ impl Provider {
         let result = self
             .token_steps(authorization, params, client_address, &mut traced)
             .await;
-        let client_id = self.trace_token(traced, params, &result).await;
+        let client_id = self
+            .trace_token(traced, params, client_address, &result)
+            .await;
         if let Ok(response) = &result {
             count_issued(params, response);
         }
@@ -280,6 +282,7 @@ impl Provider {
         &self,
         traced: TracedClient,
         params: &Params,
+        client_address: Option<&str>,
         result: &Result<TokenResponse, Error>,
     ) -> Option<String> {
         use crate::trace::{TraceEndpoint, TraceOutcome, TraceStep};
@@ -313,6 +316,7 @@ impl Provider {
                         .get("scope")
                         .map(|s| crate::error::bounded(s).into_owned()),
                 },
+                from: client_address.map(str::to_owned),
                 outcome,
             },
         );

@@ -12,7 +12,30 @@ impl Provider {
     /// expired tokens are answered with success (RFC 7009 §2.2): the client's
     /// goal, that the token no longer works, is reached.
     pub async fn revoke(&self, authorization: Option<&str>, params: &Params) -> Result<(), Error> {
-        let client = self.authenticate_client(authorization, params).await?;
+        self.revoke_with_client(authorization, params).await.0
+    }
+
+    /// [`revoke`](Self::revoke), with the ID of the client once it
+    /// authenticated (for request logs).
+    pub async fn revoke_with_client(
+        &self,
+        authorization: Option<&str>,
+        params: &Params,
+    ) -> (Result<(), Error>, Option<String>) {
+        match self.authenticate_client(authorization, params).await {
+            Ok(client) => {
+                let outcome = self.revoke_for(&client, params).await;
+                (outcome, Some(client.id))
+            }
+            Err(e) => (Err(e), None),
+        }
+    }
+
+    async fn revoke_for(
+        &self,
+        client: &crate::model::Client,
+        params: &Params,
+    ) -> Result<(), Error> {
         let token = params.require("token")?;
         // An unknown token_type_hint is ignored: the server must search all its
         // token types anyway (RFC 7009 §2.1).

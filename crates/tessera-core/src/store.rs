@@ -35,7 +35,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// device authorization) after it expires: while it is kept, a replay is
 /// recognised as one and can revoke what the first exchange issued
 /// (RFC 6749 §4.1.2), and a late poll still reads `expired_token`; afterwards
-/// it is merely unknown.
+/// it is merely unknown. A consumed code is kept longer while what it issued
+/// lives: its access token, and any record of its refresh family.
 pub const CODE_RETENTION: i64 = 3_600;
 
 /// How long [`TokenStore::purge_expired`] keeps a key's login failures after

@@ -422,8 +422,9 @@ impl TokenStore for MemoryStore {
             + purge(&mut state.assertions, |expires_at| *expires_at <= now)
             + purge(&mut state.reference_tokens, |t| t.expires_at <= now)
             + purge(&mut state.sessions, |s| s.expires_at <= now)
-            // Kept past expiry so that a replay is still recognised.
-            + purge(&mut state.codes, |c| c.expires_at < kept_until)
+            // Kept past expiry so that a replay is still recognised, and
+            // while what it issued lives.
+            + purge_codes(&mut state, kept_until)
             // A rotated token is kept until its family ends: presenting it
             // again is reuse (RFC 9700 §4.14.2).
             + purge(&mut state.refresh_tokens, |t| t.family_expires_at <= now)
@@ -1160,6 +1161,21 @@ fn live_access(
 
 /// Marks revoked the refresh tokens that match and are not revoked yet;
 /// returns how many.
+/// Codes past their retention whose access token has expired and whose
+/// refresh family has no record left.
+fn purge_codes(state: &mut State, kept_until: UnixTime) -> u64 {
+    let families: std::collections::HashSet<String> = state
+        .refresh_tokens
+        .values()
+        .map(|t| t.family_id.clone())
+        .collect();
+    purge(&mut state.codes, |c| {
+        c.expires_at < kept_until
+            && c.access_expires_at.is_none_or(|t| t < kept_until)
+            && c.family_id.as_ref().is_none_or(|f| !families.contains(f))
+    })
+}
+
 fn revoke_where(
     tokens: &mut HashMap<String, RefreshToken>,
     matches: impl Fn(&RefreshToken) -> bool,

@@ -9,7 +9,8 @@
 //! [`TRACE_RETENTION`](crate::store::TRACE_RETENTION) at most.
 //!
 //! An event holds what a developer needs and nothing that grants access:
-//! the endpoint, the grant or response type, the scope, and the outcome with
+//! the endpoint, the grant or response type, the scope, the address of the
+//! client's server for token requests, and the outcome with
 //! its OAuth error, precise reason and the description the client got.
 //! Never a secret, code, token or password, and never who signed in (a
 //! description may echo what the client itself sent, such as an assertion's
@@ -51,6 +52,12 @@ pub struct TraceStep {
     pub flow: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Where a token request came from (the resolved address behind trusted
+    /// proxies): the client's own server, which its developer may want to
+    /// check. Never recorded for the browser's requests: that would hand a
+    /// person's address to the application's developer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
     pub outcome: TraceOutcome,
 }
 
@@ -206,6 +213,7 @@ mod tests {
                 endpoint: TraceEndpoint::Token,
                 flow: Some("client_credentials".into()),
                 scope: None,
+                from: None,
                 outcome: TraceOutcome::Done {
                     detail: "issued an access token".into(),
                 },

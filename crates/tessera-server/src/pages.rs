@@ -125,6 +125,20 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
 /// Sends an authorization response or error to the client (RFC 6749 §4.1.2,
 /// §4.2.2; OAuth 2.0 Form Post Response Mode).
 pub fn deliver(redirect: Redirect, after_post: bool) -> Response {
+    // An error sent back to the client counts among the refusals, as the
+    // token endpoint's do.
+    let refusal = redirect.refusal.map(|reason| crate::metrics::Refusal {
+        code: reason.code(),
+        reason,
+    });
+    let mut response = send_back(redirect, after_post);
+    if let Some(refusal) = refusal {
+        response.extensions_mut().insert(refusal);
+    }
+    response
+}
+
+fn send_back(redirect: Redirect, after_post: bool) -> Response {
     let encoded = || {
         form_urlencoded::Serializer::new(String::new())
             .extend_pairs(redirect.params.iter())

@@ -979,8 +979,18 @@ macro_rules! impl_store {
                     ("assertion_ids", "kind, issuer, id", "expires_at <= $1", now),
                     ("reference_tokens", "digest", "expires_at <= $1", now),
                     ("sessions", "digest", "expires_at <= $1", now),
-                    // Kept past expiry so that a replay is still recognised.
-                    ("authorization_codes", "digest", "expires_at < $1", now.saturating_sub(CODE_RETENTION)),
+                    // Kept past expiry so that a replay is still recognised,
+                    // and for as long as what it issued lives: its access token
+                    // and its refresh family (whose records go when the
+                    // family ends), which a replay revokes (RFC 6749 §4.1.2).
+                    (
+                        "authorization_codes",
+                        "digest",
+                        "expires_at < $1 AND (access_expires_at IS NULL OR access_expires_at < $1) \
+                         AND NOT EXISTS (SELECT 1 FROM refresh_tokens \
+                         WHERE refresh_tokens.family_id = authorization_codes.family_id)",
+                        now.saturating_sub(CODE_RETENTION),
+                    ),
                     // A rotated token is kept until its family ends: presenting it
                     // again is reuse (RFC 9700 §4.14.2).
                     ("refresh_tokens", "jti", "family_expires_at <= $1", now),

@@ -2451,6 +2451,28 @@ async fn check_people_purge(store: &dyn Store) {
     let (r_ended, r_live) = (refresh_ending(now), refresh_ending(now + 1));
     insert_refresh(store, &[&r_ended, &r_live]).await;
 
+    // A code whose exchange started a family is kept, past its hour, while a
+    // record of the family is, and one whose access token still lives while
+    // it does: a replay must still revoke them (RFC 6749 §4.1.2).
+    let (c_family, c_access) = (code_at(now - 7_200), code_at(now - 7_200));
+    for (c, access_expires_at, family) in [
+        (&c_family, now - 7_000, Some(r_live.family_id.as_str())),
+        (&c_access, now - 3_000, None),
+    ] {
+        store.insert_code(c).await.expect("insert_code");
+        assert!(matches!(
+            store
+                .consume_code(&c.digest, c.expires_at - 1)
+                .await
+                .expect("consume_code"),
+            CodeUse::Fresh(_)
+        ));
+        store
+            .record_code_tokens(&c.digest, &unique("at"), access_expires_at, family)
+            .await
+            .expect("record_code_tokens");
+    }
+
     // Login failures go a day after the last one.
     let (f_old, f_edge, f_new) = (
         format!("addr:{}", unique("old")),
@@ -2493,6 +2515,8 @@ async fn check_people_purge(store: &dyn Store) {
     assert_eq!(consumed(&c_old).await, CodeUse::Invalid);
     assert!(matches!(consumed(&c_edge).await, CodeUse::Replayed(_)));
     assert!(matches!(consumed(&c_recent).await, CodeUse::Replayed(_)));
+    assert!(matches!(consumed(&c_family).await, CodeUse::Replayed(_)));
+    assert!(matches!(consumed(&c_access).await, CodeUse::Replayed(_)));
     assert_eq!(stored_refresh(store, &r_ended.jti).await, None);
     assert_eq!(
         stored_refresh(store, &r_live.jti).await,
@@ -2535,6 +2559,20 @@ async fn check_people_purge(store: &dyn Store) {
             .expect("login_failures")
             .is_some()
     );
+    // Once the family's last record and the access token are gone, so are
+    // their codes.
+    assert!(matches!(consumed(&c_family).await, CodeUse::Replayed(_)));
+    assert_eq!(
+        store.purge_expired(now + 1).await.expect("purge_expired"),
+        1
+    );
+    assert_eq!(consumed(&c_family).await, CodeUse::Invalid);
+    assert!(matches!(consumed(&c_access).await, CodeUse::Replayed(_)));
+    assert_eq!(
+        store.purge_expired(now + 601).await.expect("purge_expired"),
+        1
+    );
+    assert_eq!(consumed(&c_access).await, CodeUse::Invalid);
 }
 
 /// How many of a racing `insert_signing_key_unless_newer` may win.
@@ -3781,6 +3819,7 @@ fn trace_event(client_id: &str, at: i64, refused: bool) -> TraceEvent {
             endpoint: TraceEndpoint::Token,
             flow: Some("authorization_code".to_owned()),
             scope: Some("openid \"ü\"".to_owned()),
+            from: Some("2001:db8::7".to_owned()),
             outcome: if refused {
                 TraceOutcome::Refused {
                     error: "invalid_grant".to_owned(),

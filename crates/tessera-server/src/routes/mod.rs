@@ -39,8 +39,9 @@ impl<S: Send + Sync> FromRequest<S> for Form {
 }
 
 /// The authorization endpoint's POSTed form: like [`Form`], except that a
-/// parameter that is not UTF-8 is left for the endpoint to report once it
-/// knows where errors may go ([`Params::from_form_deferring_utf8_errors`]).
+/// parameter that is not UTF-8 or is repeated is left for the endpoint to
+/// report once it knows where errors may go
+/// ([`Params::from_form_deferring_errors`]).
 #[derive(Debug)]
 pub struct AuthorizationForm(pub Params);
 
@@ -49,7 +50,7 @@ impl<S: Send + Sync> FromRequest<S> for AuthorizationForm {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, OAuthError> {
         let body = form_body(req, state).await?;
-        Ok(AuthorizationForm(Params::from_form_deferring_utf8_errors(
+        Ok(AuthorizationForm(Params::from_form_deferring_errors(
             &body,
         )?))
     }

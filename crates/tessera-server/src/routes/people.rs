@@ -31,7 +31,7 @@ pub async fn authorize_get(
     jar: CookieJar,
     RawQuery(query): RawQuery,
 ) -> Response {
-    match Params::from_form_deferring_utf8_errors(query.unwrap_or_default().as_bytes()) {
+    match Params::from_form_deferring_errors(query.unwrap_or_default().as_bytes()) {
         Ok(params) => authorize(&state.provider, jar, &params, false).await,
         Err(e) => error_page(StatusCode::BAD_REQUEST, &e.description),
     }
@@ -179,6 +179,7 @@ fn trace_step(provider: &Provider, request: &AuthorizationRequest, outcome: Trac
             endpoint: TraceEndpoint::Authorization,
             flow: Some(request.response_type.as_str().to_owned()),
             scope: Some(request.scope.clone()).filter(|s| !s.is_empty()),
+            from: None,
             outcome,
         },
     );
@@ -235,6 +236,7 @@ async fn trace_refused_request(provider: &Provider, params: &Params, error: &Aut
             scope: params
                 .get("scope")
                 .map(|s| tessera_core::error::bounded(s).into_owned()),
+            from: None,
             outcome: refusal(error),
         },
     );

@@ -470,6 +470,8 @@ struct TraceRow {
     arrow: &'static str,
     flow: Option<String>,
     scope: Option<String>,
+    /// The address a token request came from.
+    from: Option<String>,
     refused: bool,
     error: String,
     reason: String,
@@ -560,6 +562,7 @@ async fn app_page(
                 arrow: event.step.endpoint.arrow(),
                 flow: event.step.flow,
                 scope: event.step.scope,
+                from: event.step.from,
                 refused,
                 error,
                 reason,

@@ -26,36 +26,49 @@ pub async fn token(
         Err(error) => OAuthError(error).into_response(),
     };
     response.extensions_mut().insert(grant);
-    if let Some(client) = client {
-        response
-            .extensions_mut()
-            .insert(crate::request_log::ClientLabel(client));
-    }
-    response
+    with_client(response, client)
 }
 
 pub async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
     Form(params): Form,
-) -> Result<Response, OAuthError> {
-    let body = state
+) -> Response {
+    let (result, client) = state
         .provider
-        .introspect(authorization(&headers), &params)
-        .await?;
-    Ok(no_store(Json(body).into_response()))
+        .introspect_with_client(authorization(&headers), &params)
+        .await;
+    let response = match result {
+        Ok(body) => no_store(Json(body).into_response()),
+        Err(error) => OAuthError(error).into_response(),
+    };
+    with_client(response, client)
 }
 
 pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
     Form(params): Form,
-) -> Result<Response, OAuthError> {
-    state
+) -> Response {
+    let (result, client) = state
         .provider
-        .revoke(authorization(&headers), &params)
-        .await?;
-    Ok(no_store(StatusCode::OK.into_response()))
+        .revoke_with_client(authorization(&headers), &params)
+        .await;
+    let response = match result {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(error) => OAuthError(error).into_response(),
+    };
+    with_client(response, client)
+}
+
+/// Names the authenticated client in the request log.
+fn with_client(mut response: Response, client: Option<String>) -> Response {
+    if let Some(client) = client {
+        response
+            .extensions_mut()
+            .insert(crate::request_log::ClientLabel(client));
+    }
+    response
 }
 
 /// Token responses must not be cached (RFC 6749 §5.1).

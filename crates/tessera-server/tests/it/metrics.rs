@@ -166,6 +166,58 @@ async fn metrics_count_requests_tokens_refusals_and_logins_and_show_no_secret() 
 }
 
 #[tokio::test]
+async fn errors_sent_back_from_the_authorization_endpoint_count_as_refusals() {
+    let server = TestServer::start().await;
+    let (id, _) = server.client(&[
+        "--grant",
+        "authorization_code",
+        "--redirect-uri",
+        "https://app.example/cb",
+        "--scope",
+        "openid",
+    ]);
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "code"),
+            ("client_id", id.as_str()),
+            ("redirect_uri", "https://app.example/cb"),
+            ("scope", "openid admin"),
+            ("state", "s"),
+            (
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            ),
+            ("code_challenge_method", "S256"),
+        ])
+        .finish();
+    let response = browser
+        .get(server.url(&format!("/oauth2/authorize?{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("https://app.example/cb?error=invalid_scope"),
+        "{location}"
+    );
+    let page = scrape(&server, &server.url("/metrics")).await;
+    assert_eq!(
+        sample(
+            &page,
+            "tessera_refusals_total",
+            &["route=\"/oauth2/authorize\"", "error=\"invalid_scope\""]
+        ),
+        Some(1.0),
+        "{page}"
+    );
+}
+
+#[tokio::test]
 async fn metrics_can_have_their_own_listener() {
     let port = free_port();
     let address = format!("127.0.0.1:{port}");

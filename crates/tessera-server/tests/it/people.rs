@@ -888,6 +888,45 @@ async fn redirect_uri_may_be_left_out_of_both_requests_with_a_single_registered_
 }
 
 #[tokio::test]
+async fn a_repeated_parameter_goes_back_to_the_client_with_state_only_when_unambiguous() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let pkce = Pkce::new();
+    let request = Authz::code(&client.0, &pkce);
+    let with = |extra: &str| format!("/oauth2/authorize?{}&{extra}", request.query());
+
+    // RFC 6749 §4.1.2.1: the client and its redirect URI are known, so the
+    // error goes back to the client, with the one state it sent.
+    let page = browser.get(&with("scope=openid")).await;
+    assert_error_redirect(&server, &page, &request, "invalid_request");
+    let params = redirect_query(&page, REDIRECT);
+    assert!(params["error_description"].contains("scope"), "{params:?}");
+
+    // A repeated state: which to return is unknown, so none is.
+    let page = browser.get(&with("state=other")).await;
+    let params = redirect_query(&page, REDIRECT);
+    assert_eq!(
+        params.get("error").map(String::as_str),
+        Some("invalid_request")
+    );
+    assert!(!params.contains_key("state"), "{params:?}");
+    assert_eq!(params["iss"], server.issuer);
+
+    // A repeated client_id or redirect_uri: nowhere safe to send it.
+    for extra in [
+        format!("client_id={}", client.0),
+        format!(
+            "redirect_uri={}",
+            form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+        ),
+    ] {
+        let page = browser.get(&with(&extra)).await;
+        assert_error_page(&page, StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test]
 async fn redirect_uris_match_exactly_and_mismatches_get_an_error_page() {
     let (server, _) = start_with_alice().await;
     let client = create_client(
@@ -2773,6 +2812,14 @@ async fn request_logs_follow_a_whole_flow_and_hold_no_secret() {
         token_lines.iter().any(|line| line.contains("status=400")
             && line.contains("grant_type=\"authorization_code\"")),
         "the replayed code: {log}"
+    );
+    // Introspection names the client that asked, too.
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("route=\"/oauth2/introspect\"")
+                && line.contains(&format!("client_id=\"{}\"", client.0))),
+        "{log}"
     );
     assert!(
         lines

@@ -401,6 +401,8 @@ async fn the_trace_shows_each_token_request_with_its_error_and_no_secret() {
         "the reason: {trace}"
     );
     assert!(trace.contains("client_credentials"));
+    // Where each token request came from: the client's own server.
+    assert_eq!(trace.matches("from 127.0.0.1").count(), 2, "{trace}");
     assert!(!page.body.contains(&secret), "never the secret");
     assert!(
         !page.body.contains("not-the-secret"),
