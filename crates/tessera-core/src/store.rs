@@ -578,16 +578,22 @@ pub trait CodeStore: Send + Sync {
         digest: &SecretDigest,
     ) -> StoreResult<Option<AuthorizationCode>>;
     /// Marks the code consumed in one statement, so that of two concurrent
-    /// exchanges exactly one gets [`CodeUse::Fresh`].
+    /// exchanges exactly one gets [`CodeUse::Fresh`]. A consumed code is
+    /// marked replayed in the statement that reads it for
+    /// [`CodeUse::Replayed`].
     async fn consume_code(&self, digest: &SecretDigest, now: UnixTime) -> StoreResult<CodeUse>;
-    /// Records what the exchange of a consumed code issued.
+    /// Records what the exchange of a consumed code issues, before it is
+    /// handed out, so that a replay can revoke it. Returns false when a
+    /// replay came first ([`CodeStore::consume_code`] marks one in the
+    /// statement that reads the record): nothing is recorded, and the caller
+    /// revokes what it issued itself.
     async fn record_code_tokens(
         &self,
         digest: &SecretDigest,
         access_jti: &str,
         access_expires_at: UnixTime,
         family_id: Option<&str>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
 }
 
 /// The server-side state of a refresh token, kept by its `jti`.

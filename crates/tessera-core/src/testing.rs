@@ -44,6 +44,8 @@ struct State {
     sessions: HashMap<[u8; 32], Session>,
     consents: HashMap<(String, String), Consent>,
     codes: HashMap<[u8; 32], AuthorizationCode>,
+    /// Codes presented again after their use (`replayed_at` in the databases).
+    replayed_codes: std::collections::HashSet<[u8; 32]>,
     refresh_tokens: HashMap<String, RefreshToken>,
     login_failures: HashMap<String, LoginFailures>,
     devices: HashMap<[u8; 32], DeviceAuthorization>,
@@ -60,6 +62,13 @@ struct State {
 }
 
 impl MemoryStore {
+    /// Marks a code as presented again, as a replay arriving between an
+    /// exchange's consumption of the code and its recording of the tokens
+    /// would: for tests of that window, which no request order can hold open.
+    pub async fn mark_code_replayed(&self, digest: &SecretDigest) {
+        self.state().await.replayed_codes.insert(digest.0);
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -656,7 +665,11 @@ impl CodeStore for MemoryStore {
             }
             // A consumed code is a replay even after it has expired, for as
             // long as it is kept (RFC 6749 §4.1.2).
-            Some(code) if code.consumed_at.is_some() => CodeUse::Replayed(code.clone()),
+            Some(code) if code.consumed_at.is_some() => {
+                let replayed = code.clone();
+                state.replayed_codes.insert(digest.0);
+                CodeUse::Replayed(replayed)
+            }
             _ => CodeUse::Invalid,
         })
     }
@@ -667,13 +680,18 @@ impl CodeStore for MemoryStore {
         access_jti: &str,
         access_expires_at: UnixTime,
         family_id: Option<&str>,
-    ) -> StoreResult<()> {
-        if let Some(code) = self.state().await.codes.get_mut(&digest.0) {
-            code.access_jti = Some(access_jti.to_owned());
-            code.access_expires_at = Some(access_expires_at);
-            code.family_id = family_id.map(str::to_owned);
+    ) -> StoreResult<bool> {
+        let mut state = self.state().await;
+        if state.replayed_codes.contains(&digest.0) {
+            return Ok(false);
         }
-        Ok(())
+        let Some(code) = state.codes.get_mut(&digest.0) else {
+            return Ok(false);
+        };
+        code.access_jti = Some(access_jti.to_owned());
+        code.access_expires_at = Some(access_expires_at);
+        code.family_id = family_id.map(str::to_owned);
+        Ok(true)
     }
 }
 

@@ -46,6 +46,7 @@ const USER_API: &str = "https://user-api.example";
 struct World {
     provider: Provider,
     clock: Arc<FixedClock>,
+    store: Arc<MemoryStore>,
 }
 
 impl World {
@@ -70,7 +71,11 @@ impl World {
             .ensure_key(store.as_ref(), alg, clock.as_ref())
             .await
             .expect("signing key");
-        World { provider, clock }
+        World {
+            provider,
+            clock,
+            store,
+        }
     }
 
     fn now(&self) -> i64 {
@@ -1206,6 +1211,34 @@ async fn a_replayed_code_revokes_what_the_first_exchange_issued() {
             .await,
         ErrorCode::InvalidGrant,
         "already used",
+    );
+    assert!(!world.is_active(&first.access_token).await);
+    assert!(world.refresh_record(refresh_token(&first)).await.revoked);
+    refused(
+        world.refresh(&client, refresh_token(&first), None).await,
+        ErrorCode::InvalidGrant,
+    );
+}
+
+#[tokio::test]
+async fn a_replay_during_the_exchange_leaves_nothing_it_issued_valid() {
+    // The replay reads the code after the first exchange consumed it and
+    // before it recorded its tokens: the replay has nothing to revoke, so the
+    // exchange revokes them itself (RFC 6749 §4.1.2).
+    let world = World::new().await;
+    let alice = world.add_user("alice").await;
+    let client = world.add_client(web_app()).await;
+    let value = world
+        .add_code(world.code(&client, &alice, "openid offline_access"))
+        .await;
+    world
+        .store
+        .mark_code_replayed(&SecretDigest::of(&value))
+        .await;
+    let first = issued(
+        world
+            .exchange(&client, &value, Some(REDIRECT), Some(VERIFIER))
+            .await,
     );
     assert!(!world.is_active(&first.access_token).await);
     assert!(world.refresh_record(refresh_token(&first)).await.revoked);

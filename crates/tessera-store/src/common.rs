@@ -1651,11 +1651,26 @@ macro_rules! impl_store {
                     return Ok(CodeUse::Fresh(code_from_row(&row)?));
                 }
                 // A consumed code is a replay even after it has expired, for as
-                // long as it is kept (RFC 6749 §4.1.2).
-                Ok(match self.authorization_code(digest).await? {
-                    Some(code) if code.consumed_at.is_some() => CodeUse::Replayed(code),
-                    _ => CodeUse::Invalid,
-                })
+                // long as it is kept (RFC 6749 §4.1.2). The replay is marked in
+                // the statement that reads what the exchange recorded: one
+                // still under way then fails to record (`record_code_tokens`).
+                let sql = const_format::concatcp!(
+                    "UPDATE authorization_codes SET replayed_at = COALESCE(replayed_at, $1) \
+                     WHERE digest = $2 AND consumed_at IS NOT NULL RETURNING ",
+                    CODE_COLUMNS
+                );
+                Ok(
+                    match sqlx::query(sql)
+                        .bind(now)
+                        .bind(digest.0.to_vec())
+                        .fetch_optional(&mut *self.writer().await?)
+                        .await
+                        .map_err(map_err)?
+                    {
+                        Some(row) => CodeUse::Replayed(code_from_row(&row)?),
+                        None => CodeUse::Invalid,
+                    },
+                )
             }
 
             async fn record_code_tokens(
@@ -1664,10 +1679,10 @@ macro_rules! impl_store {
                 access_jti: &str,
                 access_expires_at: i64,
                 family_id: Option<&str>,
-            ) -> StoreResult<()> {
-                sqlx::query(
+            ) -> StoreResult<bool> {
+                Ok(sqlx::query(
                     "UPDATE authorization_codes SET access_jti = $1, access_expires_at = $2, family_id = $3 \
-                     WHERE digest = $4",
+                     WHERE digest = $4 AND replayed_at IS NULL",
                 )
                 .bind(access_jti)
                 .bind(access_expires_at)
@@ -1675,8 +1690,9 @@ macro_rules! impl_store {
                 .bind(digest.0.to_vec())
                 .execute(&mut *self.writer().await?)
                 .await
-                .map_err(map_err)?;
-                Ok(())
+                .map_err(map_err)?
+                .rows_affected()
+                    == 1)
             }
         }
 

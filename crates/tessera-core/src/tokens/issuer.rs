@@ -289,6 +289,22 @@ impl Issuer<'_> {
             }
             _ => (None, None),
         };
+        // What a code issues is recorded before it exists, so that a replay
+        // of the code can revoke it; if a replay came first, this exchange
+        // revokes it itself (RFC 6749 §4.1.2). Either way nothing a replayed
+        // code issued stays valid, whichever request got there first.
+        if let GrantRecord::Code(digest) = &issue.record
+            && !provider
+                .store()
+                .record_code_tokens(digest, &claims.jti, claims.exp, family_id.as_deref())
+                .await?
+        {
+            tracing::warn!(client_id = %client.id, "authorization code replayed during its exchange; revoking its tokens");
+            provider.store().revoke_jti(&claims.jti, claims.exp).await?;
+            if let Some(family) = &family_id {
+                provider.store().revoke_refresh_family(family, now).await?;
+            }
+        }
         let access_token = self.access_token(&claims, signing).await?;
         let mut response = TokenResponse::bearer(access_token.clone(), ttl, scope_text);
         response.issued_token_type = issue.issued_token_type.map(|t| t.as_str().to_owned());
@@ -307,12 +323,6 @@ impl Issuer<'_> {
                 sid: issue.sid.clone(),
                 access_token: Some(&access_token),
             })?);
-        }
-        if let GrantRecord::Code(digest) = &issue.record {
-            provider
-                .store()
-                .record_code_tokens(digest, &claims.jti, claims.exp, family_id.as_deref())
-                .await?;
         }
         Ok(Issued {
             response,
