@@ -1,6 +1,7 @@
 //! The server on PostgreSQL: the whole client-credentials flow, several
-//! stateless instances sharing one database, and the refusal to start with a
-//! key-encryption key that cannot open the stored signing keys.
+//! stateless instances sharing one database (an emergency key rotation under
+//! load among them), the refusal to start with a key-encryption key that
+//! cannot open the stored signing keys, and an outage of the database.
 //!
 //! Needs `TESSERA_TEST_POSTGRES_URL` (set by `scripts/test`); skipped without it.
 
@@ -673,4 +674,161 @@ async fn an_emergency_rotation_under_load_fails_no_verification_anywhere() {
         "{} tokens across the rotation, every one verified",
         rounds + 1
     );
+}
+
+// ---------------------------------------------------------------------------
+// (d) The database out of reach for a while
+// ---------------------------------------------------------------------------
+
+/// A TCP relay to PostgreSQL that the test can cut (every open connection
+/// dropped, new ones closed at once) and restore, as a network partition or
+/// a database restart would.
+struct Relay {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(upstream: String) -> Relay {
+        use std::sync::atomic::Ordering as AtomicOrdering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cuts, _) = tokio::sync::watch::channel(0u64);
+        let task = {
+            let open = std::sync::Arc::clone(&open);
+            let cuts = cuts.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        return;
+                    };
+                    if !open.load(AtomicOrdering::SeqCst) {
+                        continue; // dropped: the connection is refused
+                    }
+                    let upstream = upstream.clone();
+                    let mut cut = cuts.subscribe();
+                    tokio::spawn(async move {
+                        let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await
+                        else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = cut.changed() => {}
+                        }
+                    });
+                }
+            })
+        };
+        Relay {
+            port,
+            open,
+            cuts,
+            task,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// Two workers: the relay keeps relaying while the test waits on the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_answered_with_503_and_survived_without_a_restart() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    // postgres://user@127.0.0.1:PORT/name → the relay in front of PORT.
+    let (before_port, after_port) = db.url.rsplit_once(':').unwrap();
+    let (upstream_port, name) = after_port.split_once('/').unwrap();
+    let relay = Relay::start(format!("127.0.0.1:{upstream_port}")).await;
+    let through_relay = format!("{before_port}:{}/{name}", relay.port);
+    let server = TestServer::start_on(TempDir::new("pg-outage"), through_relay, &[]).await;
+    let client = server.client(&[
+        "--grant",
+        "client_credentials",
+        "--scope",
+        SCOPE,
+        "--token-format",
+        "reference",
+    ]);
+    let reference = access_token(&server, &client).await;
+    let ready = |server: &TestServer| {
+        let request = server.http.get(server.url("/health/ready")).send();
+        async move { request.await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    };
+    assert_eq!(ready(&server).await, 200);
+
+    relay.cut();
+    eventually(
+        Duration::from_secs(10),
+        "/health/ready says 503",
+        || async { ready(&server).await == 503 },
+    )
+    .await;
+    // A token that must be written, and one that must be read: a clear
+    // temporarily_unavailable, never a hang or a 500.
+    let (status, body) = server
+        .token_response(
+            &client.0,
+            &client.1,
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    let (status, body) = server
+        .post_form(
+            "/oauth2/introspect",
+            &client.0,
+            &client.1,
+            &[("token", reference.as_str())],
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+
+    // Back: the same process serves again, and nothing acknowledged is lost.
+    relay.restore();
+    eventually(
+        Duration::from_secs(15),
+        "/health/ready says 200 again",
+        || async { ready(&server).await == 200 },
+    )
+    .await;
+    let fresh = access_token(&server, &client).await;
+    for token in [&reference, &fresh] {
+        assert_eq!(
+            server.introspect(&client.0, &client.1, token).await["active"],
+            true
+        );
+    }
 }
