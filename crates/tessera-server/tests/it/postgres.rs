@@ -122,6 +122,8 @@ async fn postgres_client_credentials_flow() {
     assert!(server.log().contains("postgres"), "{}", server.log());
 
     let jwt_client = server.client(&["--grant", "client_credentials", "--scope", SCOPE]);
+    // In use before the outage, as any client would be: then in memory.
+    access_token(&server, &jwt_client).await;
     let (status, body) = server
         .token_response(
             &jwt_client.0,
@@ -781,6 +783,9 @@ async fn a_database_outage_is_answered_with_503_and_survived_without_a_restart()
         "reference",
     ]);
     let reference = access_token(&server, &client).await;
+    let jwt_client = server.client(&["--grant", "client_credentials", "--scope", SCOPE]);
+    // In use before the outage, as any client would be: then in memory.
+    access_token(&server, &jwt_client).await;
     let ready = |server: &TestServer| {
         let request = server.http.get(server.url("/health/ready")).send();
         async move { request.await.map(|r| r.status().as_u16()).unwrap_or(0) }
@@ -815,6 +820,9 @@ async fn a_database_outage_is_answered_with_503_and_survived_without_a_restart()
         .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    // A JWT needs no database: clients and keys are in memory.
+    let jwt = access_token(&server, &jwt_client).await;
+    assert!(jwt.contains('.'), "{jwt}");
 
     // Back: the same process serves again, and nothing acknowledged is lost.
     relay.restore();
