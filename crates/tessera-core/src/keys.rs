@@ -6,7 +6,8 @@
 //! same algorithm activates, and stays published until every token it could have
 //! signed has expired.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use tessera_jose::{Algorithm, Jwk, JwkSet, SigningKey, VerifyingKey};
 
@@ -52,9 +53,16 @@ const SUCCESSOR_GRACE: i64 = 5;
 /// key's first signature. Every server reloads its keys from the store at
 /// least once a second, so in this time each instance sharing the store
 /// publishes the key before any token names it: a verifier that fetches the
-/// JWKS from any of them on seeing the new `kid` finds it. Instances' clocks
-/// must agree to within a second for this to hold.
+/// JWKS from any of them on seeing the new `kid` finds it. (Each serves the
+/// JWKS from the store afresh, and checks a token naming a key it has not
+/// loaded yet after reloading, so an instance whose clock runs ahead and
+/// signs early does not break that either.)
 pub const KEY_PROPAGATION: i64 = 2;
+
+/// The least time between two reloads of the ring caused by tokens naming a
+/// key this instance does not hold (see [`KeyManager::refresh_for_unknown_kid`]):
+/// made-up `kid`s cost at most one store read each such interval.
+pub const UNKNOWN_KID_RELOAD: Duration = Duration::from_millis(100);
 
 /// Where a key is in its life cycle at some instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,6 +292,8 @@ impl KeyRing {
 #[derive(Debug)]
 pub struct KeyManager {
     ring: RwLock<Arc<KeyRing>>,
+    /// When a token naming an unknown key last made the ring reload.
+    unknown_kid_reload: Mutex<Option<Instant>>,
     shared: SharedKeys,
     kek: KeyEncryptionKey,
 }
@@ -311,6 +321,7 @@ impl KeyManager {
     pub fn new(kek: KeyEncryptionKey) -> Self {
         KeyManager {
             ring: RwLock::new(Arc::new(KeyRing::default())),
+            unknown_kid_reload: Mutex::new(None),
             shared: SharedKeys::default(),
             kek,
         }
@@ -356,6 +367,28 @@ impl KeyManager {
             Err(poisoned) => *poisoned.into_inner() = ring,
         }
         Ok(())
+    }
+
+    /// Reloads the ring for a token naming a key it does not hold, unless such
+    /// a reload happened less than [`UNKNOWN_KID_RELOAD`] ago; says whether it
+    /// reloaded. Rings reload once a second, but another instance may sign
+    /// with a new key before this one's next reload: after an emergency
+    /// rotation (`keys rotate --now`) if its clock runs ahead, since each
+    /// instance starts the key by its own clock. Its tokens must verify here
+    /// at once all the same.
+    pub async fn refresh_for_unknown_kid(&self, store: &dyn KeyStore) -> Result<bool, KeyError> {
+        {
+            let mut last = match self.unknown_kid_reload.lock() {
+                Ok(last) => last,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if last.is_some_and(|at| at.elapsed() < UNKNOWN_KID_RELOAD) {
+                return Ok(false);
+            }
+            *last = Some(Instant::now());
+        }
+        self.refresh(store).await?;
+        Ok(true)
     }
 
     /// Makes sure a key for `alg` exists, creating one that signs at once if not
@@ -1033,6 +1066,41 @@ mod tests {
                 .is_none()
         );
         assert_eq!(key_count(&store).await, 3);
+    }
+
+    #[tokio::test]
+    async fn a_token_naming_an_unknown_key_reloads_the_ring_at_most_so_often() {
+        let store = MemoryStore::new();
+        let clock = FixedClock::new(T0);
+        let (kek, twin) = kek_pair();
+        let first = KeyManager::new(kek);
+        let second = KeyManager::new(twin);
+        first
+            .ensure_key(&store, Algorithm::ES256, &clock)
+            .await
+            .expect("ensure_key");
+        second.refresh(&store).await.expect("refresh");
+        // Another instance rotates; this one has not reloaded yet.
+        let new = first
+            .rotate(&store, Algorithm::ES256, true, &settings(), &clock)
+            .await
+            .expect("rotate");
+        let holds = |manager: &KeyManager| manager.ring().keys().iter().any(|k| k.kid() == new.kid);
+        assert!(!holds(&second));
+        assert!(
+            second
+                .refresh_for_unknown_kid(&store)
+                .await
+                .expect("reload")
+        );
+        assert!(holds(&second));
+        // Straight after, another unknown kid does not reach the store.
+        assert!(
+            !second
+                .refresh_for_unknown_kid(&store)
+                .await
+                .expect("no reload")
+        );
     }
 
     #[tokio::test]

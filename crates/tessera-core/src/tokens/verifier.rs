@@ -114,9 +114,21 @@ impl Provider {
             }
             return self.verify_shared(&jws, audience, version).await;
         }
-        let ring = self.keys().ring();
-        let Some(key) = ring.verifying_key(kid, self.clock().now(), self.settings().max_token_ttl)
-        else {
+        let (now, max_ttl) = (self.clock().now(), self.settings().max_token_ttl);
+        let mut ring = self.keys().ring();
+        if ring.verifying_key(kid, now, max_ttl).is_none() {
+            // Perhaps a key another instance already signs with and this one
+            // has not reloaded yet: look once more (rate-limited).
+            // Without the store the verdict stands: the key is unknown here.
+            match self.keys().refresh_for_unknown_kid(self.store()).await {
+                Ok(true) => ring = self.keys().ring(),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not reload the signing keys for an unknown kid");
+                }
+            }
+        }
+        let Some(key) = ring.verifying_key(kid, now, max_ttl) else {
             return Ok(Err(Rejected::UnknownKey));
         };
         Ok(self.check_claims(jws.verify(key)))

@@ -388,6 +388,25 @@ impl Drop for TestServer {
     }
 }
 
+/// The environment that runs a process with its wall clock moved by `offset`
+/// (libfaketime's syntax: "+2d", "-20s"), its monotonic clock left alone, so
+/// that expiry and clock skew are tested on the real binary without waiting.
+/// `scripts/test` installs Debian's `faketime` and names its library in
+/// `TESSERA_TEST_FAKETIME`; without it this says so and gives `None`.
+pub fn skewed_clock(offset: &str) -> Option<Vec<(String, String)>> {
+    match std::env::var("TESSERA_TEST_FAKETIME") {
+        Ok(library) if !library.is_empty() => Some(vec![
+            ("LD_PRELOAD".into(), library),
+            ("FAKETIME".into(), offset.into()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ]),
+        _ => {
+            eprintln!("skipped: TESSERA_TEST_FAKETIME not set (scripts/test sets it)");
+            None
+        }
+    }
+}
+
 /// A binary of this workspace's examples (`tessera-server`'s or
 /// `tessera-guard`'s), in target/<profile>/examples beside the test binary's
 /// target/<profile>/deps. `cargo test --all-targets` builds examples only as

@@ -16,6 +16,8 @@ mod code_login;
 mod connections;
 mod delegation;
 mod device;
+mod faults;
+mod flows;
 mod guard;
 mod in_process;
 mod keys;

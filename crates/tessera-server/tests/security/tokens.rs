@@ -1,0 +1,169 @@
+//! RFC 9700 §4.14 (refresh token protection) and §4.3.2 / RFC 6750 §5.3
+//! (access tokens in URLs): refresh tokens rotate, are bound to their client,
+//! and a reused one revokes its family; access tokens are read from the
+//! `Authorization` header only.
+
+use reqwest::StatusCode;
+
+use crate::common::decode_jwt;
+use crate::flows::*;
+use crate::web::Browser;
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_reuse_revokes_the_whole_family() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let first = tokens_for(&server, &mut browser, &client, SCOPES).await;
+    let rt1 = s(&first["refresh_token"]);
+
+    let (status, second) = refresh(&server, &client, rt1, None).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let rt2 = s(&second["refresh_token"]);
+    assert_ne!(rt1, rt2, "a refresh rotates the refresh token");
+    assert_ne!(first["access_token"], second["access_token"]);
+    assert_eq!(scope_set(s(&second["scope"])), scope_set(SCOPES));
+    assert_eq!(
+        server.introspect(&client.0, &client.1, rt1).await["active"],
+        false
+    );
+    assert_eq!(
+        server.introspect(&client.0, &client.1, rt2).await["active"],
+        true
+    );
+
+    // The rotated token used again: refused, and the family is revoked, the
+    // newest refresh token and its access token included (RFC 9700 §4.14.2).
+    let (status, body) = refresh(&server, &client, rt1, None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let (status, body) = refresh(&server, &client, rt2, None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(
+        server
+            .introspect(&client.0, &client.1, s(&second["access_token"]))
+            .await["active"],
+        false
+    );
+    // The reuse is logged as the theft alarm it is; the revoked token that
+    // follows is only a revoked token.
+    let log = server.log();
+    assert_eq!(
+        log.matches("refresh token reused; revoking its family")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains("a revoked refresh token was presented"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn of_concurrent_refreshes_of_one_token_exactly_one_rotates_it() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    for _ in 0..3 {
+        let tokens = tokens_for(&server, &mut browser, &client, SCOPES).await;
+        let rt = s(&tokens["refresh_token"]);
+        let at_once = || refresh(&server, &client, rt, None);
+        let (a, b, c, d, e, f) = tokio::join!(
+            at_once(),
+            at_once(),
+            at_once(),
+            at_once(),
+            at_once(),
+            at_once()
+        );
+        let winner = one_winner(&[a, b, c, d, e, f]);
+        assert_ne!(s(&winner["refresh_token"]), rt);
+    }
+}
+
+#[tokio::test]
+async fn refresh_tokens_are_bound_to_their_client_and_live_as_long_as_their_kind() {
+    let (server, sub) = start_with_alice().await;
+    let client = web_app(&server);
+    let other = web_app(&server);
+    let mut browser = Browser::new(&server);
+
+    // offline_access: 90 days (SPEC.md default).
+    let offline = tokens_for(&server, &mut browser, &client, SCOPES).await;
+    let rt = s(&offline["refresh_token"]);
+    let (header, claims) = decode_jwt(rt);
+    assert_eq!(header["typ"], "rt+jwt");
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 90 * 24 * 3600);
+
+    // Introspection by the owner shows it; another client learns nothing.
+    let info = server.introspect(&client.0, &client.1, rt).await;
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["token_type"], "refresh_token");
+    assert_eq!(info["client_id"], client.0.as_str());
+    assert_eq!(info["sub"], sub.as_str());
+    assert_eq!(scope_set(s(&info["scope"])), scope_set(SCOPES));
+    assert_eq!(
+        server.introspect(&other.0, &other.1, rt).await,
+        serde_json::json!({"active": false})
+    );
+
+    // Another client cannot use it (RFC 6749 §10.4), nor burn it.
+    let (status, body) = refresh(&server, &other, rt, None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let (status, body) = refresh(&server, &client, rt, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, claims) = decode_jwt(s(&body["refresh_token"]));
+    assert!(
+        (claims["exp"].as_i64().unwrap() - (now() + 90 * 24 * 3600)).abs() <= 5,
+        "an offline token keeps the family's end"
+    );
+
+    // Without offline_access: a day, sliding.
+    let online = tokens_for(&server, &mut browser, &client, "openid profile").await;
+    let (_, claims) = decode_jwt(s(&online["refresh_token"]));
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 24 * 3600);
+}
+
+/// RFC 9700 §4.3.2 and RFC 6750 §5.3: access tokens in URLs end up in logs,
+/// history and `Referer` headers. `/userinfo` reads the token from the
+/// `Authorization` header only: one in the query string or the form body is
+/// not looked at, so the request is answered as if it carried none.
+#[tokio::test]
+async fn access_tokens_outside_the_authorization_header_are_not_taken() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let tokens = tokens_for(&server, &mut browser, &client, SCOPES).await;
+    let token = s(&tokens["access_token"]);
+
+    let in_query = server
+        .http
+        .get(server.url(&format!("/userinfo?access_token={token}")))
+        .send()
+        .await
+        .unwrap();
+    let in_body = server
+        .http
+        .post(server.url("/userinfo"))
+        .form(&[("access_token", token)])
+        .send()
+        .await
+        .unwrap();
+    for response in [in_query, in_body] {
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+        // RFC 6750 §3.1: a request without a token gets no error code.
+        assert!(!challenge.contains("error="), "{challenge}");
+        assert!(response.text().await.unwrap().is_empty());
+    }
+    let in_header = server
+        .http
+        .get(server.url("/userinfo"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(in_header.status(), StatusCode::OK);
+}
