@@ -359,6 +359,7 @@ impl Provider {
                     Inactive::Expired => "the access token has expired",
                     Inactive::NotYetValid => "the access token is not valid yet",
                     Inactive::Revoked => "the access token has been revoked",
+                    Inactive::ClientDeleted => "the access token's client has been deleted",
                     Inactive::Malformed | Inactive::Unknown => {
                         "it is not an access token this server issued"
                     }

@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::model::{Client, IntrospectionPolicy};
 use crate::params::Params;
 use crate::provider::Provider;
+use crate::store::ClientStore as _;
 use crate::tokens::issuer::RefreshTokenClaims;
 use crate::tokens::{AccessTokenClaims, Rejected, is_jwt};
 
@@ -24,6 +25,8 @@ pub enum Inactive {
     Expired,
     NotYetValid,
     Revoked,
+    /// Issued to a client that has since been deleted.
+    ClientDeleted,
     Unknown,
 }
 
@@ -124,6 +127,14 @@ impl Provider {
         // and refresh family revocations record only the access token's jti.
         if self.store().is_jti_revoked(&claims.jti).await? {
             return Ok(Err(Inactive::Revoked));
+        }
+        // A deleted client's tokens end with it: its reference tokens are
+        // deleted along with it, and a JWT of its would otherwise pass here
+        // until it expires. (The catalogue answers from memory, absent
+        // clients included; services that verify JWTs offline still accept
+        // them until `exp`.)
+        if self.catalog().client(&claims.client_id).await?.is_none() {
+            return Ok(Err(Inactive::ClientDeleted));
         }
         Ok(Ok(claims))
     }

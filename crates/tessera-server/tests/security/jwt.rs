@@ -388,3 +388,57 @@ async fn expired_tokens_are_refused_wherever_tokens_are_taken() {
         .await;
     assert_eq!(introspected["active"], true, "{introspected}");
 }
+
+/// RFC 7519 §4.1.6 with the leeway: an access token issued "in the future"
+/// (by a server whose clock ran an hour ahead, as another instance's might)
+/// is not yet valid at a server with the right time, at introspection and at
+/// `/userinfo`, though its signature is good.
+#[tokio::test]
+async fn tokens_issued_in_the_future_are_not_yet_valid() {
+    let Some(ahead) = crate::common::skewed_clock("+1h") else {
+        return;
+    };
+    let mut setup = setup().await;
+    let real_env = setup.server.env.clone();
+    setup.server.env.extend(ahead);
+    setup.server.restart().await;
+    let early = setup
+        .server
+        .token(
+            &setup.client.0,
+            &setup.client.1,
+            &[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("scope", "openid profile"),
+            ],
+        )
+        .await;
+    let early = early["access_token"].as_str().unwrap();
+    setup.server.env = real_env;
+    setup.server.restart().await;
+    let introspected = setup
+        .server
+        .introspect(&setup.client.0, &setup.client.1, early)
+        .await;
+    assert_eq!(introspected, json!({"active": false}));
+    let userinfo = setup
+        .server
+        .http
+        .get(setup.server.url("/userinfo"))
+        .bearer_auth(early)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(userinfo.status(), 401);
+    // A token of the right time is fine.
+    let now = setup.token("access_token");
+    assert_eq!(
+        setup
+            .server
+            .introspect(&setup.client.0, &setup.client.1, now)
+            .await["active"],
+        true
+    );
+}

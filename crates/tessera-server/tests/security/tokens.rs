@@ -167,3 +167,40 @@ async fn access_tokens_outside_the_authorization_header_are_not_taken() {
         .unwrap();
     assert_eq!(in_header.status(), StatusCode::OK);
 }
+
+/// Deleting a client ends its tokens at this server within the catalogue's
+/// one-second bound: JWT access tokens, which no record ties to it, are
+/// inactive at introspection and refused at `/userinfo`, and its refresh
+/// tokens are refused. (Services that verify JWTs offline accept them until
+/// they expire; `SECURITY.md` says so.)
+#[tokio::test]
+async fn a_deleted_clients_tokens_end_with_it() {
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let gateway = server.client(&["--introspection", "any"]);
+    let mut browser = Browser::new(&server);
+    let tokens = tokens_for(&server, &mut browser, &client, SCOPES).await;
+    let access = s(&tokens["access_token"]);
+    assert_eq!(
+        server.introspect(&gateway.0, &gateway.1, access).await["active"],
+        true
+    );
+
+    server.cli(&["client", "delete", &client.0, "--json"]);
+    crate::common::catalog_settles().await;
+    assert_eq!(
+        server.introspect(&gateway.0, &gateway.1, access).await,
+        serde_json::json!({"active": false})
+    );
+    let userinfo = server
+        .http
+        .get(server.url("/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED);
+    let (status, body) = refresh(&server, &client, s(&tokens["refresh_token"]), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "invalid_client", "{body}");
+}
