@@ -172,6 +172,17 @@ pub trait TokenStore: Send + Sync {
     /// Records that the JWT with this `jti` is revoked until it expires anyway.
     async fn revoke_jti(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()>;
     async fn is_jti_revoked(&self, jti: &str) -> StoreResult<bool>;
+    /// Records an access token issued to `user_id` that no refresh family or
+    /// code records, until it expires: deleting the user, a new password
+    /// that revokes grants, or withdrawing the consent for `client_id`
+    /// record it as revoked with the rest.
+    async fn record_user_access_token(
+        &self,
+        jti: &str,
+        user_id: &str,
+        client_id: &str,
+        expires_at: UnixTime,
+    ) -> StoreResult<()>;
     /// Deletes records that are past their expiry; returns how many. Besides
     /// revoked `jti`s, used client assertion `jti`s and reference tokens: sessions past their absolute end,
     /// authorization codes expired more than an hour ago (until then a consumed

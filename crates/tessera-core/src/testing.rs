@@ -40,6 +40,8 @@ struct State {
     reference_tokens: HashMap<[u8; 32], ReferenceToken>,
     operator_tokens: Vec<OperatorToken>,
     revoked_jtis: HashMap<String, UnixTime>,
+    /// `user_access_tokens` in the databases: jti → (user, client, expiry).
+    user_access_tokens: HashMap<String, (String, String, UnixTime)>,
     users: HashMap<String, User>,
     sessions: HashMap<[u8; 32], Session>,
     consents: HashMap<(String, String), Consent>,
@@ -411,6 +413,21 @@ impl TokenStore for MemoryStore {
         Ok(self.state().await.revoked_jtis.contains_key(jti))
     }
 
+    async fn record_user_access_token(
+        &self,
+        jti: &str,
+        user_id: &str,
+        client_id: &str,
+        expires_at: UnixTime,
+    ) -> StoreResult<()> {
+        self.state()
+            .await
+            .user_access_tokens
+            .entry(jti.to_owned())
+            .or_insert_with(|| (user_id.to_owned(), client_id.to_owned(), expires_at));
+        Ok(())
+    }
+
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {
         let mut state = self.state().await;
         let kept_until = now.saturating_sub(CODE_RETENTION);
@@ -428,6 +445,7 @@ impl TokenStore for MemoryStore {
             + traced
             +
             purge(&mut state.revoked_jtis, |expires_at| *expires_at <= now)
+            + purge(&mut state.user_access_tokens, |(_, _, expires_at)| *expires_at <= now)
             + purge(&mut state.assertions, |expires_at| *expires_at <= now)
             + purge(&mut state.reference_tokens, |t| t.expires_at <= now)
             + purge(&mut state.sessions, |s| s.expires_at <= now)
@@ -1104,7 +1122,8 @@ impl State {
     }
 
     /// Records as revoked the access tokens issued from the user's refresh
-    /// tokens and codes for one client (or all with `None`). Expired ones are
+    /// tokens and codes, and those recorded under the user alone, for one
+    /// client (or all with `None`). Expired ones are
     /// recorded too, as in the SQL stores; `purge_expired` drops them.
     fn revoke_user_access_jtis(&mut self, user_id: &str, client_id: Option<&str>) {
         let ours =
@@ -1119,7 +1138,13 @@ impl State {
             .values()
             .filter(|c| ours(&c.user_id, &c.client_id))
             .filter_map(|c| Some((c.access_jti.clone()?, c.access_expires_at?)));
-        let issued: Vec<(String, UnixTime)> = from_refresh.chain(from_codes).collect();
+        let recorded = self
+            .user_access_tokens
+            .iter()
+            .filter(|(_, (user, client, _))| ours(user, client))
+            .map(|(jti, (_, _, expires_at))| (jti.clone(), *expires_at));
+        let issued: Vec<(String, UnixTime)> =
+            from_refresh.chain(from_codes).chain(recorded).collect();
         for (jti, expires_at) in issued {
             self.record_revoked(&jti, expires_at);
         }

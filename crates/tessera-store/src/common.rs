@@ -957,6 +957,27 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn record_user_access_token(
+                &self,
+                jti: &str,
+                user_id: &str,
+                client_id: &str,
+                expires_at: i64,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO user_access_tokens (jti, user_id, client_id, expires_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(jti)
+                .bind(user_id)
+                .bind(client_id)
+                .bind(expires_at)
+                .execute(&mut *self.writer().await?)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
             async fn is_jti_revoked(&self, jti: &str) -> StoreResult<bool> {
                 Ok(sqlx::query("SELECT 1 FROM revoked_jtis WHERE jti = $1")
                     .bind(jti)
@@ -972,8 +993,9 @@ macro_rules! impl_store {
                 // statement: writes queued meanwhile on the one writer
                 // connection go in between, so a large backlog never holds
                 // them up for long.
-                let tables: [(&str, &str, &str, i64); 11] = [
+                let tables: [(&str, &str, &str, i64); 12] = [
                     ("revoked_jtis", "jti", "expires_at <= $1", now),
+                    ("user_access_tokens", "jti", "expires_at <= $1", now),
                     ("operator_tokens", "id", "expires_at <= $1", now),
                     ("client_assertion_jtis", "client_id, jti", "expires_at <= $1", now),
                     ("assertion_ids", "kind, issuer, id", "expires_at <= $1", now),
@@ -1175,6 +1197,10 @@ macro_rules! impl_store {
                  SELECT access_jti, access_expires_at FROM authorization_codes \
                  WHERE user_id = $1 AND ($2 IS NULL OR client_id = $2) \
                  AND access_jti IS NOT NULL AND access_expires_at IS NOT NULL \
+                 ON CONFLICT (jti) DO NOTHING",
+                "INSERT INTO revoked_jtis (jti, expires_at) \
+                 SELECT jti, expires_at FROM user_access_tokens \
+                 WHERE user_id = $1 AND ($2 IS NULL OR client_id = $2) \
                  ON CONFLICT (jti) DO NOTHING",
             ] {
                 sqlx::query(sql)

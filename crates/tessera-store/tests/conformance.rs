@@ -1615,6 +1615,66 @@ async fn check_delete_user(store: &dyn Store) {
     );
 }
 
+/// Access tokens recorded under a person alone (no refresh family or code
+/// records them): revoked with the person's grants, per client when a
+/// consent is withdrawn, all of them for a new password or a deletion, and
+/// purged once expired.
+async fn check_user_access_tokens(store: &dyn Store) {
+    let (alice, bob) = (user(T0), user(T0));
+    for u in [&alice, &bob] {
+        store.insert_user(u).await.expect("insert_user");
+    }
+    let (one, two) = (unique("client"), unique("client"));
+    let tokens = [
+        (unique("at"), &alice.id, &one),
+        (unique("at"), &alice.id, &two),
+        (unique("at"), &bob.id, &one),
+    ];
+    for (jti, user_id, client_id) in &tokens {
+        for _ in 0..2 {
+            // Recording twice is harmless.
+            store
+                .record_user_access_token(jti, user_id, client_id, T0 + 900)
+                .await
+                .expect("record_user_access_token");
+        }
+    }
+    let revoked = |i: usize| {
+        let jti = tokens[i].0.clone();
+        async move { store.is_jti_revoked(&jti).await.expect("is_jti_revoked") }
+    };
+    assert!(!revoked(0).await && !revoked(1).await && !revoked(2).await);
+
+    store
+        .revoke_consent(&alice.id, Some(&one))
+        .await
+        .expect("revoke_consent");
+    assert!(revoked(0).await, "the withdrawn client's token");
+    assert!(!revoked(1).await, "another client's token stays");
+    assert!(!revoked(2).await, "another user's token stays");
+
+    store
+        .set_password(&alice.id, "$argon2id$new", true)
+        .await
+        .expect("set_password");
+    assert!(revoked(1).await, "a new password revokes the rest");
+    assert!(!revoked(2).await);
+
+    assert!(store.delete_user(&bob.id).await.expect("delete_user"));
+    assert!(revoked(2).await, "deleting the user revokes its tokens");
+
+    // Expired, the records go (and the revocations with them).
+    store.purge_expired(T0 + 900).await.expect("purge_expired");
+    for i in 0..tokens.len() {
+        assert!(!revoked(i).await);
+    }
+    store
+        .revoke_consent(&alice.id, None)
+        .await
+        .expect("revoke_consent");
+    assert!(!revoked(0).await, "a purged record is not revoked again");
+}
+
 async fn check_session_end_revokes_online_grants(store: &dyn Store) {
     let user_id = unique("user");
     let client_id = unique("client");
@@ -3945,6 +4005,7 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_purge(&*store).await;
     check_users(&*store).await;
     check_delete_user(&*store).await;
+    check_user_access_tokens(&*store).await;
     check_sessions(&*store).await;
     check_session_end_revokes_online_grants(&*store).await;
     check_consents(&*store).await;

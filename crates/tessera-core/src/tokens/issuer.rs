@@ -305,6 +305,20 @@ impl Issuer<'_> {
                 provider.store().revoke_refresh_family(family, now).await?;
             }
         }
+        // A person's access token that no refresh family or code records
+        // (the password grant without refresh tokens, token exchange,
+        // implicit) is recorded under the person, so that ending the grant
+        // (deleting the user, a new password, withdrawn consent) reaches it
+        // too, JWT or reference token alike.
+        if let IssueSubject::User(user) = &issue.subject
+            && family_id.is_none()
+            && !matches!(issue.record, GrantRecord::Code(_))
+        {
+            provider
+                .store()
+                .record_user_access_token(&claims.jti, &user.id, &client.id, claims.exp)
+                .await?;
+        }
         let access_token = self.access_token(&claims, signing).await?;
         let mut response = TokenResponse::bearer(access_token.clone(), ttl, scope_text);
         response.issued_token_type = issue.issued_token_type.map(|t| t.as_str().to_owned());

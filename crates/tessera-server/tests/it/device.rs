@@ -887,3 +887,51 @@ async fn a_device_confirmation_counts_only_on_its_page_and_for_its_session() {
         .await
         .assert_error(StatusCode::BAD_REQUEST, "authorization_pending");
 }
+
+/// RFC 8628 §3.5 and RFC 6749 §5.2 under concurrency: of six polls of an
+/// approved device code sent at once, exactly one gets tokens; the others
+/// are told `invalid_grant` (spent) or `slow_down` (too fast), never given a
+/// second set.
+#[tokio::test]
+async fn of_concurrent_polls_of_an_approved_code_exactly_one_gets_tokens() {
+    let server = start(&[]).await;
+    create_user(&server, "alice", None, None);
+    let tv = tv_client(&server);
+    let device = Auth::Public(&tv);
+    let (device_code, user_code) = start_device(&server, &device, SCOPE).await;
+    let mut browser = Browser::new(&server);
+    let done = browser
+        .sign_in_and_decide(&user_code, "alice", "approve")
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.describe());
+
+    let at_once = || poll(&server, &device, &device_code);
+    let (a, b, c, d, e, f) = tokio::join!(
+        at_once(),
+        at_once(),
+        at_once(),
+        at_once(),
+        at_once(),
+        at_once()
+    );
+    let replies = [a, b, c, d, e, f];
+    let answers: Vec<String> = replies
+        .iter()
+        .map(|r| format!("{} {}", r.status, r.body))
+        .collect();
+    let winners = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    assert_eq!(winners, 1, "{answers:#?}");
+    for reply in replies.iter().filter(|r| r.status != StatusCode::OK) {
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{answers:#?}");
+        assert!(
+            matches!(
+                reply.body["error"].as_str(),
+                Some("invalid_grant" | "slow_down")
+            ),
+            "{answers:#?}"
+        );
+    }
+}

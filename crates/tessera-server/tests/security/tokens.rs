@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 
 use crate::common::decode_jwt;
 use crate::flows::*;
-use crate::web::Browser;
+use crate::web::{Browser, PASSWORD, cli_with_password};
 
 #[tokio::test]
 async fn refresh_tokens_rotate_and_reuse_revokes_the_whole_family() {
@@ -203,4 +203,83 @@ async fn a_deleted_clients_tokens_end_with_it() {
     let (status, body) = refresh(&server, &client, s(&tokens["refresh_token"]), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"], "invalid_client", "{body}");
+}
+
+/// Access tokens that no refresh family or code records (here the password
+/// grant's, for a client without refresh tokens; token exchange and implicit
+/// alike) end with the grant: a new password and then deleting the user make
+/// them inactive at once, reference tokens and JWTs both.
+#[tokio::test]
+async fn ending_a_grant_ends_access_tokens_issued_without_a_refresh_token() {
+    let (server, _) = start_with_alice().await;
+    let jwt_client = create_client(&server, "Script", &["--grant", "password"]);
+    let reference_client = create_client(
+        &server,
+        "Old script",
+        &["--grant", "password", "--token-format", "reference"],
+    );
+    let sign_in = |client: &(String, String), password: &'static str| {
+        let server = &server;
+        let client = client.clone();
+        async move {
+            let tokens = server
+                .token(
+                    &client.0,
+                    &client.1,
+                    &[
+                        ("grant_type", "password"),
+                        ("username", "alice"),
+                        ("password", password),
+                    ],
+                )
+                .await;
+            assert!(tokens["refresh_token"].is_null(), "{tokens}");
+            tokens["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let active = |client: &(String, String), token: String| {
+        let server = &server;
+        let client = client.clone();
+        async move { server.introspect(&client.0, &client.1, &token).await["active"] == true }
+    };
+
+    let before = [
+        (&jwt_client, sign_in(&jwt_client, PASSWORD).await),
+        (
+            &reference_client,
+            sign_in(&reference_client, PASSWORD).await,
+        ),
+    ];
+    for (client, token) in &before {
+        assert!(active(client, token.clone()).await);
+    }
+    cli_with_password(
+        &server,
+        &[
+            "user",
+            "set-password",
+            "alice",
+            "--password-stdin",
+            "--json",
+        ],
+        "a new pass phrase",
+    );
+    for (client, token) in &before {
+        assert!(!active(client, token.clone()).await, "a new password");
+    }
+
+    let after = [
+        (&jwt_client, sign_in(&jwt_client, "a new pass phrase").await),
+        (
+            &reference_client,
+            sign_in(&reference_client, "a new pass phrase").await,
+        ),
+    ];
+    for (client, token) in &after {
+        assert!(active(client, token.clone()).await);
+    }
+    server.cli(&["user", "delete", "alice", "--json"]);
+    for (client, token) in &after {
+        assert!(!active(client, token.clone()).await, "a deleted user");
+    }
 }
