@@ -12,6 +12,7 @@ use reqwest::header::{CACHE_CONTROL, HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
 use crate::common::{TestServer, decode_jwt};
+use crate::flows::six_at_once;
 use crate::web::{Browser, PASSWORD, Page, create_user};
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -905,15 +906,7 @@ async fn of_concurrent_polls_of_an_approved_code_exactly_one_gets_tokens() {
         .await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.describe());
 
-    let at_once = || poll(&server, &device, &device_code);
-    let (a, b, c, d, e, f) = tokio::join!(
-        at_once(),
-        at_once(),
-        at_once(),
-        at_once(),
-        at_once(),
-        at_once()
-    );
+    let [a, b, c, d, e, f] = six_at_once(|| poll(&server, &device, &device_code)).await;
     let replies = [a, b, c, d, e, f];
     let answers: Vec<String> = replies
         .iter()

@@ -452,3 +452,17 @@ pub async fn mint_code(
     }
     (code_of(server, &page, &request), pkce.verifier)
 }
+
+/// Six of `request` sent at once (interleaved on one task: each is on the
+/// wire before any answer is read), for races on single-use things.
+pub async fn six_at_once<T, F: Future<Output = T>>(request: impl Fn() -> F) -> [T; 6] {
+    let (a, b, c, d, e, f) = tokio::join!(
+        request(),
+        request(),
+        request(),
+        request(),
+        request(),
+        request()
+    );
+    [a, b, c, d, e, f]
+}

@@ -122,10 +122,7 @@ async fn postgres_client_credentials_flow() {
     assert!(server.log().contains("postgres"), "{}", server.log());
 
     let jwt_client = server.client(&["--grant", "client_credentials", "--scope", SCOPE]);
-    // In use before the outage, as any client would be: then in memory. The
-    // registrations above move the catalogue's version, and the sync that
-    // sees that drops the copy; only a lookup after it stays in memory.
-    crate::common::catalog_settles().await;
+    // In use before the outage, as any client would be: then in memory.
     access_token(&server, &jwt_client).await;
     let (status, body) = server
         .token_response(
@@ -787,7 +784,10 @@ async fn a_database_outage_is_answered_with_503_and_survived_without_a_restart()
     ]);
     let reference = access_token(&server, &client).await;
     let jwt_client = server.client(&["--grant", "client_credentials", "--scope", SCOPE]);
-    // In use before the outage, as any client would be: then in memory.
+    // In use before the outage, as any client would be: then in memory. The
+    // registrations above move the catalogue's version, and the sync that
+    // sees that drops the copy; only a lookup after it stays in memory.
+    crate::common::catalog_settles().await;
     access_token(&server, &jwt_client).await;
     let ready = |server: &TestServer| {
         let request = server.http.get(server.url("/health/ready")).send();

@@ -12,6 +12,7 @@ use tessera_core::crypto::random_id;
 use tessera_jose::{Algorithm, SigningKey};
 
 use crate::common::TestServer;
+use crate::flows::six_at_once;
 use crate::jwt::forge;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -139,15 +140,7 @@ async fn a_client_assertion_is_accepted_once_and_only_with_known_headers() {
     assert_invalid_client(&token_with(&server, &assertion, None).await, "a replay");
 
     let assertion = forge(&header, &claims_for(&server, &client), Some(&key));
-    let at_once = || token_with(&server, &assertion, None);
-    let (a, b, c, d, e, f) = tokio::join!(
-        at_once(),
-        at_once(),
-        at_once(),
-        at_once(),
-        at_once(),
-        at_once()
-    );
+    let [a, b, c, d, e, f] = six_at_once(|| token_with(&server, &assertion, None)).await;
     let answers = [a, b, c, d, e, f];
     let winners = answers
         .iter()

@@ -271,15 +271,8 @@ async fn of_concurrent_exchanges_of_one_code_exactly_one_succeeds() {
         &browser.sign_in_and_approve(&request, "alice").await,
         &request,
     );
-    let at_once = || exchange(&server, &client, &code, Some(&pkce.verifier));
-    let (a, b, c, d, e, f) = tokio::join!(
-        at_once(),
-        at_once(),
-        at_once(),
-        at_once(),
-        at_once(),
-        at_once()
-    );
+    let [a, b, c, d, e, f] =
+        six_at_once(|| exchange(&server, &client, &code, Some(&pkce.verifier))).await;
     let winner = one_winner(&[a, b, c, d, e, f]);
     for token in ["access_token", "refresh_token"] {
         assert_eq!(

@@ -67,15 +67,7 @@ async fn of_concurrent_refreshes_of_one_token_exactly_one_rotates_it() {
     for _ in 0..3 {
         let tokens = tokens_for(&server, &mut browser, &client, SCOPES).await;
         let rt = s(&tokens["refresh_token"]);
-        let at_once = || refresh(&server, &client, rt, None);
-        let (a, b, c, d, e, f) = tokio::join!(
-            at_once(),
-            at_once(),
-            at_once(),
-            at_once(),
-            at_once(),
-            at_once()
-        );
+        let [a, b, c, d, e, f] = six_at_once(|| refresh(&server, &client, rt, None)).await;
         let winner = one_winner(&[a, b, c, d, e, f]);
         assert_ne!(s(&winner["refresh_token"]), rt);
     }
