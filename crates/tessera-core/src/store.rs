@@ -184,7 +184,8 @@ pub trait TokenStore: Send + Sync {
         expires_at: UnixTime,
     ) -> StoreResult<()>;
     /// Deletes records that are past their expiry; returns how many. Besides
-    /// revoked `jti`s, used client assertion `jti`s and reference tokens: sessions past their absolute end,
+    /// revoked `jti`s, access tokens recorded under a person, used client
+    /// assertion `jti`s and reference tokens: sessions past their absolute end,
     /// authorization codes expired more than an hour ago (until then a consumed
     /// code still shows a replay as one), refresh tokens whose family has ended
     /// (rotated ones are needed until then to detect reuse) and login failures
