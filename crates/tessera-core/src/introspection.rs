@@ -47,13 +47,10 @@ impl Provider {
         authorization: Option<&str>,
         params: &Params,
     ) -> (Result<Value, Error>, Option<String>) {
-        match self.authenticate_client(authorization, params).await {
-            Ok(client) => {
-                let answer = self.introspect_for(&client, params).await;
-                (answer, Some(client.id))
-            }
-            Err(e) => (Err(e), None),
-        }
+        self.with_authenticated_client(authorization, params, async |client| {
+            self.introspect_for(client, params).await
+        })
+        .await
     }
 
     async fn introspect_for(&self, client: &Client, params: &Params) -> Result<Value, Error> {

@@ -350,6 +350,22 @@ impl Provider {
             .await
     }
 
+    /// Runs `answer` for the client that authenticated the request; returns
+    /// its outcome and, once the client authenticated, the client's ID (for
+    /// request logs, which name the client whether or not the answer is an
+    /// error).
+    pub async fn with_authenticated_client<T>(
+        &self,
+        authorization: Option<&str>,
+        params: &Params,
+        answer: impl AsyncFnOnce(&crate::model::Client) -> Result<T, Error>,
+    ) -> (Result<T, Error>, Option<String>) {
+        match self.authenticate_client(authorization, params).await {
+            Ok(client) => (answer(&client).await, Some(client.id)),
+            Err(e) => (Err(e), None),
+        }
+    }
+
     /// What checking a client's credentials needs, as of now.
     pub fn client_authenticator(&self) -> Authenticator<'_> {
         Authenticator {

@@ -22,13 +22,10 @@ impl Provider {
         authorization: Option<&str>,
         params: &Params,
     ) -> (Result<(), Error>, Option<String>) {
-        match self.authenticate_client(authorization, params).await {
-            Ok(client) => {
-                let outcome = self.revoke_for(&client, params).await;
-                (outcome, Some(client.id))
-            }
-            Err(e) => (Err(e), None),
-        }
+        self.with_authenticated_client(authorization, params, async |client| {
+            self.revoke_for(client, params).await
+        })
+        .await
     }
 
     async fn revoke_for(

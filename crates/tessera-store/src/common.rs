@@ -1748,10 +1748,10 @@ macro_rules! impl_store {
                 successor: &RefreshToken,
                 now: i64,
             ) -> StoreResult<bool> {
-                // One transaction (issue 15's "rotation is one transaction"): a
-                // rotation whose successor could not be written leaves the token
-                // current, so the client's retry is not mistaken for reuse. The
-                // guarded UPDATE admits one winner, as in `consume_code`.
+                // One transaction: a rotation whose successor could not be
+                // written leaves the token current, so the client's retry is
+                // not mistaken for reuse (RFC 9700 §4.14.2). The guarded UPDATE
+                // admits one winner, as in `consume_code`.
                 let mut conn = self.writer().await?;
                 let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
                 let rotated = sqlx::query(

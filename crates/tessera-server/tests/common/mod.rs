@@ -335,6 +335,17 @@ impl TestServer {
         body
     }
 
+    /// The status of `/userinfo` for `token` sent as a bearer token.
+    pub async fn userinfo_status(&self, token: &str) -> reqwest::StatusCode {
+        self.http
+            .get(self.url("/userinfo"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         let r = self.http.get(self.url(path)).send().await.unwrap();
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
@@ -386,6 +397,14 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A key-encryption key as operators configure it: base64url of 32 random
+/// bytes; instances on one database share one.
+pub fn new_kek() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(tessera_core::crypto::random_bytes::<32>())
 }
 
 /// The environment that runs a process with its wall clock moved by `offset`

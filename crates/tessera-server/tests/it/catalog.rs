@@ -115,10 +115,7 @@ async fn cli_changes_reach_every_postgres_instance_within_the_bound() {
     let Some(db) = PgDatabase::create().await else {
         return;
     };
-    let kek = base64::Engine::encode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        tessera_core::crypto::random_bytes::<32>(),
-    );
+    let kek = crate::common::new_kek();
     let env = [
         ("TESSERA_KEY_ENCRYPTION_KEY", kek.as_str()),
         ("TESSERA_ISSUER", "http://localhost:8443"),

@@ -51,17 +51,6 @@ async fn user_tokens(server: &TestServer, client: &(String, String)) -> Value {
     body
 }
 
-async fn userinfo_status(server: &TestServer, token: &str) -> StatusCode {
-    server
-        .http
-        .get(server.url("/userinfo"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 #[tokio::test]
 async fn a_revoked_key_is_withdrawn_at_once_everywhere() {
     let server = TestServer::start().await;
@@ -142,7 +131,7 @@ async fn a_revoked_key_is_withdrawn_at_once_everywhere() {
         false
     );
     assert_eq!(
-        userinfo_status(&server, s(&old["access_token"])).await,
+        server.userinfo_status(s(&old["access_token"])).await,
         StatusCode::UNAUTHORIZED
     );
     let (status, body) = server
@@ -191,7 +180,7 @@ async fn a_revoked_key_is_withdrawn_at_once_everywhere() {
         new_kid.as_str()
     );
     assert_eq!(
-        userinfo_status(&server, s(&fresh["access_token"])).await,
+        server.userinfo_status(s(&fresh["access_token"])).await,
         StatusCode::OK
     );
 

@@ -1452,11 +1452,7 @@ async fn three_instances_on_postgres_share_codes_refresh_tokens_and_revocations(
     let Some(db) = crate::common::PgDatabase::create().await else {
         return;
     };
-    let kek = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(tessera_core::crypto::random_bytes::<32>())
-    };
+    let kek = crate::common::new_kek();
     // Behind one load balancer: one issuer, three listeners; a client that
     // retries a refresh at another instance gets the same successor.
     let env = [

@@ -12,20 +12,13 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::common::{PgDatabase, TempDir, TestServer, decode_jwt, free_port};
+use crate::common::{PgDatabase, TempDir, TestServer, decode_jwt, free_port, new_kek};
 
 const SCOPE: &str = "orders.read orders.write";
 /// Instances behind one load balancer share one issuer; each listens elsewhere.
 const SHARED_ISSUER: &str = "http://localhost:8443";
-
-/// A key-encryption key as operators configure it: base64url of 32 random bytes.
-fn new_kek() -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(tessera_core::crypto::random_bytes::<32>())
-}
 
 /// A client-credentials access token; panics unless the request succeeds.
 async fn access_token(server: &TestServer, client: &(String, String)) -> String {

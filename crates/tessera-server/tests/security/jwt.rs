@@ -111,15 +111,11 @@ impl Setup {
             json!({"active": false}),
             "{what}: introspection"
         );
-        let userinfo = self
-            .server
-            .http
-            .get(self.server.url("/userinfo"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(userinfo.status(), 401, "{what}: /userinfo");
+        assert_eq!(
+            self.server.userinfo_status(token).await,
+            401,
+            "{what}: /userinfo"
+        );
         let (status, body) = self
             .server
             .token_response(
@@ -235,15 +231,11 @@ async fn one_kind_of_token_is_never_taken_for_another() {
     let setup = setup().await;
     for kind in ["id_token", "refresh_token"] {
         let token = setup.token(kind);
-        let userinfo = setup
-            .server
-            .http
-            .get(setup.server.url("/userinfo"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(userinfo.status(), 401, "{kind} at /userinfo");
+        assert_eq!(
+            setup.server.userinfo_status(token).await,
+            401,
+            "{kind} at /userinfo"
+        );
     }
     let id_token = setup.token("id_token");
     assert_eq!(
@@ -423,15 +415,7 @@ async fn tokens_issued_in_the_future_are_not_yet_valid() {
         .introspect(&setup.client.0, &setup.client.1, early)
         .await;
     assert_eq!(introspected, json!({"active": false}));
-    let userinfo = setup
-        .server
-        .http
-        .get(setup.server.url("/userinfo"))
-        .bearer_auth(early)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(userinfo.status(), 401);
+    assert_eq!(setup.server.userinfo_status(early).await, 401);
     // A token of the right time is fine.
     let now = setup.token("access_token");
     assert_eq!(

@@ -150,14 +150,7 @@ async fn access_tokens_outside_the_authorization_header_are_not_taken() {
         assert!(!challenge.contains("error="), "{challenge}");
         assert!(response.text().await.unwrap().is_empty());
     }
-    let in_header = server
-        .http
-        .get(server.url("/userinfo"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(in_header.status(), StatusCode::OK);
+    assert_eq!(server.userinfo_status(token).await, StatusCode::OK);
 }
 
 /// Deleting a client ends its tokens at this server within the catalogue's
@@ -184,14 +177,10 @@ async fn a_deleted_clients_tokens_end_with_it() {
         server.introspect(&gateway.0, &gateway.1, access).await,
         serde_json::json!({"active": false})
     );
-    let userinfo = server
-        .http
-        .get(server.url("/userinfo"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server.userinfo_status(access).await,
+        StatusCode::UNAUTHORIZED
+    );
     let (status, body) = refresh(&server, &client, s(&tokens["refresh_token"]), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"], "invalid_client", "{body}");
