@@ -70,6 +70,68 @@ pub(crate) const REFRESH_COLUMNS: &str = "jti, family_id, client_id, user_id, sc
      sid, offline, issued_at, expires_at, family_expires_at, access_jti, access_expires_at, rotated_at, \
      revoked, successor_jti";
 
+// The statements of the token endpoint's paths, shared by the sqlx
+// implementations and SQLite's direct path (`sqlite::direct`). SQLite numbers
+// `$N` parameters in order of first appearance, as they are written here.
+
+pub(crate) const SELECT_CODE: &str = const_format::concatcp!(
+    "SELECT ",
+    CODE_COLUMNS,
+    " FROM authorization_codes WHERE digest = $1"
+);
+
+/// The guarded UPDATE is the single-use check: on PostgreSQL a concurrent
+/// updater waits for the row and re-checks `consumed_at IS NULL` on the
+/// committed version, so it loses; on SQLite writes are serialised.
+pub(crate) const CONSUME_CODE: &str = const_format::concatcp!(
+    "UPDATE authorization_codes SET consumed_at = $1 \
+     WHERE digest = $2 AND consumed_at IS NULL AND expires_at > $1 RETURNING ",
+    CODE_COLUMNS
+);
+
+/// A consumed code is a replay even after it has expired, for as long as it
+/// is kept (RFC 6749 §4.1.2). The replay is marked in the statement that reads
+/// what the exchange recorded: one still under way then fails to record
+/// ([`RECORD_CODE_TOKENS`]).
+pub(crate) const MARK_CODE_REPLAYED: &str = const_format::concatcp!(
+    "UPDATE authorization_codes SET replayed_at = COALESCE(replayed_at, $1) \
+     WHERE digest = $2 AND consumed_at IS NOT NULL RETURNING ",
+    CODE_COLUMNS
+);
+
+pub(crate) const RECORD_CODE_TOKENS: &str = "UPDATE authorization_codes \
+     SET access_jti = $1, access_expires_at = $2, family_id = $3 \
+     WHERE digest = $4 AND replayed_at IS NULL";
+
+pub(crate) const INSERT_REFRESH: &str = const_format::concatcp!(
+    "INSERT INTO refresh_tokens (",
+    REFRESH_COLUMNS,
+    ") VALUES \
+     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+);
+
+pub(crate) const SELECT_REFRESH: &str = const_format::concatcp!(
+    "SELECT ",
+    REFRESH_COLUMNS,
+    " FROM refresh_tokens WHERE jti = $1"
+);
+
+/// The guarded UPDATE admits one winner, as [`CONSUME_CODE`] does.
+pub(crate) const ROTATE_REFRESH: &str = "UPDATE refresh_tokens SET rotated_at = $1, successor_jti = $2 \
+     WHERE jti = $3 AND rotated_at IS NULL AND NOT revoked \
+     AND expires_at > $1 AND family_expires_at > $1";
+
+pub(crate) const SELECT_USER: &str =
+    const_format::concatcp!("SELECT ", USER_COLUMNS, " FROM users WHERE id = $1");
+
+pub(crate) const INSERT_REFERENCE_TOKEN: &str = "INSERT INTO reference_tokens \
+     (digest, client_id, claims, expires_at, revoked) VALUES ($1, $2, $3, $4, $5)";
+
+pub(crate) const SELECT_REFERENCE_TOKEN: &str =
+    "SELECT client_id, claims, expires_at, revoked FROM reference_tokens WHERE digest = $1";
+
+pub(crate) const SELECT_REVOKED_JTI: &str = "SELECT 1 FROM revoked_jtis WHERE jti = $1";
+
 // Part of the store contract, so that every implementation purges alike.
 pub(crate) use tessera_core::store::{CODE_RETENTION, LOGIN_FAILURE_RETENTION};
 
@@ -104,8 +166,9 @@ macro_rules! impl_store {
         };
         use $crate::common::{
             CLIENT_COLUMNS, CLIENT_SETTINGS_COLUMNS, CODE_COLUMNS, DEVICE_COLUMNS, CODE_RETENTION, PURGE_BATCH, CONSENT_COLUMNS, LOGIN_FAILURE_RETENTION,
-            REFRESH_COLUMNS, RESOURCE_COLUMNS, RESOURCE_SETTINGS_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, digest_column, from_json, map_err,
-            parse_column, scope_column, to_json,
+            RESOURCE_COLUMNS, RESOURCE_SETTINGS_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, digest_column, from_json, map_err,
+            parse_column, scope_column, to_json, CONSUME_CODE, INSERT_REFERENCE_TOKEN, INSERT_REFRESH, MARK_CODE_REPLAYED, RECORD_CODE_TOKENS,
+            ROTATE_REFRESH, SELECT_CODE, SELECT_REFERENCE_TOKEN, SELECT_REFRESH, SELECT_REVOKED_JTI, SELECT_USER,
         };
 
         type Row = <$db as sqlx::Database>::Row;
@@ -896,12 +959,10 @@ macro_rules! impl_store {
         #[async_trait]
         impl TokenStore for $store {
             async fn insert_reference_token(&self, token: &ReferenceToken) -> StoreResult<()> {
-                if let Some(outcome) = self.insert_reference_token_batched(token).await {
-                    return outcome;
+                if let Some(direct) = self.direct() {
+                    return direct.insert_reference_token(token).await;
                 }
-                sqlx::query(
-                    "INSERT INTO reference_tokens (digest, client_id, claims, expires_at, revoked) VALUES ($1, $2, $3, $4, $5)",
-                )
+                sqlx::query(INSERT_REFERENCE_TOKEN)
                 .bind(token.digest.0.to_vec())
                 .bind(&token.client_id)
                 .bind(token.claims.to_string())
@@ -914,9 +975,10 @@ macro_rules! impl_store {
             }
 
             async fn reference_token(&self, digest: &SecretDigest) -> StoreResult<Option<ReferenceToken>> {
-                let Some(row) = sqlx::query(
-                    "SELECT client_id, claims, expires_at, revoked FROM reference_tokens WHERE digest = $1",
-                )
+                if let Some(direct) = self.direct() {
+                    return direct.reference_token(digest);
+                }
+                let Some(row) = sqlx::query(SELECT_REFERENCE_TOKEN)
                 .bind(digest.0.to_vec())
                 .fetch_optional(&mut *self.reader().await?)
                 .await
@@ -979,7 +1041,10 @@ macro_rules! impl_store {
             }
 
             async fn is_jti_revoked(&self, jti: &str) -> StoreResult<bool> {
-                Ok(sqlx::query("SELECT 1 FROM revoked_jtis WHERE jti = $1")
+                if let Some(direct) = self.direct() {
+                    return direct.is_jti_revoked(jti);
+                }
+                Ok(sqlx::query(SELECT_REVOKED_JTI)
                     .bind(jti)
                     .fetch_optional(&mut *self.reader().await?)
                     .await
@@ -1137,11 +1202,7 @@ macro_rules! impl_store {
             conn: &mut <$db as sqlx::Database>::Connection,
             token: &RefreshToken,
         ) -> StoreResult<()> {
-            let sql = const_format::concatcp!(
-                "INSERT INTO refresh_tokens (", REFRESH_COLUMNS, ") VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-            );
-            sqlx::query(sql)
+            sqlx::query(INSERT_REFRESH)
                 .bind(&token.jti)
                 .bind(&token.family_id)
                 .bind(&token.client_id)
@@ -1256,8 +1317,10 @@ macro_rules! impl_store {
             }
 
             async fn user(&self, id: &str) -> StoreResult<Option<User>> {
-                let sql = const_format::concatcp!("SELECT ", USER_COLUMNS, " FROM users WHERE id = $1");
-                sqlx::query(sql)
+                if let Some(direct) = self.direct() {
+                    return direct.user(id);
+                }
+                sqlx::query(SELECT_USER)
                     .bind(id)
                     .fetch_optional(&mut *self.reader().await?)
                     .await
@@ -1645,10 +1708,10 @@ macro_rules! impl_store {
             }
 
             async fn authorization_code(&self, digest: &SecretDigest) -> StoreResult<Option<AuthorizationCode>> {
-                let sql = const_format::concatcp!(
-                    "SELECT ", CODE_COLUMNS, " FROM authorization_codes WHERE digest = $1"
-                );
-                sqlx::query(sql)
+                if let Some(direct) = self.direct() {
+                    return direct.authorization_code(digest);
+                }
+                sqlx::query(SELECT_CODE)
                     .bind(digest.0.to_vec())
                     .fetch_optional(&mut *self.reader().await?)
                     .await
@@ -1659,15 +1722,10 @@ macro_rules! impl_store {
             }
 
             async fn consume_code(&self, digest: &SecretDigest, now: i64) -> StoreResult<CodeUse> {
-                // The guarded UPDATE is the single-use check: on PostgreSQL a
-                // concurrent updater waits for the row and re-checks
-                // `consumed_at IS NULL` on the committed version, so it loses.
-                let sql = const_format::concatcp!(
-                    "UPDATE authorization_codes SET consumed_at = $1 \
-                     WHERE digest = $2 AND consumed_at IS NULL AND expires_at > $1 RETURNING ",
-                    CODE_COLUMNS
-                );
-                if let Some(row) = sqlx::query(sql)
+                if let Some(direct) = self.direct() {
+                    return direct.consume_code(digest, now).await;
+                }
+                if let Some(row) = sqlx::query(CONSUME_CODE)
                     .bind(now)
                     .bind(digest.0.to_vec())
                     .fetch_optional(&mut *self.writer().await?)
@@ -1676,17 +1734,8 @@ macro_rules! impl_store {
                 {
                     return Ok(CodeUse::Fresh(code_from_row(&row)?));
                 }
-                // A consumed code is a replay even after it has expired, for as
-                // long as it is kept (RFC 6749 §4.1.2). The replay is marked in
-                // the statement that reads what the exchange recorded: one
-                // still under way then fails to record (`record_code_tokens`).
-                let sql = const_format::concatcp!(
-                    "UPDATE authorization_codes SET replayed_at = COALESCE(replayed_at, $1) \
-                     WHERE digest = $2 AND consumed_at IS NOT NULL RETURNING ",
-                    CODE_COLUMNS
-                );
                 Ok(
-                    match sqlx::query(sql)
+                    match sqlx::query(MARK_CODE_REPLAYED)
                         .bind(now)
                         .bind(digest.0.to_vec())
                         .fetch_optional(&mut *self.writer().await?)
@@ -1706,10 +1755,12 @@ macro_rules! impl_store {
                 access_expires_at: i64,
                 family_id: Option<&str>,
             ) -> StoreResult<bool> {
-                Ok(sqlx::query(
-                    "UPDATE authorization_codes SET access_jti = $1, access_expires_at = $2, family_id = $3 \
-                     WHERE digest = $4 AND replayed_at IS NULL",
-                )
+                if let Some(direct) = self.direct() {
+                    return direct
+                        .record_code_tokens(digest, access_jti, access_expires_at, family_id)
+                        .await;
+                }
+                Ok(sqlx::query(RECORD_CODE_TOKENS)
                 .bind(access_jti)
                 .bind(access_expires_at)
                 .bind(family_id)
@@ -1725,14 +1776,17 @@ macro_rules! impl_store {
         #[async_trait]
         impl RefreshStore for $store {
             async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+                if let Some(direct) = self.direct() {
+                    return direct.insert_refresh_token(token).await;
+                }
                 insert_refresh(&mut *self.writer().await?, token).await
             }
 
             async fn refresh_token(&self, jti: &str) -> StoreResult<Option<RefreshToken>> {
-                let sql = const_format::concatcp!(
-                    "SELECT ", REFRESH_COLUMNS, " FROM refresh_tokens WHERE jti = $1"
-                );
-                sqlx::query(sql)
+                if let Some(direct) = self.direct() {
+                    return direct.refresh_token(jti);
+                }
+                sqlx::query(SELECT_REFRESH)
                     .bind(jti)
                     .fetch_optional(&mut *self.reader().await?)
                     .await
@@ -1750,15 +1804,13 @@ macro_rules! impl_store {
             ) -> StoreResult<bool> {
                 // One transaction: a rotation whose successor could not be
                 // written leaves the token current, so the client's retry is
-                // not mistaken for reuse (RFC 9700 §4.14.2). The guarded UPDATE
-                // admits one winner, as in `consume_code`.
+                // not mistaken for reuse (RFC 9700 §4.14.2).
+                if let Some(direct) = self.direct() {
+                    return direct.rotate_refresh_token(jti, successor, now).await;
+                }
                 let mut conn = self.writer().await?;
                 let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
-                let rotated = sqlx::query(
-                    "UPDATE refresh_tokens SET rotated_at = $1, successor_jti = $2 \
-                     WHERE jti = $3 AND rotated_at IS NULL AND NOT revoked \
-                     AND expires_at > $1 AND family_expires_at > $1",
-                )
+                let rotated = sqlx::query(ROTATE_REFRESH)
                 .bind(now)
                 .bind(&successor.jti)
                 .bind(jti)

@@ -51,11 +51,9 @@ impl PgStore {
         self.reader().await
     }
 
-    /// PostgreSQL takes concurrent inserts as they come: never batched.
-    async fn insert_reference_token_batched(
-        &self,
-        _token: &tessera_core::store::ReferenceToken,
-    ) -> Option<Result<(), StoreError>> {
+    /// PostgreSQL's driver talks to a server over a socket, without a thread
+    /// of its own to hand statements to: no direct path (see `sqlite::direct`).
+    fn direct(&self) -> Option<&crate::sqlite::Direct> {
         None
     }
 

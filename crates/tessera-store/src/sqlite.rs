@@ -4,7 +4,11 @@
 //! several, the losers wait in SQLite's busy handler, which sleeps in steps of
 //! up to 100 ms; queued on one connection they wait their turn in order
 //! instead. A fifth connection copies the WAL into the database file, and the
-//! writer lets it start over (see [`SqliteStore::housekeeping`]).
+//! writer lets it start over (see [`SqliteStore::housekeeping`]). The token
+//! endpoint's statements take a shorter way, on the request's own thread
+//! ([`direct`]).
+
+mod direct;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -14,25 +18,36 @@ use std::time::Duration;
 
 use sqlx::ConnectOptions as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
+pub(crate) use self::direct::Direct;
 use crate::IfMissing;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     readers: Arc<Connections>,
-    writer: Arc<Mutex<SqliteConnection>>,
+    writer: Arc<Mutex<Writer>>,
+    /// The token endpoint's statements, off sqlx; `None` for an in-memory
+    /// database, which another connection would not see.
+    direct: Option<Arc<Direct>>,
     /// Copies the WAL into the database file beside the writer; `None` for an
     /// in-memory database.
     checkpointer: Option<Arc<Mutex<SqliteConnection>>>,
-    /// Reference tokens issued at the same time go in together.
-    reference_tokens: Option<ReferenceTokenBatcher>,
     /// The WAL file, for its size; `None` for an in-memory database.
     wal: Option<PathBuf>,
 }
 
 /// How many connections serve reads.
 const READERS: usize = 4;
+
+/// The writer: two connections to the database behind one lock, so that one
+/// write runs at a time whichever driver makes it.
+#[derive(Debug)]
+struct Writer {
+    sqlx: SqliteConnection,
+    /// The [`direct`] path's; `None` for an in-memory database.
+    direct: Option<rusqlite::Connection>,
+}
 
 /// Connections kept open for the store's life, each lent to one statement or
 /// transaction at a time.
@@ -152,17 +167,21 @@ impl SqliteStore {
         .execute(&mut writer)
         .await
         .map_err(map_err)?;
-        let writer = Arc::new(Mutex::new(writer));
         if in_memory {
-            // Each connection would open a database of its own.
+            // Each connection would open a database of its own: the one
+            // connection reads and writes.
+            let writer = Arc::new(Mutex::new(Writer {
+                sqlx: writer,
+                direct: None,
+            }));
             return Ok(SqliteStore {
                 readers: Arc::new(Connections {
-                    connections: Box::new([writer.clone()]),
+                    connections: Box::new([]),
                     next: AtomicUsize::new(0),
                 }),
                 writer,
+                direct: None,
                 checkpointer: None,
-                reference_tokens: None,
                 wal: None,
             });
         }
@@ -178,6 +197,11 @@ impl SqliteStore {
             .connect()
             .await
             .map_err(|e| explain_open_failure(e, &path))?;
+        let writer = Arc::new(Mutex::new(Writer {
+            sqlx: writer,
+            direct: Some(direct::open(&path, true)?),
+        }));
+        let direct = Direct::open(&path, writer.clone())?;
         let mut wal = path.into_os_string();
         wal.push("-wal");
         Ok(SqliteStore {
@@ -185,8 +209,8 @@ impl SqliteStore {
                 connections: readers.into_boxed_slice(),
                 next: AtomicUsize::new(0),
             }),
-            reference_tokens: Some(ReferenceTokenBatcher::start(writer.clone())),
             writer,
+            direct: Some(Arc::new(direct)),
             checkpointer: Some(Arc::new(Mutex::new(checkpointer))),
             wal: Some(PathBuf::from(wal)),
         })
@@ -200,7 +224,6 @@ impl SqliteStore {
             .readers
             .connections
             .iter()
-            .chain(std::iter::once(&self.writer))
             .chain(self.checkpointer.iter());
         let mut counts = tessera_core::store::ConnectionCounts::default();
         for connection in all {
@@ -209,29 +232,35 @@ impl SqliteStore {
                 counts.busy += 1;
             }
         }
+        // The writer's two connections, busy together.
+        let writers = if self.direct.is_some() { 2 } else { 1 };
+        counts.open += writers;
+        if self.writer.try_lock().is_err() {
+            counts.busy += writers;
+        }
+        if let Some(direct) = &self.direct {
+            direct.count_readers(&mut counts);
+        }
         counts
     }
 
-    /// A connection for reads.
-    async fn reader(&self) -> Result<MutexGuard<'_, SqliteConnection>, StoreError> {
-        Ok(self.readers.lend().await)
+    /// A connection for reads: the writer's for an in-memory database.
+    async fn reader(&self) -> Result<MappedMutexGuard<'_, SqliteConnection>, StoreError> {
+        if self.readers.connections.is_empty() {
+            return self.writer().await;
+        }
+        Ok(MutexGuard::map(self.readers.lend().await, |c| c))
     }
 
     /// The one connection that writes: writes queue here, behind each other,
     /// rather than in SQLite's busy handler.
-    async fn writer(&self) -> Result<MutexGuard<'_, SqliteConnection>, StoreError> {
-        Ok(self.writer.lock().await)
+    async fn writer(&self) -> Result<MappedMutexGuard<'_, SqliteConnection>, StoreError> {
+        Ok(MutexGuard::map(self.writer.lock().await, |w| &mut w.sqlx))
     }
 
-    /// Inserts through the batcher, unless the database is in memory.
-    async fn insert_reference_token_batched(
-        &self,
-        token: &ReferenceToken,
-    ) -> Option<Result<(), StoreError>> {
-        match &self.reference_tokens {
-            Some(batcher) => Some(batcher.insert(token).await),
-            None => None,
-        }
+    /// The [`direct`] path, for a database in a file.
+    fn direct(&self) -> Option<&Direct> {
+        self.direct.as_deref()
     }
 
     /// Keeps the WAL small without holding writes up; the server calls it
@@ -283,123 +312,6 @@ impl SqliteStore {
             .map_err(map_err)?;
         Ok(())
     }
-}
-
-/// Inserts the reference tokens of concurrent requests in one statement.
-///
-/// Issuing a reference token is one insert, and on SQLite most of an insert's
-/// cost is handing the statement to the connection's thread and back, not the
-/// SQL. Requests queue their tokens here; one task takes whatever is queued
-/// (up to [`REFERENCE_BATCH`]), inserts it with one multi-row `INSERT`, and
-/// answers each request once that statement has committed, so nothing is
-/// acknowledged before it is in the WAL. Should the batch fail (a digest
-/// already taken, which 256 random bits make a bug, not a race), each token
-/// is inserted alone, so that each request gets its own answer.
-#[derive(Debug, Clone)]
-struct ReferenceTokenBatcher {
-    queue: tokio::sync::mpsc::UnboundedSender<QueuedToken>,
-}
-
-struct QueuedToken {
-    token: ReferenceToken,
-    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-}
-
-/// The most tokens one statement inserts (5 parameters each).
-const REFERENCE_BATCH: usize = 64;
-
-/// How many times the inserting task yields, before a batch, for more tokens.
-const LINGER_YIELDS: usize = 2;
-
-impl ReferenceTokenBatcher {
-    /// Starts the inserting task; it ends when the store is dropped.
-    fn start(writer: Arc<Mutex<SqliteConnection>>) -> Self {
-        let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel::<QueuedToken>();
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(REFERENCE_BATCH);
-            while queued.recv_many(&mut batch, REFERENCE_BATCH).await > 0 {
-                // Requests already running on the other workers are a few
-                // microseconds from queueing their tokens: give them those
-                // microseconds. Fewer, larger commits write fewer WAL pages.
-                for _ in 0..LINGER_YIELDS {
-                    if batch.len() >= REFERENCE_BATCH {
-                        break;
-                    }
-                    tokio::task::yield_now().await;
-                    while batch.len() < REFERENCE_BATCH {
-                        match queued.try_recv() {
-                            Ok(token) => batch.push(token),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                let tokens: Vec<&ReferenceToken> = batch.iter().map(|q| &q.token).collect();
-                if insert_reference_tokens(&mut *writer.lock().await, &tokens)
-                    .await
-                    .is_ok()
-                {
-                    for queued in batch.drain(..) {
-                        let _ = queued.done.send(Ok(()));
-                    }
-                } else {
-                    for queued in batch.drain(..) {
-                        let outcome =
-                            insert_reference_tokens(&mut *writer.lock().await, &[&queued.token])
-                                .await;
-                        let _ = queued.done.send(outcome);
-                    }
-                }
-            }
-        });
-        ReferenceTokenBatcher { queue }
-    }
-
-    async fn insert(&self, token: &ReferenceToken) -> Result<(), StoreError> {
-        let (done, outcome) = tokio::sync::oneshot::channel();
-        self.queue
-            .send(QueuedToken {
-                token: token.clone(),
-                done,
-            })
-            .map_err(|_| StoreError::Unavailable("the store is closing".into()))?;
-        outcome
-            .await
-            .map_err(|_| StoreError::Unavailable("the store is closing".into()))?
-    }
-}
-
-async fn insert_reference_tokens(
-    writer: &mut SqliteConnection,
-    tokens: &[&ReferenceToken],
-) -> Result<(), StoreError> {
-    let mut sql = String::from(
-        "INSERT INTO reference_tokens (digest, client_id, claims, expires_at, revoked) VALUES ",
-    );
-    for i in 0..tokens.len() {
-        let n = i * 5;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${})",
-            n + 1,
-            n + 2,
-            n + 3,
-            n + 4,
-            n + 5
-        ));
-    }
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for token in tokens {
-        query = query
-            .bind(token.digest.0.to_vec())
-            .bind(token.client_id.as_str())
-            .bind(token.claims.to_string())
-            .bind(token.expires_at)
-            .bind(token.revoked);
-    }
-    query.execute(writer).await.map_err(map_err)?;
-    Ok(())
 }
 
 fn absolute(path: &Path) -> std::path::PathBuf {

@@ -2978,6 +2978,85 @@ async fn check_code_race(store: &Arc<dyn Store>) {
     assert_eq!(replayed, RACERS - 1, "the losers see a replay");
 }
 
+/// Concurrent writes of which some fail (a refresh token whose `jti` is
+/// taken, a rotation whose successor's is): each failure is that write's
+/// alone, and undoes all of it, while the writes beside it (on SQLite, in
+/// the same group commit) all stand.
+async fn check_failing_writes_fail_alone(store: &Arc<dyn Store>) {
+    let (user_id, client_id, family) = (unique("user"), unique("client"), unique("family"));
+    let taken = refresh(&user_id, &client_id, &family);
+    let current = refresh(&user_id, &client_id, &family);
+    insert_refresh(&**store, &[&taken, &current]).await;
+    let results = race(store, |store, i| {
+        let mut token = refresh(&user_id, &client_id, &family);
+        let (taken, current) = (taken.jti.clone(), current.jti.clone());
+        async move {
+            match i % 4 {
+                // A taken jti: refused, nothing written.
+                0 => {
+                    token.jti = taken;
+                    (
+                        None,
+                        store.insert_refresh_token(&token).await.map(|()| true),
+                    )
+                }
+                // A rotation whose successor's jti is taken: the rotation is
+                // undone with the insert, so the token stays current.
+                1 => {
+                    token.jti = taken;
+                    let rotated = store.rotate_refresh_token(&current, &token, T0).await;
+                    (None, rotated)
+                }
+                _ => {
+                    let inserted = store.insert_refresh_token(&token).await.map(|()| true);
+                    (Some(token), inserted)
+                }
+            }
+        }
+    })
+    .await;
+    for (token, outcome) in results {
+        match token {
+            Some(token) => {
+                assert!(
+                    matches!(outcome, Ok(true)),
+                    "a sound write failed: {outcome:?}"
+                );
+                assert_eq!(
+                    store
+                        .refresh_token(&token.jti)
+                        .await
+                        .expect("refresh_token"),
+                    Some(token),
+                    "a sound write beside failing ones was lost"
+                );
+            }
+            None => assert!(
+                matches!(outcome, Err(StoreError::Conflict(_))),
+                "a write of a taken jti: expected Conflict, got {outcome:?}"
+            ),
+        }
+    }
+    assert_eq!(
+        store
+            .refresh_token(&taken.jti)
+            .await
+            .expect("refresh_token"),
+        Some(taken),
+        "a refused write changed the row it clashed with"
+    );
+    let current_now = store
+        .refresh_token(&current.jti)
+        .await
+        .expect("refresh_token")
+        .expect("the current token");
+    assert_eq!(
+        (current_now.rotated_at, current_now.successor_jti),
+        (None, None),
+        "a rotation whose successor was refused was kept"
+    );
+}
+
 async fn check_refresh_race(store: &Arc<dyn Store>) {
     let (user_id, client_id, family) = (unique("user"), unique("client"), unique("family"));
     let token = refresh(&user_id, &client_id, &family);
@@ -4027,6 +4106,7 @@ async fn check_all(store: Arc<dyn Store>, backend: &'static str, key_race: KeyRa
     check_reference_token_race(&store).await;
     check_code_race(&store).await;
     check_refresh_race(&store).await;
+    check_failing_writes_fail_alone(&store).await;
     check_login_failure_race(&store).await;
     check_login_failure_swaps(&store).await;
     check_ping(&*store, backend).await;
