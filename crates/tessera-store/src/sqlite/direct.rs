@@ -96,13 +96,12 @@ where
             return;
         };
         // A savepoint per write, so that one failing undoes only itself.
-        let outcome = connection
-            .execute_batch("SAVEPOINT job")
-            .and_then(|()| write(connection));
+        let statement = |sql| connection.prepare_cached(sql)?.execute([]).map(drop);
+        let outcome = statement("SAVEPOINT job").and_then(|()| write(connection));
         let closed = if outcome.is_ok() {
-            connection.execute_batch("RELEASE job")
+            statement("RELEASE job")
         } else {
-            connection.execute_batch("ROLLBACK TO job; RELEASE job")
+            statement("ROLLBACK TO job").and_then(|()| statement("RELEASE job"))
         };
         self.outcome = Some(match (outcome, closed) {
             (Ok(value), Ok(())) => Ok(value),
