@@ -3,7 +3,9 @@
 
 use tessera_core::crypto::SecretDigest;
 use tessera_core::scope::Scope;
-use tessera_core::store::StoreError;
+use tessera_core::store::{
+    AuthorizationCode, ReferenceToken, RefreshToken, Roles, StoreError, User,
+};
 
 pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
     match err {
@@ -149,10 +151,96 @@ pub(crate) fn scope_column(text: &str, column: &str) -> Result<Scope, StoreError
     Scope::parse(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
-/// Implements every store trait for `$store`, whose `pool` (reads) and
-/// `writer` (every statement that writes) are `sqlx::Pool<$db>`s.
+/// One row's columns by name, whichever driver read it (sqlx here, rusqlite
+/// on SQLite's direct path), so that each record is read from its row in one
+/// place.
+pub(crate) trait Columns {
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    fn maybe_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+    fn maybe_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    fn flag(&self, column: &str) -> Result<bool, StoreError>;
+    fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError>;
+}
+
+/// A column the driver could not read as the type the record wants.
+pub(crate) fn unreadable(column: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{column}: {err}"))
+}
+
+pub(crate) fn user_from(row: &impl Columns) -> Result<User, StoreError> {
+    Ok(User {
+        id: row.text("id")?,
+        username: row.text("username")?,
+        email: row.maybe_text("email")?,
+        name: row.maybe_text("name")?,
+        password_hash: row.text("password_hash")?,
+        roles: Roles::from_text(&row.text("roles")?),
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub(crate) fn code_from(row: &impl Columns) -> Result<AuthorizationCode, StoreError> {
+    Ok(AuthorizationCode {
+        digest: digest_column(&row.bytes("digest")?, "digest")?,
+        client_id: row.text("client_id")?,
+        user_id: row.text("user_id")?,
+        redirect_uri: row.text("redirect_uri")?,
+        code_challenge: row.maybe_text("code_challenge")?,
+        scope: scope_column(&row.text("scope")?, "scope")?,
+        nonce: row.maybe_text("nonce")?,
+        audiences: from_json(&row.text("audiences")?, "audiences")?,
+        auth_time: row.int("auth_time")?,
+        sid: row.maybe_text("sid")?,
+        expires_at: row.int("expires_at")?,
+        consumed_at: row.maybe_int("consumed_at")?,
+        access_jti: row.maybe_text("access_jti")?,
+        access_expires_at: row.maybe_int("access_expires_at")?,
+        family_id: row.maybe_text("family_id")?,
+    })
+}
+
+/// A reference token's row, read by its digest.
+pub(crate) fn reference_token_from(
+    row: &impl Columns,
+    digest: &SecretDigest,
+) -> Result<ReferenceToken, StoreError> {
+    Ok(ReferenceToken {
+        digest: *digest,
+        client_id: row.text("client_id")?,
+        claims: from_json(&row.text("claims")?, "claims")?,
+        expires_at: row.int("expires_at")?,
+        revoked: row.flag("revoked")?,
+    })
+}
+
+pub(crate) fn refresh_from(row: &impl Columns) -> Result<RefreshToken, StoreError> {
+    Ok(RefreshToken {
+        jti: row.text("jti")?,
+        family_id: row.text("family_id")?,
+        client_id: row.text("client_id")?,
+        user_id: row.text("user_id")?,
+        scope: scope_column(&row.text("scope")?, "scope")?,
+        audiences: from_json(&row.text("audiences")?, "audiences")?,
+        auth_time: row.int("auth_time")?,
+        sid: row.maybe_text("sid")?,
+        offline: row.flag("offline")?,
+        issued_at: row.int("issued_at")?,
+        expires_at: row.int("expires_at")?,
+        family_expires_at: row.int("family_expires_at")?,
+        access_jti: row.maybe_text("access_jti")?,
+        access_expires_at: row.maybe_int("access_expires_at")?,
+        rotated_at: row.maybe_int("rotated_at")?,
+        revoked: row.flag("revoked")?,
+        successor_jti: row.maybe_text("successor_jti")?,
+    })
+}
+
+/// Implements every store trait for `$store` on sqlx's `$db`, whose rows are
+/// `$row`: `reader()` lends a connection for reads, `writer()` the one for
+/// every statement that writes, and `direct()` SQLite's direct path, if any.
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:literal) => {
+    ($store:ty, $db:ty, $row:ty, $backend:literal) => {
         use async_trait::async_trait;
         use sqlx::Row as _;
         use tessera_core::crypto::SecretDigest;
@@ -167,11 +255,34 @@ macro_rules! impl_store {
         use $crate::common::{
             CLIENT_COLUMNS, CLIENT_SETTINGS_COLUMNS, CODE_COLUMNS, DEVICE_COLUMNS, CODE_RETENTION, PURGE_BATCH, CONSENT_COLUMNS, LOGIN_FAILURE_RETENTION,
             RESOURCE_COLUMNS, RESOURCE_SETTINGS_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, digest_column, from_json, map_err,
-            parse_column, scope_column, to_json, CONSUME_CODE, INSERT_REFERENCE_TOKEN, INSERT_REFRESH, MARK_CODE_REPLAYED, RECORD_CODE_TOKENS,
+            parse_column, scope_column, to_json, code_from, reference_token_from, refresh_from, user_from, CONSUME_CODE, INSERT_REFERENCE_TOKEN, INSERT_REFRESH, MARK_CODE_REPLAYED, RECORD_CODE_TOKENS,
             ROTATE_REFRESH, SELECT_CODE, SELECT_REFERENCE_TOKEN, SELECT_REFRESH, SELECT_REVOKED_JTI, SELECT_USER,
         };
 
         type Row = <$db as sqlx::Database>::Row;
+
+        // The concrete row type: coherence cannot see through `Row`'s
+        // projection to tell it from rusqlite's.
+        impl $crate::common::Columns for $row {
+            fn text(&self, column: &str) -> StoreResult<String> {
+                self.try_get(column).map_err(|e| $crate::common::unreadable(column, e))
+            }
+            fn maybe_text(&self, column: &str) -> StoreResult<Option<String>> {
+                self.try_get(column).map_err(|e| $crate::common::unreadable(column, e))
+            }
+            fn int(&self, column: &str) -> StoreResult<i64> {
+                self.try_get(column).map_err(|e| $crate::common::unreadable(column, e))
+            }
+            fn maybe_int(&self, column: &str) -> StoreResult<Option<i64>> {
+                self.try_get(column).map_err(|e| $crate::common::unreadable(column, e))
+            }
+            fn flag(&self, column: &str) -> StoreResult<bool> {
+                self.try_get(column).map_err(|e| $crate::common::unreadable(column, e))
+            }
+            fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
+                self.try_get(column).map_err(|e| $crate::common::unreadable(column, e))
+            }
+        }
 
         fn client_from_row(row: &Row) -> StoreResult<Client> {
             let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
@@ -978,23 +1089,13 @@ macro_rules! impl_store {
                 if let Some(direct) = self.direct() {
                     return direct.reference_token(digest);
                 }
-                let Some(row) = sqlx::query(SELECT_REFERENCE_TOKEN)
-                .bind(digest.0.to_vec())
-                .fetch_optional(&mut *self.reader().await?)
-                .await
-                .map_err(map_err)?
-                else {
-                    return Ok(None);
-                };
-                let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-                let claims: String = row.try_get("claims").map_err(get_err)?;
-                Ok(Some(ReferenceToken {
-                    digest: *digest,
-                    client_id: row.try_get("client_id").map_err(get_err)?,
-                    claims: from_json(&claims, "claims")?,
-                    expires_at: row.try_get("expires_at").map_err(get_err)?,
-                    revoked: row.try_get("revoked").map_err(get_err)?,
-                }))
+                sqlx::query(SELECT_REFERENCE_TOKEN)
+                    .bind(digest.0.to_vec())
+                    .fetch_optional(&mut *self.reader().await?)
+                    .await
+                    .map_err(map_err)?
+                    .map(|row| reference_token_from(&row, digest))
+                    .transpose()
             }
 
             async fn revoke_reference_token(&self, digest: &SecretDigest) -> StoreResult<bool> {
@@ -1110,21 +1211,6 @@ macro_rules! impl_store {
             }
         }
 
-        fn user_from_row(row: &Row) -> StoreResult<User> {
-            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-            Ok(User {
-                id: row.try_get("id").map_err(get_err)?,
-                username: row.try_get("username").map_err(get_err)?,
-                email: row.try_get("email").map_err(get_err)?,
-                name: row.try_get("name").map_err(get_err)?,
-                password_hash: row.try_get("password_hash").map_err(get_err)?,
-                roles: tessera_core::store::Roles::from_text(
-                    &row.try_get::<String, _>("roles").map_err(get_err)?,
-                ),
-                created_at: row.try_get("created_at").map_err(get_err)?,
-            })
-        }
-
         fn session_from_row(row: &Row) -> StoreResult<Session> {
             let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
             let digest: Vec<u8> = row.try_get("digest").map_err(get_err)?;
@@ -1146,55 +1232,6 @@ macro_rules! impl_store {
                 client_id: row.try_get("client_id").map_err(get_err)?,
                 scopes: scope_column(&scopes, "scopes")?,
                 granted_at: row.try_get("granted_at").map_err(get_err)?,
-            })
-        }
-
-        fn code_from_row(row: &Row) -> StoreResult<AuthorizationCode> {
-            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-            let digest: Vec<u8> = row.try_get("digest").map_err(get_err)?;
-            let scope: String = row.try_get("scope").map_err(get_err)?;
-            let audiences: String = row.try_get("audiences").map_err(get_err)?;
-            Ok(AuthorizationCode {
-                digest: digest_column(&digest, "digest")?,
-                client_id: row.try_get("client_id").map_err(get_err)?,
-                user_id: row.try_get("user_id").map_err(get_err)?,
-                redirect_uri: row.try_get("redirect_uri").map_err(get_err)?,
-                code_challenge: row.try_get("code_challenge").map_err(get_err)?,
-                scope: scope_column(&scope, "scope")?,
-                nonce: row.try_get("nonce").map_err(get_err)?,
-                audiences: from_json(&audiences, "audiences")?,
-                auth_time: row.try_get("auth_time").map_err(get_err)?,
-                sid: row.try_get("sid").map_err(get_err)?,
-                expires_at: row.try_get("expires_at").map_err(get_err)?,
-                consumed_at: row.try_get("consumed_at").map_err(get_err)?,
-                access_jti: row.try_get("access_jti").map_err(get_err)?,
-                access_expires_at: row.try_get("access_expires_at").map_err(get_err)?,
-                family_id: row.try_get("family_id").map_err(get_err)?,
-            })
-        }
-
-        fn refresh_from_row(row: &Row) -> StoreResult<RefreshToken> {
-            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-            let scope: String = row.try_get("scope").map_err(get_err)?;
-            let audiences: String = row.try_get("audiences").map_err(get_err)?;
-            Ok(RefreshToken {
-                jti: row.try_get("jti").map_err(get_err)?,
-                family_id: row.try_get("family_id").map_err(get_err)?,
-                client_id: row.try_get("client_id").map_err(get_err)?,
-                user_id: row.try_get("user_id").map_err(get_err)?,
-                scope: scope_column(&scope, "scope")?,
-                audiences: from_json(&audiences, "audiences")?,
-                auth_time: row.try_get("auth_time").map_err(get_err)?,
-                sid: row.try_get("sid").map_err(get_err)?,
-                offline: row.try_get("offline").map_err(get_err)?,
-                issued_at: row.try_get("issued_at").map_err(get_err)?,
-                expires_at: row.try_get("expires_at").map_err(get_err)?,
-                family_expires_at: row.try_get("family_expires_at").map_err(get_err)?,
-                access_jti: row.try_get("access_jti").map_err(get_err)?,
-                access_expires_at: row.try_get("access_expires_at").map_err(get_err)?,
-                rotated_at: row.try_get("rotated_at").map_err(get_err)?,
-                revoked: row.try_get("revoked").map_err(get_err)?,
-                successor_jti: row.try_get("successor_jti").map_err(get_err)?,
             })
         }
 
@@ -1326,7 +1363,7 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?
                     .as_ref()
-                    .map(user_from_row)
+                    .map(user_from)
                     .transpose()
             }
 
@@ -1344,7 +1381,7 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?
                     .as_ref()
-                    .map(user_from_row)
+                    .map(user_from)
                     .transpose()
             }
 
@@ -1355,7 +1392,7 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?
                     .iter()
-                    .map(user_from_row)
+                    .map(user_from)
                     .collect()
             }
 
@@ -1717,7 +1754,7 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?
                     .as_ref()
-                    .map(code_from_row)
+                    .map(code_from)
                     .transpose()
             }
 
@@ -1732,7 +1769,7 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?
                 {
-                    return Ok(CodeUse::Fresh(code_from_row(&row)?));
+                    return Ok(CodeUse::Fresh(code_from(&row)?));
                 }
                 Ok(
                     match sqlx::query(MARK_CODE_REPLAYED)
@@ -1742,7 +1779,7 @@ macro_rules! impl_store {
                         .await
                         .map_err(map_err)?
                     {
-                        Some(row) => CodeUse::Replayed(code_from_row(&row)?),
+                        Some(row) => CodeUse::Replayed(code_from(&row)?),
                         None => CodeUse::Invalid,
                     },
                 )
@@ -1792,7 +1829,7 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?
                     .as_ref()
-                    .map(refresh_from_row)
+                    .map(refresh_from)
                     .transpose()
             }
 

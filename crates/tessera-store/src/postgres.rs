@@ -125,4 +125,4 @@ fn unreachable(err: sqlx::Error, host: &str, port: u16, waited: Duration) -> Sto
     }
 }
 
-impl_store!(PgStore, sqlx::Postgres, "postgres");
+impl_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, "postgres");

@@ -359,4 +359,4 @@ fn explain_open_failure(err: sqlx::Error, path: &Path) -> StoreError {
     ))
 }
 
-impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
+impl_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "sqlite");

@@ -33,15 +33,16 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Row, params};
 use tessera_core::crypto::SecretDigest;
 use tessera_core::store::{
-    AuthorizationCode, CodeUse, ReferenceToken, RefreshToken, Roles, StoreError, StoreResult, User,
+    AuthorizationCode, CodeUse, ReferenceToken, RefreshToken, StoreError, StoreResult, User,
 };
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{WAL_BACKSTOP_PAGES, Writer};
 use crate::common::{
-    CONSUME_CODE, INSERT_REFERENCE_TOKEN, INSERT_REFRESH, MARK_CODE_REPLAYED, RECORD_CODE_TOKENS,
-    ROTATE_REFRESH, SELECT_CODE, SELECT_REFERENCE_TOKEN, SELECT_REFRESH, SELECT_REVOKED_JTI,
-    SELECT_USER, digest_column, from_json, scope_column, to_json,
+    CONSUME_CODE, Columns, INSERT_REFERENCE_TOKEN, INSERT_REFRESH, MARK_CODE_REPLAYED,
+    RECORD_CODE_TOKENS, ROTATE_REFRESH, SELECT_CODE, SELECT_REFERENCE_TOKEN, SELECT_REFRESH,
+    SELECT_REVOKED_JTI, SELECT_USER, code_from, reference_token_from, refresh_from, to_json,
+    unreadable, user_from,
 };
 
 /// How many connections serve this path's reads: one per thread that may
@@ -259,7 +260,7 @@ impl Direct {
     ) -> StoreResult<Option<AuthorizationCode>> {
         self.read(|c| {
             c.prepare_cached(SELECT_CODE)?
-                .query_row([&digest.0[..]], |row| Ok(code_from_row(row)))
+                .query_row([&digest.0[..]], |row| Ok(code_from(row)))
                 .optional()
         })?
         .transpose()
@@ -274,14 +275,14 @@ impl Direct {
         self.write(move |c| {
             let fresh = c
                 .prepare_cached(CONSUME_CODE)?
-                .query_row(params![now, &digest.0[..]], |row| Ok(code_from_row(row)))
+                .query_row(params![now, &digest.0[..]], |row| Ok(code_from(row)))
                 .optional()?;
             if let Some(code) = fresh {
                 return Ok(code.map(CodeUse::Fresh));
             }
             let replayed = c
                 .prepare_cached(MARK_CODE_REPLAYED)?
-                .query_row(params![now, &digest.0[..]], |row| Ok(code_from_row(row)))
+                .query_row(params![now, &digest.0[..]], |row| Ok(code_from(row)))
                 .optional()?;
             Ok(match replayed {
                 Some(code) => code.map(CodeUse::Replayed),
@@ -316,9 +317,10 @@ impl Direct {
     pub(crate) fn user(&self, id: &str) -> StoreResult<Option<User>> {
         self.read(|c| {
             c.prepare_cached(SELECT_USER)?
-                .query_row([id], user_from_row)
+                .query_row([id], |row| Ok(user_from(row)))
                 .optional()
-        })
+        })?
+        .transpose()
     }
 
     pub(crate) async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
@@ -329,7 +331,7 @@ impl Direct {
     pub(crate) fn refresh_token(&self, jti: &str) -> StoreResult<Option<RefreshToken>> {
         self.read(|c| {
             c.prepare_cached(SELECT_REFRESH)?
-                .query_row([jti], |row| Ok(refresh_from_row(row)))
+                .query_row([jti], |row| Ok(refresh_from(row)))
                 .optional()
         })?
         .transpose()
@@ -380,18 +382,7 @@ impl Direct {
     ) -> StoreResult<Option<ReferenceToken>> {
         self.read(|c| {
             c.prepare_cached(SELECT_REFERENCE_TOKEN)?
-                .query_row([&digest.0[..]], |row| {
-                    Ok((|| {
-                        let claims: String = get(row, "claims")?;
-                        Ok(ReferenceToken {
-                            digest: *digest,
-                            client_id: get(row, "client_id")?,
-                            claims: from_json(&claims, "claims")?,
-                            expires_at: get(row, "expires_at")?,
-                            revoked: get(row, "revoked")?,
-                        })
-                    })())
-                })
+                .query_row([&digest.0[..]], |row| Ok(reference_token_from(row, digest)))
                 .optional()
         })?
         .transpose()
@@ -425,70 +416,25 @@ fn insert_refresh(c: &Connection, token: &RefreshToken) -> rusqlite::Result<()> 
     Ok(())
 }
 
-/// A row's values, or the column that could not be read as its type; the
-/// outer error is SQLite's own, the inner a stored value out of shape.
-fn code_from_row(row: &Row) -> StoreResult<AuthorizationCode> {
-    let digest: Vec<u8> = get(row, "digest")?;
-    let scope: String = get(row, "scope")?;
-    let audiences: String = get(row, "audiences")?;
-    Ok(AuthorizationCode {
-        digest: digest_column(&digest, "digest")?,
-        client_id: get(row, "client_id")?,
-        user_id: get(row, "user_id")?,
-        redirect_uri: get(row, "redirect_uri")?,
-        code_challenge: get(row, "code_challenge")?,
-        scope: scope_column(&scope, "scope")?,
-        nonce: get(row, "nonce")?,
-        audiences: from_json(&audiences, "audiences")?,
-        auth_time: get(row, "auth_time")?,
-        sid: get(row, "sid")?,
-        expires_at: get(row, "expires_at")?,
-        consumed_at: get(row, "consumed_at")?,
-        access_jti: get(row, "access_jti")?,
-        access_expires_at: get(row, "access_expires_at")?,
-        family_id: get(row, "family_id")?,
-    })
-}
-
-fn refresh_from_row(row: &Row) -> StoreResult<RefreshToken> {
-    let scope: String = get(row, "scope")?;
-    let audiences: String = get(row, "audiences")?;
-    Ok(RefreshToken {
-        jti: get(row, "jti")?,
-        family_id: get(row, "family_id")?,
-        client_id: get(row, "client_id")?,
-        user_id: get(row, "user_id")?,
-        scope: scope_column(&scope, "scope")?,
-        audiences: from_json(&audiences, "audiences")?,
-        auth_time: get(row, "auth_time")?,
-        sid: get(row, "sid")?,
-        offline: get(row, "offline")?,
-        issued_at: get(row, "issued_at")?,
-        expires_at: get(row, "expires_at")?,
-        family_expires_at: get(row, "family_expires_at")?,
-        access_jti: get(row, "access_jti")?,
-        access_expires_at: get(row, "access_expires_at")?,
-        rotated_at: get(row, "rotated_at")?,
-        revoked: get(row, "revoked")?,
-        successor_jti: get(row, "successor_jti")?,
-    })
-}
-
-fn user_from_row(row: &Row) -> rusqlite::Result<User> {
-    Ok(User {
-        id: row.get("id")?,
-        username: row.get("username")?,
-        email: row.get("email")?,
-        name: row.get("name")?,
-        password_hash: row.get("password_hash")?,
-        roles: Roles::from_text(&row.get::<_, String>("roles")?),
-        created_at: row.get("created_at")?,
-    })
-}
-
-fn get<T: rusqlite::types::FromSql>(row: &Row, column: &str) -> StoreResult<T> {
-    row.get(column)
-        .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+impl Columns for Row<'_> {
+    fn text(&self, column: &str) -> StoreResult<String> {
+        self.get(column).map_err(|e| unreadable(column, e))
+    }
+    fn maybe_text(&self, column: &str) -> StoreResult<Option<String>> {
+        self.get(column).map_err(|e| unreadable(column, e))
+    }
+    fn int(&self, column: &str) -> StoreResult<i64> {
+        self.get(column).map_err(|e| unreadable(column, e))
+    }
+    fn maybe_int(&self, column: &str) -> StoreResult<Option<i64>> {
+        self.get(column).map_err(|e| unreadable(column, e))
+    }
+    fn flag(&self, column: &str) -> StoreResult<bool> {
+        self.get(column).map_err(|e| unreadable(column, e))
+    }
+    fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
+        self.get(column).map_err(|e| unreadable(column, e))
+    }
 }
 
 /// As `crate::common::map_err` does for sqlx: a taken key is a conflict, a
