@@ -4229,6 +4229,58 @@ async fn sqlite_housekeeping_bounds_the_wal_under_sustained_writes() {
     );
 }
 
+/// Another process holding SQLite's write lock (a CLI command, say) makes the
+/// token endpoint's writes wait, not fail, and waiting holds up no async
+/// worker: on a runtime with a single thread, the holder below still gets to
+/// let go, and the write then goes in.
+#[tokio::test(flavor = "current_thread")]
+async fn sqlite_writes_wait_for_another_process_off_the_async_workers() {
+    let dir = ScratchDir::new();
+    let url = dir.sqlite_url("t.db");
+    let store = tessera_store::connect(&url)
+        .await
+        .expect("open SQLite store");
+    let client = full_client(&unique("locked"), 1_700_000_000);
+    store.insert_client(&client).await.expect("insert_client");
+    let mut holder = sqlx::sqlite::SqliteConnection::connect(&url)
+        .await
+        .expect("a second connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .expect("take the write lock");
+    let token = reference_token(&client.id, 4_000_000_000);
+    let write = tokio::spawn({
+        let (store, token) = (Arc::clone(&store), token.clone());
+        async move { store.insert_reference_token(&token).await }
+    });
+    // Long enough for the write to find the lock taken. Were the write
+    // waiting on this runtime's one thread, this sleep would end only when
+    // SQLite's busy handler gave up, five seconds on.
+    let slept = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        slept.elapsed() < std::time::Duration::from_secs(4),
+        "the runtime's one thread was held up while the write waited"
+    );
+    assert!(!write.is_finished(), "the write did not wait for the lock");
+    sqlx::query("COMMIT")
+        .execute(&mut holder)
+        .await
+        .expect("let go of the write lock");
+    write
+        .await
+        .expect("the writing task")
+        .expect("the write once the lock was free");
+    assert_eq!(
+        store
+            .reference_token(&token.digest)
+            .await
+            .expect("reference_token"),
+        Some(token)
+    );
+}
+
 /// An in-memory database has one connection for reads and writes alike, so a
 /// verb that read while holding its write transaction would wait on itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

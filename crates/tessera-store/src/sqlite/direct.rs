@@ -52,6 +52,10 @@ const READERS: usize = 4;
 /// Prepared statements kept per connection: those above, and a margin.
 const STATEMENT_CACHE: usize = 32;
 
+/// How long a statement waits for a lock another process holds, as on the
+/// sqlx connections.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The most writes one commit takes.
 const GROUP: usize = 64;
 
@@ -139,22 +143,87 @@ async fn commit_groups(
                 }
             }
         }
-        let mut writer = writer.lock().await;
-        let commit = match writer.direct.as_mut() {
-            Some(connection) => commit_group(connection, &mut group),
-            None => Err("the SQLite writer has no direct connection".to_owned()),
+        let mut writer = Arc::clone(&writer).lock_owned().await;
+        let Some(connection) = writer.direct.as_mut() else {
+            finish(
+                &mut group,
+                Err("the SQLite writer has no direct connection"),
+            );
+            continue;
         };
-        drop(writer);
-        for job in group.drain(..) {
-            job.finish(commit.as_ref().map(|_| ()).map_err(String::as_str));
+        match commit_group(connection, &mut group) {
+            Some(commit) => {
+                drop(writer);
+                finish(
+                    &mut group,
+                    commit.as_ref().map(|_| ()).map_err(String::as_str),
+                );
+            }
+            None => {
+                // Another process (a CLI command, say) holds SQLite's write
+                // lock: wait for it as long as any other write would, on a
+                // thread where waiting holds up no request but these.
+                let mut waiting = std::mem::replace(&mut group, Vec::with_capacity(GROUP));
+                let committed = tokio::task::spawn_blocking(move || {
+                    let commit = match writer.direct.as_mut() {
+                        Some(connection) => commit_group_waiting(connection, &mut waiting),
+                        None => Err("the SQLite writer has no direct connection".to_owned()),
+                    };
+                    drop(writer);
+                    finish(
+                        &mut waiting,
+                        commit.as_ref().map(|_| ()).map_err(String::as_str),
+                    );
+                });
+                // Should that thread panic, its requests' answers are dropped
+                // with it, and they are told the store is unavailable.
+                let _ = committed.await;
+            }
         }
     }
 }
 
-fn commit_group(connection: &mut Connection, group: &mut [Box<dyn Job>]) -> Result<(), String> {
-    let tx = connection
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+fn finish(group: &mut Vec<Box<dyn Job>>, commit: Result<(), &str>) {
+    for job in group.drain(..) {
+        job.finish(commit);
+    }
+}
+
+/// [`commit_group`], waiting up to [`BUSY_TIMEOUT`] for SQLite's write lock.
+fn commit_group_waiting(
+    connection: &mut Connection,
+    group: &mut [Box<dyn Job>],
+) -> Result<(), String> {
+    connection
+        .busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| e.to_string())?;
+    let commit = commit_group(connection, group)
+        .unwrap_or_else(|| Err("the database stayed locked by another process".to_owned()));
+    let _ = connection.busy_timeout(Duration::ZERO);
+    commit
+}
+
+/// Commits `group` in one transaction; `None`, having run none of it, if
+/// another connection holds SQLite's write lock. The writer connection waits
+/// for nobody (`busy_timeout` 0): in this process every write holds the one
+/// writer lock, so only another process can hold SQLite's.
+fn commit_group(
+    connection: &mut Connection,
+    group: &mut [Box<dyn Job>],
+) -> Option<Result<(), String>> {
+    let tx = match connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            return None;
+        }
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    Some(run_and_commit(tx, group))
+}
+
+fn run_and_commit(tx: rusqlite::Transaction<'_>, group: &mut [Box<dyn Job>]) -> Result<(), String> {
     for job in group.iter_mut() {
         job.run(&tx);
         // On some errors (a full disk, an I/O error) SQLite rolls the whole
@@ -176,9 +245,10 @@ pub(super) fn open(path: &Path, writes: bool) -> StoreResult<Connection> {
         OpenFlags::SQLITE_OPEN_READ_ONLY
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags).map_err(map_err)?;
-    connection
-        .busy_timeout(Duration::from_secs(5))
-        .map_err(map_err)?;
+    // The writer never waits in SQLite's busy handler on an async worker:
+    // see `commit_group`.
+    let busy_timeout = if writes { Duration::ZERO } else { BUSY_TIMEOUT };
+    connection.busy_timeout(busy_timeout).map_err(map_err)?;
     connection
         .pragma_update(None, "synchronous", "NORMAL")
         .map_err(map_err)?;
