@@ -632,6 +632,10 @@ pub struct RefreshToken {
     pub revoked: bool,
     /// Once rotated: the token that replaced it.
     pub successor_jti: Option<String>,
+    /// The SHA-256 of the token as issued, by which it is recognised when
+    /// presented back without a signature check; `None` for a token that is
+    /// checked by its signature (see `Provider::verify_recorded`).
+    pub token_digest: Option<SecretDigest>,
 }
 
 impl RefreshToken {

@@ -1371,6 +1371,56 @@ async fn reusing_a_rotated_refresh_token_revokes_the_family() {
     assert_eq!(log.count("a revoked refresh token was presented"), 1);
 }
 
+#[tokio::test]
+async fn a_refresh_token_is_recorded_with_its_digest_and_its_key_must_still_be_published() {
+    let world = World::new().await;
+    let alice = world.add_user("alice").await;
+    let client = world.add_client(web_app()).await;
+    let first = world
+        .code_tokens(&client, &alice, "openid offline_access")
+        .await;
+    let record = world.refresh_record(refresh_token(&first)).await;
+    assert_eq!(
+        record.token_digest,
+        Some(SecretDigest::of(refresh_token(&first)))
+    );
+    let second = issued(world.refresh(&client, refresh_token(&first), None).await);
+    let successor = world.refresh_record(refresh_token(&second)).await;
+    assert_eq!(
+        successor.token_digest,
+        Some(SecretDigest::of(refresh_token(&second)))
+    );
+
+    // The text recorded, but its key withdrawn: refused, as its signature
+    // would be.
+    let kid = tessera_jose::UnverifiedJws::parse(refresh_token(&second))
+        .expect("a JWS")
+        .kid()
+        .expect("a kid")
+        .to_owned();
+    world
+        .provider
+        .keys()
+        .revoke(world.store.as_ref(), &kid, true, world.clock.as_ref())
+        .await
+        .expect("revoke");
+    let refusal = refused(
+        world.refresh(&client, refresh_token(&second), None).await,
+        ErrorCode::InvalidGrant,
+    );
+    assert_eq!(refusal.reason, Reason::RefreshTokenInvalid);
+    assert_eq!(
+        world
+            .provider
+            .store()
+            .refresh_token(&successor.jti)
+            .await
+            .expect("refresh_token"),
+        Some(successor),
+        "refused before anything changed"
+    );
+}
+
 /// `refresh_reuse_grace` of 10 seconds, alice and the web app, and alice's
 /// first tokens and their rotation.
 async fn rotated_with_grace() -> (World, Client, TokenResponse, TokenResponse) {

@@ -4,7 +4,7 @@
 use tessera_core::crypto::SecretDigest;
 use tessera_core::scope::Scope;
 use tessera_core::store::{
-    AuthorizationCode, ReferenceToken, RefreshToken, Roles, StoreError, User,
+    AuthorizationCode, ReferenceToken, RefreshToken, Roles, Session, StoreError, User,
 };
 
 pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
@@ -70,7 +70,7 @@ pub(crate) const CODE_COLUMNS: &str = "digest, client_id, user_id, redirect_uri,
 
 pub(crate) const REFRESH_COLUMNS: &str = "jti, family_id, client_id, user_id, scope, audiences, auth_time, \
      sid, offline, issued_at, expires_at, family_expires_at, access_jti, access_expires_at, rotated_at, \
-     revoked, successor_jti";
+     revoked, successor_jti, token_digest";
 
 // The statements of the token endpoint's paths, shared by the sqlx
 // implementations and SQLite's direct path (`sqlite::direct`). SQLite numbers
@@ -109,7 +109,7 @@ pub(crate) const INSERT_REFRESH: &str = const_format::concatcp!(
     "INSERT INTO refresh_tokens (",
     REFRESH_COLUMNS,
     ") VALUES \
-     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
 );
 
 pub(crate) const SELECT_REFRESH: &str = const_format::concatcp!(
@@ -122,6 +122,13 @@ pub(crate) const SELECT_REFRESH: &str = const_format::concatcp!(
 pub(crate) const ROTATE_REFRESH: &str = "UPDATE refresh_tokens SET rotated_at = $1, successor_jti = $2 \
      WHERE jti = $3 AND rotated_at IS NULL AND NOT revoked \
      AND expires_at > $1 AND family_expires_at > $1";
+
+/// Extends a session that is neither expired nor idle since `$3`.
+pub(crate) const TOUCH_SESSION: &str = const_format::concatcp!(
+    "UPDATE sessions SET last_seen = $1 \
+     WHERE sid = $2 AND expires_at > $1 AND last_seen > $3 RETURNING ",
+    SESSION_COLUMNS
+);
 
 pub(crate) const SELECT_USER: &str =
     const_format::concatcp!("SELECT ", USER_COLUMNS, " FROM users WHERE id = $1");
@@ -161,6 +168,7 @@ pub(crate) trait Columns {
     fn maybe_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
     fn flag(&self, column: &str) -> Result<bool, StoreError>;
     fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError>;
+    fn maybe_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// A column the driver could not read as the type the record wants.
@@ -177,6 +185,17 @@ pub(crate) fn user_from(row: &impl Columns) -> Result<User, StoreError> {
         password_hash: row.text("password_hash")?,
         roles: Roles::from_text(&row.text("roles")?),
         created_at: row.int("created_at")?,
+    })
+}
+
+pub(crate) fn session_from(row: &impl Columns) -> Result<Session, StoreError> {
+    Ok(Session {
+        digest: digest_column(&row.bytes("digest")?, "digest")?,
+        sid: row.text("sid")?,
+        user_id: row.text("user_id")?,
+        auth_time: row.int("auth_time")?,
+        last_seen: row.int("last_seen")?,
+        expires_at: row.int("expires_at")?,
     })
 }
 
@@ -233,6 +252,10 @@ pub(crate) fn refresh_from(row: &impl Columns) -> Result<RefreshToken, StoreErro
         rotated_at: row.maybe_int("rotated_at")?,
         revoked: row.flag("revoked")?,
         successor_jti: row.maybe_text("successor_jti")?,
+        token_digest: row
+            .maybe_bytes("token_digest")?
+            .map(|bytes| digest_column(&bytes, "token_digest"))
+            .transpose()?,
     })
 }
 
@@ -255,8 +278,8 @@ macro_rules! impl_store {
         use $crate::common::{
             CLIENT_COLUMNS, CLIENT_SETTINGS_COLUMNS, CODE_COLUMNS, DEVICE_COLUMNS, CODE_RETENTION, PURGE_BATCH, CONSENT_COLUMNS, LOGIN_FAILURE_RETENTION,
             RESOURCE_COLUMNS, RESOURCE_SETTINGS_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, digest_column, from_json, map_err,
-            parse_column, scope_column, to_json, code_from, reference_token_from, refresh_from, user_from, CONSUME_CODE, INSERT_REFERENCE_TOKEN, INSERT_REFRESH, MARK_CODE_REPLAYED, RECORD_CODE_TOKENS,
-            ROTATE_REFRESH, SELECT_CODE, SELECT_REFERENCE_TOKEN, SELECT_REFRESH, SELECT_REVOKED_JTI, SELECT_USER,
+            parse_column, scope_column, to_json, code_from, reference_token_from, refresh_from, session_from, user_from, CONSUME_CODE, INSERT_REFERENCE_TOKEN, INSERT_REFRESH, MARK_CODE_REPLAYED, RECORD_CODE_TOKENS,
+            ROTATE_REFRESH, SELECT_CODE, SELECT_REFERENCE_TOKEN, SELECT_REFRESH, SELECT_REVOKED_JTI, SELECT_USER, TOUCH_SESSION,
         };
 
         type Row = <$db as sqlx::Database>::Row;
@@ -280,6 +303,9 @@ macro_rules! impl_store {
                 self.try_get(column).map_err(|e| $crate::common::unreadable(column, e))
             }
             fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
+                self.try_get(column).map_err(|e| $crate::common::unreadable(column, e))
+            }
+            fn maybe_bytes(&self, column: &str) -> StoreResult<Option<Vec<u8>>> {
                 self.try_get(column).map_err(|e| $crate::common::unreadable(column, e))
             }
         }
@@ -1211,19 +1237,6 @@ macro_rules! impl_store {
             }
         }
 
-        fn session_from_row(row: &Row) -> StoreResult<Session> {
-            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-            let digest: Vec<u8> = row.try_get("digest").map_err(get_err)?;
-            Ok(Session {
-                digest: digest_column(&digest, "digest")?,
-                sid: row.try_get("sid").map_err(get_err)?,
-                user_id: row.try_get("user_id").map_err(get_err)?,
-                auth_time: row.try_get("auth_time").map_err(get_err)?,
-                last_seen: row.try_get("last_seen").map_err(get_err)?,
-                expires_at: row.try_get("expires_at").map_err(get_err)?,
-            })
-        }
-
         fn consent_from_row(row: &Row) -> StoreResult<Consent> {
             let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
             let scopes: String = row.try_get("scopes").map_err(get_err)?;
@@ -1257,6 +1270,7 @@ macro_rules! impl_store {
                 .bind(token.rotated_at)
                 .bind(token.revoked)
                 .bind(&token.successor_jti)
+                .bind(token.token_digest.map(|d| d.0.to_vec()))
                 .execute(conn)
                 .await
                 .map_err(map_err)?;
@@ -1527,7 +1541,7 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?
                     .as_ref()
-                    .map(session_from_row)
+                    .map(session_from)
                     .transpose()
             }
 
@@ -1537,12 +1551,10 @@ macro_rules! impl_store {
                 now: i64,
                 idle_since: i64,
             ) -> StoreResult<Option<Session>> {
-                let sql = const_format::concatcp!(
-                    "UPDATE sessions SET last_seen = $1 \
-                     WHERE sid = $2 AND expires_at > $1 AND last_seen > $3 RETURNING ",
-                    SESSION_COLUMNS
-                );
-                sqlx::query(sql)
+                if let Some(direct) = self.direct() {
+                    return direct.touch_session_by_sid(sid, now, idle_since).await;
+                }
+                sqlx::query(TOUCH_SESSION)
                     .bind(now)
                     .bind(sid)
                     .bind(idle_since)
@@ -1550,7 +1562,7 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?
                     .as_ref()
-                    .map(session_from_row)
+                    .map(session_from)
                     .transpose()
             }
 
@@ -1567,7 +1579,7 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?
                     .as_ref()
-                    .map(session_from_row)
+                    .map(session_from)
                     .transpose()?;
                 if let Some(session) = &session {
                     revoke_session_grants(&mut tx, &session.sid, now).await?;

@@ -315,6 +315,7 @@ fn refresh(user_id: &str, client_id: &str, family_id: &str) -> RefreshToken {
         rotated_at: None,
         revoked: false,
         successor_jti: None,
+        token_digest: Some(SecretDigest::of(&unique("refresh-token"))),
     }
 }
 

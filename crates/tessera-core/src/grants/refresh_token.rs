@@ -9,7 +9,7 @@ use crate::model::{GrantType, TokenFormat};
 use crate::provider::Provider;
 use crate::scope::Scope;
 use crate::store::{RefreshState, RefreshToken};
-use crate::tokens::issuer::{RefreshTokenClaims, Rotation};
+use crate::tokens::issuer::Rotation;
 use crate::tokens::{Issue, RefreshIssue};
 
 #[derive(Debug)]
@@ -36,8 +36,8 @@ impl Grant for RefreshTokenGrant {
         // One public text for every refusal; the reason tells them apart.
         let invalid =
             |reason: Reason| Error::new(reason, "the refresh token is invalid, expired or revoked");
-        let claims: RefreshTokenClaims = provider
-            .verify_own(token)
+        let (claims, record) = provider
+            .verify_refresh_token(token)
             .await?
             .map_err(|_| invalid(Reason::RefreshTokenInvalid))?;
         // Bound to the client (RFC 6749 §10.4): checked before any state changes,
@@ -47,7 +47,7 @@ impl Grant for RefreshTokenGrant {
         }
         let store = provider.store();
         let now = provider.clock().now();
-        let Some(record) = store.refresh_token(&claims.jti).await? else {
+        let Some(record) = record else {
             return Err(invalid(Reason::RefreshTokenInvalid));
         };
         // Nothing changes until the issuer rotates the token, in one

@@ -454,7 +454,7 @@ impl Issuer<'_> {
         } else {
             (now + settings.refresh_token_ttl).min(family_expires_at)
         };
-        let record = RefreshToken {
+        let mut record = RefreshToken {
             jti: random_id(),
             family_id: family_id.clone(),
             client_id: client.id.clone(),
@@ -474,16 +474,19 @@ impl Issuer<'_> {
             rotated_at: None,
             revoked: false,
             successor_jti: None,
+            token_digest: None,
         };
         let store = provider.store();
-        let issued = match rotation {
+        let token = match rotation {
             None => {
+                let token = self.sealed_refresh_token(&mut record)?;
                 store.insert_refresh_token(&record).await?;
-                record
+                token
             }
             Some(Rotation::From(previous)) => {
+                let token = self.sealed_refresh_token(&mut record)?;
                 if store.rotate_refresh_token(previous, &record, now).await? {
-                    record
+                    token
                 } else {
                     // Another request rotated it after the grant read it as
                     // current. Within the grace window, that rotation's
@@ -502,29 +505,44 @@ impl Issuer<'_> {
                         ));
                     };
                     self.record_repeat(record, &successor).await?;
-                    successor
+                    self.signed_refresh_token(&successor)?
                 }
             }
             Some(Rotation::Repeat(successor)) => {
                 self.record_repeat(record, successor).await?;
-                (**successor).clone()
+                self.signed_refresh_token(successor)?
             }
         };
+        Ok((Some(token), Some(family_id)))
+    }
+
+    /// Signs `record`'s token and records its digest in it, before it is
+    /// stored: the token presented back is recognised by that digest
+    /// (`Provider::verify_refresh_token`).
+    fn sealed_refresh_token(&self, record: &mut RefreshToken) -> Result<String, Error> {
+        let token = self.signed_refresh_token(record)?;
+        record.token_digest = Some(SecretDigest::of(&token));
+        Ok(token)
+    }
+
+    /// The signed JWT of `record`. Signing again may give another text
+    /// (ECDSA signatures are randomised): a successor issued again within the
+    /// grace window is then checked by its signature.
+    fn signed_refresh_token(&self, record: &RefreshToken) -> Result<String, Error> {
+        let settings = self.provider.settings();
         let claims = RefreshTokenClaims {
             iss: settings.issuer.clone(),
-            sub: issued.user_id,
-            aud: issued.client_id,
-            iat: issued.issued_at,
-            exp: issued.expires_at,
-            jti: issued.jti,
+            sub: record.user_id.clone(),
+            aud: record.client_id.clone(),
+            iat: record.issued_at,
+            exp: record.expires_at,
+            jti: record.jti.clone(),
         };
-        let ring = provider.keys().ring();
+        let ring = self.provider.keys().ring();
         let key = ring
-            .signing_key(settings.signing_alg, now)
+            .signing_key(settings.signing_alg, self.provider.clock().now())
             .ok_or_else(|| Error::server_error(&"no active signing key"))?;
-        let token = tessera_jose::encode(key, REFRESH_TOKEN_TYP, &claims)
-            .map_err(|e| Error::server_error(&e))?;
-        Ok((Some(token), Some(family_id)))
+        tessera_jose::encode(key, REFRESH_TOKEN_TYP, &claims).map_err(|e| Error::server_error(&e))
     }
 
     /// Issuing `successor` again (a retry within the grace window) comes with
@@ -539,6 +557,8 @@ impl Issuer<'_> {
     ) -> Result<(), Error> {
         record.rotated_at = Some(record.issued_at);
         record.successor_jti = Some(successor.jti.clone());
+        // Never handed out: no text of it can be presented.
+        record.token_digest = None;
         record.expires_at = successor.expires_at;
         self.provider.store().insert_refresh_token(&record).await?;
         Ok(())

@@ -354,6 +354,54 @@ async fn a_refused_refresh_does_not_use_up_the_refresh_token() {
 }
 
 #[tokio::test]
+async fn a_refresh_token_is_known_by_its_recorded_digest_else_by_its_signature() {
+    // On SQLite whatever the suite runs on: the test edits the records.
+    let server = TestServer::start_on_sqlite(&[]).await;
+    create_user(&server, "alice", None, None);
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let first = tokens_for(&server, &mut browser, &client, "openid profile").await;
+    let rt = s(&first["refresh_token"]);
+
+    // The claims and header of the token issued, under another signature of
+    // ours: not the text recorded, so its signature is checked, and fails.
+    let (signed, _) = rt.rsplit_once('.').unwrap();
+    let other = tokens_for(&server, &mut browser, &client, "openid profile").await;
+    let (_, other_signature) = s(&other["refresh_token"]).rsplit_once('.').unwrap();
+    let forged = format!("{signed}.{other_signature}");
+    let (status, body) = refresh(&server, &client, &forged, None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+
+    // A token recorded without its digest (issued before digests were kept)
+    // is checked by its signature, and rotates as any other.
+    use sqlx::Connection as _;
+    let mut db = sqlx::SqliteConnection::connect(&server.database_url)
+        .await
+        .unwrap();
+    let forgotten = sqlx::query("UPDATE refresh_tokens SET token_digest = NULL")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert!(forgotten.rows_affected() >= 2);
+    let (status, second) = refresh(&server, &client, rt, None).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let (status, body) = refresh(&server, &client, &forged, None).await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+
+    // The successor is recorded with its digest again.
+    let digest: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT token_digest FROM refresh_tokens WHERE rotated_at IS NULL AND family_id = \
+         (SELECT family_id FROM refresh_tokens WHERE successor_jti IS NOT NULL)",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(digest, Some(sha256(s(&second["refresh_token"]).as_bytes())));
+    let (status, body) = refresh(&server, &client, s(&second["refresh_token"]), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
 async fn no_refresh_token_without_the_refresh_token_grant() {
     let (server, _) = start_with_alice().await;
     let client = create_client(

@@ -288,6 +288,7 @@ async fn consent_is_listed_and_withdrawn_with_its_refresh_tokens() {
         rotated_at: None,
         revoked: false,
         successor_jti: None,
+        token_digest: None,
     })
     .await
     .unwrap();

@@ -33,7 +33,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Row, params};
 use tessera_core::crypto::SecretDigest;
 use tessera_core::store::{
-    AuthorizationCode, CodeUse, ReferenceToken, RefreshToken, StoreError, StoreResult, User,
+    AuthorizationCode, CodeUse, ReferenceToken, RefreshToken, Session, StoreError, StoreResult,
+    User,
 };
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -41,8 +42,8 @@ use super::{WAL_BACKSTOP_PAGES, Writer};
 use crate::common::{
     CONSUME_CODE, Columns, INSERT_REFERENCE_TOKEN, INSERT_REFRESH, MARK_CODE_REPLAYED,
     RECORD_CODE_TOKENS, ROTATE_REFRESH, SELECT_CODE, SELECT_REFERENCE_TOKEN, SELECT_REFRESH,
-    SELECT_REVOKED_JTI, SELECT_USER, code_from, reference_token_from, refresh_from, to_json,
-    unreadable, user_from,
+    SELECT_REVOKED_JTI, SELECT_USER, TOUCH_SESSION, code_from, reference_token_from, refresh_from,
+    session_from, to_json, unreadable, user_from,
 };
 
 /// How many connections serve this path's reads: one per thread that may
@@ -431,6 +432,22 @@ impl Direct {
         .await
     }
 
+    pub(crate) async fn touch_session_by_sid(
+        &self,
+        sid: &str,
+        now: i64,
+        idle_since: i64,
+    ) -> StoreResult<Option<Session>> {
+        let sid = sid.to_owned();
+        self.write(move |c| {
+            c.prepare_cached(TOUCH_SESSION)?
+                .query_row(params![now, sid, idle_since], |row| Ok(session_from(row)))
+                .optional()
+        })
+        .await?
+        .transpose()
+    }
+
     pub(crate) async fn insert_reference_token(&self, token: &ReferenceToken) -> StoreResult<()> {
         let token = token.clone();
         self.write(move |c| {
@@ -482,6 +499,7 @@ fn insert_refresh(c: &Connection, token: &RefreshToken) -> rusqlite::Result<()> 
         token.rotated_at,
         token.revoked,
         token.successor_jti,
+        token.token_digest.as_ref().map(|d| &d.0[..]),
     ])?;
     Ok(())
 }
@@ -503,6 +521,9 @@ impl Columns for Row<'_> {
         self.get(column).map_err(|e| unreadable(column, e))
     }
     fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
+        self.get(column).map_err(|e| unreadable(column, e))
+    }
+    fn maybe_bytes(&self, column: &str) -> StoreResult<Option<Vec<u8>>> {
         self.get(column).map_err(|e| unreadable(column, e))
     }
 }
