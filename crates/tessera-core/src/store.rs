@@ -606,6 +606,18 @@ pub trait CodeStore: Send + Sync {
         access_expires_at: UnixTime,
         family_id: Option<&str>,
     ) -> StoreResult<bool>;
+    /// [`CodeStore::record_code_tokens`] with the refresh token the exchange
+    /// issues: inserts `refresh` and records its family with the access
+    /// token, in one transaction (one write where there would be two). A
+    /// replay that came first does not stop the insert, so that the caller
+    /// revokes the family with the rest.
+    async fn record_code_exchange(
+        &self,
+        digest: &SecretDigest,
+        access_jti: &str,
+        access_expires_at: UnixTime,
+        refresh: &RefreshToken,
+    ) -> StoreResult<bool>;
 }
 
 /// The server-side state of a refresh token, kept by its `jti`.

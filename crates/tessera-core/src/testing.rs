@@ -711,6 +711,36 @@ impl CodeStore for MemoryStore {
         code.family_id = family_id.map(str::to_owned);
         Ok(true)
     }
+
+    async fn record_code_exchange(
+        &self,
+        digest: &SecretDigest,
+        access_jti: &str,
+        access_expires_at: UnixTime,
+        refresh: &RefreshToken,
+    ) -> StoreResult<bool> {
+        // Both under one lock, as one transaction.
+        let mut state = self.state().await;
+        if state.refresh_tokens.contains_key(&refresh.jti) {
+            return Err(StoreError::Conflict(format!(
+                "refresh token {:?}",
+                refresh.jti
+            )));
+        }
+        state
+            .refresh_tokens
+            .insert(refresh.jti.clone(), refresh.clone());
+        if state.replayed_codes.contains(&digest.0) {
+            return Ok(false);
+        }
+        let Some(code) = state.codes.get_mut(&digest.0) else {
+            return Ok(false);
+        };
+        code.access_jti = Some(access_jti.to_owned());
+        code.access_expires_at = Some(access_expires_at);
+        code.family_id = Some(refresh.family_id.clone());
+        Ok(true)
+    }
 }
 
 #[async_trait]

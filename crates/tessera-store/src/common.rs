@@ -1820,6 +1820,35 @@ macro_rules! impl_store {
                 .rows_affected()
                     == 1)
             }
+
+            async fn record_code_exchange(
+                &self,
+                digest: &SecretDigest,
+                access_jti: &str,
+                access_expires_at: i64,
+                refresh: &RefreshToken,
+            ) -> StoreResult<bool> {
+                if let Some(direct) = self.direct() {
+                    return direct
+                        .record_code_exchange(digest, access_jti, access_expires_at, refresh)
+                        .await;
+                }
+                let mut conn = self.writer().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
+                insert_refresh(&mut *tx, refresh).await?;
+                let recorded = sqlx::query(RECORD_CODE_TOKENS)
+                    .bind(access_jti)
+                    .bind(access_expires_at)
+                    .bind(&refresh.family_id)
+                    .bind(digest.0.to_vec())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected()
+                    == 1;
+                tx.commit().await.map_err(map_err)?;
+                Ok(recorded)
+            }
         }
 
         #[async_trait]

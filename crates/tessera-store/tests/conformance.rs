@@ -2159,6 +2159,65 @@ async fn check_codes(store: &dyn Store) {
             ..bare_consumed
         })
     );
+
+    // The exchange's refresh token and the code's record of it, in one write.
+    let exchanged = code(&user_id, &client_id, T0 + 60);
+    store.insert_code(&exchanged).await.expect("insert_code");
+    assert!(matches!(
+        consume(exchanged.digest, T0).await,
+        CodeUse::Fresh(_)
+    ));
+    let first = refresh(&user_id, &client_id, &unique("family"));
+    assert!(
+        store
+            .record_code_exchange(&exchanged.digest, "at-3", T0 + 900, &first)
+            .await
+            .expect("record_code_exchange")
+    );
+    assert_eq!(
+        store
+            .refresh_token(&first.jti)
+            .await
+            .expect("refresh_token"),
+        Some(first.clone())
+    );
+    let CodeUse::Replayed(replayed) = consume(exchanged.digest, T0 + 1).await else {
+        panic!("a second use is a replay");
+    };
+    assert_eq!(
+        (
+            replayed.access_jti.as_deref(),
+            replayed.family_id.as_deref()
+        ),
+        (Some("at-3"), Some(first.family_id.as_str()))
+    );
+    // After the replay: the refresh token is stored for the caller to revoke,
+    // and the code's record is left as the replay found it.
+    let late = refresh(&user_id, &client_id, &unique("family"));
+    assert!(
+        !store
+            .record_code_exchange(&exchanged.digest, "at-late", T0 + 900, &late)
+            .await
+            .expect("record_code_exchange")
+    );
+    assert_eq!(
+        store.refresh_token(&late.jti).await.expect("refresh_token"),
+        Some(late.clone())
+    );
+    // A refresh token that cannot be stored records nothing of the code.
+    let again = code(&user_id, &client_id, T0 + 60);
+    store.insert_code(&again).await.expect("insert_code");
+    assert!(matches!(consume(again.digest, T0).await, CodeUse::Fresh(_)));
+    expect_conflict(
+        store
+            .record_code_exchange(&again.digest, "at-4", T0 + 900, &first)
+            .await,
+        "a refresh jti taken",
+    );
+    let CodeUse::Replayed(untouched) = consume(again.digest, T0 + 1).await else {
+        panic!("a second use is a replay");
+    };
+    assert_eq!((untouched.access_jti, untouched.family_id), (None, None));
 }
 
 async fn check_refresh_tokens(store: &dyn Store) {

@@ -197,6 +197,16 @@ pub struct Issued {
     pub family_id: Option<String>,
 }
 
+/// A refresh token as minted.
+struct MintedRefresh {
+    token: String,
+    family_id: String,
+    /// The record of a new family's first token, which the caller stores: a
+    /// code exchange with the code's record of it, in one write. A
+    /// rotation's is stored by then.
+    unstored: Option<RefreshToken>,
+}
+
 /// The issuer of every token, over the provider's store, keys and clock.
 #[derive(Debug, Clone, Copy)]
 pub struct Issuer<'a> {
@@ -283,26 +293,41 @@ impl Issuer<'_> {
         // The refresh token first: a rotation can still be refused (another
         // request rotated the token meanwhile), and then no access token
         // should exist.
-        let (refresh_token, family_id) = match &issue.subject {
+        let mut refresh = match &issue.subject {
             IssueSubject::User(user) if client.allows(GrantType::RefreshToken) => {
                 self.refresh_token(client, user, &issue, &claims).await?
             }
-            _ => (None, None),
+            _ => None,
         };
+        let family_id = refresh.as_ref().map(|r| r.family_id.clone());
+        let unstored = refresh.as_mut().and_then(|r| r.unstored.take());
+        let store = provider.store();
         // What a code issues is recorded before it exists, so that a replay
         // of the code can revoke it; if a replay came first, this exchange
         // revokes it itself (RFC 6749 §4.1.2). Either way nothing a replayed
         // code issued stays valid, whichever request got there first.
-        if let GrantRecord::Code(digest) = &issue.record
-            && !provider
-                .store()
-                .record_code_tokens(digest, &claims.jti, claims.exp, family_id.as_deref())
-                .await?
-        {
+        let recorded = match (&issue.record, &unstored) {
+            (GrantRecord::Code(digest), Some(record)) => {
+                store
+                    .record_code_exchange(digest, &claims.jti, claims.exp, record)
+                    .await?
+            }
+            (GrantRecord::Code(digest), None) => {
+                store
+                    .record_code_tokens(digest, &claims.jti, claims.exp, family_id.as_deref())
+                    .await?
+            }
+            (GrantRecord::None, Some(record)) => {
+                store.insert_refresh_token(record).await?;
+                true
+            }
+            (GrantRecord::None, None) => true,
+        };
+        if !recorded {
             tracing::warn!(client_id = %client.id, "authorization code replayed during its exchange; revoking its tokens");
-            provider.store().revoke_jti(&claims.jti, claims.exp).await?;
+            store.revoke_jti(&claims.jti, claims.exp).await?;
             if let Some(family) = &family_id {
-                provider.store().revoke_refresh_family(family, now).await?;
+                store.revoke_refresh_family(family, now).await?;
             }
         }
         // A person's access token that no refresh family or code records
@@ -322,7 +347,7 @@ impl Issuer<'_> {
         let access_token = self.access_token(&claims, signing).await?;
         let mut response = TokenResponse::bearer(access_token.clone(), ttl, scope_text);
         response.issued_token_type = issue.issued_token_type.map(|t| t.as_str().to_owned());
-        response.refresh_token = refresh_token;
+        response.refresh_token = refresh.map(|r| r.token);
 
         if let IssueSubject::User(user) = &issue.subject
             && let (Some(id_token), Some(auth_time)) = (&issue.id_token, issue.auth_time)
@@ -413,12 +438,12 @@ impl Issuer<'_> {
         user: &User,
         issue: &Issue,
         access: &AccessTokenClaims,
-    ) -> Result<(Option<String>, Option<String>), Error> {
+    ) -> Result<Option<MintedRefresh>, Error> {
         let provider = self.provider;
         let settings = provider.settings();
         let now = access.iat;
         let (family_id, family_expires_at, offline, scope, rotation) = match &issue.refresh {
-            RefreshIssue::None => return Ok((None, None)),
+            RefreshIssue::None => return Ok(None),
             RefreshIssue::New => {
                 let offline = issue.scope.contains("offline_access");
                 let lifetime = if offline {
@@ -480,8 +505,11 @@ impl Issuer<'_> {
         let token = match rotation {
             None => {
                 let token = self.sealed_refresh_token(&mut record)?;
-                store.insert_refresh_token(&record).await?;
-                token
+                return Ok(Some(MintedRefresh {
+                    token,
+                    family_id,
+                    unstored: Some(record),
+                }));
             }
             Some(Rotation::From(previous)) => {
                 let token = self.sealed_refresh_token(&mut record)?;
@@ -513,7 +541,11 @@ impl Issuer<'_> {
                 self.signed_refresh_token(successor)?
             }
         };
-        Ok((Some(token), Some(family_id)))
+        Ok(Some(MintedRefresh {
+            token,
+            family_id,
+            unstored: None,
+        }))
     }
 
     /// Signs `record`'s token and records its digest in it, before it is

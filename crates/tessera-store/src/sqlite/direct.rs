@@ -385,6 +385,31 @@ impl Direct {
         .await
     }
 
+    /// One write, so one savepoint: the refresh token and the code's record
+    /// of it stand or fall together.
+    pub(crate) async fn record_code_exchange(
+        &self,
+        digest: &SecretDigest,
+        access_jti: &str,
+        access_expires_at: i64,
+        refresh: &RefreshToken,
+    ) -> StoreResult<bool> {
+        let digest = *digest;
+        let access_jti = access_jti.to_owned();
+        let refresh = refresh.clone();
+        self.write(move |c| {
+            insert_refresh(c, &refresh)?;
+            let updated = c.prepare_cached(RECORD_CODE_TOKENS)?.execute(params![
+                access_jti,
+                access_expires_at,
+                refresh.family_id,
+                &digest.0[..]
+            ])?;
+            Ok(updated == 1)
+        })
+        .await
+    }
+
     pub(crate) fn user(&self, id: &str) -> StoreResult<Option<User>> {
         self.read(|c| {
             c.prepare_cached(SELECT_USER)?
