@@ -4,7 +4,7 @@
 use tessera_core::crypto::SecretDigest;
 use tessera_core::scope::Scope;
 use tessera_core::store::{
-    AuthorizationCode, ReferenceToken, RefreshToken, Roles, Session, StoreError, User,
+    AuthorizationCode, ReferenceToken, RefreshToken, Roles, Session, StoreError, StoredKey, User,
 };
 
 pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
@@ -123,6 +123,11 @@ pub(crate) const ROTATE_REFRESH: &str = "UPDATE refresh_tokens SET rotated_at = 
      WHERE jti = $3 AND rotated_at IS NULL AND NOT revoked \
      AND expires_at > $1 AND family_expires_at > $1";
 
+/// Every signing key, oldest activation first: read for each `/jwks.json`
+/// and each second's key reload.
+pub(crate) const SELECT_SIGNING_KEYS: &str = "SELECT kid, alg, sealed_private_key, created_at, \
+     activates_at, revoked_at FROM signing_keys ORDER BY activates_at, created_at, kid";
+
 /// Extends a session that is neither expired nor idle since `$3`.
 pub(crate) const TOUCH_SESSION: &str = const_format::concatcp!(
     "UPDATE sessions SET last_seen = $1 \
@@ -185,6 +190,17 @@ pub(crate) fn user_from(row: &impl Columns) -> Result<User, StoreError> {
         password_hash: row.text("password_hash")?,
         roles: Roles::from_text(&row.text("roles")?),
         created_at: row.int("created_at")?,
+    })
+}
+
+pub(crate) fn stored_key_from(row: &impl Columns) -> Result<StoredKey, StoreError> {
+    Ok(StoredKey {
+        kid: row.text("kid")?,
+        alg: row.text("alg")?,
+        sealed_private_key: row.bytes("sealed_private_key")?,
+        created_at: row.int("created_at")?,
+        activates_at: row.int("activates_at")?,
+        revoked_at: row.maybe_int("revoked_at")?,
     })
 }
 
@@ -279,7 +295,7 @@ macro_rules! impl_store {
             CLIENT_COLUMNS, CLIENT_SETTINGS_COLUMNS, CODE_COLUMNS, DEVICE_COLUMNS, CODE_RETENTION, PURGE_BATCH, CONSENT_COLUMNS, LOGIN_FAILURE_RETENTION,
             RESOURCE_COLUMNS, RESOURCE_SETTINGS_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, digest_column, from_json, map_err,
             parse_column, scope_column, to_json, code_from, reference_token_from, refresh_from, session_from, user_from, CONSUME_CODE, INSERT_REFERENCE_TOKEN, INSERT_REFRESH, MARK_CODE_REPLAYED, RECORD_CODE_TOKENS,
-            ROTATE_REFRESH, SELECT_CODE, SELECT_REFERENCE_TOKEN, SELECT_REFRESH, SELECT_REVOKED_JTI, SELECT_USER, TOUCH_SESSION,
+            ROTATE_REFRESH, SELECT_CODE, SELECT_REFERENCE_TOKEN, SELECT_REFRESH, SELECT_REVOKED_JTI, SELECT_SIGNING_KEYS, SELECT_USER, TOUCH_SESSION, stored_key_from,
         };
 
         type Row = <$db as sqlx::Database>::Row;
@@ -423,18 +439,6 @@ macro_rules! impl_store {
                 .bind(resource.signing_alg.map(|a| a.as_str()))
                 .bind(resource.secret_version)
                 .bind(resource.sealed_secret.as_ref().map(|s| s.0.as_slice()))
-        }
-
-        fn key_from_row(row: &Row) -> StoreResult<StoredKey> {
-            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-            Ok(StoredKey {
-                kid: row.try_get("kid").map_err(get_err)?,
-                alg: row.try_get("alg").map_err(get_err)?,
-                sealed_private_key: row.try_get("sealed_private_key").map_err(get_err)?,
-                created_at: row.try_get("created_at").map_err(get_err)?,
-                activates_at: row.try_get("activates_at").map_err(get_err)?,
-                revoked_at: row.try_get("revoked_at").map_err(get_err)?,
-            })
         }
 
         /// `update_client`, and with `expected` only while the stored metadata
@@ -1019,15 +1023,16 @@ macro_rules! impl_store {
         #[async_trait]
         impl KeyStore for $store {
             async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
-                sqlx::query(
-                    "SELECT kid, alg, sealed_private_key, created_at, activates_at, revoked_at FROM signing_keys ORDER BY activates_at, created_at, kid",
-                )
-                .fetch_all(&mut *self.reader().await?)
-                .await
-                .map_err(map_err)?
-                .iter()
-                .map(key_from_row)
-                .collect()
+                if let Some(direct) = self.direct() {
+                    return direct.signing_keys();
+                }
+                sqlx::query(SELECT_SIGNING_KEYS)
+                    .fetch_all(&mut *self.reader().await?)
+                    .await
+                    .map_err(map_err)?
+                    .iter()
+                    .map(stored_key_from)
+                    .collect()
             }
 
             async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()> {

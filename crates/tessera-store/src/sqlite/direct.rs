@@ -5,9 +5,10 @@
 //! dearer than the statement itself. In a profile of the code exchange, 44%
 //! of the server's CPU was on those threads and 15% switching between threads,
 //! while SQLite's own work was a few percent. The statements of the code
-//! exchange, refresh rotation and introspection therefore go through rusqlite
-//! here, on connections of this path's own, called in place: a read is a few
-//! microseconds of the calling thread.
+//! exchange, refresh rotation and introspection, and the read of the signing
+//! keys (each `/jwks.json`, each second's reload), therefore go through
+//! rusqlite here, on connections of this path's own, called in place: a read
+//! is a few microseconds of the calling thread.
 //!
 //! Writes are committed in groups. Each request queues its write; one task
 //! takes whatever is queued, runs each write in a savepoint of its own within
@@ -34,7 +35,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Row, params};
 use tessera_core::crypto::SecretDigest;
 use tessera_core::store::{
     AuthorizationCode, CodeUse, ReferenceToken, RefreshToken, Session, StoreError, StoreResult,
-    User,
+    StoredKey, User,
 };
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -42,8 +43,9 @@ use super::{WAL_BACKSTOP_PAGES, Writer};
 use crate::common::{
     CONSUME_CODE, Columns, INSERT_REFERENCE_TOKEN, INSERT_REFRESH, MARK_CODE_REPLAYED,
     RECORD_CODE_TOKENS, ROTATE_REFRESH, SELECT_CODE, SELECT_REFERENCE_TOKEN, SELECT_REFRESH,
-    SELECT_REVOKED_JTI, SELECT_USER, TOUCH_SESSION, code_from, reference_token_from, refresh_from,
-    session_from, to_json, unreadable, user_from,
+    SELECT_REVOKED_JTI, SELECT_SIGNING_KEYS, SELECT_USER, TOUCH_SESSION, code_from,
+    reference_token_from, refresh_from, session_from, stored_key_from, to_json, unreadable,
+    user_from,
 };
 
 /// How many connections serve this path's reads: one per thread that may
@@ -498,6 +500,16 @@ impl Direct {
                 .optional()
         })?
         .transpose()
+    }
+
+    pub(crate) fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        self.read(|c| {
+            c.prepare_cached(SELECT_SIGNING_KEYS)?
+                .query_map([], |row| Ok(stored_key_from(row)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?
+        .into_iter()
+        .collect()
     }
 
     pub(crate) fn is_jti_revoked(&self, jti: &str) -> StoreResult<bool> {
