@@ -594,6 +594,18 @@ pub trait CodeStore: Send + Sync {
     /// marked replayed in the statement that reads it for
     /// [`CodeUse::Replayed`].
     async fn consume_code(&self, digest: &SecretDigest, now: UnixTime) -> StoreResult<CodeUse>;
+    /// [`CodeStore::consume_code`] of a fresh code bound to `client_id` and
+    /// `redirect_uri`, checked in the statement that consumes it: the code,
+    /// consumed, or `None` with nothing changed (a code unknown, expired,
+    /// used, or bound otherwise), for the caller to find out why. Spares the
+    /// exchange the read that checks the binding first.
+    async fn consume_bound_code(
+        &self,
+        digest: &SecretDigest,
+        now: UnixTime,
+        client_id: &str,
+        redirect_uri: &str,
+    ) -> StoreResult<Option<AuthorizationCode>>;
     /// Records what the exchange of a consumed code issues, before it is
     /// handed out, so that a replay can revoke it. Returns false when a
     /// replay came first ([`CodeStore::consume_code`] marks one in the

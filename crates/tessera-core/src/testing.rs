@@ -692,6 +692,28 @@ impl CodeStore for MemoryStore {
         })
     }
 
+    async fn consume_bound_code(
+        &self,
+        digest: &SecretDigest,
+        now: UnixTime,
+        client_id: &str,
+        redirect_uri: &str,
+    ) -> StoreResult<Option<AuthorizationCode>> {
+        let mut state = self.state().await;
+        Ok(match state.codes.get_mut(&digest.0) {
+            Some(code)
+                if code.consumed_at.is_none()
+                    && code.expires_at > now
+                    && code.client_id == client_id
+                    && code.redirect_uri == redirect_uri =>
+            {
+                code.consumed_at = Some(now);
+                Some(code.clone())
+            }
+            _ => None,
+        })
+    }
+
     async fn record_code_tokens(
         &self,
         digest: &SecretDigest,

@@ -91,6 +91,14 @@ pub(crate) const CONSUME_CODE: &str = const_format::concatcp!(
     CODE_COLUMNS
 );
 
+/// [`CONSUME_CODE`] only for the code's own client and redirect URI.
+pub(crate) const CONSUME_BOUND_CODE: &str = const_format::concatcp!(
+    "UPDATE authorization_codes SET consumed_at = $1 \
+     WHERE digest = $2 AND consumed_at IS NULL AND expires_at > $1 \
+     AND client_id = $3 AND redirect_uri = $4 RETURNING ",
+    CODE_COLUMNS
+);
+
 /// A consumed code is a replay even after it has expired, for as long as it
 /// is kept (RFC 6749 §4.1.2). The replay is marked in the statement that reads
 /// what the exchange recorded: one still under way then fails to record
@@ -294,7 +302,7 @@ macro_rules! impl_store {
         use $crate::common::{
             CLIENT_COLUMNS, CLIENT_SETTINGS_COLUMNS, CODE_COLUMNS, DEVICE_COLUMNS, CODE_RETENTION, PURGE_BATCH, CONSENT_COLUMNS, LOGIN_FAILURE_RETENTION,
             RESOURCE_COLUMNS, RESOURCE_SETTINGS_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, digest_column, from_json, map_err,
-            parse_column, scope_column, to_json, code_from, reference_token_from, refresh_from, session_from, user_from, CONSUME_CODE, INSERT_REFERENCE_TOKEN, INSERT_REFRESH, MARK_CODE_REPLAYED, RECORD_CODE_TOKENS,
+            parse_column, scope_column, to_json, code_from, reference_token_from, refresh_from, session_from, user_from, CONSUME_BOUND_CODE, CONSUME_CODE, INSERT_REFERENCE_TOKEN, INSERT_REFRESH, MARK_CODE_REPLAYED, RECORD_CODE_TOKENS,
             ROTATE_REFRESH, SELECT_CODE, SELECT_REFERENCE_TOKEN, SELECT_REFRESH, SELECT_REVOKED_JTI, SELECT_SIGNING_KEYS, SELECT_USER, TOUCH_SESSION, stored_key_from,
         };
 
@@ -1800,6 +1808,31 @@ macro_rules! impl_store {
                         None => CodeUse::Invalid,
                     },
                 )
+            }
+
+            async fn consume_bound_code(
+                &self,
+                digest: &SecretDigest,
+                now: i64,
+                client_id: &str,
+                redirect_uri: &str,
+            ) -> StoreResult<Option<AuthorizationCode>> {
+                if let Some(direct) = self.direct() {
+                    return direct
+                        .consume_bound_code(digest, now, client_id, redirect_uri)
+                        .await;
+                }
+                sqlx::query(CONSUME_BOUND_CODE)
+                    .bind(now)
+                    .bind(digest.0.to_vec())
+                    .bind(client_id)
+                    .bind(redirect_uri)
+                    .fetch_optional(&mut *self.writer().await?)
+                    .await
+                    .map_err(map_err)?
+                    .as_ref()
+                    .map(code_from)
+                    .transpose()
             }
 
             async fn record_code_tokens(

@@ -2160,6 +2160,48 @@ async fn check_codes(store: &dyn Store) {
         })
     );
 
+    // Consumed only with its own client and redirect_uri, and only fresh;
+    // any other try changes nothing.
+    let bound = code(&user_id, &client_id, T0 + 60);
+    store.insert_code(&bound).await.expect("insert_code");
+    let consume_bound = |client_id: &str, redirect_uri: &str, now: i64| {
+        let (client_id, redirect_uri) = (client_id.to_owned(), redirect_uri.to_owned());
+        async move {
+            store
+                .consume_bound_code(&bound.digest, now, &client_id, &redirect_uri)
+                .await
+                .expect("consume_bound_code")
+        }
+    };
+    let other_client = unique("client");
+    for (client, redirect_uri, now) in [
+        (other_client.as_str(), bound.redirect_uri.as_str(), T0),
+        (client_id.as_str(), "https://app.example/cb", T0),
+        (client_id.as_str(), bound.redirect_uri.as_str(), T0 + 60),
+    ] {
+        assert_eq!(consume_bound(client, redirect_uri, now).await, None);
+    }
+    assert_eq!(
+        store
+            .authorization_code(&bound.digest)
+            .await
+            .expect("authorization_code"),
+        Some(bound.clone()),
+        "refused tries use nothing up"
+    );
+    assert_eq!(
+        consume_bound(&client_id, &bound.redirect_uri, T0 + 59).await,
+        Some(AuthorizationCode {
+            consumed_at: Some(T0 + 59),
+            ..bound.clone()
+        })
+    );
+    assert_eq!(
+        consume_bound(&client_id, &bound.redirect_uri, T0 + 59).await,
+        None,
+        "once"
+    );
+
     // The exchange's refresh token and the code's record of it, in one write.
     let exchanged = code(&user_id, &client_id, T0 + 60);
     store.insert_code(&exchanged).await.expect("insert_code");
@@ -3036,6 +3078,36 @@ async fn check_code_race(store: &Arc<dyn Store>) {
         .count();
     assert_eq!(fresh, 1, "racing exchanges of one code: {results:?}");
     assert_eq!(replayed, RACERS - 1, "the losers see a replay");
+
+    // Half bound (the exchange's first try), half plain: still one winner.
+    let c = code(&unique("user"), &unique("client"), T0 + 60);
+    store.insert_code(&c).await.expect("insert_code");
+    let results = race(store, |store, i| {
+        let c = c.clone();
+        async move {
+            if i % 2 == 0 {
+                store
+                    .consume_bound_code(&c.digest, T0, &c.client_id, &c.redirect_uri)
+                    .await
+                    .expect("racing consume_bound_code")
+                    .is_some()
+            } else {
+                matches!(
+                    store
+                        .consume_code(&c.digest, T0)
+                        .await
+                        .expect("racing consume_code"),
+                    CodeUse::Fresh(_)
+                )
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        results.iter().filter(|won| **won).count(),
+        1,
+        "bound and plain consumes of one code: {results:?}"
+    );
 }
 
 /// Concurrent writes of which some fail (a refresh token whose `jti` is

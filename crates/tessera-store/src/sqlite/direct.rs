@@ -41,9 +41,9 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{WAL_BACKSTOP_PAGES, Writer};
 use crate::common::{
-    CONSUME_CODE, Columns, INSERT_REFERENCE_TOKEN, INSERT_REFRESH, MARK_CODE_REPLAYED,
-    RECORD_CODE_TOKENS, ROTATE_REFRESH, SELECT_CODE, SELECT_REFERENCE_TOKEN, SELECT_REFRESH,
-    SELECT_REVOKED_JTI, SELECT_SIGNING_KEYS, SELECT_USER, TOUCH_SESSION, code_from,
+    CONSUME_BOUND_CODE, CONSUME_CODE, Columns, INSERT_REFERENCE_TOKEN, INSERT_REFRESH,
+    MARK_CODE_REPLAYED, RECORD_CODE_TOKENS, ROTATE_REFRESH, SELECT_CODE, SELECT_REFERENCE_TOKEN,
+    SELECT_REFRESH, SELECT_REVOKED_JTI, SELECT_SIGNING_KEYS, SELECT_USER, TOUCH_SESSION, code_from,
     reference_token_from, refresh_from, session_from, stored_key_from, to_json, unreadable,
     user_from,
 };
@@ -363,6 +363,27 @@ impl Direct {
             })
         })
         .await?
+    }
+
+    pub(crate) async fn consume_bound_code(
+        &self,
+        digest: &SecretDigest,
+        now: i64,
+        client_id: &str,
+        redirect_uri: &str,
+    ) -> StoreResult<Option<AuthorizationCode>> {
+        let digest = *digest;
+        let (client_id, redirect_uri) = (client_id.to_owned(), redirect_uri.to_owned());
+        self.write(move |c| {
+            c.prepare_cached(CONSUME_BOUND_CODE)?
+                .query_row(
+                    params![now, &digest.0[..], client_id, redirect_uri],
+                    |row| Ok(code_from(row)),
+                )
+                .optional()
+        })
+        .await?
+        .transpose()
     }
 
     pub(crate) async fn record_code_tokens(
