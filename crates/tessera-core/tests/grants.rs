@@ -19,7 +19,7 @@ use tessera_core::store::{
 };
 use tessera_core::testing::MemoryStore;
 use tessera_core::tokens::issuer::RefreshTokenClaims;
-use tessera_core::tokens::{AccessTokenClaims, Audience, TokenResponse};
+use tessera_core::tokens::{AccessTokenClaims, Audience, Rejected, TokenResponse};
 use tessera_core::{Error, ErrorCode, FixedClock, Provider, Reason, Settings, password};
 use tracing::instrument::WithSubscriber as _;
 
@@ -47,6 +47,8 @@ struct World {
     provider: Provider,
     clock: Arc<FixedClock>,
     store: Arc<MemoryStore>,
+    /// The key-encryption key, for another provider on the same store.
+    kek: String,
 }
 
 impl World {
@@ -58,7 +60,7 @@ impl World {
         Log::install_fallback();
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(FixedClock::new(T0));
-        let (kek, _) = KeyEncryptionKey::generate();
+        let (kek, kek_text) = KeyEncryptionKey::generate();
         let mut settings = Settings::new(ISSUER);
         change(&mut settings);
         let alg = settings.signing_alg;
@@ -75,6 +77,7 @@ impl World {
             provider,
             clock,
             store,
+            kek: kek_text,
         }
     }
 
@@ -1419,6 +1422,40 @@ async fn a_refresh_token_is_recorded_with_its_digest_and_its_key_must_still_be_p
         Some(successor),
         "refused before anything changed"
     );
+}
+
+#[tokio::test]
+async fn a_recorded_refresh_token_counts_only_while_its_issuer_is_this_server() {
+    let world = World::new().await;
+    let alice = world.add_user("alice").await;
+    let client = world.add_client(web_app()).await;
+    let first = world
+        .code_tokens(&client, &alice, "openid offline_access")
+        .await;
+    // The same store and keys under another issuer name.
+    let renamed = Provider::new(
+        world.store.clone(),
+        world.clock.clone(),
+        Settings::new("https://renamed.example"),
+        KeyEncryptionKey::parse(&world.kek).expect("kek"),
+    );
+    renamed
+        .keys()
+        .refresh(world.store.as_ref())
+        .await
+        .expect("keys");
+    let verdict = renamed
+        .verify_refresh_token(refresh_token(&first))
+        .await
+        .expect("verify_refresh_token");
+    assert_eq!(verdict.err(), Some(Rejected::ForeignIssuer));
+    let (claims, record) = world
+        .provider
+        .verify_refresh_token(refresh_token(&first))
+        .await
+        .expect("verify_refresh_token")
+        .expect("this server's own token");
+    assert_eq!(record.map(|r| r.jti), Some(claims.jti));
 }
 
 /// `refresh_reuse_grace` of 10 seconds, alice and the web app, and alice's

@@ -44,15 +44,18 @@ impl Grant for AuthorizationCodeGrant {
                 _ => None,
             });
         // The usual case in one statement: a fresh code of this client and
-        // redirect_uri, consumed. Any other is told apart by `consume`.
+        // redirect_uri, consumed. Any other is told apart by `consume`, as
+        // is a URI not registered as it stands (a loopback port the client
+        // chose, or text no registration has, which never reaches the
+        // statement).
         let fresh = match redirect_uri {
-            Some(uri) => {
+            Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => {
                 provider
                     .store()
                     .consume_bound_code(&digest, now, &client.id, uri)
                     .await?
             }
-            None => None,
+            _ => None,
         };
         let code = match fresh {
             Some(code) => code,

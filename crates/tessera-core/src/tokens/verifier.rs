@@ -109,12 +109,14 @@ impl Provider {
     /// record was written by this server when it signed the token, so a
     /// match shows what the signature would; it costs a SHA-256 where an
     /// ES256 verification costs about 50 µs, on a grant that signs three
-    /// tokens already. The `jti` that finds the record is read before
-    /// anything is trusted, as a lookup key only. A match counts only while
-    /// the signing key is still published (a key revoked in an emergency
-    /// fails its tokens either way) and `iss` is still this server. Any
-    /// other token (issued before digests were recorded, a successor issued
-    /// again, a forgery) is checked by its signature.
+    /// tokens already. The record is read by the `jti` the token claims
+    /// before anything is trusted, so only for a token that could be ours as
+    /// it stands: our `typ`, a key we still publish (a key revoked in an
+    /// emergency fails its tokens either way), our `iss`, and a `jti` as we
+    /// make them. Any other token, and one whose text is not the one
+    /// recorded (issued before digests were recorded, a successor issued
+    /// again, a forgery), is checked by its signature, and its record read
+    /// by the verified `jti`.
     pub async fn verify_refresh_token(
         &self,
         token: &str,
@@ -122,34 +124,41 @@ impl Provider {
         let Ok(jws) = UnverifiedJws::parse(token) else {
             return Ok(Err(Rejected::Malformed));
         };
+        let (now, max_ttl) = (self.clock().now(), self.settings().max_token_ttl);
         let claimed = typ_matches(jws.header().typ.as_deref(), REFRESH_TOKEN_TYP)
             .then(|| jws.payload_unverified::<RefreshTokenClaims>().ok())
-            .flatten();
-        let Some(claimed) = claimed else {
-            // Refused below for the reason the signature check gives.
-            return Ok(self.verify_parsed(&jws).await?.map(|claims| (claims, None)));
-        };
-        let record = self.store().refresh_token(&claimed.jti).await?;
-        let recognised = record
-            .as_ref()
-            .and_then(|r| r.token_digest.as_ref())
-            .is_some_and(|digest| digest.matches(token))
-            && jws.kid().is_some_and(|kid| {
-                let (now, max_ttl) = (self.clock().now(), self.settings().max_token_ttl);
-                self.keys()
-                    .ring()
-                    .verifying_key(kid, now, max_ttl)
-                    .is_some()
-            })
-            && claimed.iss == self.settings().issuer;
-        if recognised {
-            return Ok(Ok((claimed, record)));
+            .flatten()
+            .filter(|claimed| {
+                claimed.iss == self.settings().issuer
+                    && is_random_id(&claimed.jti)
+                    && jws.kid().is_some_and(|kid| {
+                        self.keys()
+                            .ring()
+                            .verifying_key(kid, now, max_ttl)
+                            .is_some()
+                    })
+            });
+        if let Some(claimed) = claimed {
+            let record = self.store().refresh_token(&claimed.jti).await?;
+            let recognised = record
+                .as_ref()
+                .and_then(|r| r.token_digest.as_ref())
+                .is_some_and(|digest| digest.matches(token));
+            if recognised {
+                return Ok(Ok((claimed, record)));
+            }
+            // The same payload, so the same `jti`: the record read stands.
+            return Ok(self
+                .verify_parsed::<RefreshTokenClaims>(&jws)
+                .await?
+                .map(|claims| (claims, record)));
         }
-        // The same payload, so the same `jti`: the record read stands.
-        Ok(self
-            .verify_parsed::<RefreshTokenClaims>(&jws)
-            .await?
-            .map(|claims| (claims, record)))
+        let claims = match self.verify_parsed::<RefreshTokenClaims>(&jws).await? {
+            Ok(claims) => claims,
+            Err(rejected) => return Ok(Err(rejected)),
+        };
+        let record = self.store().refresh_token(&claims.jti).await?;
+        Ok(Ok((claims, record)))
     }
 
     async fn verify_parsed<T: OwnToken>(
@@ -235,5 +244,36 @@ impl Provider {
             return Err(Rejected::ForeignIssuer);
         }
         Ok(claims)
+    }
+}
+
+/// Whether `jti` has the form of [`crate::crypto::random_id`]: 22 base64url
+/// characters.
+fn is_random_id(jti: &str) -> bool {
+    jti.len() == 22
+        && jti
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_random_id;
+    use crate::crypto::random_id;
+
+    #[test]
+    fn our_jtis_have_the_form_the_digest_path_expects() {
+        for _ in 0..64 {
+            assert!(is_random_id(&random_id()));
+        }
+        for other in [
+            "",
+            "short",
+            "a\u{0}bcdefghijklmnopqrstu",
+            "abcdefghijklmnopqrstu=",
+            "abcdefghijklmnopqrstuvw",
+        ] {
+            assert!(!is_random_id(other), "{other:?}");
+        }
     }
 }

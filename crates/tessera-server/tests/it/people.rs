@@ -354,6 +354,51 @@ async fn a_refused_refresh_does_not_use_up_the_refresh_token() {
 }
 
 #[tokio::test]
+async fn stray_text_in_a_forged_refresh_token_or_a_redirect_uri_is_invalid_grant() {
+    // Text no database can store (PostgreSQL refuses NUL) ends in a refusal,
+    // never a server error, whatever the store.
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (server, _) = start_with_alice().await;
+    let client = web_app(&server);
+    let mut browser = Browser::new(&server);
+    let first = tokens_for(&server, &mut browser, &client, "openid profile").await;
+    let (header, rest) = s(&first["refresh_token"]).split_once('.').unwrap();
+    let (payload, signature) = rest.split_once('.').unwrap();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    for jti in [
+        "\u{0}",
+        "abcdefghij\u{0}klmnopqrstu",
+        "abcdefghijklmnopqrstuv",
+    ] {
+        claims["jti"] = jti.into();
+        let forged = format!("{header}.{}.{signature}", b64(claims.to_string()));
+        let (status, body) = refresh(&server, &client, &forged, None).await;
+        assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+
+    let (code, verifier) = mint_code(&server, &mut browser, &client.0).await;
+    let stray = format!("{REDIRECT}\u{0}");
+    let (status, body) = server
+        .token_response(
+            &client.0,
+            &client.1,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &stray),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    // Refused without being used up.
+    let (status, body) = exchange(&server, &client, &code, Some(&verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
 async fn a_refresh_token_is_known_by_its_recorded_digest_else_by_its_signature() {
     // On SQLite whatever the suite runs on: the test edits the records.
     let server = TestServer::start_on_sqlite(&[]).await;
