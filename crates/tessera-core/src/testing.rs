@@ -721,17 +721,10 @@ impl CodeStore for MemoryStore {
         access_expires_at: UnixTime,
         family_id: Option<&str>,
     ) -> StoreResult<bool> {
-        let mut state = self.state().await;
-        if state.replayed_codes.contains(&digest.0) {
-            return Ok(false);
-        }
-        let Some(code) = state.codes.get_mut(&digest.0) else {
-            return Ok(false);
-        };
-        code.access_jti = Some(access_jti.to_owned());
-        code.access_expires_at = Some(access_expires_at);
-        code.family_id = family_id.map(str::to_owned);
-        Ok(true)
+        Ok(self
+            .state()
+            .await
+            .record_code(digest, access_jti, access_expires_at, family_id))
     }
 
     async fn record_code_exchange(
@@ -743,42 +736,20 @@ impl CodeStore for MemoryStore {
     ) -> StoreResult<bool> {
         // Both under one lock, as one transaction.
         let mut state = self.state().await;
-        if state.refresh_tokens.contains_key(&refresh.jti) {
-            return Err(StoreError::Conflict(format!(
-                "refresh token {:?}",
-                refresh.jti
-            )));
-        }
-        state
-            .refresh_tokens
-            .insert(refresh.jti.clone(), refresh.clone());
-        if state.replayed_codes.contains(&digest.0) {
-            return Ok(false);
-        }
-        let Some(code) = state.codes.get_mut(&digest.0) else {
-            return Ok(false);
-        };
-        code.access_jti = Some(access_jti.to_owned());
-        code.access_expires_at = Some(access_expires_at);
-        code.family_id = Some(refresh.family_id.clone());
-        Ok(true)
+        state.insert_refresh(refresh)?;
+        Ok(state.record_code(
+            digest,
+            access_jti,
+            access_expires_at,
+            Some(&refresh.family_id),
+        ))
     }
 }
 
 #[async_trait]
 impl RefreshStore for MemoryStore {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
-        let mut state = self.state().await;
-        if state.refresh_tokens.contains_key(&token.jti) {
-            return Err(StoreError::Conflict(format!(
-                "refresh token {:?}",
-                token.jti
-            )));
-        }
-        state
-            .refresh_tokens
-            .insert(token.jti.clone(), token.clone());
-        Ok(())
+        self.state().await.insert_refresh(token)
     }
 
     async fn refresh_token(&self, jti: &str) -> StoreResult<Option<RefreshToken>> {
@@ -1163,6 +1134,38 @@ impl State {
         }
         self.keys.push(key.clone());
         Ok(())
+    }
+
+    /// A new refresh token; a taken `jti` is a conflict, as the primary key.
+    fn insert_refresh(&mut self, token: &RefreshToken) -> StoreResult<()> {
+        if self.refresh_tokens.contains_key(&token.jti) {
+            return Err(StoreError::Conflict(format!(
+                "refresh token {:?}",
+                token.jti
+            )));
+        }
+        self.refresh_tokens.insert(token.jti.clone(), token.clone());
+        Ok(())
+    }
+
+    /// What a code's exchange issued, unless a replay came first.
+    fn record_code(
+        &mut self,
+        digest: &SecretDigest,
+        access_jti: &str,
+        access_expires_at: UnixTime,
+        family_id: Option<&str>,
+    ) -> bool {
+        if self.replayed_codes.contains(&digest.0) {
+            return false;
+        }
+        let Some(code) = self.codes.get_mut(&digest.0) else {
+            return false;
+        };
+        code.access_jti = Some(access_jti.to_owned());
+        code.access_expires_at = Some(access_expires_at);
+        code.family_id = family_id.map(str::to_owned);
+        true
     }
 
     /// Records a revoked `jti`; a `jti` already recorded keeps its expiry, as

@@ -1261,6 +1261,26 @@ macro_rules! impl_store {
             })
         }
 
+        /// What a code's exchange issued, unless a replay came first.
+        async fn record_code(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            digest: &SecretDigest,
+            access_jti: &str,
+            access_expires_at: i64,
+            family_id: Option<&str>,
+        ) -> StoreResult<bool> {
+            Ok(sqlx::query(RECORD_CODE_TOKENS)
+                .bind(access_jti)
+                .bind(access_expires_at)
+                .bind(family_id)
+                .bind(digest.0.to_vec())
+                .execute(conn)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+                == 1)
+        }
+
         async fn insert_refresh(
             conn: &mut <$db as sqlx::Database>::Connection,
             token: &RefreshToken,
@@ -1847,16 +1867,8 @@ macro_rules! impl_store {
                         .record_code_tokens(digest, access_jti, access_expires_at, family_id)
                         .await;
                 }
-                Ok(sqlx::query(RECORD_CODE_TOKENS)
-                .bind(access_jti)
-                .bind(access_expires_at)
-                .bind(family_id)
-                .bind(digest.0.to_vec())
-                .execute(&mut *self.writer().await?)
-                .await
-                .map_err(map_err)?
-                .rows_affected()
-                    == 1)
+                record_code(&mut *self.writer().await?, digest, access_jti, access_expires_at, family_id)
+                    .await
             }
 
             async fn record_code_exchange(
@@ -1874,16 +1886,14 @@ macro_rules! impl_store {
                 let mut conn = self.writer().await?;
                 let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
                 insert_refresh(&mut *tx, refresh).await?;
-                let recorded = sqlx::query(RECORD_CODE_TOKENS)
-                    .bind(access_jti)
-                    .bind(access_expires_at)
-                    .bind(&refresh.family_id)
-                    .bind(digest.0.to_vec())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?
-                    .rows_affected()
-                    == 1;
+                let recorded = record_code(
+                    &mut *tx,
+                    digest,
+                    access_jti,
+                    access_expires_at,
+                    Some(&refresh.family_id),
+                )
+                .await?;
                 tx.commit().await.map_err(map_err)?;
                 Ok(recorded)
             }

@@ -397,13 +397,13 @@ impl Direct {
         let access_jti = access_jti.to_owned();
         let family_id = family_id.map(str::to_owned);
         self.write(move |c| {
-            let updated = c.prepare_cached(RECORD_CODE_TOKENS)?.execute(params![
-                access_jti,
+            record_code(
+                c,
+                &digest,
+                &access_jti,
                 access_expires_at,
-                family_id,
-                &digest.0[..]
-            ])?;
-            Ok(updated == 1)
+                family_id.as_deref(),
+            )
         })
         .await
     }
@@ -422,13 +422,13 @@ impl Direct {
         let refresh = refresh.clone();
         self.write(move |c| {
             insert_refresh(c, &refresh)?;
-            let updated = c.prepare_cached(RECORD_CODE_TOKENS)?.execute(params![
-                access_jti,
+            record_code(
+                c,
+                &digest,
+                &access_jti,
                 access_expires_at,
-                refresh.family_id,
-                &digest.0[..]
-            ])?;
-            Ok(updated == 1)
+                Some(&refresh.family_id),
+            )
         })
         .await
     }
@@ -536,6 +536,23 @@ impl Direct {
     pub(crate) fn is_jti_revoked(&self, jti: &str) -> StoreResult<bool> {
         self.read(|c| c.prepare_cached(SELECT_REVOKED_JTI)?.exists([jti]))
     }
+}
+
+/// What a code's exchange issued, unless a replay came first.
+fn record_code(
+    c: &Connection,
+    digest: &SecretDigest,
+    access_jti: &str,
+    access_expires_at: i64,
+    family_id: Option<&str>,
+) -> rusqlite::Result<bool> {
+    let updated = c.prepare_cached(RECORD_CODE_TOKENS)?.execute(params![
+        access_jti,
+        access_expires_at,
+        family_id,
+        &digest.0[..]
+    ])?;
+    Ok(updated == 1)
 }
 
 fn insert_refresh(c: &Connection, token: &RefreshToken) -> rusqlite::Result<()> {
